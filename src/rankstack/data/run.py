@@ -1,0 +1,223 @@
+"""Runs: ranked results per query, stored columnar (arrays of doc numbers and scores).
+
+Doc numbers index a doc-id table (an index's id store, or an in-memory list for runs read from
+files); external ids are resolved only when written out or evaluated. Within a query, hits are
+sorted by descending score, ties broken by ascending doc number.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, NamedTuple, Protocol, Sequence
+
+import numpy as np
+
+from rankstack.data.files import PathLike, numbered_lines, open_text
+from rankstack.errors import InputError
+
+
+class DocIds(Protocol):
+    """Maps internal doc numbers to external document ids."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, docno: int) -> str: ...
+
+    def take(self, docnos: np.ndarray) -> list[str]: ...
+
+
+class IdList:
+    """An in-memory DocIds table that also maps ids back to doc numbers."""
+
+    def __init__(self, ids: Iterable[str] = ()):
+        self._ids: list[str] = []
+        self._numbers: dict[str, int] = {}
+        for doc_id in ids:
+            self.number(doc_id)
+
+    def number(self, doc_id: str) -> int:
+        """The doc number of `doc_id`, allocating a new one for an unseen id."""
+        n = self._numbers.get(doc_id)
+        if n is None:
+            n = self._numbers[doc_id] = len(self._ids)
+            self._ids.append(doc_id)
+        return n
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, docno: int) -> str:
+        return self._ids[docno]
+
+    def take(self, docnos: np.ndarray) -> list[str]:
+        ids = self._ids
+        return [ids[i] for i in docnos.tolist()]
+
+
+class Hits(NamedTuple):
+    docnos: np.ndarray  # int32
+    scores: np.ndarray  # float32
+
+
+def sort_hits(docnos: np.ndarray, scores: np.ndarray) -> Hits:
+    """Sort by descending score, ties by ascending doc number."""
+    docnos = np.asarray(docnos, dtype=np.int32)
+    scores = np.asarray(scores, dtype=np.float32)
+    order = np.lexsort((docnos, -scores))
+    return Hits(docnos[order], scores[order])
+
+
+class Run(Mapping[str, Hits]):
+    """Ranked hits for each query, in query order."""
+
+    def __init__(self, results: Mapping[str, tuple[np.ndarray, np.ndarray]], doc_ids: DocIds,
+                 name: str = "run", presorted: bool = False):
+        self.doc_ids = doc_ids
+        self.name = name
+        self._results: dict[str, Hits] = {}
+        for qid, (docnos, scores) in results.items():
+            if len(docnos) != len(scores):
+                raise InputError(f"query {qid!r}: {len(docnos)} doc numbers but {len(scores)} scores")
+            self._results[qid] = (Hits(np.asarray(docnos, dtype=np.int32), np.asarray(scores, dtype=np.float32))
+                                  if presorted else sort_hits(docnos, scores))
+
+    def __getitem__(self, qid: str) -> Hits:
+        try:
+            return self._results[qid]
+        except KeyError:
+            raise KeyError(f"query {qid!r} is not in run {self.name!r}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def num_hits(self) -> int:
+        return sum(len(h.docnos) for h in self._results.values())
+
+    def ids(self, qid: str) -> list[str]:
+        """External doc ids of a query's hits, best first."""
+        return self.doc_ids.take(self[qid].docnos)
+
+    def hits(self, qid: str) -> list[tuple[str, float]]:
+        """(doc id, score) pairs of a query's hits, best first."""
+        h = self[qid]
+        return list(zip(self.doc_ids.take(h.docnos), h.scores.tolist()))
+
+    def cut(self, k: int) -> "Run":
+        """The top `k` hits of each query."""
+        if k < 1:
+            raise InputError(f"cut-off must be at least 1, got {k}")
+        return Run({q: (h.docnos[:k], h.scores[:k]) for q, h in self._results.items()},
+                   self.doc_ids, name=self.name, presorted=True)
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """{qid: {doc id: score}}, the form evaluation tools take."""
+        return {q: dict(self.hits(q)) for q in self._results}
+
+    def __repr__(self) -> str:
+        return f"Run({self.name!r}, {len(self)} queries, {self.num_hits()} hits)"
+
+    # --- construction from external ids --------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, results: Mapping[str, Mapping[str, float] | Sequence[tuple[str, float]]],
+                  name: str = "run") -> "Run":
+        """Build a run from {qid: {doc id: score}} or {qid: [(doc id, score), ...]}."""
+        ids = IdList()
+        columns = {}
+        for qid, hits in results.items():
+            pairs = hits.items() if isinstance(hits, Mapping) else hits
+            docnos, scores = [], []
+            for doc_id, score in pairs:
+                docnos.append(ids.number(str(doc_id)))
+                scores.append(score)
+            if len(set(docnos)) != len(docnos):
+                raise InputError(f"query {qid!r} lists a document more than once")
+            columns[str(qid)] = (np.array(docnos, dtype=np.int32), np.array(scores, dtype=np.float32))
+        return cls(columns, ids, name=name)
+
+    # --- readers and writers -------------------------------------------------------------------
+
+    @classmethod
+    def read(cls, path: PathLike, name: str | None = None) -> "Run":
+        """Read a run in TREC format (``qid Q0 docid rank score tag``) or rankstack's JSONL."""
+        path = Path(path)
+        if path.name.removesuffix(".gz").endswith(".jsonl"):
+            return cls.read_jsonl(path, name)
+        return cls.read_trec(path, name)
+
+    @classmethod
+    def read_trec(cls, path: PathLike, name: str | None = None) -> "Run":
+        """Read a TREC run file. Hits are ordered by score; tied scores keep the file's order, with a
+        warning, since trec_eval itself orders ties by descending doc id when evaluating."""
+        path = Path(path)
+        ids = IdList()
+        per_query: dict[str, tuple[list[int], list[float], list[int]]] = {}
+        seen: dict[str, set[int]] = {}
+        tag = None
+        for line, text in numbered_lines(path):
+            cols = text.split()
+            if len(cols) != 6:
+                raise InputError(f"expected 6 columns 'qid Q0 docid rank score tag', found {len(cols)}", path, line)
+            qid, _, doc_id, rank, score, tag = cols
+            try:
+                score_value, rank_value = float(score), int(rank)
+            except ValueError:
+                raise InputError(f"rank {rank!r} or score {score!r} is not a number", path, line) from None
+            docno = ids.number(doc_id)
+            if docno in seen.setdefault(qid, set()):
+                raise InputError(f"document {doc_id!r} appears twice for query {qid!r}", path, line)
+            seen[qid].add(docno)
+            docnos, scores, ranks = per_query.setdefault(qid, ([], [], []))
+            docnos.append(docno)
+            scores.append(score_value)
+            ranks.append(rank_value)
+        if not per_query:
+            raise InputError("empty run file", path)
+        columns, tied = {}, 0
+        for qid, (docnos, scores, ranks) in per_query.items():
+            d, s, r = np.array(docnos, np.int32), np.array(scores, np.float32), np.array(ranks)
+            order = np.lexsort((r, -s))
+            d, s = d[order], s[order]
+            tied += bool(np.any(s[1:] == s[:-1]))
+            columns[qid] = (d, s)
+        if tied:
+            warnings.warn(f"{path}: {tied} of {len(columns)} queries have tied scores; rankstack keeps the "
+                          "file's rank order for them, while trec_eval (and so evaluation) orders ties by "
+                          "descending doc id", stacklevel=2)
+        return cls(columns, ids, name=name or path.stem, presorted=True)
+
+    @classmethod
+    def read_jsonl(cls, path: PathLike, name: str | None = None) -> "Run":
+        """Read rankstack's JSONL run: one line per query, ``{"qid", "hits": [[doc id, score], ...]}``."""
+        from rankstack.data.files import json_lines
+
+        path = Path(path)
+        results = {}
+        for line, obj in json_lines(path):
+            if "qid" not in obj or not isinstance(obj.get("hits"), list):
+                raise InputError("expected {'qid': ..., 'hits': [[doc id, score], ...]}", path, line)
+            try:
+                results[str(obj["qid"])] = [(str(d), float(s)) for d, s in obj["hits"]]
+            except (TypeError, ValueError):
+                raise InputError("each hit must be a [doc id, score] pair", path, line) from None
+        return cls.from_dict(results, name=name or path.stem)
+
+    def write_trec(self, path: PathLike, tag: str | None = None) -> None:
+        """Write the run in TREC format; ranks start at 1."""
+        tag = (tag or self.name or "rankstack").replace(" ", "_")
+        with open_text(path, "w") as f:
+            for qid, h in self._results.items():
+                ids = self.doc_ids.take(h.docnos)
+                f.writelines(f"{qid} Q0 {d} {r} {s:.6f} {tag}\n"
+                             for r, (d, s) in enumerate(zip(ids, h.scores.tolist()), start=1))
+
+    def write_jsonl(self, path: PathLike) -> None:
+        with open_text(path, "w") as f:
+            for qid in self._results:
+                f.write(json.dumps({"qid": qid, "hits": [[d, round(s, 6)] for d, s in self.hits(qid)]},
+                                   ensure_ascii=False) + "\n")

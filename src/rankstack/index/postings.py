@@ -1,0 +1,323 @@
+"""Block-compressed posting lists: building (`encode_postings`) and decoding.
+
+Format (version 1). Each term's posting list is cut into blocks of ``BLOCK`` (128) postings.
+A block is stored in ``data`` (uint32 words) as
+
+* first block of a term: one word holding its first docno, then the ``n-1`` following docno
+  gaps; other blocks: ``n`` gaps, the first relative to the previous block's last docno;
+  a gap is stored as ``doc[i] - doc[i-1] - 1``, bit-packed LSB-first at ``block_doc_bits`` bits;
+* then the ``n`` values minus one, bit-packed at ``block_val_bits`` bits, starting on a new word.
+
+Width 0 takes no words (all gaps 1 / all values 1). ``data`` ends with two zero words so a
+decoder may always read the word after the one it needs.
+
+Arrays returned by `encode_postings` (all one-dimensional):
+
+===================  ========  ===================================================================
+``meta``             int64[4]  format version, mode (0 BM25, 1 impact), number of docs, block size
+``term_blocks``      int32     [V+1] range of each term's blocks
+``term_last_count``  uint8     [V] postings in the term's last block (df = 128*(blocks-1) + this)
+``term_ub_offsets``  int32     [V+1] range of each term's upper-bound points (terms of 2+ blocks
+                               only; a one-block term is bounded by its block's metadata)
+``ub_values``        uint32    BM25: Pareto frontier of (tf, doc length) over the list (no point
+``ub_lengths``       int32     has both a smaller tf and a longer doc than another); impact: (max, 0)
+``block_last``       int32     [B] last docno of each block (for skipping)
+``block_offsets``    uint32    [B] first word of each block in ``data``
+``block_doc_bits``   uint8     [B] gap bit width
+``block_val_bits``   uint8     [B] value bit width
+``block_max``        uint16    [B] largest value (tf or impact) in the block; BM25 tfs saturate at
+                               65535, which means "any tf" (bound: ``w``)
+``block_min_len``    uint16    [B] shortest doc in the block, saturated (BM25; empty for impact)
+``data``             uint32    packed gaps and values
+===================  ========  ===================================================================
+
+Nothing stored depends on avgdl, k1, b or idf: a BM25 upper bound for weight ``w`` is
+``w * tf / (tf + norm(len))`` evaluated at the frontier points (term) or at
+(``block_max``, ``block_min_len``) (block), with ``norm(len) = k1 * (1 - b + b * len / avgdl)``.
+Impact values must be at most 65535.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from rankstack.errors import InputError
+
+FORMAT_VERSION = 1
+BLOCK = 128
+MODE_BM25 = 0
+MODE_IMPACT = 1
+MODES = {"bm25": MODE_BM25, "impact": MODE_IMPACT}
+ARRAY_NAMES = (
+    "meta", "term_blocks", "term_last_count", "term_ub_offsets", "ub_values", "ub_lengths", "block_last",
+    "block_offsets", "block_doc_bits", "block_val_bits", "block_max", "block_min_len", "data",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding primitives (also used by the query kernels)
+
+
+@njit(cache=True, nogil=True)
+def decode_block_docs(block_offsets, block_doc_bits, block_last, data, b, first, n, out) -> None:
+    """Write the ``n`` docnos of block ``b`` into ``out[:n]``; ``first``: b is its term's first."""
+    off = np.int64(block_offsets[b])
+    w = np.int64(block_doc_bits[b])
+    mask = (np.int64(1) << w) - 1
+    if first:
+        doc = np.int64(data[off])
+        out[0] = doc
+        off += 1
+        start = 1
+    else:
+        doc = np.int64(block_last[b - 1])
+        start = 0
+    bit = np.int64(0)
+    for i in range(start, n):
+        word = off + (bit >> 5)
+        x = np.int64(data[word]) | (np.int64(data[word + 1]) << 32)
+        doc += ((x >> (bit & 31)) & mask) + 1
+        out[i] = doc
+        bit += w
+
+
+@njit(cache=True, nogil=True)
+def decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, first, n, out) -> None:
+    """Write the ``n`` values of block ``b`` into ``out[:n]``."""
+    ngaps = n - 1 if first else n
+    off = np.int64(block_offsets[b]) + (1 if first else 0) + ((ngaps * np.int64(block_doc_bits[b]) + 31) >> 5)
+    w = np.int64(block_val_bits[b])
+    mask = (np.int64(1) << w) - 1
+    bit = np.int64(0)
+    for i in range(n):
+        word = off + (bit >> 5)
+        x = np.int64(data[word]) | (np.int64(data[word + 1]) << 32)
+        out[i] = ((x >> (bit & 31)) & mask) + 1
+        bit += w
+
+
+@njit(cache=True, nogil=True)
+def _decode_term(term_blocks, term_last_count, block_offsets, block_doc_bits, block_val_bits, block_last, data, t):
+    first, end = np.int64(term_blocks[t]), np.int64(term_blocks[t + 1])
+    df = (end - first - 1) * BLOCK + np.int64(term_last_count[t]) if end > first else 0
+    docs = np.empty(df, np.int32)
+    vals = np.empty(df, np.uint32)
+    for b in range(first, end):
+        s = (b - first) * BLOCK
+        n = min(BLOCK, df - s)
+        decode_block_docs(block_offsets, block_doc_bits, block_last, data, b, b == first, n, docs[s:s + n])
+        decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, b == first, n, vals[s:s + n])
+    return docs, vals
+
+
+def decode_term(arrays: dict[str, np.ndarray], term_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one term's posting list: (docnos int32, values uint32)."""
+    a = arrays
+    return _decode_term(a["term_blocks"], a["term_last_count"], a["block_offsets"], a["block_doc_bits"],
+                        a["block_val_bits"], a["block_last"], a["data"], int(term_id))
+
+
+# ---------------------------------------------------------------------------------------------
+# encoding
+
+
+@njit(cache=True, inline="always")
+def _bits(x: int) -> int:
+    """Bit length of a non-negative int64."""
+    n = 0
+    while x > 0:
+        n += 1
+        x >>= 1
+    return n
+
+
+@njit(cache=True)
+def _pack(data, off: int, vals, w: int) -> int:
+    """OR ``vals`` (int64, < 2**w) into ``data`` from word ``off``; return the next free word."""
+    bit = np.int64(0)
+    for v in vals:
+        word = off + (bit >> 5)
+        sh = bit & 31
+        data[word] |= np.uint32((v << sh) & 0xFFFFFFFF)
+        if sh + w > 32:
+            data[word + 1] |= np.uint32(v >> (32 - sh))
+        bit += w
+    return off + ((bit + 31) >> 5)
+
+
+@njit(cache=True)
+def _encode(term_offsets, docnos, values, lengths, bm25: bool):
+    V = term_offsets.shape[0] - 1
+    term_blocks = np.zeros(V + 1, np.int64)
+    for t in range(V):
+        df = term_offsets[t + 1] - term_offsets[t]
+        term_blocks[t + 1] = term_blocks[t] + (df + BLOCK - 1) // BLOCK
+    B = term_blocks[V]
+    block_last = np.empty(B, np.int32)
+    block_words = np.empty(B, np.int64)
+    dbits = np.empty(B, np.uint8)
+    vbits = np.empty(B, np.uint8)
+    bmax = np.empty(B, np.uint16)
+    bminlen = np.empty(B if bm25 else 0, np.uint16)
+    gaps = np.empty(BLOCK, np.int64)
+    # pass 1: widths, sizes and block maxima
+    for t in range(V):
+        p0, p1 = term_offsets[t], term_offsets[t + 1]
+        for b in range(term_blocks[t], term_blocks[t + 1]):
+            s = p0 + (b - term_blocks[t]) * BLOCK
+            e = min(s + BLOCK, p1)
+            first = b == term_blocks[t]
+            prev = np.int64(docnos[s]) if first else np.int64(docnos[s - 1])
+            gmax, vmax, minlen = 0, 0, 2**31 - 1
+            for p in range(s + (1 if first else 0), e):
+                gmax = max(gmax, np.int64(docnos[p]) - prev - 1)
+                prev = docnos[p]
+            for p in range(s, e):
+                vmax = max(vmax, np.int64(values[p]))
+                if bm25:
+                    minlen = min(minlen, np.int64(lengths[docnos[p]]))
+            block_last[b] = docnos[e - 1]
+            dbits[b] = _bits(gmax)
+            vbits[b] = _bits(vmax - 1)
+            bmax[b] = min(vmax, 65535)
+            if bm25:
+                bminlen[b] = min(minlen, 65535)
+            ng = e - s - (1 if first else 0)
+            block_words[b] = (1 if first else 0) + (ng * dbits[b] + 31) // 32 + ((e - s) * vbits[b] + 31) // 32
+    block_offsets = np.empty(B, np.int64)
+    total = 0
+    for b in range(B):
+        block_offsets[b] = total
+        total += block_words[b]
+    data = np.zeros(total + 2, np.uint32)
+    # pass 2: pack
+    for t in range(V):
+        p0, p1 = term_offsets[t], term_offsets[t + 1]
+        for b in range(term_blocks[t], term_blocks[t + 1]):
+            s = p0 + (b - term_blocks[t]) * BLOCK
+            e = min(s + BLOCK, p1)
+            off = block_offsets[b]
+            first = b == term_blocks[t]
+            if first:
+                data[off] = docnos[s]
+                off += 1
+                prev = np.int64(docnos[s])
+                g0 = s + 1
+            else:
+                prev = np.int64(docnos[s - 1])
+                g0 = s
+            ng = e - g0
+            for p in range(g0, e):
+                gaps[p - g0] = np.int64(docnos[p]) - prev - 1
+                prev = docnos[p]
+            off = _pack(data, off, gaps[:ng], dbits[b])
+            for p in range(s, e):
+                gaps[p - s] = np.int64(values[p]) - 1
+            _pack(data, off, gaps[:e - s], vbits[b])
+    # per-term upper-bound points
+    ub_off = np.zeros(V + 1, np.int64)
+    ub_val = np.empty(docnos.shape[0], np.uint32)
+    ub_len = np.empty(docnos.shape[0], np.int32)
+    nf = 0
+    for t in range(V):
+        p0, p1 = term_offsets[t], term_offsets[t + 1]
+        if p1 - p0 <= BLOCK:
+            pass  # bounded by its only block
+        elif not bm25:
+            vmax = 0
+            for p in range(p0, p1):
+                vmax = max(vmax, np.int64(values[p]))
+            ub_val[nf] = vmax
+            ub_len[nf] = 0
+            nf += 1
+        else:
+            # Pareto frontier: sort by (tf desc, len asc), keep points shorter than all before
+            key = np.empty(p1 - p0, np.int64)
+            for p in range(p0, p1):
+                key[p - p0] = ((np.int64(0xFFFFFFFF) - np.int64(values[p])) << 31) | np.int64(lengths[docnos[p]])
+            best = np.int64(2**31)
+            for j in np.argsort(key):
+                ln = np.int64(lengths[docnos[p0 + j]])
+                if ln < best:
+                    best = ln
+                    ub_val[nf] = values[p0 + j]
+                    ub_len[nf] = ln
+                    nf += 1
+        ub_off[t + 1] = nf
+    return (term_blocks, block_last, block_offsets, dbits, vbits, bmax, bminlen, data,
+            ub_off, ub_val[:nf].copy(), ub_len[:nf].copy())
+
+
+def encode_postings(term_offsets: np.ndarray, docnos: np.ndarray, values: np.ndarray,
+                    doc_lengths: np.ndarray | None, mode: str) -> dict[str, np.ndarray]:
+    """Compress CSR posting lists into the block format described in the module docstring.
+
+    ``term_offsets`` int64[V+1], ``docnos`` int32[P] ascending within each term, ``values``
+    uint32[P] >= 1 (tf in ``mode="bm25"``, quantised impact in ``mode="impact"``),
+    ``doc_lengths`` int32[N] (required in BM25 mode; gives N in both modes when given).
+    """
+    if mode not in MODES:
+        raise InputError(f"unknown postings mode {mode!r} (expected 'bm25' or 'impact')")
+    bm25 = mode == "bm25"
+    offs = np.ascontiguousarray(term_offsets, dtype=np.int64)
+    docs = np.ascontiguousarray(docnos, dtype=np.int32)
+    vals = np.ascontiguousarray(values, dtype=np.uint32)
+    P = docs.shape[0]
+    if offs.ndim != 1 or offs.shape[0] < 1 or offs[0] != 0 or offs[-1] != P or np.any(np.diff(offs) < 0):
+        raise InputError("term_offsets must be non-decreasing, start at 0 and end at len(docnos)")
+    if vals.shape[0] != P:
+        raise InputError("docnos and values differ in length")
+    if P and vals.min() < 1:
+        raise InputError("posting values must be >= 1")
+    if P and not bm25 and vals.max() > 65535:
+        raise InputError("impact values must be <= 65535")
+    if P and (docs.min() < 0 or docs.max() >= 2**31 - 1):
+        raise InputError("docnos must be >= 0 and < 2**31 - 1")
+    step = np.diff(docs.astype(np.int64))
+    starts = np.zeros(P, bool)
+    starts[offs[:-1][offs[:-1] < P]] = True
+    if np.any((step <= 0) & ~starts[1:]):
+        raise InputError("docnos must be strictly ascending within each posting list")
+    if doc_lengths is not None:
+        lengths = np.ascontiguousarray(doc_lengths, dtype=np.int32)
+        n_docs = lengths.shape[0]
+        if P and docs.max() >= n_docs:
+            raise InputError("a docno is not below len(doc_lengths)")
+        if n_docs and lengths.min() < 0:
+            raise InputError("doc_lengths must be >= 0")
+    elif bm25:
+        raise InputError("BM25 postings need doc_lengths")
+    else:
+        lengths = np.zeros(0, np.int32)
+        n_docs = int(docs.max()) + 1 if P else 0
+    (term_blocks, block_last, block_offsets, dbits, vbits, bmax, bminlen, data,
+     ub_off, ub_val, ub_len) = _encode(offs, docs, vals, lengths, bm25)
+    if data.shape[0] > 2**32 or term_blocks[-1] >= 2**31 or ub_off[-1] >= 2**31:
+        raise InputError("segment too large for postings format 1 (split it into more segments)")
+    return {
+        "meta": np.array([FORMAT_VERSION, MODES[mode], n_docs, BLOCK], np.int64),
+        "term_blocks": term_blocks.astype(np.int32),
+        "term_last_count": np.where(np.diff(offs) > 0, (np.diff(offs) - 1) % BLOCK + 1, 0).astype(np.uint8),
+        "term_ub_offsets": ub_off.astype(np.int32),
+        "ub_values": ub_val,
+        "ub_lengths": ub_len,
+        "block_last": block_last,
+        "block_offsets": block_offsets.astype(np.uint32),
+        "block_doc_bits": dbits,
+        "block_val_bits": vbits,
+        "block_max": bmax,
+        "block_min_len": bminlen,
+        "data": data,
+    }
+
+
+def term_df(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Number of postings of every term (int64[V])."""
+    nb = np.diff(np.asarray(arrays["term_blocks"]).astype(np.int64))
+    return np.where(nb > 0, (nb - 1) * BLOCK + arrays["term_last_count"], 0)
+
+
+def postings_nbytes(arrays: dict[str, np.ndarray]) -> int:
+    """Total bytes of all arrays of an encoded segment."""
+    return int(sum(np.asarray(arrays[name]).nbytes for name in ARRAY_NAMES))

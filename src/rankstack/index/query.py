@@ -1,0 +1,144 @@
+"""`SegmentSearcher`: top-k retrieval over one segment's compressed postings."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numba
+import numpy as np
+
+from rankstack.errors import IndexFormatError, InputError
+from rankstack.index import kernels
+from rankstack.index.postings import FORMAT_VERSION, MODE_BM25
+
+_BATCH_CELLS = 1 << 22  # max queries*k result cells per parallel kernel call
+
+
+class SegmentSearcher:
+    """Holds one segment's posting arrays (plain or memory-mapped) and runs the query kernels.
+
+    ``arrays``: the dict from `encode_postings` (or its arrays loaded back); ``doc_lengths``
+    int32[N] (needed in BM25 mode to compute norms); ``live`` bool[N] (False: deleted) or None.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], doc_lengths: np.ndarray | None = None,
+                 live: np.ndarray | None = None):
+        meta = np.asarray(arrays["meta"])
+        if int(meta[0]) != FORMAT_VERSION:
+            raise IndexFormatError(f"postings format {int(meta[0])}, expected {FORMAT_VERSION}")
+        self.mode = int(meta[1])
+        self.n_docs = int(meta[2])
+        self._seg = tuple(np.asarray(arrays[name]) for name in kernels.SEGMENT_ARRAYS)
+        self.num_terms = self._seg[0].shape[0] - 1
+        self.doc_lengths = None if doc_lengths is None else np.asarray(doc_lengths, dtype=np.int32)
+        if self.doc_lengths is not None and self.doc_lengths.shape[0] != self.n_docs:
+            raise InputError(f"doc_lengths has {self.doc_lengths.shape[0]} entries, segment has {self.n_docs} docs")
+        if self.mode == MODE_BM25 and self.doc_lengths is None:
+            raise InputError("a BM25 segment needs doc_lengths")
+        if live is None:
+            self.live = np.zeros(0, np.bool_)
+        else:
+            self.live = np.ascontiguousarray(live, dtype=np.bool_)
+            if self.live.shape[0] != self.n_docs:
+                raise InputError(f"live has {self.live.shape[0]} entries, segment has {self.n_docs} docs")
+        self._norm_key: tuple | None = None
+        self._norm = np.zeros(0, np.float32)
+
+    # -- parameters ----------------------------------------------------------------------------
+
+    def norm(self, k1: float = 1.2, b: float = 0.75, avgdl: float | None = None) -> np.ndarray:
+        """float32 ``k1*(1-b+b*len/avgdl)`` per doc (cached for the last parameters)."""
+        avgdl = self._avgdl(avgdl)
+        key = (float(k1), float(b), avgdl)
+        if key != self._norm_key:
+            self._norm = (k1 * (1.0 - b + b * self.doc_lengths.astype(np.float64) / avgdl)).astype(np.float32)
+            self._norm_key = key
+        return self._norm
+
+    def _avgdl(self, avgdl: float | None) -> float:
+        if avgdl is None:
+            avgdl = float(self.doc_lengths.mean()) if self.doc_lengths is not None and self.n_docs else 1.0
+        return float(avgdl) if avgdl > 0 else 1.0
+
+    def _params(self, k1: float, b: float, avgdl: float | None, norm: np.ndarray | None):
+        """(norm, norm_a, norm_b) for the kernels."""
+        if self.mode != MODE_BM25:
+            return np.zeros(0, np.float32), 0.0, 0.0
+        if not (k1 >= 0 and 0 <= b <= 1):
+            raise InputError(f"BM25 needs k1 >= 0 and 0 <= b <= 1 (got k1={k1}, b={b})")
+        avgdl = self._avgdl(avgdl)
+        if norm is None:
+            norm = self.norm(k1, b, avgdl)
+        else:  # caller's norm: must have been computed from the same k1, b, avgdl
+            norm = np.ascontiguousarray(norm, dtype=np.float32)
+            if norm.shape[0] != self.n_docs:
+                raise InputError(f"norm has {norm.shape[0]} entries, segment has {self.n_docs} docs")
+        return norm, k1 * (1.0 - b), k1 * b / avgdl
+
+    def _query(self, term_ids, weights) -> tuple[np.ndarray, np.ndarray]:
+        t = np.ascontiguousarray(term_ids, dtype=np.int32)
+        w = np.ascontiguousarray(weights, dtype=np.float32)
+        if t.ndim != 1 or t.shape != w.shape:
+            raise InputError("term_ids and weights must be 1-d arrays of equal length")
+        if t.size and (t.min() < 0 or t.max() >= self.num_terms):
+            raise InputError("term id out of range for this segment")
+        if w.size and not (np.all(w >= 0) and np.all(np.isfinite(w))):
+            raise InputError("query weights must be finite and >= 0")
+        return t, w
+
+    # -- search ----------------------------------------------------------------------------------
+
+    def search(self, term_ids: np.ndarray, weights: np.ndarray, k: int = 10, *, algorithm: str = "maxscore",
+               theta: float = 1.0, k1: float = 1.2, b: float = 0.75, avgdl: float | None = None,
+               norm: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (docnos int32, scores float32) for one query, best first (ties: lower docno).
+
+        ``algorithm``: "maxscore", "bmw" or "exhaustive"; ``theta`` >= 1 trades recall for speed
+        (1 = exact); BM25 norms come from ``k1``, ``b``, ``avgdl`` (default: the segment's mean
+        length) unless ``norm`` is given, which must have been computed from those same values.
+        """
+        algo, k, theta = _check(algorithm, k, theta)
+        t, w = self._query(term_ids, weights)
+        nrm, na, nb = self._params(k1, b, avgdl, norm)
+        return kernels.search(*self._seg, self.mode, self.n_docs, algo, t, w, nrm, na, nb, self.live, k, theta)
+
+    def search_batch(self, queries: Sequence[tuple[np.ndarray, np.ndarray]], k: int = 10, *,
+                     algorithm: str = "maxscore", theta: float = 1.0, k1: float = 1.2, b: float = 0.75,
+                     avgdl: float | None = None, norm: np.ndarray | None = None,
+                     threads: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`search` for many (term_ids, weights) queries on ``threads`` cores (default: all)."""
+        algo, k, theta = _check(algorithm, k, theta)
+        nrm, na, nb = self._params(k1, b, avgdl, norm)
+        parsed = [self._query(t, w) for t, w in queries]
+        width = max(1, min(k, self.n_docs))
+        step = max(1, _BATCH_CELLS // width)
+        old = numba.get_num_threads()
+        if threads is not None:
+            numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        try:
+            for c in range(0, len(parsed), step):
+                chunk = parsed[c:c + step]
+                offsets = np.zeros(len(chunk) + 1, np.int64)
+                offsets[1:] = np.cumsum([t.shape[0] for t, _ in chunk])
+                terms = np.concatenate([t for t, _ in chunk]) if chunk else np.zeros(0, np.int32)
+                weights = np.concatenate([w for _, w in chunk]) if chunk else np.zeros(0, np.float32)
+                docs = np.empty((len(chunk), width), np.int32)
+                scores = np.empty((len(chunk), width), np.float32)
+                counts = np.zeros(len(chunk), np.int64)
+                kernels.search_batch(*self._seg, self.mode, self.n_docs, algo, offsets, terms, weights,
+                                     nrm, na, nb, self.live, k, theta, docs, scores, counts)
+                out.extend((docs[q, :counts[q]].copy(), scores[q, :counts[q]].copy()) for q in range(len(chunk)))
+        finally:
+            numba.set_num_threads(old)
+        return out
+
+
+def _check(algorithm: str, k: int, theta: float) -> tuple[int, int, float]:
+    if algorithm not in kernels.ALGORITHMS:
+        raise InputError(f"unknown algorithm {algorithm!r} (expected one of {sorted(kernels.ALGORITHMS)})")
+    if int(k) < 1:
+        raise InputError(f"k must be >= 1 (got {k})")
+    if not theta >= 1.0:
+        raise InputError(f"theta must be >= 1 (got {theta})")
+    return kernels.ALGORITHMS[algorithm], int(k), float(theta)

@@ -1,0 +1,161 @@
+"""Immutable index segments: building one from documents' terms, and reading one back memory-mapped.
+
+A segment directory holds its vocabulary and doc-id tables (StringTable), document lengths, the
+compressed postings (rankstack.index.postings) and, optionally, the stored documents. Segments never
+change once written; deletions live in separate tombstone files named by the manifest.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from array import array
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from rankstack.errors import IndexFormatError, InputError
+from rankstack.index import lucene, postings
+from rankstack.index.storage import fsync_dir, load_array, save_arrays
+from rankstack.index.strings import StringTable
+
+SEGMENT_FORMAT = 1
+MODES = ("bm25", "impact")
+
+
+class SegmentBuilder:
+    """Accumulates documents in memory as compact arrays, then writes them as one segment.
+
+    mode "bm25": each document is a sequence of terms (repeats = term frequency).
+    mode "impact": each document maps terms to positive integer impacts (quantised weights).
+    """
+
+    def __init__(self, mode: str, store: bool, length_norm: str = "exact"):
+        if mode not in MODES:
+            raise InputError(f"unknown index mode {mode!r} (expected one of {MODES})")
+        self.mode, self.store, self.length_norm = mode, store, length_norm
+        self.vocab: dict[str, int] = {}
+        self.doc_ids: list[str] = []
+        self.doc_locations: list[str] = []
+        self.stored: list[str] = []
+        self._term_ids = array("i")
+        self._values = array("I")
+        self._lengths = array("i")
+        self._num_terms = array("i")
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self._term_ids)
+
+    def add(self, doc_id: str, terms: Sequence[str] | Mapping[str, int], stored: str | None = None,
+            location: str = "") -> None:
+        vocab = self.vocab
+        if self.mode == "bm25":
+            ids = [vocab.setdefault(t, len(vocab)) for t in terms]
+            self._term_ids.extend(ids)
+            self._lengths.append(len(ids))
+            self._num_terms.append(len(ids))
+        else:
+            for term, impact in terms.items():
+                if not (isinstance(impact, (int, np.integer)) and 0 < impact < 2**32):
+                    raise InputError(f"document {doc_id!r}: impact of {term!r} must be a positive integer, "
+                                     f"got {impact!r}")
+                self._term_ids.append(vocab.setdefault(term, len(vocab)))
+                self._values.append(int(impact))
+            self._lengths.append(len(terms))
+            self._num_terms.append(len(terms))
+        self.doc_ids.append(doc_id)
+        self.doc_locations.append(location)
+        if self.store:
+            self.stored.append(stored or "")
+
+    def write(self, directory: Path) -> dict:
+        """Write the segment into a new directory (fsynced); return its metadata."""
+        directory.mkdir(parents=True)
+        num_docs = len(self.doc_ids)
+        lengths = np.frombuffer(self._lengths, dtype=np.int32) if num_docs else np.zeros(0, np.int32)
+        term_ids = np.frombuffer(self._term_ids, dtype=np.int32) if len(self._term_ids) else np.zeros(0, np.int32)
+        counts = np.frombuffer(self._num_terms, dtype=np.int32) if num_docs else np.zeros(0, np.int32)
+        docs = np.repeat(np.arange(num_docs, dtype=np.int64), counts)
+        keys = term_ids.astype(np.int64) * max(num_docs, 1) + docs
+        if self.mode == "bm25":
+            keys, values = np.unique(keys, return_counts=True)
+        else:
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            values = np.frombuffer(self._values, dtype=np.uint32)[order]
+            if len(keys) and np.any(keys[1:] == keys[:-1]):
+                raise InputError("a document lists the same term twice")
+        post_terms = (keys // max(num_docs, 1)).astype(np.int64)
+        post_docs = (keys % max(num_docs, 1)).astype(np.int32)
+        term_offsets = np.zeros(len(self.vocab) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(post_terms, minlength=len(self.vocab)), out=term_offsets[1:])
+        # Scoring sees lengths as Lucene stores them (one lossy byte) when asked; avgdl uses exact sums.
+        scoring_lengths = lucene.quantise_lengths(lengths).astype(np.int32) if self.length_norm == "lucene" \
+            else lengths
+        encoded = postings.encode_postings(term_offsets, post_docs, values.astype(np.uint32), scoring_lengths,
+                                           self.mode)
+        save_arrays(directory, {"doc_lengths": scoring_lengths, **encoded})
+        StringTable.write(directory, "terms", self.vocab, lookup=True)
+        StringTable.write(directory, "ids", self.doc_ids, lookup=True)
+        if self.store:
+            StringTable.write(directory, "docs", self.stored)
+        meta = {"format": SEGMENT_FORMAT, "mode": self.mode, "num_docs": num_docs,
+                "num_terms": len(self.vocab), "num_postings": int(len(post_docs)),
+                "sum_lengths": int(lengths.sum()), "stored": self.store, "postings": sorted(encoded)}
+        (directory / "segment.json").write_text(json.dumps(meta))
+        fsync_dir(directory)
+        return meta
+
+
+class Segment:
+    """A read-only, memory-mapped view of one segment directory."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        try:
+            self.meta = json.loads((directory / "segment.json").read_text())
+        except FileNotFoundError:
+            raise IndexFormatError(f"segment {directory} is missing or half-written (no segment.json)") from None
+        except json.JSONDecodeError as e:
+            raise IndexFormatError(f"segment {directory} is corrupt ({e})") from None
+        if self.meta.get("format") != SEGMENT_FORMAT:
+            raise IndexFormatError(f"segment {directory} has format {self.meta.get('format')}, "
+                                   f"this rankstack reads format {SEGMENT_FORMAT}")
+        self.num_docs: int = self.meta["num_docs"]
+        self.mode: str = self.meta["mode"]
+        self.doc_lengths = load_array(directory, "doc_lengths")
+        self.postings = {name: load_array(directory, name) for name in self.meta["postings"]}
+        self.terms = StringTable(directory, "terms")
+        self.ids = StringTable(directory, "ids")
+        self.docs = StringTable(directory, "docs") if self.meta["stored"] else None
+        if len(self.ids) != self.num_docs or len(self.doc_lengths) != self.num_docs:
+            raise IndexFormatError(f"segment {directory} is inconsistent: {len(self.ids)} ids, "
+                                   f"{len(self.doc_lengths)} lengths, {self.num_docs} documents")
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    @functools.cached_property
+    def term_df(self) -> np.ndarray:
+        """Document frequency of every term of the segment."""
+        return postings.term_df(self.postings)
+
+    def decode_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All postings as CSR arrays (term_offsets, docnos, values), for merging."""
+        lists = [postings.decode_term(self.postings, t) for t in range(len(self.terms))]
+        term_offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        np.cumsum([len(d) for d, _ in lists], out=term_offsets[1:])
+        if not lists:
+            return term_offsets, np.zeros(0, np.int32), np.zeros(0, np.uint32)
+        return term_offsets, np.concatenate([d for d, _ in lists]), np.concatenate([v for _, v in lists])
+
+
+def remove_segment(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,93 @@
+"""Durable file operations for index directories: atomic writes, fsync, memory-mapped arrays, a writer lock."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankstack.errors import IndexFormatError, RankstackError
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old or the new content, never a mix."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexFormatError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IndexFormatError(f"{path} is corrupt ({e})") from None
+
+
+def save_arrays(directory: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write each array as `<name>.npy` and fsync it (the caller fsyncs the directory)."""
+    for name, array in arrays.items():
+        with open(directory / f"{name}.npy", "wb") as f:
+            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def load_array(directory: Path, name: str, mmap: bool = True) -> np.ndarray:
+    path = directory / f"{name}.npy"
+    try:
+        # A plain ndarray view of the memory map: same pages, without np.memmap's per-slice overhead.
+        return np.asarray(np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False))
+    except FileNotFoundError:
+        raise IndexFormatError(f"{path} is missing: the index is incomplete or was not written by rankstack") from None
+    except ValueError as e:
+        if "mmap length is greater than file size" in str(e) or "cannot mmap an empty file" in str(e) or mmap:
+            try:  # tiny or empty arrays cannot be memory-mapped; read them instead
+                return np.load(path, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e2:
+                raise IndexFormatError(f"{path} is corrupt ({e2})") from None
+        raise IndexFormatError(f"{path} is corrupt ({e})") from None
+
+
+class WriterLock:
+    """An exclusive, process-wide lock on an index directory, held by its one writer."""
+
+    def __init__(self, directory: Path):
+        self.path = directory / "write.lock"
+        self._file = None
+
+    def acquire(self) -> None:
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            self._file = None
+            raise RankstackError(f"{self.path.parent} is already open for writing by another writer") from None
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None

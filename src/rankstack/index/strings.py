@@ -1,0 +1,108 @@
+"""Compact on-disk string tables: UTF-8 bytes + offsets, with hash-based lookup of a string's position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numba
+import numpy as np
+
+from rankstack.index.storage import load_array, save_arrays
+
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+_MASK = (1 << 64) - 1
+
+
+def string_hash(s: str) -> int:
+    """Stable 64-bit FNV-1a hash of the UTF-8 bytes (Python's own hash() is salted per process)."""
+    h = _FNV_OFFSET
+    for byte in s.encode("utf-8"):
+        h = ((h ^ byte) * _FNV_PRIME) & _MASK
+    return h
+
+
+@numba.njit(cache=True, nogil=True)
+def _hash_all(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    out = np.empty(len(offsets) - 1, dtype=np.uint64)
+    for i in range(len(offsets) - 1):
+        h = np.uint64(_FNV_OFFSET)
+        for j in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(blob[j])) * np.uint64(_FNV_PRIME)
+        out[i] = h
+    return out
+
+
+class StringTable:
+    """A read-only sequence of strings stored as a UTF-8 blob and int64 offsets, memory-mapped.
+
+    With `lookup=True` at build time it also stores the strings' hashes in sorted order plus the
+    permutation back to positions, so `position(s)` is a binary search, not a dict in memory.
+    """
+
+    def __init__(self, directory: Path, name: str):
+        self.name = name
+        self._blob = load_array(directory, f"{name}.blob")
+        self._offsets = load_array(directory, f"{name}.offsets")
+        self._hashes = self._order = None
+        if (directory / f"{name}.hashes.npy").exists():
+            self._hashes = load_array(directory, f"{name}.hashes")
+            self._order = load_array(directory, f"{name}.order")
+
+    @staticmethod
+    def write(directory: Path, name: str, strings: Iterable[str], lookup: bool = False) -> int:
+        """Write the strings; return how many were written."""
+        encoded = [s.encode("utf-8") for s in strings]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        arrays = {f"{name}.blob": blob, f"{name}.offsets": offsets}
+        if lookup:
+            hashes = _hash_all(blob, offsets)
+            order = np.argsort(hashes, kind="stable").astype(np.int64)
+            arrays[f"{name}.hashes"] = hashes[order]
+            arrays[f"{name}.order"] = order
+        save_arrays(directory, arrays)
+        return len(encoded)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"{self.name}: position {i} out of range (size {len(self)})")
+        i %= len(self)
+        return self._blob[self._offsets[i]:self._offsets[i + 1]].tobytes().decode("utf-8")
+
+    def take(self, positions: np.ndarray) -> list[str]:
+        blob, offsets = self._blob, self._offsets
+        return [blob[offsets[i]:offsets[i + 1]].tobytes().decode("utf-8") for i in np.asarray(positions).tolist()]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def position(self, s: str) -> int:
+        """Position of `s`, or -1 if absent. Requires a table written with lookup=True."""
+        return int(self.positions([s])[0])
+
+    def positions(self, strings: Iterable[str]) -> np.ndarray:
+        """Positions of the strings (-1 where absent), by binary search over the sorted hashes."""
+        if self._hashes is None:
+            raise TypeError(f"string table {self.name!r} was written without lookup")
+        strings = list(strings)
+        out = np.full(len(strings), -1, dtype=np.int64)
+        if not strings or not len(self._hashes):
+            return out
+        hashes = np.array([string_hash(s) for s in strings], dtype=np.uint64)
+        starts = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
+        for j in np.flatnonzero(self._hashes[starts] == hashes).tolist():
+            i = int(starts[j])
+            while i < len(self._hashes) and self._hashes[i] == hashes[j]:  # loops only on hash collisions
+                pos = int(self._order[i])
+                if self[pos] == strings[j]:
+                    out[j] = pos
+                    break
+                i += 1
+        return out

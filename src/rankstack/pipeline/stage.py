@@ -1,0 +1,104 @@
+"""The one contract every retriever, reranker and fusion step implements, and its simple algebra.
+
+A stage maps queries (and, for second stages, the candidate run of an earlier stage) to a run,
+batched over all queries. Stages compose:
+
+    bm25 % 100 >> reranker        # top 100 of BM25, then rerank them
+    Pipeline([bm25, CutOff(100), reranker])   # the same, spelled out
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rankstack.data.queries import Queries
+from rankstack.data.run import Run
+from rankstack.errors import InputError
+
+
+class Stage:
+    """Base class of all stages. Subclasses implement `transform`."""
+
+    #: True for stages that produce candidates from queries alone (they ignore an input run).
+    first_stage: bool = False
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        raise NotImplementedError
+
+    def __call__(self, queries: Queries | dict[str, str], run: Run | None = None) -> Run:
+        if not isinstance(queries, Queries):
+            queries = Queries(queries)
+        if run is None and not self.first_stage:
+            raise InputError(f"{self!r} is a second stage: it needs a candidate run (e.g. first_stage >> {self!r})")
+        return self.transform(queries, run)
+
+    def search(self, query: str, k: int = 10) -> list[tuple[str, float]]:
+        """Convenience for one query: [(doc id, score), ...] best first."""
+        if not query or not query.strip():
+            raise InputError("empty query")
+        return self(Queries({"q": query})).cut(k).hits("q")
+
+    def config(self) -> dict[str, Any]:
+        """A JSON-serialisable description of the stage (used in reprs and to reproduce pipelines)."""
+        return {}
+
+    # --- algebra -------------------------------------------------------------------------------
+
+    def __rshift__(self, other: "Stage") -> "Pipeline":
+        if not isinstance(other, Stage):
+            return NotImplemented
+        return Pipeline([self, other])
+
+    def __mod__(self, k: int) -> "Pipeline":
+        if not isinstance(k, int) or isinstance(k, bool):
+            return NotImplemented
+        return Pipeline([self, CutOff(k)])
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class CutOff(Stage):
+    """Keep the top `k` hits of each query."""
+
+    def __init__(self, k: int):
+        if not isinstance(k, int) or k < 1:
+            raise InputError(f"cut-off must be a positive integer, got {k!r}")
+        self.k = k
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        return run.cut(self.k)
+
+    def config(self) -> dict[str, Any]:
+        return {"k": self.k}
+
+    def __repr__(self) -> str:
+        return f"% {self.k}"
+
+
+class Pipeline(Stage):
+    """Stages applied in order, each receiving the previous one's run."""
+
+    def __init__(self, stages: Sequence[Stage]):
+        flat: list[Stage] = []
+        for stage in stages:
+            flat.extend(stage.stages if isinstance(stage, Pipeline) else [stage])
+        if not flat:
+            raise InputError("a pipeline needs at least one stage")
+        self.stages = flat
+        self.first_stage = flat[0].first_stage
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        for stage in self.stages:
+            run = stage.transform(queries, run) if (run is not None or stage.first_stage) else stage(queries, run)
+        return run
+
+    def config(self) -> dict[str, Any]:
+        return {"stages": [{"stage": type(s).__name__, **s.config()} for s in self.stages]}
+
+    def __repr__(self) -> str:
+        parts = [repr(self.stages[0])]
+        for stage in self.stages[1:]:
+            parts.append(repr(stage) if isinstance(stage, CutOff) else f">> {stage!r}")
+        return " ".join(parts)

@@ -1,0 +1,130 @@
+"""BM25 first stage: an Analyzer plus an inverted index in BM25 mode."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from rankstack.data.corpus import Corpus, Document
+from rankstack.data.queries import Queries
+from rankstack.data.run import Run
+from rankstack.errors import IncompatibleIndexError, InputError
+from rankstack.index.inverted import InvertedIndex, IndexWriter
+from rankstack.pipeline.stage import Stage
+from rankstack.text.analyzer import Analyzer
+
+QUERY_CHUNK = 1024  # queries per batch between progress-bar updates
+
+
+def documents_with_locations(corpus: Corpus | Iterable[Document]) -> Iterable[tuple[str, Document]]:
+    if isinstance(corpus, Corpus):
+        return corpus.located()
+    return (("", doc) for doc in corpus)
+
+
+def index_documents(writer: IndexWriter, corpus: Corpus | Iterable[Document], analyzer: Analyzer,
+                    progress: bool | None = None) -> int:
+    """Analyze and add documents (title + text, as Anserini's `contents`); return how many."""
+    store = writer.settings["store"]
+    count = 0
+    for location, doc in tqdm(documents_with_locations(corpus), desc="indexing", unit=" docs",
+                              disable=None if progress is None else not progress):
+        stored = json.dumps({"title": doc.title, "text": doc.text}, ensure_ascii=False) if store else None
+        writer.add(doc.id, analyzer.analyze(doc.contents), stored, location)
+        count += 1
+    return count
+
+
+class BM25(Stage):
+    """Lucene's BM25 over an on-disk inverted index.
+
+    >>> bm25 = BM25.build(corpus, "indexes/scifact")        # or BM25("indexes/scifact")
+    >>> run = bm25(queries)                                   # top `k` hits per query
+    """
+
+    first_stage = True
+
+    def __init__(self, index: str | Path | InvertedIndex, k: int = 1000, algorithm: str = "maxscore",
+                 theta: float = 1.0, threads: int | None = None, progress: bool | None = None):
+        self.index = index if isinstance(index, InvertedIndex) else InvertedIndex(index)
+        if self.index.mode != "bm25":
+            raise IncompatibleIndexError(f"{self.index.path} is an {self.index.mode!r} index, not a BM25 index")
+        self.analyzer = Analyzer.from_config(self.index.settings["metadata"]["analyzer"])
+        self.k, self.algorithm, self.theta, self.threads, self.progress = k, algorithm, theta, threads, progress
+
+    @classmethod
+    def build(cls, corpus: Corpus | Iterable[Document] | str | Path, index_path: str | Path,
+              analyzer: Analyzer | None = None, k1: float = 0.9, b: float = 0.4, length_norm: str = "lucene",
+              store: bool = True, overwrite: bool = False, progress: bool | None = None, **search_options) -> "BM25":
+        """Index a corpus (a Corpus, an iterable of Documents, or a corpus file path) into a new directory.
+
+        Defaults follow Anserini: k1=0.9, b=0.4, Lucene's lossy document-length encoding
+        (`length_norm="lucene"`; "exact" uses true lengths), Porter stemming, Lucene's stopwords.
+        """
+        index_path = Path(index_path)
+        if (index_path / "manifest.json").exists():
+            if not overwrite:
+                raise InputError(f"{index_path} already holds an index; pass overwrite=True to replace it, "
+                                 "or open it with BM25(path) and add() documents")
+            shutil.rmtree(index_path)
+        if length_norm not in ("lucene", "exact"):
+            raise InputError(f"length_norm must be 'lucene' or 'exact', got {length_norm!r}")
+        if isinstance(corpus, (str, Path)):
+            corpus = Corpus(corpus)
+        analyzer = analyzer or Analyzer()
+        settings = {"mode": "bm25", "k1": k1, "b": b, "length_norm": length_norm, "store": store,
+                    "metadata": {"analyzer": analyzer.config(), "fields": "title + text"}}
+        with IndexWriter(index_path, settings) as writer:
+            index_documents(writer, corpus, analyzer, progress)
+        return cls(index_path, progress=progress, **search_options)
+
+    def add(self, documents: Corpus | Iterable[Document]) -> int:
+        """Add (or replace, by id) documents and commit; this stage then searches the new snapshot."""
+        with IndexWriter(self.index.path) as writer:
+            count = index_documents(writer, documents, self.analyzer, self.progress)
+        self.index = InvertedIndex(self.index.path)
+        return count
+
+    def delete(self, doc_ids: Iterable[str]) -> None:
+        with IndexWriter(self.index.path) as writer:
+            writer.delete(doc_ids)
+        self.index = InvertedIndex(self.index.path)
+
+    def query_terms(self, text: str) -> Counter:
+        """The analysed query as term -> count."""
+        return Counter(self.analyzer.analyze(text))
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        qids = list(queries)
+        results = {}
+        with tqdm(total=len(qids), desc="BM25", unit=" queries", disable=None if self.progress is None
+                  else not self.progress) as bar:
+            for start in range(0, len(qids), QUERY_CHUNK):
+                chunk = qids[start:start + QUERY_CHUNK]
+                hits = self.index.search_batch([self.query_terms(queries[q]) for q in chunk], self.k,
+                                               self.algorithm, self.theta, self.threads)
+                results.update(zip(chunk, hits))
+                bar.update(len(chunk))
+        return Run(results, self.index.doc_ids, name="BM25", presorted=True)
+
+    def document(self, doc_id: str) -> Document:
+        """A stored document by id."""
+        docno = self.index.docno(doc_id)
+        if docno < 0:
+            raise KeyError(f"unknown document id {doc_id!r}")
+        fields = json.loads(self.index.stored([docno])[0])
+        return Document(doc_id, fields["text"], fields["title"])
+
+    def config(self) -> dict[str, Any]:
+        s = self.index.settings
+        return {"index": str(self.index.path), "k": self.k, "k1": s["k1"], "b": s["b"]}
+
+
+def empty_hits() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(0, np.int32), np.zeros(0, np.float32)

@@ -1,0 +1,90 @@
+"""Lexical analysis: tokenize, lowercase, drop stopwords, stem. Recorded in an index as a plain dict."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+import Stemmer
+
+from rankstack.errors import InputError
+from rankstack.text import stopwords as stopword_lists
+
+# Words with inner apostrophes or dots kept whole ("don't", "u.s", "3.5"), roughly as Lucene's
+# StandardTokenizer does; a trailing possessive "'s" is removed as Lucene's EnglishPossessiveFilter does.
+DEFAULT_PATTERN = r"\w+(?:['’.]\w+)*"
+STEMMERS = ("porter", "english", "none")
+
+
+class Analyzer:
+    """Turns text into index terms.
+
+    Defaults follow Anserini's English analysis (Lucene's stop set, Porter stemming).
+    `stemmer` is a PyStemmer algorithm name: ``porter`` (Porter 1980, as Lucene/Anserini),
+    ``english`` (Snowball Porter2), any other Snowball language, or ``none``.
+    """
+
+    def __init__(self, stemmer: str = "porter", stopwords: str | Iterable[str] | None = "lucene",
+                 lowercase: bool = True, pattern: str = DEFAULT_PATTERN, max_token_length: int = 255):
+        self.stemmer_name = stemmer or "none"
+        self.stopwords_spec, self._stopwords = stopword_lists.resolve(stopwords)
+        self.lowercase = lowercase
+        self.pattern = pattern
+        self.max_token_length = max_token_length
+        try:
+            self._regex = re.compile(pattern)
+        except re.error as e:
+            raise InputError(f"invalid tokenizer pattern {pattern!r}: {e}") from None
+        if self.stemmer_name == "none":
+            self._stemmer = None
+        else:
+            try:
+                self._stemmer = Stemmer.Stemmer(self.stemmer_name)
+            except KeyError:
+                raise InputError(f"unknown stemmer {stemmer!r}; use 'porter', 'english', 'none' or another "
+                                 f"language of {sorted(Stemmer.algorithms())}") from None
+        self._cache: dict[str, str | None] = {}
+
+    def tokenize(self, text: str) -> list[str]:
+        """Raw tokens, lowercased when configured, before stopping and stemming."""
+        return self._regex.findall(text.lower() if self.lowercase else text)
+
+    def analyze(self, text: str) -> list[str]:
+        """Index terms of `text`, in order, repeats kept."""
+        cache = self._cache
+        out = []
+        for token in self._regex.findall(text.lower() if self.lowercase else text):
+            term = cache.get(token, 0)
+            if term == 0:
+                term = self._normalise(token)
+            if term is not None:
+                out.append(term)
+        return out
+
+    def _normalise(self, token: str) -> str | None:
+        term: str | None = token
+        if term.endswith(("'s", "’s")):
+            term = term[:-2]
+        if not term or term in self._stopwords or len(term) > self.max_token_length:
+            term = None
+        elif self._stemmer is not None:
+            term = self._stemmer.stemWord(term)
+        if len(self._cache) < 2_000_000:
+            self._cache[token] = term
+        return term
+
+    def config(self) -> dict[str, Any]:
+        """A JSON-serialisable description from which `from_config` rebuilds the same analyzer."""
+        return {"stemmer": self.stemmer_name, "stopwords": self.stopwords_spec, "lowercase": self.lowercase,
+                "pattern": self.pattern, "max_token_length": self.max_token_length}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Analyzer":
+        return cls(**config)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Analyzer) and self.config() == other.config()
+
+    def __repr__(self) -> str:
+        return f"Analyzer(stemmer={self.stemmer_name!r}, stopwords={self.stopwords_spec!r})" \
+            if isinstance(self.stopwords_spec, str) else f"Analyzer(stemmer={self.stemmer_name!r}, stopwords=[...])"

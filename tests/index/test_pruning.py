@@ -1,0 +1,168 @@
+"""Query kernels: exhaustive equals an independent numpy reference, and the (safe) pruning
+algorithms and the batch entry point return exactly the exhaustive top-k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rankstack.errors import InputError
+from rankstack.index.postings import encode_postings
+from rankstack.index.query import SegmentSearcher
+
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+class Corpus:
+    """A random segment: raw CSR lists, lengths, deletions, and its SegmentSearcher."""
+
+    def __init__(self, seed: int, n_docs: int, n_terms: int, mode: str, ties: bool, deletes: float):
+        rng = np.random.default_rng(seed)
+        self.n_docs, self.mode = n_docs, mode
+        lists, vals = [], []
+        for t in range(n_terms):
+            # a mix of dense (many blocks) and sparse lists, some empty
+            df = min(n_docs, int(n_docs * rng.choice([0.0, 0.002, 0.02, 0.1, 0.5, 0.9])) + int(rng.integers(0, 3)))
+            lists.append(np.sort(rng.choice(n_docs, size=df, replace=False)))
+            hi = 3 if ties else (12 if mode == "bm25" else 65535)
+            v = rng.integers(1, hi, size=df, endpoint=True)
+            if mode == "bm25" and df and rng.random() < 0.2:
+                v[rng.integers(0, df)] = rng.choice([200, 65535, 70000])  # rare huge tf
+            vals.append(v)
+        self.offsets = np.zeros(n_terms + 1, np.int64)
+        self.offsets[1:] = np.cumsum([len(x) for x in lists])
+        self.docnos = np.concatenate(lists).astype(np.int32)
+        self.values = np.concatenate(vals).astype(np.uint32)
+        self.lengths = rng.integers(0, 4 if ties else 40, size=n_docs).astype(np.int32)
+        self.live = rng.random(n_docs) >= deletes if deletes else None
+        arrays = encode_postings(self.offsets, self.docnos, self.values, self.lengths, mode)
+        self.searcher = SegmentSearcher(arrays, self.lengths, self.live)
+
+    def reference_scores(self, terms, weights, norm) -> np.ndarray:
+        """float32 score of every doc, summed in query-term order (plain numpy)."""
+        acc = np.zeros(self.n_docs, np.float32)
+        for t, w in zip(terms, weights):
+            sl = slice(self.offsets[t], self.offsets[t + 1])
+            d, v = self.docnos[sl], self.values[sl].astype(np.float32)
+            acc[d] += (w * v) / (v + norm[d]) if self.mode == "bm25" else w * v
+        return acc
+
+    def reference_topk(self, scores, k):
+        ok = scores > 0
+        if self.live is not None:
+            ok &= self.live
+        docs = np.flatnonzero(ok)
+        order = np.lexsort((docs, -scores[docs]))[:k]
+        return docs[order].astype(np.int32), scores[docs[order]]
+
+
+@st.composite
+def cases(draw, mode=None):
+    mode = mode or draw(st.sampled_from(["bm25", "impact"]))
+    n_docs = draw(st.one_of(st.integers(1, 40), st.integers(1, 2000)))
+    n_terms = draw(st.integers(1, 12))
+    corpus = Corpus(draw(st.integers(0, 2**32 - 1)), n_docs, n_terms, mode, draw(st.booleans()),
+                    draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 0.99])))
+    q = draw(st.lists(st.integers(0, n_terms - 1), min_size=1, max_size=min(8, n_terms), unique=True))
+    weight = st.one_of(st.floats(0.015625, 20.0, width=32), st.sampled_from([1.0, 2.5]))
+    w = np.array(draw(st.lists(weight, min_size=len(q), max_size=len(q))), np.float32)
+    k = draw(st.one_of(st.integers(1, 12), st.integers(1, n_docs + 5)))
+    params = dict(k1=draw(st.sampled_from([0.0, 0.9, 1.2, 2.0])), b=draw(st.sampled_from([0.0, 0.4, 0.75, 1.0])),
+                  avgdl=draw(st.sampled_from([0.5, 3.0, 10.0, 25.0])))
+    return corpus, np.array(q, np.int32), w, k, params
+
+
+def _norm(corpus: Corpus, k1, b, avgdl) -> np.ndarray:
+    return (k1 * (1 - b + b * corpus.lengths.astype(np.float64) / avgdl)).astype(np.float32)
+
+
+def _equal(a, b):
+    assert np.array_equal(a[0], b[0]), (a, b)
+    assert np.array_equal(a[1], b[1]), (a, b)
+    assert a[0].dtype == np.int32 and a[1].dtype == np.float32
+
+
+@SETTINGS
+@given(cases())
+def test_exhaustive_matches_numpy(case):
+    corpus, q, w, k, params = case
+    norm = _norm(corpus, **params)
+    expected = corpus.reference_topk(corpus.reference_scores(q, w, norm), k)
+    _equal(corpus.searcher.search(q, w, k, algorithm="exhaustive", norm=norm, **params), expected)
+
+
+@SETTINGS
+@given(cases())
+def test_pruning_is_exact(case):
+    corpus, q, w, k, params = case
+    s = corpus.searcher
+    expected = s.search(q, w, k, algorithm="exhaustive", **params)
+    for algorithm in ("maxscore", "bmw"):
+        _equal(s.search(q, w, k, algorithm=algorithm, **params), expected)
+    if corpus.live is not None:
+        assert corpus.live[expected[0]].all()
+
+
+@SETTINGS
+@given(cases(), st.sampled_from(["maxscore", "bmw", "exhaustive"]), st.sampled_from([None, 1, 2]))
+def test_batch_is_exact(case, algorithm, threads):
+    corpus, q, w, k, params = case
+    s = corpus.searcher
+    queries = [(q, w), (q[:1], w[:1]), (q[::-1].copy(), w[::-1].copy()), (q[:0], w[:0])]
+    got = s.search_batch(queries, k, algorithm=algorithm, threads=threads, **params)
+    assert len(got) == len(queries)
+    for (qt, qw), res in zip(queries, got):
+        _equal(res, s.search(qt, qw, k, algorithm="exhaustive", **params))
+
+
+@SETTINGS
+@given(cases(), st.sampled_from([1.1, 1.5, 3.0, 100.0]))
+def test_unsafe_theta_scores_are_exact(case, theta):
+    corpus, q, w, k, params = case
+    s = corpus.searcher
+    full = corpus.reference_scores(q, w, _norm(corpus, **params))
+    exact = s.search(q, w, k, algorithm="exhaustive", **params)
+    for algorithm in ("maxscore", "bmw"):
+        docs, scores = s.search(q, w, k, algorithm=algorithm, theta=theta, **params)
+        assert len(docs) <= len(exact[0]) and len(set(docs.tolist())) == len(docs)
+        np.testing.assert_array_equal(scores, full[docs])  # returned scores are exact
+        assert np.all(scores > 0)
+        order = np.lexsort((docs, -scores))
+        np.testing.assert_array_equal(order, np.arange(len(docs)))  # sorted as specified
+        if corpus.live is not None:
+            assert corpus.live[docs].all()
+
+
+def test_no_terms_and_empty_lists():
+    corpus = Corpus(3, 500, 4, "bm25", False, 0.0)
+    s = corpus.searcher
+    for algorithm in ("maxscore", "bmw", "exhaustive"):
+        d, sc = s.search(np.zeros(0, np.int32), np.zeros(0, np.float32), 10, algorithm=algorithm)
+        assert d.size == 0 and sc.size == 0
+
+
+def test_large_k_all_docs():
+    corpus = Corpus(5, 1500, 6, "impact", False, 0.2)
+    s = corpus.searcher
+    q, w = np.arange(6, dtype=np.int32), np.linspace(0.5, 2, 6).astype(np.float32)
+    expected = s.search(q, w, 10_000, algorithm="exhaustive")
+    assert len(expected[0]) == np.count_nonzero(corpus.reference_scores(q, w, None)[corpus.live] > 0)
+    for algorithm in ("maxscore", "bmw"):
+        _equal(s.search(q, w, 10_000, algorithm=algorithm), expected)
+
+
+def test_rejects_bad_queries():
+    s = Corpus(1, 100, 3, "bm25", False, 0.0).searcher
+    one, wt = np.array([0], np.int32), np.array([1.0], np.float32)
+    with pytest.raises(InputError):
+        s.search(np.array([3], np.int32), wt)
+    with pytest.raises(InputError):
+        s.search(one, np.array([-1.0], np.float32))
+    with pytest.raises(InputError):
+        s.search(one, wt, 0)
+    with pytest.raises(InputError):
+        s.search(one, wt, algorithm="wand")
+    with pytest.raises(InputError):
+        s.search(one, wt, theta=0.5)
