@@ -19,7 +19,7 @@ import numpy as np
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.query import SegmentSearcher
-from rankstack.index.segment import MODES, Segment, SegmentBuilder, remove_segment
+from rankstack.index.segment import MODES, Segment, SegmentBuilder, merge_segments, remove_segment
 from rankstack.index.storage import WriterLock, fsync_dir, read_json, save_arrays, write_json_atomic
 
 FORMAT = "rankstack-inverted-index"
@@ -366,13 +366,10 @@ class IndexWriter:
 
     def _merge(self, names: list[str]) -> None:
         entries = {s["name"]: s for s in self.manifest["segments"]}
-        builder = self._new_builder()
-        for name in names:
-            seg = Segment(self.path / name)
-            live = (~np.load(self.path / entries[name]["deletes"])) if entries[name].get("deletes") else None
-            _copy_segment(seg, live, builder)
+        segments = [Segment(self.path / name) for name in names]
+        lives = [(~np.load(self.path / entries[n]["deletes"])) if entries[n].get("deletes") else None for n in names]
         merged = f"seg_{uuid.uuid4().hex[:12]}"
-        meta = builder.write(self.path / merged)
+        meta = merge_segments(segments, lives, self.path / merged, self.settings["length_norm"])
         fsync_dir(self.path)
         manifest = json.loads(json.dumps(self.manifest))
         first = min(i for i, s in enumerate(manifest["segments"]) if s["name"] in names)
@@ -415,26 +412,3 @@ def _check_unique(builder: SegmentBuilder, pending: list[Segment]) -> None:
             if seg.ids.position(doc_id) >= 0:
                 where = builder.doc_locations[i]
                 raise InputError(f"{where + ': ' if where else ''}duplicate document id {doc_id!r}")
-
-
-def _copy_segment(seg: Segment, live: np.ndarray | None, builder: SegmentBuilder) -> None:
-    """Re-add a segment's live documents to a builder (used by merges)."""
-    term_offsets, docnos, values = seg.decode_all()
-    terms = list(seg.terms)
-    doc_terms: list[list[int]] = [[] for _ in range(seg.num_docs)]
-    doc_values: list[list[int]] = [[] for _ in range(seg.num_docs)]
-    term_of_posting = np.repeat(np.arange(len(terms)), np.diff(term_offsets))
-    order = np.lexsort((term_of_posting, docnos))
-    for p in order.tolist():
-        d = int(docnos[p])
-        doc_terms[d].append(int(term_of_posting[p]))
-        doc_values[d].append(int(values[p]))
-    for d in range(seg.num_docs):
-        if live is not None and not live[d]:
-            continue
-        if seg.mode == "bm25":
-            bag = [terms[t] for t, tf in zip(doc_terms[d], doc_values[d]) for _ in range(tf)]
-            builder.add(seg.ids[d], bag, seg.docs[d] if seg.docs is not None else None)
-        else:
-            builder.add(seg.ids[d], {terms[t]: v for t, v in zip(doc_terms[d], doc_values[d])},
-                        seg.docs[d] if seg.docs is not None else None)

@@ -76,41 +76,74 @@ class SegmentBuilder:
 
     def write(self, directory: Path) -> dict:
         """Write the segment into a new directory (fsynced); return its metadata."""
-        directory.mkdir(parents=True)
         num_docs = len(self.doc_ids)
-        lengths = np.frombuffer(self._lengths, dtype=np.int32) if num_docs else np.zeros(0, np.int32)
-        term_ids = np.frombuffer(self._term_ids, dtype=np.int32) if len(self._term_ids) else np.zeros(0, np.int32)
-        counts = np.frombuffer(self._num_terms, dtype=np.int32) if num_docs else np.zeros(0, np.int32)
-        docs = np.repeat(np.arange(num_docs, dtype=np.int64), counts)
-        keys = term_ids.astype(np.int64) * max(num_docs, 1) + docs
+        lengths = np.array(self._lengths, dtype=np.int32)
+        term_ids = np.array(self._term_ids, dtype=np.int64)
+        docs = np.repeat(np.arange(num_docs, dtype=np.int64), np.array(self._num_terms, dtype=np.int64))
         if self.mode == "bm25":
-            keys, values = np.unique(keys, return_counts=True)
+            keys, values = np.unique(term_ids * max(num_docs, 1) + docs, return_counts=True)
+            term_ids, docs = keys // max(num_docs, 1), keys % max(num_docs, 1)
         else:
-            order = np.argsort(keys, kind="stable")
-            keys = keys[order]
-            values = np.frombuffer(self._values, dtype=np.uint32)[order]
-            if len(keys) and np.any(keys[1:] == keys[:-1]):
-                raise InputError("a document lists the same term twice")
-        post_terms = (keys // max(num_docs, 1)).astype(np.int64)
-        post_docs = (keys % max(num_docs, 1)).astype(np.int32)
-        term_offsets = np.zeros(len(self.vocab) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(post_terms, minlength=len(self.vocab)), out=term_offsets[1:])
-        # Scoring sees lengths as Lucene stores them (one lossy byte) when asked; avgdl uses exact sums.
-        scoring_lengths = lucene.quantise_lengths(lengths).astype(np.int32) if self.length_norm == "lucene" \
-            else lengths
-        encoded = postings.encode_postings(term_offsets, post_docs, values.astype(np.uint32), scoring_lengths,
-                                           self.mode)
-        save_arrays(directory, {"doc_lengths": scoring_lengths, **encoded})
-        StringTable.write(directory, "terms", self.vocab, lookup=True)
-        StringTable.write(directory, "ids", self.doc_ids, lookup=True)
-        if self.store:
-            StringTable.write(directory, "docs", self.stored)
-        meta = {"format": SEGMENT_FORMAT, "mode": self.mode, "num_docs": num_docs,
-                "num_terms": len(self.vocab), "num_postings": int(len(post_docs)),
-                "sum_lengths": int(lengths.sum()), "stored": self.store, "postings": sorted(encoded)}
-        (directory / "segment.json").write_text(json.dumps(meta))
-        fsync_dir(directory)
-        return meta
+            values = np.array(self._values, dtype=np.uint32)
+        return write_segment(directory, self.mode, self.length_norm, list(self.vocab), self.doc_ids,
+                             self.stored if self.store else None, term_ids, docs, values, lengths)
+
+
+def write_segment(directory: Path, mode: str, length_norm: str, terms: list[str], doc_ids: list[str],
+                  stored: list[str] | None, term_ids: np.ndarray, docnos: np.ndarray, values: np.ndarray,
+                  lengths: np.ndarray) -> dict:
+    """Write a segment from unordered postings (term id, docno, value) and exact document lengths."""
+    directory.mkdir(parents=True)
+    num_docs = len(doc_ids)
+    order = np.lexsort((docnos, term_ids))
+    term_ids, docnos, values = term_ids[order], docnos[order].astype(np.int32), values[order].astype(np.uint32)
+    if len(term_ids) and np.any((term_ids[1:] == term_ids[:-1]) & (docnos[1:] == docnos[:-1])):
+        raise InputError("a document lists the same term twice")
+    term_offsets = np.zeros(len(terms) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(term_ids, minlength=len(terms)), out=term_offsets[1:])
+    # Scoring sees lengths as Lucene stores them (one lossy byte) when asked; avgdl uses exact sums.
+    scoring_lengths = lucene.quantise_lengths(lengths).astype(np.int32) if length_norm == "lucene" else lengths
+    encoded = postings.encode_postings(term_offsets, docnos, values, scoring_lengths, mode)
+    save_arrays(directory, {"doc_lengths": scoring_lengths, **encoded})
+    StringTable.write(directory, "terms", terms, lookup=True)
+    StringTable.write(directory, "ids", doc_ids, lookup=True)
+    if stored is not None:
+        StringTable.write(directory, "docs", stored)
+    meta = {"format": SEGMENT_FORMAT, "mode": mode, "num_docs": num_docs, "num_terms": len(terms),
+            "num_postings": int(len(docnos)), "sum_lengths": int(lengths.sum()), "stored": stored is not None,
+            "postings": sorted(encoded)}
+    (directory / "segment.json").write_text(json.dumps(meta))
+    fsync_dir(directory)
+    return meta
+
+
+def merge_segments(segments: list["Segment"], lives: list[np.ndarray | None], directory: Path,
+                   length_norm: str) -> dict:
+    """Write the live documents of `segments`, in order, as one new segment."""
+    vocab: dict[str, int] = {}
+    doc_ids: list[str] = []
+    stored: list[str] | None = [] if all(s.docs is not None for s in segments) else None
+    parts, exact_lengths, base = [], [], 0
+    for seg, live in zip(segments, lives):
+        live = np.ones(seg.num_docs, dtype=bool) if live is None else live
+        new_docno = np.cumsum(live) - 1 + base
+        term_offsets, docnos, values = seg.decode_all()
+        term_map = np.array([vocab.setdefault(t, len(vocab)) for t in seg.terms], dtype=np.int64)
+        terms = np.repeat(term_map, np.diff(term_offsets))
+        keep = live[docnos]
+        parts.append((terms[keep], new_docno[docnos[keep]], values[keep]))
+        kept = np.flatnonzero(live)
+        doc_ids += seg.ids.take(kept)
+        if stored is not None:
+            stored += seg.docs.take(kept)
+        if seg.mode == "bm25":  # a document's exact length is the sum of its term frequencies
+            exact_lengths.append(np.bincount(docnos, weights=values, minlength=seg.num_docs)[kept].astype(np.int32))
+        else:
+            exact_lengths.append(np.asarray(seg.doc_lengths)[kept])
+        base += len(kept)
+    term_ids, docnos, values = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return write_segment(directory, segments[0].mode, length_norm, list(vocab), doc_ids, stored,
+                         term_ids, docnos, values, np.concatenate(exact_lengths))
 
 
 class Segment:

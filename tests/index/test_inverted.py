@@ -1,0 +1,192 @@
+"""Segments, updates, merges, snapshots and crash safety of the inverted index."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError, RankstackError
+from rankstack.index.inverted import IndexWriter, InvertedIndex
+
+WORDS = [f"w{i}" for i in range(60)]
+
+
+def random_docs(rng, n, prefix="d"):
+    return {f"{prefix}{i}": [rng.choice(WORDS[: 10 + i % 50]) for _ in range(rng.randint(1, 30))] for i in range(n)}
+
+
+def results(index, queries, k=20, algorithm="exhaustive"):
+    out = []
+    for docnos, scores in index.search_batch(queries, k, algorithm=algorithm):
+        out.append(list(zip(index.doc_ids.take(docnos), np.round(scores, 4).tolist())))
+    return out
+
+
+def build(path, docs, **settings):
+    with IndexWriter(path, {"length_norm": "exact", **settings}) as w:
+        for doc_id, terms in docs.items():
+            w.add(doc_id, terms)
+    return InvertedIndex(path)
+
+
+QUERIES = [{"w1": 1, "w5": 1}, {"w30": 2, "w2": 1, "w44": 1}, {"w7": 1}, {"w59": 1, "w0": 1, "w20": 1}]
+
+
+def test_updates_equal_a_fresh_build(tmp_path):
+    rng = random.Random(0)
+    docs = random_docs(rng, 300)
+    path = tmp_path / "live"
+    with IndexWriter(path, {"length_norm": "exact"}, buffer_tokens=500, merge_factor=4) as w:
+        for doc_id, terms in list(docs.items())[:200]:
+            w.add(doc_id, terms)
+    index = InvertedIndex(path)
+    assert len(index.segments) > 1  # small buffer: several segments, merged by policy
+    with IndexWriter(path, buffer_tokens=500, merge_factor=4) as w:
+        for doc_id, terms in list(docs.items())[200:]:
+            w.add(doc_id, terms)
+        replaced = {f"d{i}": ["w7", "w7", "w1"] for i in range(0, 300, 7)}
+        w.delete([f"d{i}" for i in range(1, 300, 5)])
+    with IndexWriter(path) as w:  # re-adding an id replaces it
+        for doc_id, terms in replaced.items():
+            w.add(doc_id, terms)
+    expected = {d: t for d, t in docs.items() if int(d[1:]) % 5 != 1}
+    expected.update(replaced)
+    index = InvertedIndex(path)
+    assert index.num_live == len(expected)
+    # Scores depend on collection statistics, which (as in Lucene) count deleted documents until a
+    # merge removes them: compare rankings of live documents, then exact results after a full merge.
+    deleted = {f"d{i}" for i in range(1, 300, 5)} - set(replaced)
+    for hits in results(index, QUERIES, k=400):
+        assert not deleted & {d for d, _ in hits}
+    with IndexWriter(path) as w:
+        w.force_merge(1)
+    merged = InvertedIndex(path)
+    assert len(merged.segments) == 1 and merged.num_deleted == 0
+    fresh = build(tmp_path / "fresh", expected)
+    by_score = lambda runs: [sorted(hits, key=lambda h: (-h[1], h[0])) for hits in runs]  # doc order differs
+    for algorithm in ("exhaustive", "maxscore", "bmw"):
+        assert by_score(results(merged, QUERIES, k=400, algorithm=algorithm)) == by_score(results(fresh, QUERIES, k=400))
+
+
+def test_pruned_search_equals_exhaustive_across_segments(tmp_path):
+    rng = random.Random(1)
+    path = tmp_path / "idx"
+    with IndexWriter(path, {"length_norm": "lucene"}, buffer_tokens=700, merge_factor=100) as w:
+        for doc_id, terms in random_docs(rng, 400).items():
+            w.add(doc_id, terms)
+        w.delete([f"d{i}" for i in range(0, 400, 3)])
+    index = InvertedIndex(path)
+    assert len(index.segments) > 3 and index.num_deleted > 0
+    for k in (1, 5, 50, 10_000):
+        reference = index.search_batch(QUERIES, k, algorithm="exhaustive")
+        for algorithm in ("maxscore", "bmw"):
+            for (d1, s1), (d2, s2) in zip(reference, index.search_batch(QUERIES, k, algorithm=algorithm)):
+                assert np.array_equal(d1, d2) and np.array_equal(s1, s2)
+
+
+def test_reader_keeps_its_snapshot(tmp_path):
+    path = tmp_path / "idx"
+    build(path, {"a": ["x", "y"], "b": ["x"]})
+    reader = InvertedIndex(path)
+    before = results(reader, [{"x": 1}])
+    with IndexWriter(path) as w:
+        w.add("c", ["x", "x", "x"])
+        w.delete(["a"])
+    with IndexWriter(path) as w:
+        w.force_merge(1)
+    assert results(reader, [{"x": 1}]) == before  # old segments stay readable through their mappings
+    assert [d for d, _ in results(InvertedIndex(path), [{"x": 1}])[0]] == ["c", "b"]
+
+
+def test_impact_mode(tmp_path):
+    path = tmp_path / "imp"
+    with IndexWriter(path, {"mode": "impact", "impact_scale": 0.5}) as w:
+        w.add("a", {"x": 10, "y": 1})
+        w.add("b", {"x": 3, "z": 200})
+    index = InvertedIndex(path)
+    (docnos, scores), = index.search_batch([{"x": 2.0, "z": 1.0}], 10)
+    assert index.doc_ids.take(docnos) == ["b", "a"]
+    assert scores.tolist() == pytest.approx([0.5 * (2 * 3 + 200), 0.5 * 2 * 10])
+    with IndexWriter(path) as w, pytest.raises(InputError, match="positive integer"):
+        w.add("c", {"x": 0.5})
+
+
+def test_bad_states_are_clear_errors(tmp_path):
+    path = tmp_path / "idx"
+    build(path, {"a": ["x"]})
+    with pytest.raises(RankstackError, match="already open for writing"):
+        with IndexWriter(path):
+            IndexWriter(path)
+    with pytest.raises(IncompatibleIndexError, match="built with k1=0.9"):
+        IndexWriter(path, {"k1": 1.2})
+    with pytest.raises(InputError, match="duplicate document id 'b'"):
+        with IndexWriter(path) as w:
+            w.add("b", ["x"])
+            w.add("b", ["y"])
+    assert InvertedIndex(path).num_live == 1  # the failed commit changed nothing
+    manifest = path / "manifest.json"
+    manifest.write_text(manifest.read_text()[:20])
+    with pytest.raises(IndexFormatError, match="corrupt"):
+        InvertedIndex(path)
+    with pytest.raises(IndexFormatError, match="no manifest.json"):
+        InvertedIndex(tmp_path)
+
+
+WRITER = """
+import sys
+from rankstack.index.inverted import IndexWriter
+path, phase = sys.argv[1], sys.argv[2]
+with IndexWriter(path, {"length_norm": "exact"}, buffer_tokens=2000, merge_factor=1000) as w:
+    for i in range(300):
+        w.add(f"c{i}", [f"t{(i * j) % 97}" for j in range(20)])
+print("committed", flush=True)
+with IndexWriter(path, buffer_tokens=2000, merge_factor=1000) as w:
+    if phase == "merge":
+        print("merging", flush=True)
+        w.force_merge(1)
+    else:
+        for i in range(10**9):
+            w.add(f"n{i}", [f"t{(i * j) % 89}" for j in range(20)])
+            if i == 0:
+                print("adding", flush=True)
+"""
+
+
+@pytest.mark.parametrize("phase", ["add", "merge"])
+def test_killed_writer_leaves_last_commit_intact(tmp_path, phase):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    reference = None
+    for trial, delay in enumerate([0.0, 0.05, 0.2, 0.5]):
+        path = tmp_path / f"idx{trial}"
+        proc = subprocess.Popen([sys.executable, str(script), str(path), phase], stdout=subprocess.PIPE, text=True,
+                                env=env)
+        assert proc.stdout.readline().strip() == "committed"
+        assert proc.stdout.readline().strip() in ("adding", "merging")
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        index = InvertedIndex(path)
+        if phase == "add":
+            assert index.num_live == 300 and index.docno("n0") == -1
+        else:  # the merge either committed whole or not at all
+            assert index.num_live == 300 and len(index.segments) in (1, json.loads(
+                (path / "manifest.json").read_text())["segments"].__len__())
+        got = results(index, [{"t1": 1, "t5": 1}, {"t42": 1}], k=50)
+        reference = reference or got
+        assert got == reference
+        with IndexWriter(path) as w:  # a new writer cleans up what the dead one left behind
+            w.add("after", ["t1"])
+        names = {p.name for p in path.iterdir()}
+        manifest = json.loads((path / "manifest.json").read_text())
+        assert names <= {"manifest.json", "write.lock"} | {s["name"] for s in manifest["segments"]} | \
+            {s["deletes"] for s in manifest["segments"] if s["deletes"]}
+        assert InvertedIndex(path).num_live == 301
