@@ -13,13 +13,18 @@ Method (the same for every engine):
   * build_seconds covers the engine's own work (tokenise, index, write to disk), not reading
     the corpus file nor writing Pyserini's JsonCollection input;
   * the build is dropped, memory handed back (gc, malloc_trim, Java System.gc), and the index
-    is reopened fresh from disk; search_rss_mb = peak RSS while loading + searching minus the
-    RSS just before loading (peak tracked by resetting VmHWM through /proc/self/clear_refs);
+    is reopened fresh from disk (load_seconds);
   * qps_1thread[k]: --num-queries queries (the query list is cycled if it is shorter, e.g.
-    SciFact's 300 judged ones), one call at a time from one thread, after --warmup untimed
-    queries; qps_all_cores[k]: the engine's own batch API over the same queries, all threads,
-    or null when it has none.  Every timed call turns the hits into Python (docid, score)
-    lists, as a user needs them; query tokenisation by the engine is included;
+    SciFact's 300 judged ones), one call per query from one thread, after --warmup untimed
+    queries.  Every timed call turns the hits into Python (docid, score) lists, as a user
+    needs them; the engine's query tokenisation is included;
+  * search_rss_mb: peak RSS while loading the index and running the one-at-a-time searches
+    (and nDCG), minus the RSS just before loading (peak tracked by resetting VmHWM through
+    /proc/self/clear_refs); the batch runs come after it, so that their 2,000 x k result
+    lists do not count;
+  * qps_batch_1thread[k] / qps_all_cores[k]: the engine's own batch API (bm25s retrieve on a
+    list with n_threads, Pyserini batch_search with threads) over the same queries with 1 /
+    --threads threads, tokenisation and result conversion included; null without such an API;
   * ndcg@10 (with --qrels): ir_measures over each judged query's top 1000, real scores.
 Anything the engines print goes to stderr; stdout carries only the JSON.
 """
@@ -119,7 +124,8 @@ def dir_bytes(path):
 # ---------------------------------------------------------------- engines
 # Each make_* returns: version, optional prepare(ids, texts, workdir) (untimed input
 # preparation), build(ids, texts, index_dir) (timed), release() (after the build),
-# open(index_dir, ids) -> (search(q, k) -> (docids, scores), batch(qs, k) -> list or None).
+# open(index_dir, ids) -> (search(q, k) -> (docids, scores),
+#                         batch(qs, k, threads) -> [(docids, scores)] per query, or None).
 
 def make_bm25s(args, numba):
     import bm25s
@@ -143,8 +149,8 @@ def make_bm25s(args, numba):
             docs, scores = r.retrieve(tok(q), k=k, show_progress=False)
             return [ids[i] for i in docs[0].tolist()], scores[0].tolist()
 
-        def batch(qs, k):
-            docs, scores = r.retrieve(tok(qs), k=k, n_threads=args.threads, show_progress=False)
+        def batch(qs, k, threads):
+            docs, scores = r.retrieve(tok(qs), k=k, n_threads=threads, show_progress=False)
             return [([ids[i] for i in d], s) for d, s in zip(docs.tolist(), scores.tolist())]
 
         return search, batch
@@ -165,6 +171,7 @@ def make_tantivy(args):
         sb = tantivy.SchemaBuilder()
         sb.add_integer_field("idx", fast=True)  # row in `ids`, read back as a fast field
         sb.add_text_field("contents", tokenizer_name="en_stem", index_option="freq")
+        Path(index_dir).mkdir(parents=True)
         index = tantivy.Index(sb.build(), path=str(index_dir))
         w = index.writer(heap_size=256_000_000 * args.threads, num_threads=args.threads)
         for i, t in enumerate(texts):
@@ -229,9 +236,9 @@ def make_pyserini(args):
             hits = s.search(q, k)
             return [h.docid for h in hits], [h.score for h in hits]
 
-        def batch(qs, k):
+        def batch(qs, k, threads):
             keys = [str(i) for i in range(len(qs))]
-            res = s.batch_search(qs, keys, k, threads=args.threads)
+            res = s.batch_search(qs, keys, k, threads=threads)
             return [([h.docid for h in res[key]], [h.score for h in res[key]]) for key in keys]
 
         return search, batch
@@ -265,16 +272,16 @@ def qps_1thread(search, queries, k, n, warmup):
     return n / (time.perf_counter() - t0)
 
 
-def qps_batch(batch, queries, k, n, warmup):
+def qps_batch(batch, queries, k, n, warmup, threads):
     if batch is None:
         return None
-    batch(queries[:warmup], k)
+    batch(queries[:warmup], k, threads)
     timed = [queries[i % len(queries)] for i in range(n)]
     t0 = time.perf_counter()
-    out = batch(timed, k)
+    out = batch(timed, k, threads)
     elapsed = time.perf_counter() - t0
     assert len(out) == n
-    return n / elapsed
+    return round(n / elapsed, 1)
 
 
 def ndcg10(search, qids, queries, qrels, depth):
@@ -342,15 +349,15 @@ def main():
            "num_docs": len(ids), "num_queries": args.num_queries, "num_unique_queries": len(queries),
            "threads": args.threads, "build_seconds": round(build_s, 3),
            "build_docs_per_s": round(len(ids) / build_s, 1), "index_bytes": dir_bytes(index_dir),
-           "load_seconds": round(load_s, 3), "qps_1thread": {}, "qps_all_cores": {}}
-    for k in ks:
-        res["qps_1thread"][str(k)] = round(qps_1thread(search, queries, k, args.num_queries, args.warmup), 1)
-        q = qps_batch(batch, queries, k, args.num_queries, args.warmup)
-        res["qps_all_cores"][str(k)] = None if q is None else round(q, 1)
+           "load_seconds": round(load_s, 3)}
+    res["qps_1thread"] = {str(k): round(qps_1thread(search, queries, k, args.num_queries, args.warmup), 1)
+                          for k in ks}
     if qrels:
         res["ndcg@10"] = round(ndcg10(search, qids, queries, qrels, min(1000, len(ids))), 4)
-
     res["search_rss_mb"] = round((hwm_mb() if hwm_ok else rss_mb()) - rss0, 1)
+    for name, threads in (("qps_batch_1thread", 1), ("qps_all_cores", args.threads)):
+        res[name] = {str(k): qps_batch(batch, queries, k, args.num_queries, args.warmup, threads)
+                     for k in ks}
     res["peak_rss_mb"] = round(max(peak_build, maxrss_mb()), 1)
     out.write(json.dumps(res) + "\n")
     out.flush()

@@ -47,10 +47,11 @@ class Corpus:
 
     def _jsonl(self) -> Iterator[tuple[int, Document]]:
         for line, obj in json_lines(self.path):
-            doc_id = require_str(obj, "_id", self.path, line, alternatives=("id", "docid", "doc_id"))
-            text = require_str(obj, "text", self.path, line, alternatives=("contents", "body"))
-            title = obj.get("title") or ""
-            if not isinstance(title, str):
+            doc_id, text, title = obj.get("_id"), obj.get("text"), obj.get("title") or ""
+            if type(doc_id) is not str or type(text) is not str:  # the fast path failed: say why, or convert
+                doc_id = require_str(obj, "_id", self.path, line, alternatives=("id", "docid", "doc_id"))
+                text = require_str(obj, "text", self.path, line, alternatives=("contents", "body"))
+            if type(title) is not str:
                 raise InputError("field 'title' must be a string", self.path, line)
             yield line, Document(doc_id, text, title)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
 from pathlib import Path
 from typing import Iterator
+
+import orjson
 
 from rankstack.errors import InputError
 
@@ -42,8 +43,8 @@ def json_lines(path: PathLike) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each line of a JSONL file; each line must be a JSON object."""
     for number, line in numbered_lines(path):
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
             raise InputError(f"malformed JSON ({e.msg} at column {e.colno})", path, number) from None
         if not isinstance(obj, dict):
             raise InputError("expected a JSON object", path, number)

@@ -20,6 +20,7 @@ import numpy as np
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.query import SegmentSearcher
 from rankstack.index.segment import MODES, Segment, SegmentBuilder, merge_segments, remove_segment
+from rankstack.index.strings import StringTable
 from rankstack.index.storage import WriterLock, fsync_dir, read_json, save_arrays, write_json_atomic
 
 FORMAT = "rankstack-inverted-index"
@@ -285,6 +286,19 @@ class IndexWriter:
         if self._builder.num_tokens >= self.buffer_tokens:
             self._flush()
 
+    def add_batch(self, doc_ids: list[str], terms: list[str | None], counts: list[int],
+                  stored: list[str] | None = None, locations: list[str] | None = None) -> None:
+        """Buffer many bm25 documents at once (see SegmentBuilder.add_batch): the fast path for indexing."""
+        if self.settings["mode"] != "bm25":
+            raise InputError("add_batch takes bm25 documents; add impact documents one by one with add()")
+        for i, doc_id in enumerate(doc_ids):
+            if not isinstance(doc_id, str) or not doc_id:
+                where = locations[i] + ": " if locations and locations[i] else ""
+                raise InputError(f"{where}document id must be a non-empty string")
+        self._builder.add_batch(doc_ids, terms, counts, stored, locations)
+        if self._builder.num_tokens >= self.buffer_tokens:
+            self._flush()
+
     def delete(self, doc_ids: Iterable[str]) -> None:
         """Mark documents deleted at the next commit; unknown ids are ignored."""
         self._deletes.update(doc_ids)
@@ -296,13 +310,9 @@ class IndexWriter:
         new_entries = [{"name": m["name"], "num_docs": m["num_docs"], "num_deleted": 0, "deletes": None}
                        for m in self._pending]
         # Re-added ids replace their earlier versions; explicit deletes hit every segment.
-        replaced = set(self._deletes)
-        for m in self._pending:
-            seg = Segment(self.path / m["name"])
-            replaced.update(seg.ids)
-        self._apply_deletes(manifest["segments"], replaced)
-        for entry in new_entries:
-            self._apply_deletes([entry], self._deletes)
+        added = [Segment(self.path / m["name"]).ids for m in self._pending]
+        self._apply_deletes(manifest["segments"], self._deletes, added)
+        self._apply_deletes(new_entries, self._deletes, [])
         manifest["segments"] += new_entries
         self._publish(manifest)
         self._pending, self._deletes = [], set()
@@ -318,20 +328,20 @@ class IndexWriter:
         fsync_dir(self.path)
         self._pending.append({"name": name, **meta})
 
-    def _apply_deletes(self, entries: list[dict], doc_ids: set[str]) -> None:
-        """Write new tombstone files for entries that lose documents (entries are updated in place)."""
-        if not doc_ids:
+    def _apply_deletes(self, entries: list[dict], doc_ids: set[str], tables: list[StringTable]) -> None:
+        """Delete `doc_ids` and every id of `tables` from the entries' segments, writing new tombstone
+        files for those that lose documents (entries are updated in place)."""
+        if not doc_ids and not tables:
             return
         for entry in entries:
             seg = Segment(self.path / entry["name"])
-            positions = seg.ids.positions(doc_ids) if len(doc_ids) < seg.num_docs else None
             deleted = (np.load(self.path / entry["deletes"]) if entry.get("deletes")
                        else np.zeros(seg.num_docs, dtype=bool))
             before = int(deleted.sum())
-            if positions is None:
-                deleted |= np.fromiter((d in doc_ids for d in seg.ids), dtype=bool, count=seg.num_docs)
-            else:
-                deleted[positions[positions >= 0]] = True
+            positions = seg.ids.positions(doc_ids)
+            deleted[positions[positions >= 0]] = True
+            for table in tables:
+                deleted[seg.ids.common(table)] = True
             if int(deleted.sum()) != before:
                 name = f"del_{uuid.uuid4().hex[:12]}"
                 save_arrays(self.path, {name: deleted})

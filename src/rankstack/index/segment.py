@@ -37,6 +37,7 @@ class SegmentBuilder:
             raise InputError(f"unknown index mode {mode!r} (expected one of {MODES})")
         self.mode, self.store, self.length_norm = mode, store, length_norm
         self.vocab: dict[str, int] = {}
+        self._lookup: dict[str | None, int] = {None: -1}  # vocab, plus None (a dropped token) -> -1
         self.doc_ids: list[str] = []
         self.doc_locations: list[str] = []
         self.stored: list[str] = []
@@ -51,6 +52,26 @@ class SegmentBuilder:
     @property
     def num_tokens(self) -> int:
         return len(self._term_ids)
+
+    def add_batch(self, doc_ids: list[str], terms: list[str | None], counts: list[int],
+                  stored: list[str] | None = None, locations: list[str] | None = None) -> None:
+        """Add bm25 documents in bulk: all their terms in one list (None = a dropped token) and the
+        number of entries of each document."""
+        lookup = self._lookup
+        for term in set(terms).difference(lookup):
+            lookup[term] = len(self.vocab)
+            self.vocab[term] = len(self.vocab)
+        ids = np.array(list(map(lookup.__getitem__, terms)), dtype=np.int32)
+        kept = ids >= 0
+        doc_of = np.repeat(np.arange(len(doc_ids)), counts)
+        lengths = np.bincount(doc_of[kept], minlength=len(doc_ids)).astype(np.int32)
+        self._term_ids.frombytes(ids[kept].tobytes())
+        self._lengths.frombytes(lengths.tobytes())
+        self._num_terms.frombytes(lengths.tobytes())
+        self.doc_ids += doc_ids
+        self.doc_locations += locations or [""] * len(doc_ids)
+        if self.store:
+            self.stored += stored if stored is not None else [""] * len(doc_ids)
 
     def add(self, doc_id: str, terms: Sequence[str] | Mapping[str, int], stored: str | None = None,
             location: str = "") -> None:

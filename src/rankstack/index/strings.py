@@ -106,3 +106,9 @@ class StringTable:
                     break
                 i += 1
         return out
+
+    def common(self, other: "StringTable") -> np.ndarray:
+        """Positions in this table of the strings that `other` also holds (both written with lookup)."""
+        candidates = np.flatnonzero(np.isin(self._hashes, other._hashes))  # hash matches, then verify
+        positions = self._order[candidates]
+        return np.array([p for p in positions.tolist() if other.position(self[p]) >= 0], dtype=np.int64)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
+import orjson
 from tqdm.auto import tqdm
 
 from rankstack.data.corpus import Corpus, Document
@@ -22,23 +23,30 @@ from rankstack.text.analyzer import Analyzer
 QUERY_CHUNK = 1024  # queries per batch between progress-bar updates
 
 
-def documents_with_locations(corpus: Corpus | Iterable[Document]) -> Iterable[tuple[str, Document]]:
-    if isinstance(corpus, Corpus):
-        return corpus.located()
-    return (("", doc) for doc in corpus)
+INDEX_BATCH = 4096  # documents analysed together
 
 
 def index_documents(writer: IndexWriter, corpus: Corpus | Iterable[Document], analyzer: Analyzer,
                     progress: bool | None = None) -> int:
     """Analyze and add documents (title + text, as Anserini's `contents`); return how many."""
+    located = corpus.located() if isinstance(corpus, Corpus) else (("", doc) for doc in corpus)
     store = writer.settings["store"]
     count = 0
-    for location, doc in tqdm(documents_with_locations(corpus), desc="indexing", unit=" docs",
-                              disable=None if progress is None else not progress):
-        stored = json.dumps({"title": doc.title, "text": doc.text}, ensure_ascii=False) if store else None
-        writer.add(doc.id, analyzer.analyze(doc.contents), stored, location)
-        count += 1
+    with tqdm(desc="indexing", unit=" docs", disable=None if progress is None else not progress) as bar:
+        for batch in _batches(located, INDEX_BATCH):
+            docs = [doc for _, doc in batch]
+            terms, counts = analyzer.analyze_batch([doc.contents for doc in docs])
+            stored = [orjson.dumps({"title": d.title, "text": d.text}).decode() for d in docs] if store else None
+            writer.add_batch([d.id for d in docs], terms, counts, stored, [loc for loc, _ in batch])
+            count += len(batch)
+            bar.update(len(batch))
     return count
+
+
+def _batches(items: Iterable, size: int) -> Iterable[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 class BM25(Stage):
@@ -124,7 +132,3 @@ class BM25(Stage):
     def config(self) -> dict[str, Any]:
         s = self.index.settings
         return {"index": str(self.index.path), "k": self.k, "k1": s["k1"], "b": s["b"]}
-
-
-def empty_hits() -> tuple[np.ndarray, np.ndarray]:
-    return np.zeros(0, np.int32), np.zeros(0, np.float32)

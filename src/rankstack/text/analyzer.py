@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import chain
 from typing import Any, Iterable
 
 import Stemmer
@@ -61,7 +62,19 @@ class Analyzer:
                 out.append(term)
         return out
 
-    def _normalise(self, token: str) -> str | None:
+    def analyze_batch(self, texts: list[str]) -> tuple[list[str | None], list[int]]:
+        """Analyse many texts at once: (terms of all texts, in order, None for dropped tokens; token
+        count per text). Much faster than `analyze` per text for indexing."""
+        findall = self._regex.findall
+        tokens = [findall(t.lower()) for t in texts] if self.lowercase else [findall(t) for t in texts]
+        counts = [len(t) for t in tokens]
+        flat = list(chain.from_iterable(tokens))
+        cache = self._cache
+        for token in set(flat).difference(cache):
+            self._normalise(token, force_cache=True)
+        return list(map(cache.__getitem__, flat)), counts
+
+    def _normalise(self, token: str, force_cache: bool = False) -> str | None:
         term: str | None = token
         if term.endswith(("'s", "’s")):
             term = term[:-2]
@@ -69,7 +82,7 @@ class Analyzer:
             term = None
         elif self._stemmer is not None:
             term = self._stemmer.stemWord(term)
-        if len(self._cache) < 2_000_000:
+        if force_cache or len(self._cache) < 2_000_000:
             self._cache[token] = term
         return term
 
