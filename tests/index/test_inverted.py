@@ -105,17 +105,24 @@ def test_reader_keeps_its_snapshot(tmp_path):
     assert [d for d, _ in results(InvertedIndex(path), [{"x": 1}])[0]] == ["c", "b"]
 
 
-def test_impact_mode(tmp_path):
+def test_impact_mode_quantises_with_a_recorded_scale(tmp_path):
     path = tmp_path / "imp"
-    with IndexWriter(path, {"mode": "impact", "impact_scale": 0.5}) as w:
-        w.add("a", {"x": 10, "y": 1})
-        w.add("b", {"x": 3, "z": 200})
+    with IndexWriter(path, {"mode": "impact"}) as w:  # 8 bits; scale from the first batch's largest weight
+        w.add("a", {"x": 1.0, "y": 0.01, "zero": 0.0})
+        w.add("b", {"x": 0.3, "z": 2.55})
     index = InvertedIndex(path)
+    assert index.settings["impact_scale"] == pytest.approx(2.55 / 255)
     (docnos, scores), = index.search_batch([{"x": 2.0, "z": 1.0}], 10)
     assert index.doc_ids.take(docnos) == ["b", "a"]
-    assert scores.tolist() == pytest.approx([0.5 * (2 * 3 + 200), 0.5 * 2 * 10])
-    with IndexWriter(path) as w, pytest.raises(InputError, match="positive integer"):
-        w.add("c", {"x": 0.5})
+    # b: 2 * 0.3 + 2.55 and a: 2 * 1.0, each weight rounded to a multiple of the scale
+    assert scores.tolist() == pytest.approx([2 * 0.3 + 2.55, 2.0], abs=2 * 0.01)
+    assert index.search_batch([{"zero": 1.0}], 10)[0][0].size == 0  # zero weights are not indexed
+    with IndexWriter(path) as w:  # later, larger weights clip to the top quantum
+        w.add("c", {"x": 100.0})
+    top = InvertedIndex(path).search_batch([{"x": 1.0}], 1)[0][1][0]
+    assert top == pytest.approx(2.55, abs=0.01)
+    with IndexWriter(path) as w, pytest.raises(InputError, match="weight of 'x' must be a finite number"):
+        w.add("d", {"x": float("nan")})
 
 
 def test_bad_states_are_clear_errors(tmp_path):

@@ -27,7 +27,9 @@ FORMAT = "rankstack-inverted-index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ALGORITHMS = ("maxscore", "bmw", "exhaustive")
-DEFAULT_SETTINGS = {"mode": "bm25", "k1": 0.9, "b": 0.4, "length_norm": "lucene", "impact_scale": 1.0,
+# impact_scale None: set at the first flush so that the largest weight seen maps to the top quantum.
+DEFAULT_SETTINGS = {"mode": "bm25", "k1": 0.9, "b": 0.4, "length_norm": "lucene", "impact_bits": 8,
+                    "impact_scale": None,
                     "store": True, "metadata": {}}
 
 Query = Mapping[str, float]  # term -> count (bm25) or weight (impact)
@@ -242,6 +244,8 @@ class IndexWriter:
                 full = {**DEFAULT_SETTINGS, **(settings or {})}
                 if full["mode"] not in MODES:
                     raise InputError(f"unknown index mode {full['mode']!r} (expected one of {MODES})")
+                if full["impact_bits"] not in (8, 16):
+                    raise InputError(f"impact_bits must be 8 or 16, got {full['impact_bits']!r}")
                 self.manifest = _empty_manifest(full)
             self._remove_uncommitted()
         except BaseException:
@@ -279,7 +283,7 @@ class IndexWriter:
 
     def add(self, doc_id: str, terms: Sequence[str] | Mapping[str, int], stored: str | None = None,
             location: str = "") -> None:
-        """Buffer one document: its terms (bm25 mode) or term impacts (impact mode)."""
+        """Buffer one document: its terms (bm25 mode) or term -> weight (impact mode)."""
         if not isinstance(doc_id, str) or not doc_id:
             raise InputError(f"{location + ': ' if location else ''}document id must be a non-empty string")
         self._builder.add(doc_id, terms, stored, location)
@@ -323,8 +327,10 @@ class IndexWriter:
             return
         builder, self._builder = self._builder, self._new_builder()
         _check_unique(builder, [Segment(self.path / m["name"]) for m in self._pending])
+        if self.settings["mode"] == "impact" and not self.settings["impact_scale"]:
+            self.settings["impact_scale"] = (builder.max_weight() or 1.0) / (2 ** self.settings["impact_bits"] - 1)
         name = f"seg_{uuid.uuid4().hex[:12]}"
-        meta = builder.write(self.path / name)
+        meta = builder.write(self.path / name, self.settings["impact_scale"] or 1.0, self.settings["impact_bits"])
         fsync_dir(self.path)
         self._pending.append({"name": name, **meta})
 
@@ -352,7 +358,7 @@ class IndexWriter:
         manifest["generation"] += 1
         fsync_dir(self.path)
         write_json_atomic(self.path / MANIFEST, manifest)
-        self.manifest = manifest
+        self.manifest, self.settings = manifest, manifest["settings"]
         self._remove_uncommitted()
 
     # --- merging -------------------------------------------------------------------------------

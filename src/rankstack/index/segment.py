@@ -29,7 +29,8 @@ class SegmentBuilder:
     """Accumulates documents in memory as compact arrays, then writes them as one segment.
 
     mode "bm25": each document is a sequence of terms (repeats = term frequency).
-    mode "impact": each document maps terms to positive integer impacts (quantised weights).
+    mode "impact": each document maps terms to positive weights (learned sparse), quantised to
+    integers of `impact_bits` bits with the index's scale when the segment is written.
     """
 
     def __init__(self, mode: str, store: bool, length_norm: str = "exact"):
@@ -42,7 +43,7 @@ class SegmentBuilder:
         self.doc_locations: list[str] = []
         self.stored: list[str] = []
         self._term_ids = array("i")
-        self._values = array("I")
+        self._values = array("f")
         self._lengths = array("i")
         self._num_terms = array("i")
 
@@ -82,21 +83,27 @@ class SegmentBuilder:
             self._lengths.append(len(ids))
             self._num_terms.append(len(ids))
         else:
-            for term, impact in terms.items():
-                if not (isinstance(impact, (int, np.integer)) and 0 < impact < 2**32):
-                    raise InputError(f"document {doc_id!r}: impact of {term!r} must be a positive integer, "
-                                     f"got {impact!r}")
-                self._term_ids.append(vocab.setdefault(term, len(vocab)))
-                self._values.append(int(impact))
-            self._lengths.append(len(terms))
-            self._num_terms.append(len(terms))
+            before = len(self._term_ids)
+            for term, weight in terms.items():
+                if not (isinstance(weight, (int, float, np.number)) and np.isfinite(weight) and weight >= 0):
+                    raise InputError(f"{location + ': ' if location else ''}document {doc_id!r}: weight of "
+                                     f"{term!r} must be a finite number >= 0, got {weight!r}")
+                if weight > 0:
+                    self._term_ids.append(vocab.setdefault(term, len(vocab)))
+                    self._values.append(weight)
+            self._lengths.append(len(self._term_ids) - before)
+            self._num_terms.append(len(self._term_ids) - before)
         self.doc_ids.append(doc_id)
         self.doc_locations.append(location)
         if self.store:
             self.stored.append(stored or "")
 
-    def write(self, directory: Path) -> dict:
-        """Write the segment into a new directory (fsynced); return its metadata."""
+    def max_weight(self) -> float:
+        return max(self._values, default=0.0)
+
+    def write(self, directory: Path, impact_scale: float = 1.0, impact_bits: int = 8) -> dict:
+        """Write the segment into a new directory (fsynced); return its metadata. Impact-mode weights
+        become round(weight / impact_scale), clipped to 1 .. 2**impact_bits - 1."""
         num_docs = len(self.doc_ids)
         lengths = np.array(self._lengths, dtype=np.int32)
         term_ids = np.array(self._term_ids, dtype=np.int64)
@@ -105,7 +112,8 @@ class SegmentBuilder:
             keys, values = np.unique(term_ids * max(num_docs, 1) + docs, return_counts=True)
             term_ids, docs = keys // max(num_docs, 1), keys % max(num_docs, 1)
         else:
-            values = np.array(self._values, dtype=np.uint32)
+            values = np.clip(np.rint(np.array(self._values, dtype=np.float64) / impact_scale), 1,
+                             2**impact_bits - 1).astype(np.uint32)
         return write_segment(directory, self.mode, self.length_norm, list(self.vocab), self.doc_ids,
                              self.stored if self.store else None, term_ids, docs, values, lengths)
 
