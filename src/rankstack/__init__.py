@@ -4,7 +4,7 @@ from rankstack.data import Corpus, Document, Qrels, Queries, Run
 from rankstack.errors import (DatasetNotFoundError, IncompatibleIndexError, IndexFormatError, InputError,
                               RankstackError)
 from rankstack.index.inverted import IndexWriter, InvertedIndex
-from rankstack.pipeline import CutOff, Pipeline, Stage
+from rankstack.pipeline import CutOff, Fusion, Pipeline, Stage, fuse
 from rankstack.retrieve import BM25
 from rankstack.text import Analyzer
 
@@ -19,6 +19,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'rankstack' has no attribute {name!r}")
 
 
-__all__ = ["Analyzer", "BM25", "Corpus", "CutOff", "DatasetNotFoundError", "Document", "IncompatibleIndexError",
+__all__ = ["Analyzer", "BM25", "Corpus", "CutOff", "Fusion", "fuse", "DatasetNotFoundError", "Document", "IncompatibleIndexError",
            "IndexFormatError", "IndexWriter", "InputError", "InvertedIndex", "Pipeline", "Qrels", "Queries",
            "RankstackError", "Run", "Stage", "__version__"]

@@ -64,7 +64,7 @@ def _worse(s1, d1, s2, d2):
     return s1 < s2 or (s1 == s2 and d1 > d2)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _sift_down(hs, hd, i, size):
     s, d = hs[i], hd[i]
     while True:
@@ -80,7 +80,7 @@ def _sift_down(hs, hd, i, size):
     hs[i], hd[i] = s, d
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, _nrt=False)
 def _heap_push(hs, hd, s, d):
     """Replace the worst entry (root) by (s, d); caller checked that s beats it."""
     hs[0] = s
@@ -107,101 +107,95 @@ def _new_heap(k):
 
 
 # ---------------------------------------------------------------------------------------------
-# cursors: per query term, a block pointer (may run ahead, "shallow") and a decoded block
+# cursors, one per query term: a block pointer that may run ahead of the posting ("shallow"
+# moves for block bounds) and a lazily decoded block. The state is one int64 matrix, a column
+# per field:
+BLK, FIRST, STOP, LAST, POS, CNT, DEC, VDEC, CD, BUB_BLK = range(10)
+# current block, term's first block, term's end block, postings in the term's last block,
+# position in the decoded block, postings in it, block whose docnos / values are decoded,
+# current docno (END when exhausted), block whose bound is cached in `bub`.
+#
+# Numba increfs every array argument of a call (an atomic operation, ~100x a posting's work):
+# the algorithms inline the frequent paths (next posting in the block, value, block bound) and
+# call the helpers below, compiled without refcounting (_nrt=False), only on block changes and
+# skips. Tuples of arrays are unpacked once per query for the same reason.
 
 
 @njit(cache=True, nogil=True)
-def _cursors(seg, mode, term_ids, weights, na, nb):
-    (term_blocks, term_last, ub_off, ub_val, ub_len, block_last, block_offsets,
-     dbits, vbits, bmax, bminlen, data) = seg
+def _cursors(term_blocks, term_last, ub_off, ub_val, ub_len, block_offsets, bmax, bminlen, data,
+             mode, term_ids, weights, na, nb):
+    """(state matrix C, term upper bounds, float64 weights) for the query's terms."""
     n = term_ids.shape[0]
-    blk = np.empty(n, np.int64)  # current block
-    bfirst = np.empty(n, np.int64)  # term's first block
-    bend = np.empty(n, np.int64)  # term's end block
-    last = np.empty(n, np.int64)  # postings in the term's last block
-    pos = np.zeros(n, np.int64)  # position in the decoded block
-    cnt = np.zeros(n, np.int64)  # postings in the decoded block
-    dec = np.full(n, -1, np.int64)  # block whose docnos are in bufd
-    vdec = np.full(n, -1, np.int64)  # block whose values are in bufv
-    cd = np.empty(n, np.int64)  # current docno (END when exhausted)
-    bub_blk = np.full(n, -1, np.int64)  # block whose upper bound is cached in bub
-    bub = np.zeros(n, np.float64)
-    ub = np.zeros(n, np.float64)  # term upper bound
+    C = np.full((n, 10), -1, np.int64)
+    ub = np.zeros(n, np.float64)
     w64 = np.empty(n, np.float64)
-    bufd = np.empty((n, BLOCK), np.int32)
-    bufv = np.empty((n, BLOCK), np.uint32)
     for i in range(n):
         t = term_ids[i]
-        bfirst[i] = term_blocks[t]
-        blk[i] = term_blocks[t]
-        bend[i] = term_blocks[t + 1]
-        last[i] = term_last[t]
+        b0, b1 = np.int64(term_blocks[t]), np.int64(term_blocks[t + 1])
+        C[i, BLK] = b0
+        C[i, FIRST] = b0
+        C[i, STOP] = b1
+        C[i, LAST] = term_last[t]
+        C[i, POS] = 0
         w64[i] = np.float64(weights[i])
-        if bend[i] == bfirst[i]:
-            cd[i] = END
+        if b1 == b0:
+            C[i, CD] = END
             continue
         # the first block starts with its first docno as a plain word: no decoding needed
-        cd[i] = np.int64(data[np.int64(block_offsets[blk[i]])])
+        C[i, CD] = np.int64(data[np.int64(block_offsets[b0])])
         if ub_off[t + 1] == ub_off[t]:  # one-block term: the block's bound
-            ln = np.float64(bminlen[bfirst[i]]) if mode == 0 else 0.0
-            ub[i] = _bound(mode, w64[i], np.float64(bmax[bfirst[i]]), ln, na, nb)
+            ln = np.float64(bminlen[b0]) if mode == 0 else 0.0
+            ub[i] = _bound(mode, w64[i], np.float64(bmax[b0]), ln, na, nb)
         for j in range(ub_off[t], ub_off[t + 1]):
             ub[i] = max(ub[i], _bound(mode, w64[i], np.float64(ub_val[j]), np.float64(ub_len[j]), na, nb))
-    return (blk, bfirst, bend, last, pos, cnt, dec, vdec, cd, bub_blk, bub, ub, w64, bufd, bufv)
+    return C, ub, w64
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _load_docs(seg, st, i):
-    """Decode the docnos of the cursor's current block if not yet done; True if it decoded."""
-    blk, bfirst, bend, last, pos, cnt, dec, vdec, cd, bub_blk, bub, ub, w64, bufd, bufv = st
-    b = blk[i]
-    if dec[i] == b:
+@njit(cache=True, nogil=True, _nrt=False)
+def _load_docs(block_last, block_offsets, dbits, data, C, bufd, i):
+    """Decode the docnos of cursor i's current block unless done; True if it decoded."""
+    b = C[i, BLK]
+    if C[i, DEC] == b:
         return False
-    n = BLOCK if b + 1 < bend[i] else last[i]
-    decode_block_docs(seg[6], seg[7], seg[5], seg[11], b, b == bfirst[i], n, bufd[i])
-    dec[i] = b
-    cnt[i] = n
+    n = BLOCK if b + 1 < C[i, STOP] else C[i, LAST]
+    decode_block_docs(block_offsets, dbits, block_last, data, b, b == C[i, FIRST], n, bufd, i)
+    C[i, DEC] = b
+    C[i, CNT] = n
     return True
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _value(seg, st, i):
-    """Value of the posting under the cursor (decodes the block's values on first use)."""
-    blk, bfirst, bend, last, pos, cnt, dec, vdec, cd, bub_blk, bub, ub, w64, bufd, bufv = st
-    b = blk[i]
-    if vdec[i] != b:
-        n = BLOCK if b + 1 < bend[i] else last[i]
-        decode_block_values(seg[6], seg[7], seg[8], seg[11], b, b == bfirst[i], n, bufv[i])
-        vdec[i] = b
-    return bufv[i, pos[i]]
+@njit(cache=True, nogil=True, _nrt=False)
+def _load_values(block_offsets, dbits, vbits, data, C, bufv, i):
+    """Decode the values of cursor i's current block into bufv[i]."""
+    b = C[i, BLK]
+    n = BLOCK if b + 1 < C[i, STOP] else C[i, LAST]
+    decode_block_values(block_offsets, dbits, vbits, data, b, b == C[i, FIRST], n, bufv, i)
+    C[i, VDEC] = b
 
 
-@njit(cache=True, nogil=True)
-def _next(seg, st, i):
+@njit(cache=True, nogil=True, _nrt=False)
+def _next(block_last, block_offsets, dbits, data, C, bufd, i):
     """Advance cursor i to its next posting (it must sit on a posting of its current block)."""
-    blk, bfirst, bend, last, pos, cnt, dec, vdec, cd, bub_blk, bub, ub, w64, bufd, bufv = st
-    _load_docs(seg, st, i)
-    p = pos[i] + 1
-    if p < cnt[i]:
-        pos[i] = p
-        cd[i] = bufd[i, p]
+    _load_docs(block_last, block_offsets, dbits, data, C, bufd, i)
+    p = C[i, POS] + 1
+    if p < C[i, CNT]:
+        C[i, POS] = p
+        C[i, CD] = bufd[i, p]
         return
-    b = blk[i] + 1
-    blk[i] = b
-    if b >= bend[i]:
-        cd[i] = END
+    b = C[i, BLK] + 1
+    C[i, BLK] = b
+    C[i, POS] = 0
+    if b >= C[i, STOP]:
+        C[i, CD] = END
         return
-    _load_docs(seg, st, i)
-    pos[i] = 0
-    cd[i] = bufd[i, 0]
+    _load_docs(block_last, block_offsets, dbits, data, C, bufd, i)
+    C[i, CD] = bufd[i, 0]
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _shallow(seg, st, i, target):
+@njit(cache=True, nogil=True, _nrt=False)
+def _shallow(block_last, C, i, target):
     """Move cursor i's block pointer (not its posting) to the first block that may hold target."""
-    blk, bend = st[0], st[2]
-    block_last = seg[5]
-    b, e = blk[i], bend[i]
+    b, e = C[i, BLK], C[i, STOP]
     if b >= e or block_last[b] >= target:
         return
     # galloping search for the first block whose last docno >= target
@@ -216,47 +210,58 @@ def _shallow(seg, st, i, target):
             lo = mid
         else:
             hi = mid
-    blk[i] = hi
+    C[i, BLK] = hi
 
 
-@njit(cache=True, nogil=True)
-def _next_geq(seg, st, i, target):
+@njit(cache=True, nogil=True, _nrt=False)
+def _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, target):
     """Advance cursor i to its first posting >= target (END if none)."""
-    blk, bfirst, bend, last, pos, cnt, dec, vdec, cd, bub_blk, bub, ub, w64, bufd, bufv = st
-    if cd[i] >= target:
+    if C[i, CD] >= target:
         return
-    _shallow(seg, st, i, target)
-    if blk[i] >= bend[i]:
-        cd[i] = END
+    _shallow(block_last, C, i, target)
+    if C[i, BLK] >= C[i, STOP]:
+        C[i, CD] = END
         return
-    p = 0 if _load_docs(seg, st, i) else pos[i]
-    row = bufd[i]
-    while row[p] < target:
+    p = 0 if _load_docs(block_last, block_offsets, dbits, data, C, bufd, i) else C[i, POS]
+    while bufd[i, p] < target:
         p += 1
-    pos[i] = p
-    cd[i] = row[p]
+    C[i, POS] = p
+    C[i, CD] = bufd[i, p]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _block_ub(seg, st, mode, i, na, nb):
-    """Upper bound of cursor i's contribution within its current block (0 when exhausted)."""
-    blk, bend, bub_blk, bub, w64 = st[0], st[2], st[9], st[10], st[12]
-    b = blk[i]
-    if b >= bend[i]:
+def _score(mode, weights, C, bufv, block_offsets, dbits, vbits, data, i, nd):
+    """Contribution of the posting under cursor i (inlined: no call once values are decoded)."""
+    if C[i, VDEC] != C[i, BLK]:
+        _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
+    return _contrib(mode, weights[i], bufv[i, C[i, POS]], nd)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _advance(C, bufd, block_last, block_offsets, dbits, data, i):
+    """`_next` with its within-block fast path inlined."""
+    p = C[i, POS] + 1
+    if C[i, DEC] == C[i, BLK] and p < C[i, CNT]:
+        C[i, POS] = p
+        C[i, CD] = bufd[i, p]
+    else:
+        _next(block_last, block_offsets, dbits, data, C, bufd, i)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _block_bound(C, bub, w64, block_last, bmax, bminlen, mode, i, target, na, nb):
+    """Shallow-move cursor i to target and return its block's upper bound (0 if exhausted)."""
+    b = C[i, BLK]
+    if b < C[i, STOP] and block_last[b] < target:
+        _shallow(block_last, C, i, target)
+        b = C[i, BLK]
+    if b >= C[i, STOP]:
         return 0.0
-    if bub_blk[i] != b:
-        ln = np.float64(seg[10][b]) if mode == 0 else 0.0
-        bub[i] = _bound(mode, w64[i], np.float64(seg[9][b]), ln, na, nb)
-        bub_blk[i] = b
+    if C[i, BUB_BLK] != b:
+        ln = np.float64(bminlen[b]) if mode == 0 else 0.0
+        bub[i] = _bound(mode, w64[i], np.float64(bmax[b]), ln, na, nb)
+        C[i, BUB_BLK] = b
     return bub[i]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _ordered_sum(contrib):
-    s = np.float32(0.0)
-    for i in range(contrib.shape[0]):
-        s += contrib[i]
-    return s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,23 +273,23 @@ def _exhaustive(seg, mode, n_docs, term_ids, weights, norm, live, k):
     term_blocks, term_last, block_last, block_offsets, dbits, vbits, data = (
         seg[0], seg[1], seg[5], seg[6], seg[7], seg[8], seg[11])
     acc = np.zeros(n_docs, np.float32)
-    bd = np.empty(BLOCK, np.int32)
-    bv = np.empty(BLOCK, np.uint32)
+    bd = np.empty((1, BLOCK), np.int32)
+    bv = np.empty((1, BLOCK), np.uint32)
     for i in range(term_ids.shape[0]):
         t = term_ids[i]
         w = weights[i]
         first, end = np.int64(term_blocks[t]), np.int64(term_blocks[t + 1])
         for b in range(first, end):
             n = BLOCK if b + 1 < end else np.int64(term_last[t])
-            decode_block_docs(block_offsets, dbits, block_last, data, b, b == first, n, bd)
-            decode_block_values(block_offsets, dbits, vbits, data, b, b == first, n, bv)
+            decode_block_docs(block_offsets, dbits, block_last, data, b, b == first, n, bd, 0)
+            decode_block_values(block_offsets, dbits, vbits, data, b, b == first, n, bv, 0)
             if mode == 0:
                 for j in range(n):
-                    d = bd[j]
-                    acc[d] += _contrib(0, w, bv[j], norm[d])
+                    d = bd[0, j]
+                    acc[d] += _contrib(0, w, bv[0, j], norm[d])
             else:
                 for j in range(n):
-                    acc[bd[j]] += _contrib(1, w, bv[j], np.float32(0.0))
+                    acc[bd[0, j]] += _contrib(1, w, bv[0, j], np.float32(0.0))
     hs, hd = _new_heap(k)
     has_live = live.shape[0] > 0
     for d in range(n_docs):
@@ -298,10 +303,15 @@ def _exhaustive(seg, mode, n_docs, term_ids, weights, norm, live, k):
 def _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     """Block-max MaxScore (DAAT): lists whose upper bounds sum to at most the threshold are
     non-essential and only probed for candidates drawn from the essential lists."""
+    (term_blocks, term_last, ub_off, ub_val, ub_len, block_last, block_offsets,
+     dbits, vbits, bmax, bminlen, data) = seg
     n = term_ids.shape[0]
     hs, hd = _new_heap(k)
-    st = _cursors(seg, mode, term_ids, weights, na, nb)
-    cd, ub = st[8], st[11]
+    C, ub, w64 = _cursors(term_blocks, term_last, ub_off, ub_val, ub_len, block_offsets, bmax, bminlen,
+                          data, mode, term_ids, weights, na, nb)
+    bufd = np.empty((n, BLOCK), np.int32)
+    bufv = np.empty((n, BLOCK), np.uint32)
+    bub = np.zeros(n, np.float64)
     order = np.argsort(ub, kind="mergesort")  # ascending upper bound
     prefix = np.empty(n, np.float64)
     run = 0.0
@@ -318,71 +328,67 @@ def _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
         fe += 1
     cur = END
     for m in range(fe, n):
-        cur = min(cur, cd[order[m]])
+        cur = min(cur, C[order[m], CD])
     while fe < n and cur < END:
         nd = norm[cur] if mode == 0 else np.float32(0.0)
         nxt = END
         partial = 0.0
         for m in range(fe, n):
             i = order[m]
-            if cd[i] == cur:
-                c = _contrib(mode, weights[i], _value(seg, st, i), nd)
+            if C[i, CD] == cur:
+                c = _score(mode, weights, C, bufv, block_offsets, dbits, vbits, data, i, nd)
                 contrib[i] = c
                 partial += c
-                _next(seg, st, i)
-            if cd[i] < nxt:
-                nxt = cd[i]
+                _advance(C, bufd, block_last, block_offsets, dbits, data, i)
+            nxt = min(nxt, C[i, CD])
         ok = not has_live or live[cur]
         if ok and fe > 0:
             bsum = partial
             for m in range(fe):
-                i = order[m]
-                _shallow(seg, st, i, cur)
-                bubs[m] = _block_ub(seg, st, mode, i, na, nb)
+                bubs[m] = _block_bound(C, bub, w64, block_last, bmax, bminlen, mode, order[m], cur, na, nb)
                 bsum += bubs[m]
             ok = bsum > thr
             m = fe - 1
             while ok and m >= 0:  # probe non-essential lists, largest bound first
                 i = order[m]
                 bsum -= bubs[m]
-                _next_geq(seg, st, i, cur)
-                if cd[i] == cur:
-                    c = _contrib(mode, weights[i], _value(seg, st, i), nd)
+                if C[i, CD] < cur:
+                    _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, cur)
+                if C[i, CD] == cur:
+                    c = _score(mode, weights, C, bufv, block_offsets, dbits, vbits, data, i, nd)
                     contrib[i] = c
                     partial += c
                     bsum += c
                 ok = bsum > thr
                 m -= 1
         if ok:
-            s = _ordered_sum(contrib)
+            s = np.float32(0.0)
+            for i in range(n):  # the exact score: float32 sum in query-term order
+                s += contrib[i]
             if s > hs[0]:
                 _heap_push(hs, hd, s, cur)
                 thr = hs[0] * theta / slack
                 while fe < n and prefix[fe] <= thr:
                     fe += 1
-        contrib[:] = 0
+        for i in range(n):
+            contrib[i] = 0
         cur = nxt
     return _heap_results(hs, hd)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _bubble(cd, ordered, m):
-    """Restore ascending-docno order after ordered[m]'s cursor moved forward."""
-    n = ordered.shape[0]
-    while m + 1 < n and cd[ordered[m + 1]] < cd[ordered[m]]:
-        ordered[m], ordered[m + 1] = ordered[m + 1], ordered[m]
-        m += 1
 
 
 @njit(cache=True, nogil=True)
 def _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     """Block-Max WAND (Ding & Suel 2011): pivot by term bounds, then check block bounds."""
+    (term_blocks, term_last, ub_off, ub_val, ub_len, block_last, block_offsets,
+     dbits, vbits, bmax, bminlen, data) = seg
     n = term_ids.shape[0]
     hs, hd = _new_heap(k)
-    st = _cursors(seg, mode, term_ids, weights, na, nb)
-    blk, bend, cd, ub = st[0], st[2], st[8], st[11]
-    block_last = seg[5]
-    ordered = np.argsort(cd, kind="mergesort")
+    C, ub, w64 = _cursors(term_blocks, term_last, ub_off, ub_val, ub_len, block_offsets, bmax, bminlen,
+                          data, mode, term_ids, weights, na, nb)
+    bufd = np.empty((n, BLOCK), np.int32)
+    bufv = np.empty((n, BLOCK), np.uint32)
+    bub = np.zeros(n, np.float64)
+    ordered = np.argsort(C[:, CD], kind="mergesort")  # cursors by current docno
     contrib = np.zeros(n, np.float32)
     slack = 1.0 + (n + 2) * 2.0**-23
     has_live = live.shape[0] > 0
@@ -392,7 +398,7 @@ def _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
         p = -1
         for m in range(n):
             i = ordered[m]
-            if cd[i] >= END:
+            if C[i, CD] >= END:
                 break
             acc += ub[i]
             if acc > thr:
@@ -400,51 +406,54 @@ def _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
                 break
         if p < 0:
             break
-        pivot = cd[ordered[p]]
-        while p + 1 < n and cd[ordered[p + 1]] == pivot:
+        pivot = C[ordered[p], CD]
+        while p + 1 < n and C[ordered[p + 1], CD] == pivot:
             p += 1
         bsum = 0.0
         for m in range(p + 1):
-            i = ordered[m]
-            _shallow(seg, st, i, pivot)
-            bsum += _block_ub(seg, st, mode, i, na, nb)
+            bsum += _block_bound(C, bub, w64, block_last, bmax, bminlen, mode, ordered[m], pivot, na, nb)
         if bsum > thr:
-            if cd[ordered[0]] == pivot:  # all of ordered[:p+1] sit on the pivot: score it
+            if C[ordered[0], CD] == pivot:  # all of ordered[:p+1] sit on the pivot: score it
                 if not has_live or live[pivot]:
                     nd = norm[pivot] if mode == 0 else np.float32(0.0)
                     for m in range(p + 1):
                         i = ordered[m]
-                        contrib[i] = _contrib(mode, weights[i], _value(seg, st, i), nd)
-                    s = _ordered_sum(contrib)
+                        contrib[i] = _score(mode, weights, C, bufv, block_offsets, dbits, vbits, data, i, nd)
+                    s = np.float32(0.0)
+                    for i in range(n):  # float32 sum in query-term order
+                        s += contrib[i]
+                        contrib[i] = 0
                     if s > hs[0]:
                         _heap_push(hs, hd, s, pivot)
                         thr = hs[0] * theta / slack
-                    contrib[:] = 0
                 for m in range(p + 1):
-                    _next(seg, st, ordered[m])
-                for m in range(p, -1, -1):
-                    _bubble(cd, ordered, m)
+                    _advance(C, bufd, block_last, block_offsets, dbits, data, ordered[m])
+                lo = 0
             else:  # move the last list before the pivot up to it
-                m = p
-                while cd[ordered[m]] == pivot:
-                    m -= 1
-                _next_geq(seg, st, ordered[m], pivot)
-                _bubble(cd, ordered, m)
+                lo = p
+                while C[ordered[lo], CD] == pivot:
+                    lo -= 1
+                _next_geq(block_last, block_offsets, dbits, data, C, bufd, ordered[lo], pivot)
+                p = lo
         else:  # no doc up to the end of the current blocks can make it: jump past them
             nxt = END
-            best = 0
+            lo = 0
             for m in range(p + 1):
                 i = ordered[m]
-                if blk[i] < bend[i]:
-                    nxt = min(nxt, np.int64(block_last[blk[i]]) + 1)
-                if ub[i] > ub[ordered[best]]:
-                    best = m
+                if C[i, BLK] < C[i, STOP]:
+                    nxt = min(nxt, np.int64(block_last[C[i, BLK]]) + 1)
+                if ub[i] > ub[ordered[lo]]:
+                    lo = m
             if p + 1 < n:
-                nxt = min(nxt, cd[ordered[p + 1]])
+                nxt = min(nxt, C[ordered[p + 1], CD])
             if nxt <= pivot:
                 nxt = pivot + 1
-            _next_geq(seg, st, ordered[best], nxt)
-            _bubble(cd, ordered, best)
+            _next_geq(block_last, block_offsets, dbits, data, C, bufd, ordered[lo], nxt)
+            p = lo
+        for m in range(p, lo - 1, -1):  # cursors ordered[lo:p+1] moved: bubble them into place
+            while m + 1 < n and C[ordered[m + 1], CD] < C[ordered[m], CD]:
+                ordered[m], ordered[m + 1] = ordered[m + 1], ordered[m]
+                m += 1
     return _heap_results(hs, hd)
 
 

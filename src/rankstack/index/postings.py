@@ -59,15 +59,16 @@ ARRAY_NAMES = (
 # decoding primitives (also used by the query kernels)
 
 
-@njit(cache=True, nogil=True)
-def decode_block_docs(block_offsets, block_doc_bits, block_last, data, b, first, n, out) -> None:
-    """Write the ``n`` docnos of block ``b`` into ``out[:n]``; ``first``: b is its term's first."""
+@njit(cache=True, nogil=True, _nrt=False)
+def decode_block_docs(block_offsets, block_doc_bits, block_last, data, b, first, n, out, row) -> None:
+    """Write the ``n`` docnos of block ``b`` into ``out[row, :n]``; ``first``: b is its term's
+    first block. (A 2-d buffer and a row index, not a row view: no refcounting in hot loops.)"""
     off = np.int64(block_offsets[b])
     w = np.int64(block_doc_bits[b])
     mask = (np.int64(1) << w) - 1
     if first:
         doc = np.int64(data[off])
-        out[0] = doc
+        out[row, 0] = doc
         off += 1
         start = 1
     else:
@@ -78,13 +79,13 @@ def decode_block_docs(block_offsets, block_doc_bits, block_last, data, b, first,
         word = off + (bit >> 5)
         x = np.int64(data[word]) | (np.int64(data[word + 1]) << 32)
         doc += ((x >> (bit & 31)) & mask) + 1
-        out[i] = doc
+        out[row, i] = doc
         bit += w
 
 
-@njit(cache=True, nogil=True)
-def decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, first, n, out) -> None:
-    """Write the ``n`` values of block ``b`` into ``out[:n]``."""
+@njit(cache=True, nogil=True, _nrt=False)
+def decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, first, n, out, row) -> None:
+    """Write the ``n`` values of block ``b`` into ``out[row, :n]``."""
     ngaps = n - 1 if first else n
     off = np.int64(block_offsets[b]) + (1 if first else 0) + ((ngaps * np.int64(block_doc_bits[b]) + 31) >> 5)
     w = np.int64(block_val_bits[b])
@@ -93,7 +94,7 @@ def decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, 
     for i in range(n):
         word = off + (bit >> 5)
         x = np.int64(data[word]) | (np.int64(data[word + 1]) << 32)
-        out[i] = ((x >> (bit & 31)) & mask) + 1
+        out[row, i] = ((x >> (bit & 31)) & mask) + 1
         bit += w
 
 
@@ -101,14 +102,18 @@ def decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, 
 def _decode_term(term_blocks, term_last_count, block_offsets, block_doc_bits, block_val_bits, block_last, data, t):
     first, end = np.int64(term_blocks[t]), np.int64(term_blocks[t + 1])
     df = (end - first - 1) * BLOCK + np.int64(term_last_count[t]) if end > first else 0
-    docs = np.empty(df, np.int32)
-    vals = np.empty(df, np.uint32)
+    docs = np.empty((1, df), np.int32)
+    vals = np.empty((1, df), np.uint32)
+    bd = np.empty((1, BLOCK), np.int32)
+    bv = np.empty((1, BLOCK), np.uint32)
     for b in range(first, end):
         s = (b - first) * BLOCK
         n = min(BLOCK, df - s)
-        decode_block_docs(block_offsets, block_doc_bits, block_last, data, b, b == first, n, docs[s:s + n])
-        decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, b == first, n, vals[s:s + n])
-    return docs, vals
+        decode_block_docs(block_offsets, block_doc_bits, block_last, data, b, b == first, n, bd, 0)
+        decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, b == first, n, bv, 0)
+        docs[0, s:s + n] = bd[0, :n]
+        vals[0, s:s + n] = bv[0, :n]
+    return docs[0], vals[0]
 
 
 def decode_term(arrays: dict[str, np.ndarray], term_id: int) -> tuple[np.ndarray, np.ndarray]:

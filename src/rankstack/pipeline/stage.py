@@ -5,6 +5,7 @@ batched over all queries. Stages compose:
 
     bm25 % 100 >> reranker        # top 100 of BM25, then rerank them
     Pipeline([bm25, CutOff(100), reranker])   # the same, spelled out
+    (bm25 | dense).rrf() % 100    # fusion of two first stages (rankstack.pipeline.fusion)
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ class Stage:
             return NotImplemented
         return Pipeline([self, other])
 
+    def __or__(self, other: "Stage") -> "Stage":
+        from rankstack.pipeline.fusion import Fusion
+
+        if not isinstance(other, Stage):
+            return NotImplemented
+        left = self.branches if isinstance(self, Fusion) and self.open_ended else [self]
+        return Fusion([*left, other], open_ended=True)
+
     def __mod__(self, k: int) -> "Pipeline":
         if not isinstance(k, int) or isinstance(k, bool):
             return NotImplemented
@@ -91,7 +100,7 @@ class Pipeline(Stage):
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         for stage in self.stages:
-            run = stage.transform(queries, run) if (run is not None or stage.first_stage) else stage(queries, run)
+            run = stage(queries, run)
         return run
 
     def config(self) -> dict[str, Any]:

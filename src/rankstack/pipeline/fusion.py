@@ -1,0 +1,126 @@
+"""Fusion of several stages' runs: reciprocal rank fusion, CombSUM / CombMNZ, weighted interpolation.
+
+    (bm25 | dense).rrf(k=60)                       # reciprocal rank fusion
+    (bm25 | dense).combsum(norm="minmax")          # normalised score sum
+    (bm25 | dense).interpolate([0.3, 0.7], norm="zscore")
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from rankstack.data.queries import Queries
+from rankstack.data.run import IdList, Run, sort_hits
+from rankstack.errors import InputError
+from rankstack.pipeline.stage import Stage
+
+NORMS = ("minmax", "zscore", "none")
+
+
+def aligned(runs: Sequence[Run]) -> tuple[list[dict[str, tuple[np.ndarray, np.ndarray]]], Any]:
+    """The runs' hits in one shared doc-number space (the runs' own, when they share a doc-id table)."""
+    if all(r.doc_ids is runs[0].doc_ids for r in runs):
+        return [{q: (h.docnos, h.scores) for q, h in r.items()} for r in runs], runs[0].doc_ids
+    ids = IdList()
+    out = []
+    for run in runs:
+        out.append({q: (np.array([ids.number(d) for d in run.ids(q)], dtype=np.int32), h.scores)
+                    for q, h in run.items()})
+    return out, ids
+
+
+def normalise(scores: np.ndarray, norm: str) -> np.ndarray:
+    scores = scores.astype(np.float64)
+    if norm == "none" or len(scores) == 0:
+        return scores
+    if norm == "minmax":
+        span = scores.max() - scores.min()
+        return (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
+    std = scores.std()
+    return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
+
+
+def fuse(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float] | None = None, k: int = 60,
+         norm: str = "minmax", name: str | None = None) -> Run:
+    """Fuse runs query by query. method: "rrf" (sum of w / (k + rank)), "combsum" (sum of w * normalised
+    score), "combmnz" (combsum times the number of runs that retrieved the document)."""
+    if not runs:
+        raise InputError("fusion needs at least one run")
+    if method not in ("rrf", "combsum", "combmnz"):
+        raise InputError(f"unknown fusion method {method!r} (expected rrf, combsum or combmnz)")
+    if norm not in NORMS:
+        raise InputError(f"unknown normalisation {norm!r} (expected one of {NORMS})")
+    weights = np.ones(len(runs)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(weights) != len(runs):
+        raise InputError(f"{len(weights)} weights for {len(runs)} runs")
+    columns, doc_ids = aligned(runs)
+    qids = list(dict.fromkeys(q for run in runs for q in run))
+    fused = {}
+    for qid in qids:
+        parts = [(c[qid], w) for c, w in zip(columns, weights) if qid in c and len(c[qid][0])]
+        if not parts:
+            fused[qid] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+            continue
+        docnos = np.concatenate([p[0][0] for p in parts])
+        if method == "rrf":
+            contrib = np.concatenate([w / (k + np.arange(1, len(d) + 1)) for (d, _), w in parts])
+        else:
+            contrib = np.concatenate([w * normalise(s, norm) for (_, s), w in parts])
+        unique, inverse = np.unique(docnos, return_inverse=True)
+        scores = np.bincount(inverse, weights=contrib, minlength=len(unique))
+        if method == "combmnz":
+            scores *= np.bincount(inverse, minlength=len(unique))
+        fused[qid] = sort_hits(unique, scores.astype(np.float32))
+    return Run(fused, doc_ids, name=name or f"{method}({', '.join(r.name for r in runs)})", presorted=True)
+
+
+class Fusion(Stage):
+    """Runs each branch on the same input and fuses their runs (reciprocal rank fusion by default).
+
+    `a | b` builds one; `.rrf()`, `.combsum()`, `.combmnz()`, `.interpolate()` choose the method.
+    """
+
+    def __init__(self, branches: Sequence[Stage], method: str = "rrf", weights: Sequence[float] | None = None,
+                 k: int = 60, norm: str = "minmax", open_ended: bool = False):
+        if len(branches) < 2:
+            raise InputError("fusion needs at least two branches")
+        if method not in ("rrf", "combsum", "combmnz"):
+            raise InputError(f"unknown fusion method {method!r} (expected rrf, combsum or combmnz)")
+        if norm not in NORMS:
+            raise InputError(f"unknown normalisation {norm!r} (expected one of {NORMS})")
+        if weights is not None and len(weights) != len(branches):
+            raise InputError(f"{len(weights)} weights for {len(branches)} branches")
+        self.branches = list(branches)
+        self.method, self.weights, self.k, self.norm = method, None if weights is None else list(weights), k, norm
+        self.open_ended = open_ended  # built by `|`: a further `| c` adds a branch instead of nesting
+        self.first_stage = all(b.first_stage for b in self.branches)
+
+    def rrf(self, k: int = 60, weights: Sequence[float] | None = None) -> "Fusion":
+        return Fusion(self.branches, "rrf", weights, k=k)
+
+    def combsum(self, norm: str = "minmax", weights: Sequence[float] | None = None) -> "Fusion":
+        return Fusion(self.branches, "combsum", weights, norm=norm)
+
+    def combmnz(self, norm: str = "minmax", weights: Sequence[float] | None = None) -> "Fusion":
+        return Fusion(self.branches, "combmnz", weights, norm=norm)
+
+    def interpolate(self, weights: Sequence[float], norm: str = "minmax") -> "Fusion":
+        """Weighted sum of normalised scores (CombSUM with weights)."""
+        return Fusion(self.branches, "combsum", weights, norm=norm)
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        runs = [branch(queries, run) for branch in self.branches]
+        return fuse(runs, self.method, self.weights, self.k, self.norm)
+
+    def config(self) -> dict[str, Any]:
+        return {"method": self.method, "weights": self.weights, "k": self.k, "norm": self.norm,
+                "branches": [repr(b) for b in self.branches]}
+
+    def __repr__(self) -> str:
+        inner = " | ".join(repr(b) for b in self.branches)
+        args = {"rrf": f"k={self.k}"}.get(self.method, f"norm={self.norm!r}")
+        if self.weights is not None:
+            args += f", weights={list(self.weights)}"
+        return f"({inner}).{self.method}({args})"

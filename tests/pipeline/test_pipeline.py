@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from rankstack import CutOff, Fusion, Pipeline, Queries, Run, Stage, fuse
+from rankstack.errors import InputError
+
+
+class Fixed(Stage):
+    """A first stage returning a fixed run (for testing composition)."""
+    first_stage = True
+
+    def __init__(self, results, name):
+        self.run, self.name = Run.from_dict(results, name=name), name
+
+    def transform(self, queries, run=None):
+        return Run({q: self.run[q] for q in queries if q in self.run}, self.run.doc_ids, name=self.name,
+                   presorted=True)
+
+    def __repr__(self):
+        return self.name
+
+
+class Negate(Stage):
+    """A second stage that reverses the candidates' order."""
+
+    def transform(self, queries, run=None):
+        return Run({q: (h.docnos, -h.scores) for q, h in run.items()}, run.doc_ids, name="neg")
+
+
+A = Fixed({"q": {"a": 3.0, "b": 2.0, "c": 1.0}}, "A")
+B = Fixed({"q": {"c": 10.0, "d": 5.0, "a": 1.0}}, "B")
+Q = Queries({"q": "anything"})
+
+
+def test_cutoff_and_then():
+    pipeline = A % 2 >> Negate()
+    assert isinstance(pipeline, Pipeline) and repr(pipeline) == "A % 2 >> Negate()"
+    assert pipeline(Q).ids("q") == ["b", "a"]
+    assert Pipeline([A, CutOff(2), Negate()])(Q).ids("q") == ["b", "a"]
+    with pytest.raises(InputError, match="second stage"):
+        Negate()(Q)
+    with pytest.raises(InputError, match="positive integer"):
+        CutOff(0)
+
+
+def test_rrf_by_hand():
+    run = (A | B).rrf(k=60)(Q)
+    expected = {"a": 1 / 61 + 1 / 63, "b": 1 / 62, "c": 1 / 63 + 1 / 61, "d": 1 / 62}
+    assert dict(run.hits("q")) == pytest.approx(expected)
+    assert run.ids("q")[:2] == ["a", "c"]  # tie on score broken by doc number
+    assert repr(A | B) == "(A | B).rrf(k=60)"
+
+
+def test_combsum_combmnz_interpolate():
+    s = dict((A | B).combsum(norm="minmax")(Q).hits("q"))
+    # minmax: A a=1, b=.5, c=0 ; B c=1, d=4/9, a=0
+    assert s == pytest.approx({"a": 1.0, "b": 0.5, "c": 1.0, "d": 4 / 9})
+    m = dict((A | B).combmnz()(Q).hits("q"))
+    assert m == pytest.approx({"a": 2.0, "b": 0.5, "c": 2.0, "d": 4 / 9})
+    i = dict((A | B).interpolate([0.25, 0.75])(Q).hits("q"))
+    assert i == pytest.approx({"a": 0.25, "b": 0.125, "c": 0.75, "d": 0.75 * 4 / 9})
+    z = dict(fuse([A(Q), B(Q)], "combsum", norm="zscore").hits("q"))
+    sa, sb = np.array([3.0, 2, 1]), np.array([10.0, 5, 1])
+    za, zb = (sa - sa.mean()) / sa.std(), (sb - sb.mean()) / sb.std()
+    assert z == pytest.approx({"a": za[0] + zb[2], "b": za[1], "c": za[2] + zb[0], "d": zb[1]})
+
+
+def test_three_way_fusion_flattens_and_feeds_second_stages():
+    C = Fixed({"q": {"e": 1.0}}, "C")
+    fusion = A | B | C
+    assert isinstance(fusion, Fusion) and len(fusion.branches) == 3
+    assert set((fusion % 3 >> Negate())(Q).ids("q")) <= {"a", "b", "c", "d", "e"}
+    with pytest.raises(InputError, match="2 weights for 3 branches"):
+        fusion.interpolate([1, 2])
+    with pytest.raises(InputError, match="unknown normalisation"):
+        (A | B).combsum(norm="softmax")
