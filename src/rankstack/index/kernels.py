@@ -115,10 +115,11 @@ BLK, FIRST, STOP, LAST, POS, CNT, DEC, VDEC, CD, BUB_BLK = range(10)
 # position in the decoded block, postings in it, block whose docnos / values are decoded,
 # current docno (END when exhausted), block whose bound is cached in `bub`.
 #
-# Numba increfs every array argument of a call (an atomic operation, ~100x a posting's work):
-# the algorithms inline the frequent paths (next posting in the block, value, block bound) and
-# call the helpers below, compiled without refcounting (_nrt=False), only on block changes and
-# skips. Tuples of arrays are unpacked once per query for the same reason.
+# Numba increfs every array argument of a call, and of a numba-inlined function, with atomic
+# operations that cost far more than a posting's work: the algorithms spell out the frequent
+# paths (next posting in the block, value, block bound) and call the helpers below, compiled
+# without refcounting (_nrt=False), only on block changes and skips. Tuples of arrays are
+# unpacked once per query for the same reason.
 
 
 @njit(cache=True, nogil=True)
@@ -229,41 +230,6 @@ def _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, target):
     C[i, CD] = bufd[i, p]
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _score(mode, weights, C, bufv, block_offsets, dbits, vbits, data, i, nd):
-    """Contribution of the posting under cursor i (inlined: no call once values are decoded)."""
-    if C[i, VDEC] != C[i, BLK]:
-        _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
-    return _contrib(mode, weights[i], bufv[i, C[i, POS]], nd)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _advance(C, bufd, block_last, block_offsets, dbits, data, i):
-    """`_next` with its within-block fast path inlined."""
-    p = C[i, POS] + 1
-    if C[i, DEC] == C[i, BLK] and p < C[i, CNT]:
-        C[i, POS] = p
-        C[i, CD] = bufd[i, p]
-    else:
-        _next(block_last, block_offsets, dbits, data, C, bufd, i)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _block_bound(C, bub, w64, block_last, bmax, bminlen, mode, i, target, na, nb):
-    """Shallow-move cursor i to target and return its block's upper bound (0 if exhausted)."""
-    b = C[i, BLK]
-    if b < C[i, STOP] and block_last[b] < target:
-        _shallow(block_last, C, i, target)
-        b = C[i, BLK]
-    if b >= C[i, STOP]:
-        return 0.0
-    if C[i, BUB_BLK] != b:
-        ln = np.float64(bminlen[b]) if mode == 0 else 0.0
-        bub[i] = _bound(mode, w64[i], np.float64(bmax[b]), ln, na, nb)
-        C[i, BUB_BLK] = b
-    return bub[i]
-
-
 # ---------------------------------------------------------------------------------------------
 # algorithms (on the segment tuple)
 
@@ -319,7 +285,6 @@ def _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
         run += ub[order[m]]
         prefix[m] = run
     contrib = np.zeros(n, np.float32)
-    bubs = np.zeros(n, np.float64)
     slack = 1.0 + (n + 2) * 2.0**-23  # covers float32 rounding of the final sum
     has_live = live.shape[0] > 0
     thr = 0.0
@@ -336,26 +301,44 @@ def _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
         for m in range(fe, n):
             i = order[m]
             if C[i, CD] == cur:
-                c = _score(mode, weights, C, bufv, block_offsets, dbits, vbits, data, i, nd)
+                if C[i, VDEC] != C[i, BLK]:
+                    _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
+                c = _contrib(mode, weights[i], bufv[i, C[i, POS]], nd)
                 contrib[i] = c
                 partial += c
-                _advance(C, bufd, block_last, block_offsets, dbits, data, i)
+                p = C[i, POS] + 1  # next posting, inlined fast path: within the decoded block
+                if C[i, DEC] == C[i, BLK] and p < C[i, CNT]:
+                    C[i, POS] = p
+                    C[i, CD] = bufd[i, p]
+                else:
+                    _next(block_last, block_offsets, dbits, data, C, bufd, i)
             nxt = min(nxt, C[i, CD])
         ok = not has_live or live[cur]
         if ok and fe > 0:
             bsum = partial
-            for m in range(fe):
-                bubs[m] = _block_bound(C, bub, w64, block_last, bmax, bminlen, mode, order[m], cur, na, nb)
-                bsum += bubs[m]
+            for m in range(fe):  # block bounds of the non-essential lists at cur
+                i = order[m]
+                b = C[i, BLK]
+                if b < C[i, STOP] and block_last[b] < cur:
+                    _shallow(block_last, C, i, cur)
+                    b = C[i, BLK]
+                if b >= C[i, STOP]:
+                    bub[i] = 0.0
+                elif C[i, BUB_BLK] != b:
+                    bub[i] = _bound(mode, w64[i], np.float64(bmax[b]), np.float64(bminlen[b]) if mode == 0 else 0.0, na, nb)
+                    C[i, BUB_BLK] = b
+                bsum += bub[i]
             ok = bsum > thr
             m = fe - 1
             while ok and m >= 0:  # probe non-essential lists, largest bound first
                 i = order[m]
-                bsum -= bubs[m]
+                bsum -= bub[i]
                 if C[i, CD] < cur:
                     _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, cur)
                 if C[i, CD] == cur:
-                    c = _score(mode, weights, C, bufv, block_offsets, dbits, vbits, data, i, nd)
+                    if C[i, VDEC] != C[i, BLK]:
+                        _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
+                    c = _contrib(mode, weights[i], bufv[i, C[i, POS]], nd)
                     contrib[i] = c
                     partial += c
                     bsum += c
@@ -410,15 +393,27 @@ def _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
         while p + 1 < n and C[ordered[p + 1], CD] == pivot:
             p += 1
         bsum = 0.0
-        for m in range(p + 1):
-            bsum += _block_bound(C, bub, w64, block_last, bmax, bminlen, mode, ordered[m], pivot, na, nb)
+        for m in range(p + 1):  # block bounds at the pivot
+            i = ordered[m]
+            b = C[i, BLK]
+            if b < C[i, STOP] and block_last[b] < pivot:
+                _shallow(block_last, C, i, pivot)
+                b = C[i, BLK]
+            if b >= C[i, STOP]:
+                bub[i] = 0.0
+            elif C[i, BUB_BLK] != b:
+                bub[i] = _bound(mode, w64[i], np.float64(bmax[b]), np.float64(bminlen[b]) if mode == 0 else 0.0, na, nb)
+                C[i, BUB_BLK] = b
+            bsum += bub[i]
         if bsum > thr:
             if C[ordered[0], CD] == pivot:  # all of ordered[:p+1] sit on the pivot: score it
                 if not has_live or live[pivot]:
                     nd = norm[pivot] if mode == 0 else np.float32(0.0)
                     for m in range(p + 1):
                         i = ordered[m]
-                        contrib[i] = _score(mode, weights, C, bufv, block_offsets, dbits, vbits, data, i, nd)
+                        if C[i, VDEC] != C[i, BLK]:
+                            _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
+                        contrib[i] = _contrib(mode, weights[i], bufv[i, C[i, POS]], nd)
                     s = np.float32(0.0)
                     for i in range(n):  # float32 sum in query-term order
                         s += contrib[i]
@@ -427,7 +422,13 @@ def _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
                         _heap_push(hs, hd, s, pivot)
                         thr = hs[0] * theta / slack
                 for m in range(p + 1):
-                    _advance(C, bufd, block_last, block_offsets, dbits, data, ordered[m])
+                    i = ordered[m]
+                    q = C[i, POS] + 1  # next posting, inlined fast path
+                    if C[i, DEC] == C[i, BLK] and q < C[i, CNT]:
+                        C[i, POS] = q
+                        C[i, CD] = bufd[i, q]
+                    else:
+                        _next(block_last, block_offsets, dbits, data, C, bufd, i)
                 lo = 0
             else:  # move the last list before the pivot up to it
                 lo = p
