@@ -16,6 +16,9 @@ def __getattr__(name: str):
     if name in ("compare", "parse_measures", "Comparison", "Evaluation"):
         from rankstack import evaluate
         return getattr(evaluate, name)
+    if name == "Experiment":
+        from rankstack.experiment import Experiment
+        return Experiment
     raise AttributeError(f"module 'rankstack' has no attribute {name!r}")
 
 

@@ -1,4 +1,4 @@
-"""The `rankstack` command: index, search, eval, demo, datasets."""
+"""The `rankstack` command: index, search, eval, experiment, demo, datasets."""
 
 from __future__ import annotations
 
@@ -110,6 +110,16 @@ def cmd_demo(args) -> None:
     print(compare([run], dataset.qrels, args.measures or ["nDCG@10", "R@100", "RR@10", "AP"]).to_table())
 
 
+def cmd_experiment(args) -> None:
+    """Run the experiment a JSON config file describes (see rankstack.experiment.from_config)."""
+    from rankstack.experiment import run_config
+
+    experiment, report = run_config(args.config)
+    print(experiment.table())
+    if report:
+        print(f"report written to {report}")
+
+
 def cmd_datasets(args) -> None:
     from rankstack.data import datasets
 
@@ -169,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", "-m", dest="measures", action="append")
     p.add_argument("--output", "-o", help="also write the run to this TREC file")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("experiment", help="run the pipelines of a JSON config, compare them, write a report")
+    p.add_argument("config", help="JSON file: queries, qrels, indexes, stages, pipelines, measures, baseline, "
+                                  "cache, report (see README)")
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("datasets", help="list the named collections")
     p.set_defaults(func=cmd_datasets)

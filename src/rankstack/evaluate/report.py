@@ -20,15 +20,18 @@ _CORRECTION_NAMES = {"holm": "Holm-Bonferroni corrected", "bonferroni": "Bonferr
                      None: "uncorrected"}
 
 
-def format_table(comparison: Comparison) -> str:
+def format_table(comparison: Comparison, extra_columns: dict[str, list[str]] | None = None) -> str:
     """One row per run, one column per measure (mean, 4 decimals), MARKER where significantly different
-    from the baseline, then a footnote with the test, correction and number of queries."""
+    from the baseline, then a footnote with the test, correction and number of queries.
+    `extra_columns` adds columns after the measures: header -> one cell per run."""
     several = len(comparison.evaluations) > 1
-    header = ["run", *(f"{m} " for m in comparison.measures)]  # the space is the marker's column
+    extra_columns = extra_columns or {}
+    header = ["run", *(f"{m} " for m in comparison.measures), *extra_columns]  # the space: the marker's column
     rows = []
     for i, (name, results) in enumerate(zip(comparison.names, comparison.results)):
         label = f"{name} (baseline)" if several and i == comparison.baseline else name
-        rows.append([label, *(f"{r.mean:.4f}" + (MARKER if r.significant else " ") for r in results.values())])
+        rows.append([label, *(f"{r.mean:.4f}" + (MARKER if r.significant else " ") for r in results.values()),
+                     *(cells[i] for cells in extra_columns.values())])
     widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
     lines = ["  ".join([row[0].ljust(widths[0]), *(cell.rjust(w) for cell, w in zip(row[1:], widths[1:]))]).rstrip()
              for row in [header, *rows]]

@@ -129,10 +129,10 @@ class Comparison:
         """The result of a run (index or name) on a measure (any spelling parse_measures accepts)."""
         return self.results[_run_index(self.names, run)][str(parse_measure(measure))]
 
-    def to_table(self) -> str:
+    def to_table(self, extra_columns: dict[str, list[str]] | None = None) -> str:
         from rankstack.evaluate.report import format_table
 
-        return format_table(self)
+        return format_table(self, extra_columns)
 
     def to_json(self) -> str:
         from rankstack.evaluate.report import format_json

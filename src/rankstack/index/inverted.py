@@ -80,7 +80,7 @@ class InvertedIndex:
     """A read-only snapshot of an index directory."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = Path(path).absolute()
         for attempt in range(3):  # a merge may remove a segment between reading the manifest and opening it
             self.manifest = read_manifest(self.path)
             try:

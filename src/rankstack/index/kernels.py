@@ -265,10 +265,24 @@ def _exhaustive(seg, mode, n_docs, term_ids, weights, norm, live, k):
     return _heap_results(hs, hd)
 
 
+WINDOW = 4096  # docs per MaxScore window (multiple of 32)
+# ctz of a power of two < 2**32 by de Bruijn multiplication (fits int64: no overflow)
+_DEBRUIJN_POS = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
+                          31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9], np.int64)
+
+
 @njit(cache=True, nogil=True)
 def _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
-    """Block-max MaxScore (DAAT): lists whose upper bounds sum to at most the threshold are
-    non-essential and only probed for candidates drawn from the essential lists."""
+    """Block-max MaxScore over doc windows (as Lucene's MaxScoreBulkScorer).
+
+    Docs are processed in windows of `WINDOW` docnos. In each window the terms are ranked by
+    their largest block bound inside the window; the lowest ones whose bounds sum to at most
+    the threshold are non-essential. Windows with no essential term are skipped; essential
+    lists are scored term-at-a-time into a window buffer (tight loops over decoded blocks);
+    a buffered doc whose partial score plus the non-essential bounds beats the threshold has
+    the non-essential lists probed (largest bound first, abandoning as soon as it cannot win).
+    Windows start at the next doc of a list that is essential by its term bound.
+    """
     (term_blocks, term_last, ub_off, ub_val, ub_len, block_last, block_offsets,
      dbits, vbits, bmax, bminlen, data) = seg
     n = term_ids.shape[0]
@@ -278,84 +292,144 @@ def _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     bufd = np.empty((n, BLOCK), np.int32)
     bufv = np.empty((n, BLOCK), np.uint32)
     bub = np.zeros(n, np.float64)
-    order = np.argsort(ub, kind="mergesort")  # ascending upper bound
+    order = np.argsort(ub, kind="mergesort")  # ascending term bound
     prefix = np.empty(n, np.float64)
     run = 0.0
     for m in range(n):
         run += ub[order[m]]
         prefix[m] = run
-    contrib = np.zeros(n, np.float32)
+    acc = np.empty(WINDOW, np.float64)  # partial score (essential terms) of buffered docs
+    cw = np.empty((WINDOW, n), np.float32)  # their per-term contributions, for the exact sum
+    bits = np.zeros(WINDOW // 32, np.int64)  # buffered docs (32 per word)
+    wm = np.zeros(n, np.float64)  # window bound of each term
+    word = np.arange(n)  # terms by ascending window bound
     slack = 1.0 + (n + 2) * 2.0**-23  # covers float32 rounding of the final sum
     has_live = live.shape[0] > 0
     thr = 0.0
-    fe = 0  # first essential list (in `order`)
-    while fe < n and prefix[fe] <= thr:
-        fe += 1
-    cur = END
-    for m in range(fe, n):
-        cur = min(cur, C[order[m], CD])
-    while fe < n and cur < END:
-        nd = norm[cur] if mode == 0 else np.float32(0.0)
-        nxt = END
-        partial = 0.0
+    wmax = 0
+    while True:
+        fe = 0  # order[:fe]: terms that cannot make a doc competitive even together
+        while fe < n and prefix[fe] <= thr:
+            fe += 1
+        wmin = END
         for m in range(fe, n):
-            i = order[m]
-            if C[i, CD] == cur:
+            wmin = min(wmin, C[order[m], CD])
+        if wmin >= END:
+            break
+        wmin = max(wmin, wmax)
+        wmax = min(wmin + WINDOW, END)
+        # window bounds: largest bound of the blocks that overlap [wmin, wmax); `same`: the
+        # first docno where some list's block (or a list's next doc) would join the window
+        same = END
+        for i in range(n):
+            wm[i] = 0.0
+            if C[i, CD] >= wmax:
+                same = min(same, C[i, CD])
+                continue
+            b = C[i, BLK]
+            if b < C[i, STOP] and block_last[b] < wmin:
+                _shallow(block_last, C, i, wmin)
+                b = C[i, BLK]
+                if b >= C[i, STOP]:
+                    C[i, CD] = END  # exhausted
+            while b < C[i, STOP]:
+                if b == C[i, BLK]:  # the cursor's block: bound cached
+                    if C[i, BUB_BLK] != b:
+                        bub[i] = _bound(mode, w64[i], np.float64(bmax[b]),
+                                        np.float64(bminlen[b]) if mode == 0 else 0.0, na, nb)
+                        C[i, BUB_BLK] = b
+                    bb = bub[i]
+                else:
+                    bb = _bound(mode, w64[i], np.float64(bmax[b]), np.float64(bminlen[b]) if mode == 0 else 0.0, na, nb)
+                wm[i] = max(wm[i], bb)
+                if block_last[b] >= wmax - 1:
+                    same = min(same, np.int64(block_last[b]) + 1)
+                    break
+                b += 1
+        for m in range(1, n):  # insertion sort by window bound
+            i = word[m]
+            j = m
+            while j > 0 and wm[word[j - 1]] > wm[i]:
+                word[j] = word[j - 1]
+                j -= 1
+            word[j] = i
+        f = 0  # word[:f]: non-essential in this window
+        ness = 0.0
+        while f < n and ness + wm[word[f]] <= thr:
+            ness += wm[word[f]]
+            f += 1
+        if f == n:  # nothing in this window can beat the threshold, nor up to `same`
+            wmax = max(wmax, same)
+            continue
+        # essential lists, term at a time, into the window buffer
+        lo, hi = WINDOW, -1
+        for m in range(f, n):
+            i = word[m]
+            if C[i, CD] < wmin:
+                _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
+            w = weights[i]
+            while C[i, CD] < wmax:
+                if C[i, DEC] != C[i, BLK]:
+                    _load_docs(block_last, block_offsets, dbits, data, C, bufd, i)
                 if C[i, VDEC] != C[i, BLK]:
                     _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
-                c = _contrib(mode, weights[i], bufv[i, C[i, POS]], nd)
-                contrib[i] = c
-                partial += c
-                p = C[i, POS] + 1  # next posting, inlined fast path: within the decoded block
-                if C[i, DEC] == C[i, BLK] and p < C[i, CNT]:
+                p, cnt = C[i, POS], C[i, CNT]
+                while p < cnt:
+                    d = bufd[i, p]
+                    if d >= wmax:
+                        break
+                    c = _contrib(mode, w, bufv[i, p], norm[d] if mode == 0 else np.float32(0.0))
+                    off = d - wmin
+                    wd = off >> 5
+                    bit = np.int64(1) << (off & 31)
+                    if bits[wd] & bit == 0:  # first touch in this window
+                        bits[wd] |= bit
+                        lo, hi = min(lo, wd), max(hi, wd)
+                        acc[off] = 0.0
+                        for j in range(n):
+                            cw[off, j] = 0.0
+                    acc[off] += c
+                    cw[off, i] = c
+                    p += 1
+                if p < cnt:
                     C[i, POS] = p
                     C[i, CD] = bufd[i, p]
                 else:
+                    C[i, POS] = cnt - 1
                     _next(block_last, block_offsets, dbits, data, C, bufd, i)
-            nxt = min(nxt, C[i, CD])
-        ok = not has_live or live[cur]
-        if ok and fe > 0:
-            bsum = partial
-            for m in range(fe):  # block bounds of the non-essential lists at cur
-                i = order[m]
-                b = C[i, BLK]
-                if b < C[i, STOP] and block_last[b] < cur:
-                    _shallow(block_last, C, i, cur)
-                    b = C[i, BLK]
-                if b >= C[i, STOP]:
-                    bub[i] = 0.0
-                elif C[i, BUB_BLK] != b:
-                    bub[i] = _bound(mode, w64[i], np.float64(bmax[b]), np.float64(bminlen[b]) if mode == 0 else 0.0, na, nb)
-                    C[i, BUB_BLK] = b
-                bsum += bub[i]
-            ok = bsum > thr
-            m = fe - 1
-            while ok and m >= 0:  # probe non-essential lists, largest bound first
-                i = order[m]
-                bsum -= bub[i]
-                if C[i, CD] < cur:
-                    _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, cur)
-                if C[i, CD] == cur:
-                    if C[i, VDEC] != C[i, BLK]:
-                        _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
-                    c = _contrib(mode, weights[i], bufv[i, C[i, POS]], nd)
-                    contrib[i] = c
-                    partial += c
-                    bsum += c
-                ok = bsum > thr
-                m -= 1
-        if ok:
-            s = np.float32(0.0)
-            for i in range(n):  # the exact score: float32 sum in query-term order
-                s += contrib[i]
-            if s > hs[0]:
-                _heap_push(hs, hd, s, cur)
-                thr = hs[0] * theta / slack
-                while fe < n and prefix[fe] <= thr:
-                    fe += 1
-        for i in range(n):
-            contrib[i] = 0
-        cur = nxt
+        # buffered docs in docno order: probe non-essential lists, then the exact score
+        for wd in range(lo, hi + 1):
+            x = bits[wd]
+            bits[wd] = 0
+            while x != 0:
+                t = x & -x
+                x ^= t
+                off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
+                d = wmin + off
+                bsum = acc[off] + ness
+                if bsum <= thr or (has_live and not live[d]):
+                    continue
+                m = f - 1
+                while m >= 0 and bsum > thr:  # largest bound first
+                    i = word[m]
+                    bsum -= wm[i]
+                    if C[i, CD] < d:
+                        _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, d)
+                    if C[i, CD] == d:
+                        if C[i, VDEC] != C[i, BLK]:
+                            _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
+                        c = _contrib(mode, weights[i], bufv[i, C[i, POS]], norm[d] if mode == 0 else np.float32(0.0))
+                        cw[off, i] = c
+                        bsum += c
+                    m -= 1
+                if bsum <= thr:
+                    continue
+                s = np.float32(0.0)
+                for j in range(n):  # the exact score: float32 sum in query-term order
+                    s += cw[off, j]
+                if s > hs[0]:
+                    _heap_push(hs, hd, s, d)
+                    thr = hs[0] * theta / slack
     return _heap_results(hs, hd)
 
 

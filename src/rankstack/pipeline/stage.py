@@ -17,8 +17,19 @@ from rankstack.data.run import Run
 from rankstack.errors import InputError
 
 
+STAGE_TYPES: dict[str, type] = {}  # every Stage subclass by name, to rebuild pipelines from their repr
+
+
 class Stage:
-    """Base class of all stages. Subclasses implement `transform`."""
+    """Base class of all stages. Subclasses implement `transform`.
+
+    `config()` returns the constructor's arguments, so that `repr(stage)` is an expression that
+    rebuilds the stage (rankstack.pipeline.config.parse).
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        STAGE_TYPES[cls.__name__] = cls
 
     #: True for stages that produce candidates from queries alone (they ignore an input run).
     first_stage: bool = False
@@ -44,6 +55,12 @@ class Stage:
         return {}
 
     # --- algebra -------------------------------------------------------------------------------
+
+    def cached(self, directory) -> "Stage":
+        """This stage (each stage of a pipeline) with its outputs cached on disk (rankstack.pipeline.cache)."""
+        from rankstack.pipeline.cache import cache_pipeline
+
+        return cache_pipeline(self, directory)
 
     def __rshift__(self, other: "Stage") -> "Pipeline":
         if not isinstance(other, Stage):
@@ -82,8 +99,6 @@ class CutOff(Stage):
     def config(self) -> dict[str, Any]:
         return {"k": self.k}
 
-    def __repr__(self) -> str:
-        return f"% {self.k}"
 
 
 class Pipeline(Stage):
@@ -109,5 +124,5 @@ class Pipeline(Stage):
     def __repr__(self) -> str:
         parts = [repr(self.stages[0])]
         for stage in self.stages[1:]:
-            parts.append(repr(stage) if isinstance(stage, CutOff) else f">> {stage!r}")
+            parts.append(f"% {stage.k}" if isinstance(stage, CutOff) else f">> {stage!r}")
         return " ".join(parts)

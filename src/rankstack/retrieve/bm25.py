@@ -130,5 +130,4 @@ class BM25(Stage):
         return Document(doc_id, fields["text"], fields["title"])
 
     def config(self) -> dict[str, Any]:
-        s = self.index.settings
-        return {"index": str(self.index.path), "k": self.k, "k1": s["k1"], "b": s["b"]}
+        return {"index": str(self.index.path), "k": self.k, "algorithm": self.algorithm, "theta": self.theta}

@@ -75,5 +75,5 @@ class RM3(Stage):
         return Run(dict(zip(qids, hits)), self.bm25.index.doc_ids, name="BM25+RM3", presorted=True)
 
     def config(self) -> dict[str, Any]:
-        return {"index": str(self.bm25.index.path), "fb_docs": self.fb_docs, "fb_terms": self.fb_terms,
+        return {"bm25": self.bm25, "fb_docs": self.fb_docs, "fb_terms": self.fb_terms,
                 "original_weight": self.original_weight, "k": self.k}

@@ -1,0 +1,37 @@
+"""Neural encoders: text to dense, learned-sparse or multi-vector representations.
+
+Needs the neural extra (`pip install 'rankstack[neural]'`: torch, transformers). Names are imported on first
+use, so `rankstack.encoders.loading.check_compatible` works without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {"DenseEncoder": "dense", "SpladeEncoder": "splade", "InferenceFreeSparseEncoder": "inference_free",
+            "MultiVectorEncoder": "multivector", "encode_corpus_to_shards": "batching", "load_shards": "batching",
+            "check_compatible": "loading", "load_model": "loading", "resolve_model": "loading"}
+
+if TYPE_CHECKING:
+    from rankstack.encoders.batching import encode_corpus_to_shards, load_shards
+    from rankstack.encoders.dense import DenseEncoder
+    from rankstack.encoders.inference_free import InferenceFreeSparseEncoder
+    from rankstack.encoders.loading import check_compatible, load_model, resolve_model
+    from rankstack.encoders.multivector import MultiVectorEncoder
+    from rankstack.encoders.splade import SpladeEncoder
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rankstack.encoders' has no attribute {name!r}")
+    try:
+        module = importlib.import_module(f"rankstack.encoders.{_EXPORTS[name]}")
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("torch", "transformers", "scipy", "safetensors", "huggingface_hub"):
+            raise ImportError(f"rankstack.encoders.{name} needs {e.name}: pip install 'rankstack[neural]'") from e
+        raise
+    return getattr(module, name)
+
+
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,135 @@
+"""Inference-free learned sparse retrieval: SPLADE-style documents, queries weighted by the tokenizer and an
+IDF table alone (as OpenSearch's inference-free sparse models)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from rankstack.encoders.batching import check_texts
+from rankstack.encoders.loading import PathLike
+from rankstack.encoders.splade import SpladeEncoder, format_sparse
+from rankstack.errors import InputError
+
+
+class InferenceFreeSparseEncoder:
+    """Documents through a SPLADE-style encoder; a query is its distinct tokens, each weighted by `idf`.
+
+    `idf`: a {token: weight} mapping or an `idf.json` path (OpenSearch's format); None takes the model folder's
+    `idf.json` when there is one, else weighs every token 1.0. Tokens missing from a table weigh
+    `missing_weight` (0.0, as OpenSearch). `fit_idf(documents)` computes the table from a corpus instead.
+    Special tokens never appear in queries. Other arguments go to `SpladeEncoder` (document side).
+    """
+
+    def __init__(self, model: PathLike, *, idf: Mapping[str, float] | PathLike | None = None,
+                 missing_weight: float = 0.0, query_max_length: int | None = None, **document_options: Any):
+        self.splade = SpladeEncoder(model, **document_options)
+        self.tokenizer = self.splade.documents.lm.tokenizer
+        self.vocab_size = self.splade.vocab_size
+        self.query_max_length = query_max_length or self.splade.documents.lm.max_length
+        self.missing_weight = float(missing_weight)
+        self._special = np.array(sorted(self.tokenizer.all_special_ids), dtype=np.int64)
+        if idf is None:
+            bundled = self.splade.documents.lm.spec.transformer_path / "idf.json"
+            idf = bundled if bundled.exists() else None
+        self.idf: np.ndarray | None = None
+        if isinstance(idf, (str, os.PathLike)):
+            self.idf = self._table(_read_idf(Path(idf)))
+        elif idf is not None:
+            self.idf = self._table(idf)
+
+    def _table(self, weights: Mapping[str, float]) -> np.ndarray:
+        table = np.full(self.vocab_size, self.missing_weight, dtype=np.float32)
+        unknown = []
+        for token, w in weights.items():
+            tid = self.tokenizer.convert_tokens_to_ids(token)
+            if tid is None or tid >= self.vocab_size or (tid == self.tokenizer.unk_token_id
+                                                         and token != self.tokenizer.unk_token):
+                unknown.append(token)
+            else:
+                table[tid] = float(w)
+        if unknown and len(unknown) == len(weights):
+            raise InputError(f"no token of the IDF table is in the tokenizer's vocabulary (e.g. {unknown[:3]})")
+        return table
+
+    def fit_idf(self, documents: Iterable[str]) -> dict[str, float]:
+        """Set the IDF table from document frequencies, ln(1 + (N - df + 0.5) / (df + 0.5)); return it by token."""
+        df = np.zeros(self.vocab_size, dtype=np.int64)
+        n, batch = 0, []
+        for doc in documents:
+            batch.append(doc)
+            if len(batch) == 4096:
+                n += self._count(batch, df)
+                batch = []
+        n += self._count(batch, df)
+        if n == 0:
+            raise InputError("fit_idf needs at least one document")
+        self.idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        vocab = self.splade.vocabulary()
+        return {vocab[i]: float(self.idf[i]) for i in np.flatnonzero(df)}
+
+    def _count(self, docs: list[str], df: np.ndarray) -> int:
+        for ids in self._token_ids(docs, self.splade.documents.max_length):
+            df[ids] += 1
+        return len(docs)
+
+    def _token_ids(self, texts: list[str], max_length: int) -> list[np.ndarray]:
+        """Distinct non-special token ids of each text, ascending."""
+        if not texts:
+            return []
+        enc = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length,
+                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        return [np.setdiff1d(np.asarray(ids, dtype=np.int64), self._special) for ids in enc]
+
+    def save_idf(self, path: PathLike) -> None:
+        """Write the IDF table as {token: weight} JSON (tokens with the missing weight left out)."""
+        if self.idf is None:
+            raise InputError("no IDF table to save: pass idf= or call fit_idf first")
+        vocab = self.splade.vocabulary()
+        table = {vocab[i]: float(self.idf[i]) for i in np.flatnonzero(self.idf != self.missing_weight)}
+        Path(path).write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
+
+    def encode_queries(self, texts: Sequence[str], *, output: str = "csr") -> Any:
+        """Query vectors without a model: each distinct token weighted by its IDF (or 1.0 with no table)."""
+        texts = check_texts(texts)
+        rows = self._token_ids(texts, self.query_max_length)
+        weights = [self.idf[ids] if self.idf is not None else np.ones(len(ids), np.float32) for ids in rows]
+        keep = [w != 0 for w in weights]
+        indices = [ids[k].astype(np.int32) for ids, k in zip(rows, keep)]
+        data = [w[k] for w, k in zip(weights, keep)]
+        indptr = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum([len(i) for i in indices], out=indptr[1:])
+        matrix = sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.float32),
+                                np.concatenate(indices) if indices else np.zeros(0, np.int32), indptr),
+                               shape=(len(texts), self.vocab_size))
+        return format_sparse(matrix, output, self.splade.vocabulary)
+
+    def encode_documents(self, texts: Sequence[str], *, output: str = "csr") -> Any:
+        """Document vectors from the SPLADE-style encoder."""
+        return self.splade.encode_documents(texts, output=output)
+
+    def model_info(self) -> dict[str, Any]:
+        """What an index must record to be queried consistently (see `check_compatible`)."""
+        idf_hash = None if self.idf is None else "sha256:" + hashlib.sha256(self.idf.tobytes()).hexdigest()[:24]
+        doc = self.splade.model_info()
+        for key in ("query_max_length", "query_top_k", "query_model"):
+            doc.pop(key)
+        return {**doc, "encoder": "inference-free-sparse", "query_idf": idf_hash,
+                "query_max_length": self.query_max_length}
+
+
+def _read_idf(path: Path) -> dict[str, float]:
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read IDF table: {e}", path) from e
+    if not isinstance(table, dict) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in table.values()):
+        raise InputError("an IDF table must be a JSON object of token: number", path)
+    return table

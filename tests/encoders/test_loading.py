@@ -1,0 +1,115 @@
+import json
+import os
+
+import pytest
+
+from rankstack.encoders import check_compatible, resolve_model
+from rankstack.encoders.loading import select_device, select_dtype
+from rankstack.errors import IncompatibleIndexError, InputError, RankstackError
+
+from .conftest import CONFIG_ONLY
+
+
+def test_sentence_transformers_layout(minilm_dir):
+    spec = resolve_model(minilm_dir)
+    assert spec.layout == "sentence-transformers" and spec.pooling == "mean" and spec.normalize
+    assert spec.max_length == 256 and spec.commit is None and spec.revision == spec.content_hash
+    assert spec.content_hash.startswith("sha256:") and resolve_model(str(minilm_dir)).content_hash == spec.content_hash
+
+
+def test_transformers_layout(splade_dir, splade):
+    spec = resolve_model(splade_dir)
+    assert spec.layout == "transformers" and spec.pooling is None and not spec.normalize
+    assert splade.model_info()["document_max_length"] == 512
+
+
+def test_hub_id_resolves_through_snapshot(minilm_dir, tmp_path, monkeypatch):
+    """A hub id goes through huggingface_hub.snapshot_download; a copy of a model hashes alike."""
+    import huggingface_hub
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snap = tmp_path / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for f in minilm_dir.rglob("*"):
+        if f.is_file():
+            (snap / f.relative_to(minilm_dir)).parent.mkdir(exist_ok=True)
+            (snap / f.relative_to(minilm_dir)).symlink_to(f)
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: calls.append(repo_id) or str(snap))
+    spec = resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+    assert calls == ["sentence-transformers/all-MiniLM-L6-v2"]
+    assert spec.commit == commit == spec.revision
+    assert spec.content_hash == resolve_model(minilm_dir).content_hash
+
+
+def test_hub_id_offline_is_a_clear_error(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(RankstackError, match="rankstack-test/no-such-model.*local directory") as e:
+        resolve_model("rankstack-test/no-such-model", cache_dir=tmp_path)
+    assert not isinstance(e.value, InputError)
+
+
+def test_bad_directories(tmp_path, minilm_dir):
+    with pytest.raises(InputError, match="not found"):
+        resolve_model(tmp_path / "missing")
+    with pytest.raises(InputError, match="not found"):
+        resolve_model("./no/such/model/dir")
+    with pytest.raises(InputError, match="file"):
+        resolve_model(minilm_dir / "config.json")
+    with pytest.raises(InputError, match="config.json"):
+        resolve_model(tmp_path)
+    if CONFIG_ONLY.is_dir():
+        with pytest.raises(InputError, match="no model weights"):
+            resolve_model(CONFIG_ONLY)
+    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "modules.json").write_text("[]")
+    with pytest.raises(InputError, match="no model weights"):
+        resolve_model(tmp_path)
+    (tmp_path / "modules.json").write_text('[{"type": "sentence_transformers.models.Dense", "path": "2_Dense"}]')
+    with pytest.raises(RankstackError, match="Dense"):
+        resolve_model(tmp_path)
+
+
+def test_missing_weights_with_encoder(tmp_path, minilm_dir):
+    from rankstack.encoders import DenseEncoder
+    for name in ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((minilm_dir / name).read_bytes())
+    with pytest.raises(InputError, match="no model weights") as e:
+        DenseEncoder(tmp_path, device="cpu")
+    assert str(tmp_path) in str(e.value)
+
+
+def test_model_info_and_check_compatible(dense, splade):
+    info = dense.model_info()
+    assert json.loads(json.dumps(info)) == info  # storable as JSON
+    assert info["dimension"] == 384 and info["pooling"] == "mean" and info["normalize"] is True
+    check_compatible(info, dense.model_info())
+    check_compatible(json.loads(json.dumps(info)), {**info, "dtype": "float16", "path": "/elsewhere", "model": "hub/id"})
+    for key, value in [("pooling", "cls"), ("normalize", False), ("content_hash", "sha256:other"),
+                       ("query_prefix", "query: "), ("dimension", 768)]:
+        with pytest.raises(IncompatibleIndexError, match=key):
+            check_compatible(info, {**info, key: value})
+    with pytest.raises(IncompatibleIndexError, match="encoder"):
+        check_compatible(info, splade.model_info())
+    sparse = splade.model_info()
+    with pytest.raises(IncompatibleIndexError, match="query_model.content_hash"):
+        check_compatible({**sparse, "query_model": {**info}}, {**sparse, "query_model": {**info, "content_hash": "x"}})
+
+
+def test_device_and_dtype():
+    import torch
+    cpu = select_device("cpu")
+    assert select_dtype(None, cpu) == torch.float32 and select_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(InputError, match="fp16"):
+        select_dtype("fp16", cpu)
+    with pytest.raises(InputError):
+        select_dtype("int3", cpu)
+    with pytest.raises(InputError):
+        select_device("tpu-ish")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA"):
+            select_device("cuda")
+        assert select_device(None).type == "cpu"
