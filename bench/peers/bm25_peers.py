@@ -122,7 +122,7 @@ def dir_bytes(path):
 
 
 # ---------------------------------------------------------------- engines
-# Each make_* returns: version, optional prepare(ids, texts, workdir) (untimed input
+# Each make_* returns: version, optional prepare(ids, texts) (untimed input
 # preparation), build(ids, texts, index_dir) (timed), release() (after the build),
 # open(index_dir, ids) -> (search(q, k) -> (docids, scores),
 #                         batch(qs, k, threads) -> [(docids, scores)] per query, or None).
@@ -212,20 +212,19 @@ def make_pyserini(args):
     from pyserini.search.lucene import LuceneSearcher
 
     JSystem = jnius.autoclass("java.lang.System")
+    coll = Path(args.workdir) / f"pyserini-collection-{args.tag}"
 
-    def prepare(ids, texts, workdir):
-        coll = Path(workdir) / f"pyserini-collection-{args.tag}"
+    def prepare(ids, texts):  # Anserini JsonCollection input, not timed
         shutil.rmtree(coll, ignore_errors=True)
         coll.mkdir(parents=True)
         with open(coll / "docs.jsonl", "w", encoding="utf-8") as f:
             for i, t in zip(ids, texts):
                 f.write(json.dumps({"id": i, "contents": t}) + "\n")
-        return coll
 
     def build(ids, texts, index_dir):
         jnius.autoclass("io.anserini.index.IndexCollection").main([
-            "-collection", "JsonCollection", "-input", str(prepared["coll"]),
-            "-index", str(index_dir), "-generator", "DefaultLuceneDocumentGenerator",
+            "-collection", "JsonCollection", "-input", str(coll), "-index", str(index_dir),
+            "-generator", "DefaultLuceneDocumentGenerator",
             "-threads", str(args.threads)])  # no -storePositions/-storeDocvectors/-storeRaw
 
     def open_(index_dir, ids):
@@ -243,16 +242,42 @@ def make_pyserini(args):
 
         return search, batch
 
-    prepared = {}
     lucene = jnius.autoclass("org.apache.lucene.util.Version").LATEST.toString()
     version = (f"pyserini {md.version('pyserini')}, {Path(jar).name[:-len('-fatjar.jar')]}, "
                f"lucene {lucene}, java {JSystem.getProperty('java.version')}")
-    return SimpleNamespace(version=version, build=build, open=open_,
-                           prepare=lambda *a: prepared.update(coll=prepare(*a)),
+    return SimpleNamespace(version=version, prepare=prepare, build=build, open=open_,
                            release=JSystem.gc)
 
 
+def make_rankstack(args):
+    """rankstack itself, installed into this venv (`pip install --no-deps -e .`), Anserini's defaults."""
+    import numpy as np
+    import rankstack
+    from rankstack import BM25, Document, Queries
+
+    def build(ids, texts, index_dir):
+        BM25.build((Document(i, t) for i, t in zip(ids, texts)), index_dir, store=False, progress=False)
+
+    def open_(index_dir, ids):
+        bm25 = BM25(index_dir, progress=False)
+        index, doc_ids = bm25.index, bm25.index.doc_ids
+
+        def search(q, k):
+            docnos, scores = index.search(bm25.query_terms(q), k)
+            return doc_ids.take(docnos), scores.tolist()
+
+        def batch(qs, k, threads):
+            hits = index.search_batch([bm25.query_terms(q) for q in qs], k, threads=threads)
+            return [(doc_ids.take(d), s.tolist()) for d, s in hits]
+
+        return search, batch
+
+    return SimpleNamespace(version=f"rankstack {rankstack.__version__}, numba {md.version('numba')}",
+                           build=build, open=open_)
+
+
 ENGINES = {
+    "rankstack": make_rankstack,
     "bm25s-numpy": lambda a: make_bm25s(a, numba=False),
     "bm25s-numba": lambda a: make_bm25s(a, numba=True),
     "tantivy": make_tantivy,
@@ -326,8 +351,7 @@ def main():
 
     corpus_name = Path(args.corpus).parent.name
     args.tag = corpus_name + (f"-{args.max_docs}" if args.max_docs else "")
-    workdir = Path(args.workdir)
-    index_dir = workdir / f"{args.engine}-{args.tag}"
+    index_dir = Path(args.workdir) / f"{args.engine}-{args.tag}"
     shutil.rmtree(index_dir, ignore_errors=True)
     index_dir.parent.mkdir(parents=True, exist_ok=True)
 
@@ -338,7 +362,7 @@ def main():
 
     eng = ENGINES[args.engine](args)
     if hasattr(eng, "prepare"):
-        eng.prepare(ids, texts, workdir)
+        eng.prepare(ids, texts)
     t0 = time.perf_counter()
     eng.build(ids, texts, index_dir)
     build_s = time.perf_counter() - t0

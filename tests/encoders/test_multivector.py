@@ -42,6 +42,12 @@ def test_queries_markers_and_mask_augmentation(encoder, head):
     assert np.abs(out[0] - expected).max() < 1e-5
     long = encoder.encode_queries(["word " * 100])[0]
     assert long.shape == (32, DIM)
+    encoder.attend_to_mask_tokens = True  # ColBERT's attend_to_mask_tokens option
+    try:
+        attending = encoder.encode_queries(texts[:1])[0]
+    finally:
+        encoder.attend_to_mask_tokens = False
+    assert np.abs(attending - manual(encoder, head, ids, [1] * 32)).max() < 1e-5
 
 
 def test_documents_marker_and_punctuation(encoder, head):

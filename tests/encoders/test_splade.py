@@ -6,7 +6,7 @@ import torch
 from rankstack.encoders import SpladeEncoder
 from rankstack.errors import InputError
 
-from .conftest import TEXTS
+from .conftest import SHORT, TEXTS
 
 
 def reference(model_dir, texts, max_length=512):
@@ -21,7 +21,7 @@ def reference(model_dir, texts, max_length=512):
 
 
 def test_equals_reference(splade, splade_dir):
-    ours = splade.encode_documents(TEXTS)  # batches of 2, head run over 1 MiB slices of the sequence
+    ours = splade.encode_documents(TEXTS)  # batches of 2, the head run over 8 MiB slices of the sequence
     assert isinstance(ours, sp.csr_matrix) and ours.shape == (len(TEXTS), 30522) and ours.dtype == np.float32
     ref = reference(splade_dir, TEXTS)
     assert np.abs(ours.toarray() - ref).max() < 1e-5
@@ -41,9 +41,9 @@ def test_equals_sentence_transformers_sparse_encoder(splade, splade_dir):
 
 
 def test_outputs_agree(splade):
-    csr = splade.encode_queries(TEXTS[:3])
-    pairs = splade.encode_queries(TEXTS[:3], output="pairs")
-    dicts = splade.encode_queries(TEXTS[:3], output="dict")
+    csr = splade.encode_queries(SHORT)
+    pairs = splade.encode_queries(SHORT, output="pairs")
+    dicts = splade.encode_queries(SHORT, output="dict")
     vocab = splade.vocabulary()
     for i, ((idx, w), d) in enumerate(zip(pairs, dicts)):
         assert idx.dtype == np.int32 and w.dtype == np.float32 and np.all(w > 0)
@@ -57,13 +57,13 @@ def test_outputs_agree(splade):
 
 def test_top_k_pruning(splade_dir, splade):
     pruned = SpladeEncoder(splade_dir, device="cpu", document_top_k=5, query_top_k=3, progress=False)
-    full = splade.encode_documents(TEXTS).toarray()
-    docs = pruned.encode_documents(TEXTS).toarray()
+    full = splade.encode_documents(SHORT).toarray()
+    docs = pruned.encode_documents(SHORT).toarray()
     for row_full, row in zip(full, docs):
         keep = np.argsort(-row_full)[:5]
         assert (row > 0).sum() == min(5, (row_full > 0).sum())
         assert np.allclose(row[keep], row_full[keep])
-    assert (pruned.encode_queries(TEXTS).getnnz(axis=1) <= 3).all()
+    assert (pruned.encode_queries(SHORT).getnnz(axis=1) <= 3).all()
 
 
 def test_query_side_max_length_and_model(splade_dir):

@@ -107,7 +107,7 @@ def test_block_metadata(lists, mode):
 def test_empty_segment():
     a = encode_postings(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint32),
                         np.zeros(0, np.int32), "bm25")
-    assert a["term_blocks"].tolist() == [0] and a["data"].size == 2
+    assert a["term_blocks"].tolist() == [0] and a["data"].size == 8
 
 
 @pytest.mark.parametrize("docnos, values, message", [

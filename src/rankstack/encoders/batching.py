@@ -74,17 +74,18 @@ class Batch:
     positions: np.ndarray          # where each row's text stands in the caller's list
     input_ids: torch.Tensor        # [B, L] on the device
     attention_mask: torch.Tensor   # [B, L] on the device
+    full: bool                     # no position is masked (known on the host, no sync needed)
 
 
 Tokenize = Callable[[list[str]], list[list[int]]]
-Forward = Callable[[torch.Tensor, torch.Tensor], Any]
+Forward = Callable[[Batch], Any]
 Finalize = Callable[[Any], Any]
 
 
 def run_batches(texts: Sequence[str], tokenize: Tokenize, forward: Forward, finalize: Finalize, *,
                 device: torch.device, pad_id: int, batch_size: int, token_budget: int | None = None,
                 pad_to: int | None = None, progress: bool | None = None, desc: str = "encoding") -> Iterator[tuple[np.ndarray, Any]]:
-    """Encode `texts` batch by batch; yield (positions, finalize(forward(ids, mask))) in batch order.
+    """Encode `texts` batch by batch; yield (positions, finalize(forward(batch))) in batch order.
 
     `forward` runs on the device; `finalize` turns its outputs into host data (it must copy to the CPU). On CUDA,
     inputs are prepared in a background thread and `finalize` of batch i runs on a side stream while batch i+1
@@ -97,7 +98,7 @@ def run_batches(texts: Sequence[str], tokenize: Tokenize, forward: Forward, fina
         if not cuda:
             for b in batches:
                 with torch.inference_mode():
-                    out = finalize(forward(b.input_ids, b.attention_mask))
+                    out = finalize(forward(b))
                 bar.update(len(b.positions))
                 yield b.positions, out
             return
@@ -105,7 +106,7 @@ def run_batches(texts: Sequence[str], tokenize: Tokenize, forward: Forward, fina
         pending = None
         for b in _prefetch(batches, depth=4):
             with torch.inference_mode():
-                out = forward(b.input_ids, b.attention_mask)
+                out = forward(b)
             done = torch.cuda.Event()
             done.record()
             if pending is not None:
@@ -127,15 +128,19 @@ def _finish(pending: tuple, side: torch.cuda.Stream, finalize: Finalize, bar: tq
 def _batches(texts: Sequence[str], tokenize: Tokenize, device: torch.device, pad_id: int, batch_size: int,
              token_budget: int | None, pad_to: int | None) -> Iterator[Batch]:
     pin = device.type == "cuda"
-    for start in range(0, len(texts), CHUNK_TEXTS):
-        seqs = tokenize(list(texts[start:start + CHUNK_TEXTS]))
+    start, size = 0, min(CHUNK_TEXTS, max(256, 4 * batch_size))  # a small first chunk starts the device early
+    while start < len(texts):
+        seqs = tokenize(list(texts[start:start + size]))
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         for rows in plan_batches(lengths, batch_size, token_budget, pad_to):
             ids, mask = pad([seqs[i] for i in rows], pad_id, pad_to)
+            full = bool(mask.all())
             ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
             if pin:
                 ids_t, mask_t = ids_t.pin_memory(), mask_t.pin_memory()
-            yield Batch(rows + start, ids_t.to(device, non_blocking=pin), mask_t.to(device, non_blocking=pin))
+            yield Batch(rows + start, ids_t.to(device, non_blocking=pin), mask_t.to(device, non_blocking=pin), full)
+        start += len(seqs)
+        size = min(CHUNK_TEXTS, 2 * size)
 
 
 def _prefetch(items: Iterator[Batch], depth: int) -> Iterator[Batch]:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rankstack.encoders.batching import check_texts, default_batching, run_batches
+from rankstack.encoders.batching import Batch, check_texts, default_batching, run_batches
 from rankstack.encoders.loading import PathLike, load_model
 from rankstack.errors import InputError
 
@@ -88,8 +88,9 @@ class DenseEncoder:
             out[positions] = vectors
         return out
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.loaded.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    def _forward(self, b: Batch) -> torch.Tensor:
+        lm, mask = self.loaded, b.attention_mask
+        hidden = lm.model(input_ids=b.input_ids, attention_mask=lm.attention_mask(mask, b.full)).last_hidden_state
         emb = pool(hidden, mask, self.pooling)
         return F.normalize(emb, p=2, dim=1) if self.normalize else emb
 

@@ -233,12 +233,29 @@ class LoadedModel:
     def vocab_size(self) -> int:
         return int(self.model.config.vocab_size)
 
+    def attention_mask(self, mask: torch.Tensor, full: bool) -> torch.Tensor | None:
+        """The mask to give the model for a batch: None when nothing is masked (SDPA then may take its flash
+        kernel); with SDPA on CUDA under transformers >= 5 a ready 4-D mask, since transformers would read the
+        2-D mask's content to decide, a host-device sync per batch; else the 2-D mask itself."""
+        if getattr(self.model.config, "_attn_implementation", None) != "sdpa":
+            return mask
+        if full:
+            return None
+        if self.device.type == "cuda" and _transformers_major() >= 5:
+            return mask[:, None, None, :].bool()
+        return mask
+
     def info(self) -> dict[str, Any]:
         """The model part of an encoder's `model_info()`."""
         cfg = self.model.config
         return {"model": self.spec.name, "path": str(self.spec.path), "revision": self.spec.revision,
                 "content_hash": self.spec.content_hash, "architecture": (cfg.architectures or [cfg.model_type])[0],
                 "dtype": str(self.dtype).removeprefix("torch."), "vocab_size": self.vocab_size}
+
+
+def _transformers_major() -> int:
+    import transformers
+    return int(transformers.__version__.split(".")[0])
 
 
 def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device: str | None = None,

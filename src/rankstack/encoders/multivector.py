@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rankstack.encoders.batching import check_texts, default_batching, run_batches
+from rankstack.encoders.batching import Batch, check_texts, default_batching, run_batches
 from rankstack.encoders.loading import PathLike, load_model
 from rankstack.errors import InputError, RankstackError
 
@@ -89,8 +89,10 @@ class MultiVectorEncoder:
                                return_attention_mask=False, return_token_type_ids=False)["input_ids"]
             return [[cls, marker, *t, sep] for t in ids]
 
-        def forward(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            attend = torch.ones_like(mask) if augment and self.attend_to_mask_tokens else mask
+        def forward(b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+            ids, mask = b.input_ids, b.attention_mask
+            attend_all = augment and self.attend_to_mask_tokens
+            attend = lm.attention_mask(torch.ones_like(mask) if attend_all else mask, b.full or attend_all)
             h = lm.model(input_ids=ids, attention_mask=attend).last_hidden_state
             if self.projection is not None:
                 h = h @ self.projection.T

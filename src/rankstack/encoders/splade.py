@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from rankstack.encoders.batching import check_texts, default_batching, run_batches
+from rankstack.encoders.batching import Batch, check_texts, default_batching, run_batches
 from rankstack.encoders.loading import LoadedModel, PathLike, load_model
 from rankstack.errors import InputError
 
@@ -90,18 +90,20 @@ class SpladeEncoder:
             return lm.tokenizer(chunk, truncation=True, max_length=side.max_length, return_attention_mask=False,
                                 return_token_type_ids=False)["input_ids"]
 
-        parts = list(run_batches(texts, tokenize, lambda ids, mask: self._forward(side, ids, mask), _sparsify,
+        parts = list(run_batches(texts, tokenize, lambda b: self._forward(side, b), _sparsify,
                                  device=lm.device, pad_id=lm.tokenizer.pad_token_id or 0, batch_size=self.batch_size,
                                  token_budget=self.token_budget, progress=self.progress))
         return format_sparse(assemble_csr(parts, len(texts), self.vocab_size), output, self.vocabulary)
 
-    def _forward(self, side: _Side, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _forward(self, side: _Side, b: Batch) -> torch.Tensor:
+        ids, mask = b.input_ids, b.attention_mask
         pad = (mask == 0)[..., None]
+        model_mask = side.lm.attention_mask(mask, b.full)
         if side.head is None:  # an architecture whose head we cannot split off: whole logits at once
-            logits = side.lm.model(input_ids=ids, attention_mask=mask).logits
+            logits = side.lm.model(input_ids=ids, attention_mask=model_mask).logits
             best = logits.masked_fill_(pad, float("-inf")).amax(1)
         else:
-            hidden = side.base(input_ids=ids, attention_mask=mask).last_hidden_state
+            hidden = side.base(input_ids=ids, attention_mask=model_mask).last_hidden_state
             b, length, _ = hidden.shape
             step = max(1, self.logits_budget // (b * self.vocab_size * hidden.element_size()))
             best = None

@@ -9,7 +9,6 @@ replacing the manifest, so a crash at any moment leaves the last commit intact.
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,8 +71,15 @@ class IndexDocIds:
         return self.take(np.array([docno]))[0]
 
     def take(self, docnos: np.ndarray) -> list[str]:
+        if len(self._segments) == 1:
+            return self._segments[0].ids.take(docnos)
         seg, local = self.locate(docnos)
-        return [self._segments[s].ids[i] for s, i in zip(seg.tolist(), local.tolist())]
+        out: list[str] = [""] * len(seg)
+        for s in np.unique(seg).tolist():
+            where = np.flatnonzero(seg == s)
+            for i, doc_id in zip(where.tolist(), self._segments[s].ids.take(local[where])):
+                out[i] = doc_id
+        return out
 
 
 class InvertedIndex:
@@ -143,9 +149,10 @@ class InvertedIndex:
                 df += int(seg.term_df[t])
         return df
 
-    def idf(self, df: int) -> float:
-        """Lucene's BM25 idf, as float32."""
-        return float(np.float32(math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))))
+    def idf(self, df: np.ndarray) -> np.ndarray:
+        """Lucene's BM25 idf of document frequencies, as float32."""
+        df = np.asarray(df, dtype=np.float64)
+        return np.log(1 + (self.num_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
     def _segment_queries(self, query: Query) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per segment: (term ids, float32 weights) of the query's terms present in that segment."""
@@ -156,7 +163,7 @@ class InvertedIndex:
             for seg, pos in zip(self.segments, positions):
                 found = pos >= 0
                 dfs[found] += seg.term_df[pos[found]]
-            weights = [self.idf(int(df)) * query[t] for t, df in zip(terms, dfs)]
+            weights = self.idf(dfs) * np.array([query[t] for t in terms], dtype=np.float32)
         else:
             scale = self.settings["impact_scale"]
             weights = [query[t] * scale for t in terms]
@@ -168,7 +175,17 @@ class InvertedIndex:
     def search(self, query: Query, k: int = 10, algorithm: str = "maxscore", theta: float = 1.0
                ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (global doc numbers, scores) for a bag of query terms, best first, ties by doc number."""
-        return self.search_batch([query], k, algorithm, theta, threads=1)[0]
+        if not 1 <= k <= 1_000_000:
+            raise InputError(f"k must be between 1 and 1,000,000, got {k}")
+        parts = []
+        for s, (searcher, (term_ids, weights)) in enumerate(zip(self.searchers, self._segment_queries(query))):
+            docnos, scores = searcher.search(term_ids, weights, k, algorithm=algorithm, theta=theta,
+                                             **self._scoring())
+            parts.append((docnos.astype(np.int64) + self.bases[s], scores))
+        return _merge_top_k(parts, k)
+
+    def _scoring(self) -> dict[str, float]:
+        return {"k1": self.settings["k1"], "b": self.settings["b"], "avgdl": self.avgdl or 1.0}
 
     def search_batch(self, queries: Sequence[Query], k: int = 10, algorithm: str = "maxscore",
                      theta: float = 1.0, threads: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -179,11 +196,10 @@ class InvertedIndex:
             raise InputError(f"k must be between 1 and 1,000,000, got {k}")
         per_query = [self._segment_queries(q) for q in queries]
         results: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in queries]
-        scoring = {"k1": self.settings["k1"], "b": self.settings["b"], "avgdl": self.avgdl or 1.0}
         for s, searcher in enumerate(self.searchers):
             batch = [pq[s] for pq in per_query]
             for i, (docnos, scores) in enumerate(searcher.search_batch(batch, k, algorithm=algorithm, theta=theta,
-                                                                       threads=threads, **scoring)):
+                                                                       threads=threads, **self._scoring())):
                 results[i].append((docnos.astype(np.int64) + self.bases[s], scores))
         return [_merge_top_k(parts, k) for parts in results]
 

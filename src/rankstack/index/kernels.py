@@ -16,6 +16,11 @@ A doc's score is the float32 sum, in query-term order from 0.0f, of ``w*tf/(tf+n
 docs with score > 0, by descending score then ascending docno; all kernels agree bit for bit.
 Upper bounds are computed in float64 and padded by a relative slack that covers float32
 rounding, so the safe pruning never drops a document the exhaustive kernel would return.
+
+Implementation note: numba increfs/decrefs every array passed to a call, with atomic
+operations that cost far more than a posting's work. So each algorithm is a thin allocating
+wrapper around a ``*_run`` function compiled without reference counting (``_nrt=False``, like
+all the helpers it calls), which therefore must not allocate.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ SEGMENT_ARRAYS = (
 ALGORITHMS = {"exhaustive": 0, "maxscore": 1, "bmw": 2}
 END = 2**31 - 1  # docno of an exhausted cursor
 _UB_SLACK = 1e-6  # relative padding of per-term/per-block upper bounds (float32 rounding)
+WINDOW = 4096  # docs per MaxScore window (multiple of 32)
+# trailing-zero count of a power of two below 2**32 by de Bruijn multiplication (no overflow)
+_DEBRUIJN_POS = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
+                          31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9], np.int64)
 
 # ---------------------------------------------------------------------------------------------
 # scoring and top-k heap
@@ -60,6 +69,12 @@ def _bound(mode, w, v, ln, na, nb):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _block_bound(bmax, bminlen, mode, w, b, na, nb):
+    """Upper bound of a contribution of weight w within block b."""
+    return _bound(mode, w, np.float64(bmax[b]), np.float64(bminlen[b]) if mode == 0 else 0.0, na, nb)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _worse(s1, d1, s2, d2):
     return s1 < s2 or (s1 == s2 and d1 > d2)
 
@@ -82,7 +97,7 @@ def _sift_down(hs, hd, i, size):
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _heap_push(hs, hd, s, d):
-    """Replace the worst entry (root) by (s, d); caller checked that s beats it."""
+    """Replace the worst entry (root) by (s, d); caller checked that (s, d) beats it."""
     hs[0] = s
     hd[0] = d
     _sift_down(hs, hd, 0, hs.shape[0])
@@ -101,36 +116,36 @@ def _heap_results(hs, hd):
     return hd[:m].copy(), hs[:m].copy()
 
 
-@njit(cache=True, nogil=True)
-def _new_heap(k):
-    return np.zeros(k, np.float32), np.full(k, -1, np.int32)
-
-
 # ---------------------------------------------------------------------------------------------
 # cursors, one per query term: a block pointer that may run ahead of the posting ("shallow"
 # moves for block bounds) and a lazily decoded block. The state is one int64 matrix, a column
 # per field:
-BLK, FIRST, STOP, LAST, POS, CNT, DEC, VDEC, CD, BUB_BLK = range(10)
+BLK, FIRST, STOP, LAST, POS, CNT, DEC, VDEC, CD, BUB_BLK, CDEC = range(11)
 # current block, term's first block, term's end block, postings in the term's last block,
 # position in the decoded block, postings in it, block whose docnos / values are decoded,
-# current docno (END when exhausted), block whose bound is cached in `bub`.
-#
-# Numba increfs every array argument of a call, and of a numba-inlined function, with atomic
-# operations that cost far more than a posting's work: the algorithms spell out the frequent
-# paths (next posting in the block, value, block bound) and call the helpers below, compiled
-# without refcounting (_nrt=False), only on block changes and skips. Tuples of arrays are
-# unpacked once per query for the same reason.
+# current docno (END when exhausted), block whose bound is cached in `bub`, block whose
+# contributions are in `bufc`.
 
 
 @njit(cache=True, nogil=True)
-def _cursors(term_blocks, term_last, ub_off, ub_val, ub_len, block_offsets, bmax, bminlen, data,
-             mode, term_ids, weights, na, nb):
-    """(state matrix C, term upper bounds, float64 weights) for the query's terms."""
+def _cursors(seg, mode, term_ids, weights, na, nb):
+    """Allocate and open the query's cursors: (C, term bounds, float64 weights, bufd, bufv,
+    bufc, bub) where bufd/bufv/bufc[i] hold cursor i's decoded docnos, values, contributions
+    and bub[i] the bound of block C[i, BUB_BLK]."""
     n = term_ids.shape[0]
-    C = np.full((n, 10), -1, np.int64)
+    C = np.full((n, 11), -1, np.int64)
     ub = np.zeros(n, np.float64)
     w64 = np.empty(n, np.float64)
-    for i in range(n):
+    _open_cursors(seg, mode, term_ids, weights, na, nb, C, ub, w64)
+    return (C, ub, w64, np.empty((n, BLOCK), np.int32), np.empty((n, BLOCK), np.uint32),
+            np.empty((n, BLOCK), np.float32), np.zeros(n, np.float64))
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _open_cursors(seg, mode, term_ids, weights, na, nb, C, ub, w64):
+    term_blocks, term_last, ub_off, ub_val, ub_len = seg[0], seg[1], seg[2], seg[3], seg[4]
+    block_offsets, bmax, bminlen, data = seg[6], seg[9], seg[10], seg[11]
+    for i in range(term_ids.shape[0]):
         t = term_ids[i]
         b0, b1 = np.int64(term_blocks[t]), np.int64(term_blocks[t + 1])
         C[i, BLK] = b0
@@ -145,11 +160,9 @@ def _cursors(term_blocks, term_last, ub_off, ub_val, ub_len, block_offsets, bmax
         # the first block starts with its first docno as a plain word: no decoding needed
         C[i, CD] = np.int64(data[np.int64(block_offsets[b0])])
         if ub_off[t + 1] == ub_off[t]:  # one-block term: the block's bound
-            ln = np.float64(bminlen[b0]) if mode == 0 else 0.0
-            ub[i] = _bound(mode, w64[i], np.float64(bmax[b0]), ln, na, nb)
+            ub[i] = _block_bound(bmax, bminlen, mode, w64[i], b0, na, nb)
         for j in range(ub_off[t], ub_off[t + 1]):
             ub[i] = max(ub[i], _bound(mode, w64[i], np.float64(ub_val[j]), np.float64(ub_len[j]), na, nb))
-    return C, ub, w64
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -172,6 +185,24 @@ def _load_values(block_offsets, dbits, vbits, data, C, bufv, i):
     n = BLOCK if b + 1 < C[i, STOP] else C[i, LAST]
     decode_block_values(block_offsets, dbits, vbits, data, b, b == C[i, FIRST], n, bufv, i)
     C[i, VDEC] = b
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i):
+    """Decode cursor i's current block and compute all its contributions into bufc[i]."""
+    block_last, block_offsets, dbits, vbits, data = seg[5], seg[6], seg[7], seg[8], seg[11]
+    _load_docs(block_last, block_offsets, dbits, data, C, bufd, i)
+    if C[i, VDEC] != C[i, BLK]:
+        _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
+    w = weights[i]
+    if mode == 0:
+        for j in range(C[i, CNT]):
+            v = np.float32(bufv[i, j])
+            bufc[i, j] = w * v / (v + norm[bufd[i, j]])
+    else:
+        for j in range(C[i, CNT]):
+            bufc[i, j] = w * np.float32(bufv[i, j])
+    C[i, CDEC] = C[i, BLK]
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -230,17 +261,36 @@ def _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, target):
     C[i, CD] = bufd[i, p]
 
 
+@njit(cache=True, nogil=True, _nrt=False)
+def _cursor_bound(bmax, bminlen, mode, C, bub, w64, i, na, nb):
+    """Bound of cursor i's current block (cached; 0 when exhausted)."""
+    b = C[i, BLK]
+    if b >= C[i, STOP]:
+        return 0.0
+    if C[i, BUB_BLK] != b:
+        bub[i] = _block_bound(bmax, bminlen, mode, w64[i], b, na, nb)
+        C[i, BUB_BLK] = b
+    return bub[i]
+
+
 # ---------------------------------------------------------------------------------------------
-# algorithms (on the segment tuple)
+# exhaustive (reference)
 
 
 @njit(cache=True, nogil=True)
 def _exhaustive(seg, mode, n_docs, term_ids, weights, norm, live, k):
+    """Term at a time into a float32 accumulator of n_docs, in query-term order, then top-k."""
+    acc = np.zeros(n_docs, np.float32)
+    hs, hd = np.zeros(k, np.float32), np.full(k, -1, np.int32)
+    _exhaustive_run(seg, mode, term_ids, weights, norm, live, acc, np.empty((1, BLOCK), np.int32),
+                    np.empty((1, BLOCK), np.uint32), hs, hd)
+    return _heap_results(hs, hd)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _exhaustive_run(seg, mode, term_ids, weights, norm, live, acc, bd, bv, hs, hd):
     term_blocks, term_last, block_last, block_offsets, dbits, vbits, data = (
         seg[0], seg[1], seg[5], seg[6], seg[7], seg[8], seg[11])
-    acc = np.zeros(n_docs, np.float32)
-    bd = np.empty((1, BLOCK), np.int32)
-    bv = np.empty((1, BLOCK), np.uint32)
     for i in range(term_ids.shape[0]):
         t = term_ids[i]
         w = weights[i]
@@ -256,53 +306,57 @@ def _exhaustive(seg, mode, n_docs, term_ids, weights, norm, live, k):
             else:
                 for j in range(n):
                     acc[bd[0, j]] += _contrib(1, w, bv[0, j], np.float32(0.0))
-    hs, hd = _new_heap(k)
     has_live = live.shape[0] > 0
-    for d in range(n_docs):
+    for d in range(acc.shape[0]):
         s = acc[d]
         if s > hs[0] and (not has_live or live[d]):
             _heap_push(hs, hd, s, d)
-    return _heap_results(hs, hd)
 
 
-WINDOW = 4096  # docs per MaxScore window (multiple of 32)
-# ctz of a power of two < 2**32 by de Bruijn multiplication (fits int64: no overflow)
-_DEBRUIJN_POS = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
-                          31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9], np.int64)
+# ---------------------------------------------------------------------------------------------
+# MaxScore
 
 
 @njit(cache=True, nogil=True)
 def _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     """Block-max MaxScore over doc windows (as Lucene's MaxScoreBulkScorer).
 
-    Docs are processed in windows of `WINDOW` docnos. In each window the terms are ranked by
-    their largest block bound inside the window; the lowest ones whose bounds sum to at most
-    the threshold are non-essential. Windows with no essential term are skipped; essential
-    lists are scored term-at-a-time into a window buffer (tight loops over decoded blocks);
-    a buffered doc whose partial score plus the non-essential bounds beats the threshold has
-    the non-essential lists probed (largest bound first, abandoning as soon as it cannot win).
-    Windows start at the next doc of a list that is essential by its term bound.
+    Docs are processed in windows of at most `WINDOW` docnos, starting at the next doc of a
+    list that is essential by its term bound. In each window the terms are ranked by their
+    largest block bound inside the window; the lowest ones whose bounds sum to at most the
+    threshold are non-essential. A window with no essential term is skipped (up to where a
+    block bound changes). Essential lists are scored term-at-a-time into window buffers, in
+    tight loops over decoded blocks; then, in docno order, a buffered doc whose partial score
+    plus the non-essential bounds beats the threshold has the non-essential lists probed
+    (largest bound first, abandoning as soon as it cannot win). When every term is essential
+    the lists are added in query-term order, so the float32 buffer holds exact scores.
     """
-    (term_blocks, term_last, ub_off, ub_val, ub_len, block_last, block_offsets,
-     dbits, vbits, bmax, bminlen, data) = seg
     n = term_ids.shape[0]
-    hs, hd = _new_heap(k)
-    C, ub, w64 = _cursors(term_blocks, term_last, ub_off, ub_val, ub_len, block_offsets, bmax, bminlen,
-                          data, mode, term_ids, weights, na, nb)
-    bufd = np.empty((n, BLOCK), np.int32)
-    bufv = np.empty((n, BLOCK), np.uint32)
-    bub = np.zeros(n, np.float64)
+    C, ub, w64, bufd, bufv, bufc, bub = _cursors(seg, mode, term_ids, weights, na, nb)
     order = np.argsort(ub, kind="mergesort")  # ascending term bound
-    prefix = np.empty(n, np.float64)
+    hs, hd = np.zeros(k, np.float32), np.full(k, -1, np.int32)
+    nw = (n + 63) >> 6
+    _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
+                  order, np.empty(n, np.float64), np.zeros(WINDOW, np.float32), np.empty(WINDOW, np.float64),
+                  np.empty((WINDOW, n), np.float32), np.empty((WINDOW, nw), np.int64),
+                  np.zeros(WINDOW // 32, np.int64), np.zeros(n, np.float64), np.arange(n), hs, hd)
+    return _heap_results(hs, hd)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
+                  order, prefix, acc32, acc, cw, tmask, bits, wm, word, hs, hd):
+    """`_maxscore`'s work. Buffers: prefix[m] = sum of ub[order[:m+1]]; acc32 (kept zeroed):
+    exact scores in all-essential windows; else acc / cw / tmask: partial score, per-term
+    contributions and which terms those are, of each buffered doc; bits: buffered docs (32 per
+    word); wm: window bound per term; word: terms by ascending window bound."""
+    block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
+        seg[5], seg[6], seg[7], seg[8], seg[9], seg[10], seg[11])
+    n = weights.shape[0]
     run = 0.0
     for m in range(n):
         run += ub[order[m]]
         prefix[m] = run
-    acc = np.empty(WINDOW, np.float64)  # partial score (essential terms) of buffered docs
-    cw = np.empty((WINDOW, n), np.float32)  # their per-term contributions, for the exact sum
-    bits = np.zeros(WINDOW // 32, np.int64)  # buffered docs (32 per word)
-    wm = np.zeros(n, np.float64)  # window bound of each term
-    word = np.arange(n)  # terms by ascending window bound
     slack = 1.0 + (n + 2) * 2.0**-23  # covers float32 rounding of the final sum
     has_live = live.shape[0] > 0
     thr = 0.0
@@ -326,26 +380,19 @@ def _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
             if C[i, CD] >= wmax:
                 same = min(same, C[i, CD])
                 continue
+            _shallow(block_last, C, i, wmin)
             b = C[i, BLK]
-            if b < C[i, STOP] and block_last[b] < wmin:
-                _shallow(block_last, C, i, wmin)
-                b = C[i, BLK]
-                if b >= C[i, STOP]:
-                    C[i, CD] = END  # exhausted
+            if b >= C[i, STOP]:
+                C[i, CD] = END  # exhausted
+            else:
+                wm[i] = _cursor_bound(bmax, bminlen, mode, C, bub, w64, i, na, nb)
             while b < C[i, STOP]:
-                if b == C[i, BLK]:  # the cursor's block: bound cached
-                    if C[i, BUB_BLK] != b:
-                        bub[i] = _bound(mode, w64[i], np.float64(bmax[b]),
-                                        np.float64(bminlen[b]) if mode == 0 else 0.0, na, nb)
-                        C[i, BUB_BLK] = b
-                    bb = bub[i]
-                else:
-                    bb = _bound(mode, w64[i], np.float64(bmax[b]), np.float64(bminlen[b]) if mode == 0 else 0.0, na, nb)
-                wm[i] = max(wm[i], bb)
                 if block_last[b] >= wmax - 1:
                     same = min(same, np.int64(block_last[b]) + 1)
                     break
                 b += 1
+                if b < C[i, STOP]:
+                    wm[i] = max(wm[i], _block_bound(bmax, bminlen, mode, w64[i], b, na, nb))
         for m in range(1, n):  # insertion sort by window bound
             i = word[m]
             j = m
@@ -361,36 +408,69 @@ def _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
         if f == n:  # nothing in this window can beat the threshold, nor up to `same`
             wmax = max(wmax, same)
             continue
-        # essential lists, term at a time, into the window buffer
-        lo, hi = WINDOW, -1
+        lo, hi = WINDOW, -1  # range of touched words in `bits`
+        if f == 0:
+            # every term essential: add the lists in query-term order into acc32 (exact)
+            for i in range(n):
+                _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
+                if C[i, CD] < wmax:
+                    lo = min(lo, (C[i, CD] - wmin) >> 5)
+                while C[i, CD] < wmax:
+                    if C[i, CDEC] != C[i, BLK]:
+                        _load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
+                    p, cnt = C[i, POS], C[i, CNT]
+                    while p < cnt and bufd[i, p] < wmax:
+                        off = bufd[i, p] - wmin
+                        acc32[off] += bufc[i, p]
+                        bits[off >> 5] |= np.int64(1) << (off & 31)
+                        p += 1
+                    hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
+                    if p < cnt:
+                        C[i, POS] = p
+                        C[i, CD] = bufd[i, p]
+                    else:
+                        C[i, POS] = cnt - 1
+                        _next(block_last, block_offsets, dbits, data, C, bufd, i)
+            for wd in range(lo, hi + 1):
+                x = bits[wd]
+                bits[wd] = 0
+                while x != 0:
+                    t = x & -x
+                    x ^= t
+                    off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
+                    s = acc32[off]
+                    acc32[off] = 0.0
+                    if s > hs[0] and (not has_live or live[wmin + off]):
+                        _heap_push(hs, hd, s, wmin + off)
+                        thr = hs[0] * theta / slack
+            continue
+        # essential lists, in any order, into acc / cw / tmask
         for m in range(f, n):
             i = word[m]
-            if C[i, CD] < wmin:
-                _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
-            w = weights[i]
+            _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
+            ib = np.int64(1) << (i & 63)
+            iw = i >> 6
+            if C[i, CD] < wmax:
+                lo = min(lo, (C[i, CD] - wmin) >> 5)
             while C[i, CD] < wmax:
-                if C[i, DEC] != C[i, BLK]:
-                    _load_docs(block_last, block_offsets, dbits, data, C, bufd, i)
-                if C[i, VDEC] != C[i, BLK]:
-                    _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
+                if C[i, CDEC] != C[i, BLK]:
+                    _load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
                 p, cnt = C[i, POS], C[i, CNT]
-                while p < cnt:
-                    d = bufd[i, p]
-                    if d >= wmax:
-                        break
-                    c = _contrib(mode, w, bufv[i, p], norm[d] if mode == 0 else np.float32(0.0))
-                    off = d - wmin
+                while p < cnt and bufd[i, p] < wmax:
+                    off = bufd[i, p] - wmin
+                    c = bufc[i, p]
                     wd = off >> 5
                     bit = np.int64(1) << (off & 31)
                     if bits[wd] & bit == 0:  # first touch in this window
                         bits[wd] |= bit
-                        lo, hi = min(lo, wd), max(hi, wd)
                         acc[off] = 0.0
-                        for j in range(n):
-                            cw[off, j] = 0.0
+                        for j in range(tmask.shape[1]):
+                            tmask[off, j] = 0
                     acc[off] += c
                     cw[off, i] = c
+                    tmask[off, iw] |= ib
                     p += 1
+                hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
                 if p < cnt:
                     C[i, POS] = p
                     C[i, CD] = bufd[i, p]
@@ -413,45 +493,52 @@ def _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
                 while m >= 0 and bsum > thr:  # largest bound first
                     i = word[m]
                     bsum -= wm[i]
-                    if C[i, CD] < d:
-                        _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, d)
+                    _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, d)
                     if C[i, CD] == d:
                         if C[i, VDEC] != C[i, BLK]:
                             _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
                         c = _contrib(mode, weights[i], bufv[i, C[i, POS]], norm[d] if mode == 0 else np.float32(0.0))
                         cw[off, i] = c
+                        tmask[off, i >> 6] |= np.int64(1) << (i & 63)
                         bsum += c
                     m -= 1
                 if bsum <= thr:
                     continue
                 s = np.float32(0.0)
                 for j in range(n):  # the exact score: float32 sum in query-term order
-                    s += cw[off, j]
+                    if (tmask[off, j >> 6] >> (j & 63)) & 1:
+                        s += cw[off, j]
                 if s > hs[0]:
                     _heap_push(hs, hd, s, d)
                     thr = hs[0] * theta / slack
-    return _heap_results(hs, hd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Block-Max WAND
 
 
 @njit(cache=True, nogil=True)
 def _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     """Block-Max WAND (Ding & Suel 2011): pivot by term bounds, then check block bounds."""
-    (term_blocks, term_last, ub_off, ub_val, ub_len, block_last, block_offsets,
-     dbits, vbits, bmax, bminlen, data) = seg
     n = term_ids.shape[0]
-    hs, hd = _new_heap(k)
-    C, ub, w64 = _cursors(term_blocks, term_last, ub_off, ub_val, ub_len, block_offsets, bmax, bminlen,
-                          data, mode, term_ids, weights, na, nb)
-    bufd = np.empty((n, BLOCK), np.int32)
-    bufv = np.empty((n, BLOCK), np.uint32)
-    bub = np.zeros(n, np.float64)
+    C, ub, w64, bufd, bufv, bufc, bub = _cursors(seg, mode, term_ids, weights, na, nb)
     ordered = np.argsort(C[:, CD], kind="mergesort")  # cursors by current docno
-    contrib = np.zeros(n, np.float32)
-    slack = 1.0 + (n + 2) * 2.0**-23
+    hs, hd = np.zeros(k, np.float32), np.full(k, -1, np.int32)
+    _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bub, ordered,
+             np.zeros(n, np.float32), hs, hd)
+    return _heap_results(hs, hd)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bub, ordered, contrib, hs, hd):
+    block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
+        seg[5], seg[6], seg[7], seg[8], seg[9], seg[10], seg[11])
+    n = weights.shape[0]
+    slack = 1.0 + (n + 2) * 2.0**-23  # covers float32 rounding of the final sum
     has_live = live.shape[0] > 0
     thr = 0.0
     while True:
-        acc = 0.0
+        acc = 0.0  # pivot: first cursor where the term bounds so far beat the threshold
         p = -1
         for m in range(n):
             i = ordered[m]
@@ -469,16 +556,8 @@ def _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
         bsum = 0.0
         for m in range(p + 1):  # block bounds at the pivot
             i = ordered[m]
-            b = C[i, BLK]
-            if b < C[i, STOP] and block_last[b] < pivot:
-                _shallow(block_last, C, i, pivot)
-                b = C[i, BLK]
-            if b >= C[i, STOP]:
-                bub[i] = 0.0
-            elif C[i, BUB_BLK] != b:
-                bub[i] = _bound(mode, w64[i], np.float64(bmax[b]), np.float64(bminlen[b]) if mode == 0 else 0.0, na, nb)
-                C[i, BUB_BLK] = b
-            bsum += bub[i]
+            _shallow(block_last, C, i, pivot)
+            bsum += _cursor_bound(bmax, bminlen, mode, C, bub, w64, i, na, nb)
         if bsum > thr:
             if C[ordered[0], CD] == pivot:  # all of ordered[:p+1] sit on the pivot: score it
                 if not has_live or live[pivot]:
@@ -489,20 +568,14 @@ def _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
                             _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
                         contrib[i] = _contrib(mode, weights[i], bufv[i, C[i, POS]], nd)
                     s = np.float32(0.0)
-                    for i in range(n):  # float32 sum in query-term order
+                    for i in range(n):  # the exact score: float32 sum in query-term order
                         s += contrib[i]
                         contrib[i] = 0
                     if s > hs[0]:
                         _heap_push(hs, hd, s, pivot)
                         thr = hs[0] * theta / slack
                 for m in range(p + 1):
-                    i = ordered[m]
-                    q = C[i, POS] + 1  # next posting, inlined fast path
-                    if C[i, DEC] == C[i, BLK] and q < C[i, CNT]:
-                        C[i, POS] = q
-                        C[i, CD] = bufd[i, q]
-                    else:
-                        _next(block_last, block_offsets, dbits, data, C, bufd, i)
+                    _next(block_last, block_offsets, dbits, data, C, bufd, ordered[m])
                 lo = 0
             else:  # move the last list before the pivot up to it
                 lo = p
@@ -529,7 +602,10 @@ def _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
             while m + 1 < n and C[ordered[m + 1], CD] < C[ordered[m], CD]:
                 ordered[m], ordered[m + 1] = ordered[m + 1], ordered[m]
                 m += 1
-    return _heap_results(hs, hd)
+
+
+# ---------------------------------------------------------------------------------------------
+# public entry points: plain arrays
 
 
 @njit(cache=True, nogil=True)
@@ -539,10 +615,6 @@ def _search(seg, mode, n_docs, algo, term_ids, weights, norm, na, nb, live, k, t
     if algo == 1:
         return _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta)
     return _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta)
-
-
-# ---------------------------------------------------------------------------------------------
-# public entry points: plain arrays
 
 
 @njit(cache=True, nogil=True)

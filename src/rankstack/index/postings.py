@@ -1,15 +1,18 @@
 """Block-compressed posting lists: building (`encode_postings`) and decoding.
 
-Format (version 1). Each term's posting list is cut into blocks of ``BLOCK`` (128) postings.
-A block is stored in ``data`` (uint32 words) as
+Format (version 1). Each term's posting list is cut into blocks of ``BLOCK`` (128) postings;
+a block holds ``n`` docno gaps then ``n`` values, each bit-packed at a per-block width:
 
-* first block of a term: one word holding its first docno, then the ``n-1`` following docno
-  gaps; other blocks: ``n`` gaps, the first relative to the previous block's last docno;
-  a gap is stored as ``doc[i] - doc[i-1] - 1``, bit-packed LSB-first at ``block_doc_bits`` bits;
-* then the ``n`` values minus one, bit-packed at ``block_val_bits`` bits, starting on a new word.
+* gaps: ``doc[i] - doc[i-1] - 1``, where ``doc[-1]`` is the previous block's last docno, or,
+  in a term's first block, the word that opens the block (its first docno) minus one (a short
+  first block omits its first gap, always 0);
+* values: ``value - 1``; they start on a new word.
 
-Width 0 takes no words (all gaps 1 / all values 1). ``data`` ends with two zero words so a
-decoder may always read the word after the one it needs.
+A full block (128) packs each stream in 4 interleaved lanes (value ``i`` in lane ``i % 4``;
+lane word ``j`` at word ``4*j + lane``, so a stream of width ``w`` takes ``4*w`` words) which
+decode with 4-wide vector operations; a shorter (last) block packs values one after another,
+LSB first. Width 0 takes no words (gaps 0 / values 1). ``data`` ends with 8 zero words so a
+decoder may read a little past a block.
 
 Arrays returned by `encode_postings` (all one-dimensional):
 
@@ -60,42 +63,74 @@ ARRAY_NAMES = (
 
 
 @njit(cache=True, nogil=True, _nrt=False)
+def _unpack(data, off, n, w, out, row, start) -> None:
+    """Unpack ``n`` raw ``w``-bit values (w >= 1) from word ``off`` into ``out[row, start:]``."""
+    mask = (np.int64(1) << w) - 1
+    if n == BLOCK:  # 4 lanes: the inner loop maps onto vector instructions
+        for j in range(BLOCK // 4):
+            bit = j * w
+            base = off + ((bit >> 5) << 2)
+            sh = bit & 31
+            for lane in range(4):
+                x = np.int64(data[base + lane]) | (np.int64(data[base + 4 + lane]) << 32)
+                out[row, 4 * j + lane] = (x >> sh) & mask
+    else:
+        bit = np.int64(0)
+        for i in range(n):
+            word = off + (bit >> 5)
+            x = np.int64(data[word]) | (np.int64(data[word + 1]) << 32)
+            out[row, start + i] = (x >> (bit & 31)) & mask
+            bit += w
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _stream_words(n, w):
+    return 4 * w if n == BLOCK else (n * w + 31) >> 5
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gap_words(n, first, w):
+    return _stream_words(n - 1 if first and n < BLOCK else n, w)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
 def decode_block_docs(block_offsets, block_doc_bits, block_last, data, b, first, n, out, row) -> None:
     """Write the ``n`` docnos of block ``b`` into ``out[row, :n]``; ``first``: b is its term's
     first block. (A 2-d buffer and a row index, not a row view: no refcounting in hot loops.)"""
     off = np.int64(block_offsets[b])
-    w = np.int64(block_doc_bits[b])
-    mask = (np.int64(1) << w) - 1
     if first:
-        doc = np.int64(data[off])
-        out[row, 0] = doc
+        base = np.int64(data[off]) - 1
         off += 1
-        start = 1
     else:
-        doc = np.int64(block_last[b - 1])
-        start = 0
-    bit = np.int64(0)
-    for i in range(start, n):
-        word = off + (bit >> 5)
-        x = np.int64(data[word]) | (np.int64(data[word + 1]) << 32)
-        doc += ((x >> (bit & 31)) & mask) + 1
+        base = np.int64(block_last[b - 1])
+    w = np.int64(block_doc_bits[b])
+    if w == 0:
+        for i in range(n):
+            out[row, i] = base + 1 + i
+        return
+    if first and n < BLOCK:
+        out[row, 0] = 0
+        _unpack(data, off, n - 1, w, out, row, 1)
+    else:
+        _unpack(data, off, n, w, out, row, 0)
+    doc = base
+    for i in range(n):
+        doc += np.int64(out[row, i]) + 1
         out[row, i] = doc
-        bit += w
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, first, n, out, row) -> None:
     """Write the ``n`` values of block ``b`` into ``out[row, :n]``."""
-    ngaps = n - 1 if first else n
-    off = np.int64(block_offsets[b]) + (1 if first else 0) + ((ngaps * np.int64(block_doc_bits[b]) + 31) >> 5)
+    off = np.int64(block_offsets[b]) + (1 if first else 0) + _gap_words(n, first, np.int64(block_doc_bits[b]))
     w = np.int64(block_val_bits[b])
-    mask = (np.int64(1) << w) - 1
-    bit = np.int64(0)
+    if w == 0:
+        for i in range(n):
+            out[row, i] = 1
+        return
+    _unpack(data, off, n, w, out, row, 0)
     for i in range(n):
-        word = off + (bit >> 5)
-        x = np.int64(data[word]) | (np.int64(data[word + 1]) << 32)
-        out[row, i] = ((x >> (bit & 31)) & mask) + 1
-        bit += w
+        out[row, i] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -139,16 +174,24 @@ def _bits(x: int) -> int:
 
 @njit(cache=True)
 def _pack(data, off: int, vals, w: int) -> int:
-    """OR ``vals`` (int64, < 2**w) into ``data`` from word ``off``; return the next free word."""
-    bit = np.int64(0)
-    for v in vals:
-        word = off + (bit >> 5)
+    """OR ``vals`` (int64, < 2**w) into ``data`` from word ``off`` in the layout `_unpack`
+    reads (4 lanes for a full block); return the next free word."""
+    if w == 0:
+        return off
+    n = vals.shape[0]
+    for i in range(n):
+        v = vals[i]
+        if n == BLOCK:
+            bit = (i >> 2) * w
+            word, step = off + ((bit >> 5) << 2) + (i & 3), 4
+        else:
+            bit = i * w
+            word, step = off + (bit >> 5), 1
         sh = bit & 31
         data[word] |= np.uint32((v << sh) & 0xFFFFFFFF)
         if sh + w > 32:
-            data[word + 1] |= np.uint32(v >> (32 - sh))
-        bit += w
-    return off + ((bit + 31) >> 5)
+            data[word + step] |= np.uint32(v >> (32 - sh))
+    return off + _stream_words(n, w)
 
 
 @njit(cache=True)
@@ -173,9 +216,9 @@ def _encode(term_offsets, docnos, values, lengths, bm25: bool):
             s = p0 + (b - term_blocks[t]) * BLOCK
             e = min(s + BLOCK, p1)
             first = b == term_blocks[t]
-            prev = np.int64(docnos[s]) if first else np.int64(docnos[s - 1])
+            prev = np.int64(docnos[s]) - 1 if first else np.int64(docnos[s - 1])
             gmax, vmax, minlen = 0, 0, 2**31 - 1
-            for p in range(s + (1 if first else 0), e):
+            for p in range(s, e):
                 gmax = max(gmax, np.int64(docnos[p]) - prev - 1)
                 prev = docnos[p]
             for p in range(s, e):
@@ -188,14 +231,14 @@ def _encode(term_offsets, docnos, values, lengths, bm25: bool):
             bmax[b] = min(vmax, 65535)
             if bm25:
                 bminlen[b] = min(minlen, 65535)
-            ng = e - s - (1 if first else 0)
-            block_words[b] = (1 if first else 0) + (ng * dbits[b] + 31) // 32 + ((e - s) * vbits[b] + 31) // 32
+            block_words[b] = (1 if first else 0) + _gap_words(e - s, first, np.int64(dbits[b])) + \
+                _stream_words(e - s, np.int64(vbits[b]))
     block_offsets = np.empty(B, np.int64)
     total = 0
     for b in range(B):
         block_offsets[b] = total
         total += block_words[b]
-    data = np.zeros(total + 2, np.uint32)
+    data = np.zeros(total + 8, np.uint32)
     # pass 2: pack
     for t in range(V):
         p0, p1 = term_offsets[t], term_offsets[t + 1]
@@ -207,19 +250,17 @@ def _encode(term_offsets, docnos, values, lengths, bm25: bool):
             if first:
                 data[off] = docnos[s]
                 off += 1
-                prev = np.int64(docnos[s])
-                g0 = s + 1
+                prev = np.int64(docnos[s]) - 1
             else:
                 prev = np.int64(docnos[s - 1])
-                g0 = s
-            ng = e - g0
-            for p in range(g0, e):
-                gaps[p - g0] = np.int64(docnos[p]) - prev - 1
+            for p in range(s, e):
+                gaps[p - s] = np.int64(docnos[p]) - prev - 1
                 prev = docnos[p]
-            off = _pack(data, off, gaps[:ng], dbits[b])
+            g0 = 1 if first and e - s < BLOCK else 0  # a short first block omits its first gap
+            off = _pack(data, off, gaps[g0:e - s], np.int64(dbits[b]))
             for p in range(s, e):
                 gaps[p - s] = np.int64(values[p]) - 1
-            _pack(data, off, gaps[:e - s], vbits[b])
+            _pack(data, off, gaps[:e - s], np.int64(vbits[b]))
     # per-term upper-bound points
     ub_off = np.zeros(V + 1, np.int64)
     ub_val = np.empty(docnos.shape[0], np.uint32)

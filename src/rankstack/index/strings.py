@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import mmap
 from pathlib import Path
 from typing import Iterable
 
@@ -15,6 +17,7 @@ _FNV_PRIME = 0x100000001B3
 _MASK = (1 << 64) - 1
 
 
+@functools.lru_cache(maxsize=1 << 16)  # query terms repeat: hash each once
 def string_hash(s: str) -> int:
     """Stable 64-bit FNV-1a hash of the UTF-8 bytes (Python's own hash() is salted per process)."""
     h = _FNV_OFFSET
@@ -44,6 +47,10 @@ class StringTable:
     def __init__(self, directory: Path, name: str):
         self.name = name
         self._blob = load_array(directory, f"{name}.blob")
+        # Slicing an mmap gives bytes far faster than slicing a NumPy array: use one for decoding.
+        with open(directory / f"{name}.blob.npy", "rb") as f:
+            self._raw = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._base = self._raw.size() - len(self._blob)  # the .npy header comes before the bytes
         self._offsets = load_array(directory, f"{name}.offsets")
         self._hashes = self._order = None
         if (directory / f"{name}.hashes.npy").exists():
@@ -72,16 +79,18 @@ class StringTable:
     def __getitem__(self, i: int) -> str:
         if not -len(self) <= i < len(self):
             raise IndexError(f"{self.name}: position {i} out of range (size {len(self)})")
-        i %= len(self)
-        return self._blob[self._offsets[i]:self._offsets[i + 1]].tobytes().decode("utf-8")
+        return self.take(np.array([i % len(self)]))[0]
 
     def take(self, positions: np.ndarray) -> list[str]:
-        blob, offsets = self._blob, self._offsets
-        return [blob[offsets[i]:offsets[i + 1]].tobytes().decode("utf-8") for i in np.asarray(positions).tolist()]
+        positions = np.asarray(positions, dtype=np.int64)
+        starts = (self._offsets[positions] + self._base).tolist()
+        ends = (self._offsets[positions + 1] + self._base).tolist()
+        raw = self._raw
+        return [raw[s:e].decode("utf-8") for s, e in zip(starts, ends)]
 
     def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
+        for start in range(0, len(self), 65536):
+            yield from self.take(np.arange(start, min(start + 65536, len(self))))
 
     def position(self, s: str) -> int:
         """Position of `s`, or -1 if absent. Requires a table written with lookup=True."""
@@ -97,12 +106,16 @@ class StringTable:
             return out
         hashes = np.array([string_hash(s) for s in strings], dtype=np.uint64)
         starts = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
-        for j in np.flatnonzero(self._hashes[starts] == hashes).tolist():
-            i = int(starts[j])
-            while i < len(self._hashes) and self._hashes[i] == hashes[j]:  # loops only on hash collisions
-                pos = int(self._order[i])
-                if self[pos] == strings[j]:
-                    out[j] = pos
+        candidates = np.flatnonzero(self._hashes[starts] == hashes)
+        found = self._order[starts[candidates]]
+        for j, pos, name in zip(candidates.tolist(), found.tolist(), self.take(found)):
+            if name == strings[j]:
+                out[j] = pos
+                continue
+            i = int(starts[j]) + 1  # a hash collision: look at the other strings with the same hash
+            while i < len(self._hashes) and self._hashes[i] == hashes[j]:
+                if self[int(self._order[i])] == strings[j]:
+                    out[j] = int(self._order[i])
                     break
                 i += 1
         return out

@@ -1,0 +1,157 @@
+"""rankstack's CrossEncoder against sentence-transformers' CrossEncoder.predict: same pairs, model, device, max_length.
+
+Scores the first N (query, passage) pairs of TREC DL 2019's BM25 top-100 candidates with both, on one
+random-weight MiniLM-L6 cross-encoder (built from the config-only folder with a fixed seed, or --model-dir),
+timed alternately in one run. Prints one JSON object: pairs/s of each, the ratio, the largest absolute score
+difference, and rankstack with its own default batching. No hub access. Random weights: speed only, no quality.
+
+    PYTHONPATH=src python bench/bench_cross_encoder.py --device cpu --threads 2
+    PYTHONPATH=src python bench/bench_cross_encoder.py --device cuda --dtype fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only, never the hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = [REPO.parent / "shared", REPO / "shared"]
+CONFIG_ONLY = "models/cross-encoder__ms-marco-MiniLM-L-6-v2__config-only"
+CANDIDATES = "data/trec-dl-2019-passage/bm25_top100.candidates.tsv"
+
+
+def _shared(rel: str, given: str | None) -> Path:
+    if given:
+        return Path(given)
+    for root in SHARED:
+        if (root / rel).exists():
+            return root / rel
+    sys.exit(f"{rel} not found under {', '.join(map(str, SHARED))}; pass its path")
+
+
+def load_pairs(path: Path, n: int) -> list[tuple[str, str]]:
+    """The first `n` rows' (query, passage); the TSV's header is qid, pid, rank, score, query, passage."""
+    csv.field_size_limit(1 << 24)
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(rows)
+        q, p = header.index("query"), header.index("passage")
+        pairs = []
+        for row in rows:
+            pairs.append((row[q], row[p]))
+            if len(pairs) == n:
+                break
+    return pairs
+
+
+def build_random_model(config_dir: Path, out: Path, seed: int) -> Path:
+    """A MiniLM-L6 cross-encoder with random weights (fixed seed) and the real tokenizer, saved as a plain HF folder."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(config_dir)).save_pretrained(out)
+    AutoTokenizer.from_pretrained(config_dir).save_pretrained(out)
+    return out
+
+
+def timed(fn, device: str) -> tuple[float, np.ndarray]:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    result = fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t, np.asarray(result, dtype=np.float32)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None, help="default: fp32 on CPU, fp16 on CUDA")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads), for both")
+    p.add_argument("--batch-size", type=int, default=32, help="pairs per batch, for both (32: sentence-transformers' default)")
+    p.add_argument("--n", type=int, default=1000, help="pairs: the first N rows of the candidates file")
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--repeat", type=int, default=2, help="timed runs of each, alternating; the best counts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-dir", help="a saved cross-encoder folder (default: random weights from the config-only folder)")
+    p.add_argument("--config-dir", help=f"the config-only folder (default: shared/{CONFIG_ONLY})")
+    p.add_argument("--candidates", help=f"the candidates TSV (default: shared/{CANDIDATES})")
+    p.add_argument("--ablation", action="store_true", help="also time rankstack with the full last layer")
+    args = p.parse_args()
+    args.dtype = args.dtype or ("fp16" if args.device == "cuda" else "fp32")
+    torch_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pairs = load_pairs(_shared(CANDIDATES, args.candidates), args.n)
+
+    sys.path.insert(0, str(REPO / "src"))
+    import sentence_transformers as st
+    import transformers
+    from rankstack.rerank import CrossEncoder
+
+    tmp = tempfile.TemporaryDirectory(prefix="bench-ce-")
+    model_dir = Path(args.model_dir) if args.model_dir else \
+        build_random_model(_shared(CONFIG_ONLY, args.config_dir), Path(tmp.name) / "model", args.seed)
+
+    def ours_with(**batching) -> CrossEncoder:
+        return CrossEncoder(model_dir, device=args.device, dtype=args.dtype, threads=args.threads,
+                            max_length=args.max_length, cache=False, progress=False, **batching)
+
+    ours = ours_with(batch_size=args.batch_size)
+    theirs = st.CrossEncoder(str(model_dir), device=args.device, max_length=args.max_length).to(torch_dtype)
+    runners = {"rankstack": ours.predict,
+               "sentence_transformers": lambda x: theirs.predict(x, batch_size=args.batch_size, show_progress_bar=False)}
+    defaults = ours_with()
+    if (defaults.batch_size, defaults.token_budget) != (ours.batch_size, ours.token_budget):
+        runners["rankstack_default_batching"] = defaults.predict
+    if args.ablation:  # undo the [CLS]-only last layer, to see what it is worth
+        full = ours_with(batch_size=args.batch_size)
+        if full.first_token_last_layer:
+            layers = full.model.base_model.encoder.layer
+            layers[-1] = layers[-1].layer
+        runners["rankstack_full_last_layer"] = full.predict
+
+    for run in runners.values():  # warm-up
+        run(pairs[:64])
+    best, scores = {k: float("inf") for k in runners}, {}
+    for _ in range(args.repeat):  # alternate, so that a noisy neighbour hurts all alike
+        for name, run in runners.items():
+            t, scores[name] = timed(lambda: run(pairs), args.device)
+            best[name] = min(best[name], t)
+
+    ref = scores["sentence_transformers"]
+    tokens = ours.tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation="only_second",
+                            max_length=args.max_length)["input_ids"]
+    report = {"device": args.device,
+              "device_name": torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPUs",
+              "threads": torch.get_num_threads(), "dtype": args.dtype, "pairs": len(pairs),
+              "tokens_per_pair": round(float(np.mean([len(t) for t in tokens])), 1), "max_length": args.max_length,
+              "batch_size": args.batch_size, "model": str(args.model_dir or f"random MiniLM-L6 (seed {args.seed})"),
+              "first_token_last_layer": ours.first_token_last_layer, "torch": torch.__version__,
+              "transformers": transformers.__version__, "sentence_transformers": st.__version__}
+    for name in runners:
+        report[f"{name}_pairs_per_s"] = round(len(pairs) / best[name], 1)
+    for name in runners:
+        if name != "sentence_transformers":
+            report[f"ratio_{name}"] = round(best["sentence_transformers"] / best[name], 3)
+            report[f"max_abs_diff_{name}"] = float(np.abs(scores[name] - ref).max())
+    report["seconds"] = {k: round(v, 3) for k, v in best.items()}
+    print(json.dumps(report, indent=1))
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

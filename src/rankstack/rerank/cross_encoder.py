@@ -1,0 +1,405 @@
+"""Cross-encoder reranking: any Hugging Face sequence-classification checkpoint scores (query, document) pairs.
+
+Scores equal sentence-transformers' `CrossEncoder.predict` (same activation, same truncation of the document
+side) while running faster: the pairs are tokenised together, sorted by token length, packed into batches by
+a token budget and padded per batch; on CUDA in half precision with SDPA attention, the next batches prepared
+in a background thread (rankstack.encoders.batching.run_batches). For BERT-family classifiers, the last layer
+is computed for the [CLS] token only, the one the classification head reads (checked on a probe at load time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import inspect
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rankstack.data.queries import Queries
+from rankstack.data.run import Hits, Run, sort_hits
+from rankstack.encoders.batching import Batch, default_batching, pad, run_batches
+from rankstack.encoders.loading import (WEIGHT_FILES, LoadedModel, ModelSpec, PathLike, resolve_model, select_device,
+                                        select_dtype)
+from rankstack.errors import InputError, RankstackError
+from rankstack.pipeline.stage import Stage
+from rankstack.rerank.cache import ScoreCache
+from rankstack.rerank.texts import Texts, texts_from
+
+log = logging.getLogger(__name__)
+
+#: Each row's first-segment length rides to the device in the high bits of its first token id (see `_tokenize`).
+_SEGMENT_SHIFT = 32
+_ID_MASK = (1 << _SEGMENT_SHIFT) - 1
+#: Named activations; a checkpoint names its own by dotted path (only torch's are imported, as sentence-transformers).
+ACTIVATIONS: dict[str, Callable[[], Callable]] = {
+    "identity": torch.nn.Identity, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh,
+    "softmax": functools.partial(torch.nn.Softmax, dim=-1)}
+#: Classifiers whose head reads only the first token of the last layer (candidates for the [CLS]-only last layer).
+_FIRST_TOKEN_HEADS = {"BertForSequenceClassification", "RobertaForSequenceClassification",
+                      "XLMRobertaForSequenceClassification", "ElectraForSequenceClassification",
+                      "CamembertForSequenceClassification"}
+
+
+class CrossEncoder(Stage):
+    """Rerank the top `depth` candidates of each query with a cross-encoder; the rest keep their order below.
+
+    `model`: a hub id or a local directory (a transformers or sentence-transformers CrossEncoder folder).
+    `texts`: where document texts come from: a CorpusTexts, an IndexTexts, or a path (corpus file or index
+    directory). `activation`: None applies what the checkpoint says, as sentence-transformers does (its saved
+    `activation_fn`; else sigmoid for one label, identity for more); or "identity", "sigmoid", "tanh", "softmax".
+    Models with several labels are scored by the column `label` (default 1). `max_length`: tokens per pair
+    (default: the model's); longer pairs lose the end of the document (the query too, if alone too long).
+    `batch_size` pairs and `token_budget` padded tokens per batch at most (defaults: 32 on CPU; 256 and 65,536
+    on CUDA). `dtype`: fp32 on CPU, fp16 on CUDA by default; "bf16" also. `threads`: CPU threads while scoring.
+    `cache`: True keeps scores in memory, keyed by (model, query, document text); a path also keeps them in a
+    SQLite file; False disables it. `backend`: "torch" ("onnx" is not implemented).
+    """
+
+    first_stage = False
+
+    def __init__(self, model: PathLike, texts: Texts | PathLike | None = None, *, depth: int | None = 100,
+                 max_length: int | None = None, batch_size: int | None = None, token_budget: int | None = None,
+                 device: str | None = None, dtype: str | None = None, threads: int | None = None,
+                 activation: str | None = None, label: int | None = None, cache: bool | PathLike = True,
+                 backend: str = "torch", revision: str | None = None, progress: bool | None = None):
+        if backend == "onnx":
+            raise RankstackError(
+                "backend='onnx' is not implemented: the TorchScript ONNX export of transformers' models fixes parts "
+                "of the attention-mask logic at trace time, and ONNX Runtime measured no faster than torch on CPU "
+                "here (1.0-1.1x, same GEMM-bound work). Use backend='torch' (with threads=N on CPU).")
+        if backend != "torch":
+            raise InputError(f"unknown backend {backend!r} (expected 'torch')")
+        if depth is not None and (not isinstance(depth, int) or depth < 1):
+            raise InputError(f"depth must be a positive integer or None (every candidate), got {depth!r}")
+        if threads is not None and threads < 1:
+            raise InputError(f"threads must be at least 1, got {threads}")
+        self.texts = None if texts is None else texts_from(texts)
+        self.depth, self.threads, self.progress = depth, threads, progress
+        self._args = {"model": os.fspath(model), "texts": getattr(self.texts, "source", None), "depth": depth,
+                      "max_length": max_length, "batch_size": batch_size, "token_budget": token_budget,
+                      "device": device, "dtype": dtype, "threads": threads, "activation": activation, "label": label,
+                      "cache": os.fspath(cache) if isinstance(cache, (str, os.PathLike)) else cache,
+                      "backend": backend, "revision": revision}
+
+        self.loaded = _load(resolve_model(model, revision=revision), device, dtype, max_length)
+        self.spec, self.device, self.dtype = self.loaded.spec, self.loaded.device, self.loaded.dtype
+        self.tokenizer, self.model, self.max_length = self.loaded.tokenizer, self.loaded.model, self.loaded.max_length
+        self.batch_size, self.token_budget = default_batching(self.device, batch_size, token_budget)
+        self.num_labels = int(self.model.config.num_labels)
+        self.label = 0 if self.num_labels == 1 else (1 if label is None else label)
+        if not 0 <= self.label < self.num_labels:
+            raise InputError(f"label {label} is out of range: the model has {self.num_labels} labels")
+        self.activation_name = activation or checkpoint_activation(self.spec, self.num_labels)
+        self._activation = _make_activation(self.activation_name)
+        self._segments = "token_type_ids" in self.tokenizer.model_input_names and \
+            getattr(self.model.config, "type_vocab_size", 2) > 1
+        self._pair_specials = self.tokenizer.num_special_tokens_to_add(pair=True)
+        self._positions = torch.arange(self.max_length, device=self.device)
+        self.first_token_last_layer = _install_first_token_layer(self)
+        model_key = "|".join(map(str, (_weights_id(self.spec), self.max_length, self.activation_name, self.label,
+                                       self.dtype)))
+        self.cache = None if cache is False or cache is None else \
+            ScoreCache(model_key, None if cache is True else cache)
+
+    # --- scoring ---------------------------------------------------------------------------------------------
+
+    def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Scores of (query, document text) pairs, float32 in the order given: the values sentence-transformers'
+        `CrossEncoder.predict` returns. Repeated pairs are scored once; cached pairs not at all."""
+        pairs = _check_pairs(pairs)
+        scores = np.empty(len(pairs), dtype=np.float32)
+        cache = self.cache
+        keys: list[Any] = [cache.key(q, d) for q, d in pairs] if cache else pairs
+        known = cache.get_many(keys) if cache else {}
+        todo: dict[Any, list[int]] = {}
+        for i, key in enumerate(keys):
+            if key in known:
+                scores[i] = known[key]
+            else:
+                todo.setdefault(key, []).append(i)
+        if todo:
+            new = self._score([pairs[rows[0]] for rows in todo.values()])
+            for rows, s in zip(todo.values(), new):
+                scores[rows] = s
+            if cache:
+                cache.put_many(zip(todo, new.tolist()))
+        return scores
+
+    def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        out = np.empty(len(pairs), dtype=np.float32)
+        with self._thread_count():
+            for positions, scores in run_batches(pairs, self._tokenize, self._forward, _to_numpy, device=self.device,
+                                                 pad_id=self.tokenizer.pad_token_id or 0, batch_size=self.batch_size,
+                                                 token_budget=self.token_budget, progress=self.progress,
+                                                 desc="reranking"):
+                out[positions] = scores
+        return out
+
+    def _tokenize(self, pairs: list[tuple[str, str]]) -> list[list[int]]:
+        """Token ids of each pair, the document side truncated (both sides where the query alone is too long).
+
+        With segment (token type) ids, these are 0 up to some position and 1 after it: that position is added
+        to the first id, shifted left by 32 bits, and `_forward` rebuilds the ids from it (no per-token work).
+        """
+        tok, n = self.tokenizer, self.max_length
+        queries = [q for q, _ in pairs]
+        unique = list(dict.fromkeys(queries))
+        lengths = tok(unique, add_special_tokens=False, truncation=True, max_length=n, return_attention_mask=False,
+                      return_token_type_ids=False)["input_ids"]
+        room = {q: n - self._pair_specials - len(ids) for q, ids in zip(unique, lengths)}  # tokens left for documents
+        out: list[list[int]] = [[] for _ in pairs]
+        for strategy, fits in (("only_second", True), ("longest_first", False)):
+            rows = [i for i, q in enumerate(queries) if (room[q] >= 1) == fits]
+            if not rows:
+                continue
+            enc = tok([queries[i] for i in rows], [pairs[i][1] for i in rows], truncation=strategy, max_length=n,
+                      return_attention_mask=False, return_token_type_ids=self._segments)
+            if self._segments:
+                for ids, types in zip(enc["input_ids"], enc["token_type_ids"]):
+                    ids[0] |= (types.index(1) if 1 in types else len(types)) << _SEGMENT_SHIFT
+            for i, ids in zip(rows, enc["input_ids"]):
+                out[i] = ids
+        return out
+
+    def _forward(self, b: Batch) -> torch.Tensor:
+        ids, mask = b.input_ids, b.attention_mask
+        inputs = {"attention_mask": self.loaded.attention_mask(mask, b.full)}
+        if self._segments:
+            first_segment = ids[:, 0] >> _SEGMENT_SHIFT
+            ids = ids & _ID_MASK
+            inputs["token_type_ids"] = (self._positions[:ids.shape[1]] >= first_segment[:, None]).long() * mask
+        logits = self.model(input_ids=ids, **inputs).logits.float()
+        return self._activation(logits)[:, self.label]
+
+    @contextlib.contextmanager
+    def _thread_count(self) -> Iterator[None]:
+        if self.threads is None or self.device.type != "cpu":
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    # --- the stage -------------------------------------------------------------------------------------------
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        """Rerank each query's top `depth` candidates by score; the others follow in their former order, with
+        scores decreasing by 1 from below the lowest new score. Queries without candidates get no hits."""
+        if self.texts is None:
+            raise InputError("CrossEncoder needs document texts to rerank: pass texts=CorpusTexts(corpus), "
+                             "IndexTexts(bm25) or a path")
+        empty = Hits(np.empty(0, np.int32), np.empty(0, np.float32))
+        hits = {q: run.get(q, empty) for q in queries}
+        heads = {q: h.docnos[:self.depth] for q, h in hits.items()}
+        unique, inverse = np.unique(np.concatenate([empty.docnos, *heads.values()]), return_inverse=True)
+        texts = self.texts.texts(run.doc_ids.take(unique))  # each document read once
+        pairs: list[tuple[str, str]] = []
+        start = 0
+        for q, head in heads.items():
+            query = queries[q]
+            pairs.extend((query, texts[j]) for j in inverse[start:start + len(head)].tolist())
+            start += len(head)
+        scores = self.predict(pairs)
+        results, start = {}, 0
+        for q, head in heads.items():
+            top = sort_hits(head, scores[start:start + len(head)])
+            start += len(head)
+            rest = hits[q].docnos[len(head):]
+            floor = top.scores[-1] if len(top.scores) else np.float32(0)
+            rest_scores = floor - np.arange(1, len(rest) + 1, dtype=np.float32)
+            results[q] = (np.concatenate([top.docnos, rest]), np.concatenate([top.scores, rest_scores]))
+        return Run(results, run.doc_ids, name="CrossEncoder", presorted=True)
+
+    def config(self) -> dict[str, Any]:
+        defaults = {k: p.default for k, p in inspect.signature(CrossEncoder.__init__).parameters.items()}
+        return {k: v for k, v in self._args.items() if k in ("model", "texts") or v != defaults[k]}
+
+    def clear_cache(self) -> None:
+        """Forget the scores cached in memory."""
+        if self.cache is not None:
+            self.cache.clear()
+
+    def info(self) -> dict[str, Any]:
+        """What computes the scores: model, revision, length, activation, precision and device."""
+        return {"model": self.spec.name, "revision": self.spec.revision, "max_length": self.max_length,
+                "activation": self.activation_name, "label": self.label, "num_labels": self.num_labels,
+                "dtype": str(self.dtype).removeprefix("torch."), "device": str(self.device),
+                "first_token_last_layer": self.first_token_last_layer}
+
+
+# --- loading -------------------------------------------------------------------------------------------------
+
+
+def _load(spec: ModelSpec, device: str | None, dtype: str | None, max_length: int | None) -> LoadedModel:
+    """Fast tokenizer and sequence-classification model, in eval mode on the device, with SDPA attention if it has
+    it. (As encoders.loading.load_model, which loads only base and masked-LM models.)"""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    dev = select_device(device)
+    dt = select_dtype(dtype, dev)
+    path = str(spec.transformer_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dt, attn_implementation="sdpa")
+        except (ValueError, ImportError):  # no SDPA kernel for this architecture
+            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dt)
+    except (OSError, ValueError, KeyError) as e:
+        raise RankstackError(f"cannot load a sequence-classification model from {path}: {e}") from e
+    if not tokenizer.is_fast:
+        log.warning("%s has no fast tokenizer: tokenisation will be slow", path)
+    model.to(dev).eval().requires_grad_(False)
+    return LoadedModel(spec, tokenizer, model, dev, dt, _max_length(spec, tokenizer, model.config, max_length))
+
+
+def _max_length(spec: ModelSpec, tokenizer: Any, config: Any, given: int | None) -> int:
+    """The given length, else the model's (sentence-transformers' max_seq_length, else the tokenizer's), capped by
+    its positions."""
+    pos = getattr(config, "max_position_embeddings", None)
+    pos = pos if pos and 0 < pos < 1_000_000 else None
+    if given:
+        if pos and given > pos:
+            raise InputError(f"max_length={given} exceeds the model's {pos} positions")
+        return int(given)
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    candidates = [x for x in (spec.max_length or (tok_max if tok_max and tok_max < 1_000_000 else None), pos) if x]
+    if not candidates:
+        raise RankstackError(f"{spec.path}: cannot tell the model's maximum sequence length; pass max_length")
+    return int(min(candidates))
+
+
+def checkpoint_activation(spec: ModelSpec, num_labels: int) -> str:
+    """The activation sentence-transformers' CrossEncoder applies for a checkpoint, as a dotted path: its
+    `config_sentence_transformers.json` `activation_fn` (sentence-transformers >= 5), `config.json`
+    `sentence_transformers.activation_fn` (4.x) or `sbert_ce_default_activation_function` (< 4); else sigmoid for
+    one label, identity for more. Paths outside torch are skipped, as sentence-transformers does without
+    trust_remote_code."""
+    st = _read_json(spec.path / "config_sentence_transformers.json")
+    cfg = _read_json(spec.transformer_path / "config.json")
+    st_cfg = cfg.get("sentence_transformers")
+    for path in (st.get("activation_fn"), st_cfg.get("activation_fn") if isinstance(st_cfg, dict) else None,
+                 cfg.get("sbert_ce_default_activation_function")):
+        if isinstance(path, str) and path:
+            if path.startswith("torch."):
+                return path
+            log.warning("%s: activation %r is not a torch one and is not imported; using the default", spec.path, path)
+    return ("torch.nn.modules.activation.Sigmoid" if num_labels == 1 else "torch.nn.modules.linear.Identity")
+
+
+def _make_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if name in ACTIVATIONS:
+        return ACTIVATIONS[name]()
+    if not name.startswith("torch."):
+        raise InputError(f"unknown activation {name!r} (expected one of {', '.join(ACTIVATIONS)} or a torch path "
+                         "such as 'torch.nn.modules.activation.Sigmoid')")
+    module, _, attr = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)()
+    except (ImportError, AttributeError, TypeError) as e:
+        raise InputError(f"cannot build the activation {name!r}: {e}") from e
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read model configuration: {e}", path) from e
+    return data if isinstance(data, dict) else {}
+
+
+def _weights_id(spec: ModelSpec) -> str:
+    """Identifies the weights for the score cache: the hub commit, else the content hash, folder and weights' mtime."""
+    if spec.commit:
+        return spec.commit
+    mtimes = [(spec.transformer_path / f).stat().st_mtime_ns for f in WEIGHT_FILES
+              if (spec.transformer_path / f).exists()]
+    return f"{spec.content_hash}:{spec.transformer_path}:{max(mtimes, default=0)}"
+
+
+# --- the [CLS]-only last layer -------------------------------------------------------------------------------
+
+
+class _FirstTokenLayer(torch.nn.Module):
+    """A BERT-style encoder layer computed for the first token only: keys and values from every token; query,
+    attention output and feed-forward for the first. Its output, [batch, 1, hidden], is all the head reads."""
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args: Any,
+                **kwargs: Any) -> torch.Tensor:
+        layer = self.layer
+        att = layer.attention.self
+        b = hidden_states.shape[0]
+        first = hidden_states[:, :1]
+        heads = (b, -1, att.num_attention_heads, att.attention_head_size)
+        q = att.query(first).view(heads).transpose(1, 2)
+        k = att.key(hidden_states).view(heads).transpose(1, 2)
+        v = att.value(hidden_states).view(heads).transpose(1, 2)
+        if attention_mask is not None and attention_mask.dim() == 4:
+            attention_mask = attention_mask[:, :, :1]
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, scale=att.scaling)
+        attended = layer.attention.output(context.transpose(1, 2).reshape(b, 1, -1), first)
+        return layer.output(layer.intermediate(attended), attended)
+
+
+def _install_first_token_layer(ce: CrossEncoder) -> bool:
+    """Swap the last encoder layer for a _FirstTokenLayer where the head reads only [CLS] and a probe batch
+    scores the same (else leave the model as it was). Returns whether it was swapped."""
+    model = ce.model
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if type(model).__name__ not in _FIRST_TOKEN_HEADS or not isinstance(layers, torch.nn.ModuleList) or \
+            getattr(model.config, "position_embedding_type", "absolute") != "absolute" or model.config.is_decoder:
+        return False
+    last = layers[-1]
+    if not all(hasattr(last.attention.self, a) for a in ("query", "key", "value", "scaling", "num_attention_heads")):
+        return False
+    probe = [("what is a cross-encoder", "A model that reads the query and the document together. " * 4),
+             ("short", "text"), ("a query " * 6, "[SEP] a document with a separator token")]
+    ids, mask = pad(ce._tokenize(probe), ce.tokenizer.pad_token_id or 0)
+    batch = Batch(np.arange(len(probe)), torch.from_numpy(ids).to(ce.device), torch.from_numpy(mask).to(ce.device),
+                  full=False)
+    with torch.inference_mode():
+        full = ce._forward(batch)
+        layers[-1] = _FirstTokenLayer(last)
+        try:
+            fast = ce._forward(batch)
+            ok = bool(torch.allclose(full, fast, rtol=1e-3, atol=1e-4 if ce.dtype == torch.float32 else 2e-2))
+        except Exception as e:  # noqa: BLE001 - any failure means: keep the full layer
+            log.debug("first-token last layer not used: %s", e)
+            ok = False
+    if not ok:
+        layers[-1] = last
+    return ok
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    if isinstance(pairs, str) or (len(pairs) == 2 and all(isinstance(x, str) for x in pairs)):
+        raise InputError("expected a list of (query, document) pairs, got a single pair; wrap it: [pair]")
+    out = []
+    for i, pair in enumerate(pairs):
+        if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], str):
+            raise InputError(f"pair {i} is not a (query, document text) pair of strings: {pair!r:.80}")
+        out.append((pair[0], pair[1]))
+    return out
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.cpu().numpy()

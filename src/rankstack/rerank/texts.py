@@ -1,0 +1,99 @@
+"""Where rerankers get document text: a small protocol, with an in-memory corpus and an index's stored documents.
+
+A reranker sees a run's external doc ids and asks `texts(doc_ids)` for the document text of each, in order
+(title + " " + text, as `Document.contents`). An unknown id is an InputError naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+
+import orjson
+
+from rankstack.data.corpus import Corpus, Document
+from rankstack.data.files import PathLike
+from rankstack.errors import InputError
+
+
+@runtime_checkable
+class Texts(Protocol):
+    """Document texts by external id. A `source` attribute (a path `texts_from` rebuilds it from), where there
+    is one, lets a reranker's repr rebuild it."""
+
+    def texts(self, doc_ids: Sequence[str]) -> list[str]: ...
+
+
+class CorpusTexts:
+    """The texts of a small corpus held in memory (e.g. TREC DL 2019's 4,297 reranking passages).
+
+    `corpus`: a Corpus, a corpus file path (BEIR JSONL or TSV) or an iterable of Documents.
+    """
+
+    def __init__(self, corpus: Corpus | PathLike | Iterable[Document]):
+        if isinstance(corpus, (str, os.PathLike)):
+            corpus = Corpus(corpus)
+        self.source = str(corpus.path) if isinstance(corpus, Corpus) else None
+        self._texts = {doc.id: doc.contents for doc in corpus}
+
+    def texts(self, doc_ids: Sequence[str]) -> list[str]:
+        texts = self._texts
+        try:
+            return [texts[i] for i in doc_ids]
+        except KeyError as e:
+            raise InputError(f"document {e.args[0]!r} is not in the corpus {self.source or '(in memory)'}") from None
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def __repr__(self) -> str:
+        return f"CorpusTexts({self.source!r}, {len(self)} documents)"
+
+
+class IndexTexts:
+    """The stored documents of an inverted index, read by id in batches of `batch_size`.
+
+    `index`: a BM25 stage, an InvertedIndex, or an index directory. The index must store documents
+    (`BM25.build(..., store=True)`, the default).
+    """
+
+    def __init__(self, index: Any, batch_size: int = 4096):
+        from rankstack.index.inverted import InvertedIndex
+
+        if isinstance(index, (str, os.PathLike)):
+            index = InvertedIndex(index)
+        self.index = getattr(index, "index", index)  # a BM25 stage holds its InvertedIndex as `.index`
+        if not hasattr(self.index, "stored"):
+            raise InputError(f"expected a BM25 stage, an InvertedIndex or an index directory, got {index!r}")
+        self.source = str(self.index.path)
+        self.batch_size = batch_size
+
+    def texts(self, doc_ids: Sequence[str]) -> list[str]:
+        docnos = [self.index.docno(i) for i in doc_ids]
+        if -1 in docnos:
+            missing = doc_ids[docnos.index(-1)]
+            raise InputError(f"document {missing!r} is not in the index {self.source}")
+        out: list[str] = []
+        for start in range(0, len(docnos), self.batch_size):
+            for stored in self.index.stored(docnos[start:start + self.batch_size]):
+                fields = orjson.loads(stored)
+                out.append(Document("", fields.get("text") or "", fields.get("title") or "").contents)
+        return out
+
+    def __repr__(self) -> str:
+        return f"IndexTexts({self.source!r})"
+
+
+def texts_from(source: Texts | PathLike) -> Texts:
+    """A Texts object as given, or built from a path: an index directory (IndexTexts) or a corpus file (CorpusTexts)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if (path / "manifest.json").exists():
+            return IndexTexts(path)
+        if path.is_dir():
+            raise InputError("expected a corpus file or an index directory (with manifest.json)", path)
+        return CorpusTexts(path)
+    if not isinstance(source, Texts):
+        raise InputError(f"expected document texts (CorpusTexts, IndexTexts, a path), got {type(source).__name__}")
+    return source
