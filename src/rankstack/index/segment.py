@@ -135,7 +135,7 @@ def write_segment(directory: Path, mode: str, length_norm: str, terms: list[str]
     encoded = postings.encode_postings(term_offsets, docnos, values, scoring_lengths, mode)
     save_arrays(directory, {"doc_lengths": scoring_lengths, **encoded})
     StringTable.write(directory, "terms", terms, lookup=True)
-    StringTable.write(directory, "ids", doc_ids, lookup=True)
+    StringTable.write(directory, "ids", doc_ids)  # looked up only by writers: hashes computed then
     if stored is not None:
         StringTable.write(directory, "docs", stored)
     meta = {"format": SEGMENT_FORMAT, "mode": mode, "num_docs": num_docs, "num_terms": len(terms),

@@ -41,7 +41,8 @@ class StringTable:
     """A read-only sequence of strings stored as a UTF-8 blob and int64 offsets, memory-mapped.
 
     With `lookup=True` at build time it also stores the strings' hashes in sorted order plus the
-    permutation back to positions, so `position(s)` is a binary search, not a dict in memory.
+    permutation back to positions, so `position(s)` is a binary search, not a dict in memory;
+    without, the first lookup computes them (fast, in memory): right for rarely searched tables.
     """
 
     def __init__(self, directory: Path, name: str):
@@ -63,11 +64,13 @@ class StringTable:
         encoded = [s.encode("utf-8") for s in strings]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        if offsets[-1] < 2**31:
+            offsets = offsets.astype(np.int32)
         blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         arrays = {f"{name}.blob": blob, f"{name}.offsets": offsets}
         if lookup:
             hashes = _hash_all(blob, offsets)
-            order = np.argsort(hashes, kind="stable").astype(np.int64)
+            order = np.argsort(hashes, kind="stable").astype(np.int32)
             arrays[f"{name}.hashes"] = hashes[order]
             arrays[f"{name}.order"] = order
         save_arrays(directory, arrays)
@@ -93,13 +96,15 @@ class StringTable:
             yield from self.take(np.arange(start, min(start + 65536, len(self))))
 
     def position(self, s: str) -> int:
-        """Position of `s`, or -1 if absent. Requires a table written with lookup=True."""
+        """Position of `s`, or -1 if absent."""
         return int(self.positions([s])[0])
 
     def positions(self, strings: Iterable[str]) -> np.ndarray:
         """Positions of the strings (-1 where absent), by binary search over the sorted hashes."""
         if self._hashes is None:
-            raise TypeError(f"string table {self.name!r} was written without lookup")
+            hashes = _hash_all(self._blob, self._offsets)
+            self._order = np.argsort(hashes, kind="stable")
+            self._hashes = hashes[self._order]
         strings = list(strings)
         out = np.full(len(strings), -1, dtype=np.int64)
         if not strings or not len(self._hashes):
@@ -121,7 +126,8 @@ class StringTable:
         return out
 
     def common(self, other: "StringTable") -> np.ndarray:
-        """Positions in this table of the strings that `other` also holds (both written with lookup)."""
+        """Positions in this table of the strings that `other` also holds."""
+        self.positions([]), other.positions([])  # make sure both have their hashes
         candidates = np.flatnonzero(np.isin(self._hashes, other._hashes))  # hash matches, then verify
         positions = self._order[candidates]
         return np.array([p for p in positions.tolist() if other.position(self[p]) >= 0], dtype=np.int64)
