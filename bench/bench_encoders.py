@@ -85,7 +85,7 @@ def timed(fn, repeat: int, device: str) -> tuple[float, object]:
     return best, result
 
 
-def compare(name: str, ours, theirs, docs: list[str], args, to_array) -> dict:
+def compare(ours, theirs, docs: list[str], args, to_array) -> dict:
     """Warm both up, then time them alternately; report docs/s, ratio and max |difference|."""
     ours(docs[:32])
     theirs(docs[:32])
@@ -125,7 +125,7 @@ def main() -> None:
     import sentence_transformers as st
     import transformers
     report = {"device": args.device, "device_name": torch.cuda.get_device_name() if args.device == "cuda" else
-              (os.cpu_count(), torch.get_num_threads()), "dtype": args.dtype, "n": len(docs),
+              f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads", "dtype": args.dtype, "n": len(docs),
               "batch_size": args.batch_size, "corpus": str(corpus), "torch": torch.__version__,
               "transformers": transformers.__version__, "sentence_transformers": st.__version__}
 
@@ -135,7 +135,7 @@ def main() -> None:
                                 progress=False)
         theirs = st.SentenceTransformer(model_dir, device=args.device).to(torch_dtype)
         report["dense"] = {"model": model_dir, **compare(
-            "dense", ours.encode_documents,
+            ours.encode_documents,
             lambda d: theirs.encode(d, batch_size=args.batch_size, convert_to_numpy=True), docs, args, np.asarray)}
         if args.device == "cuda":  # rankstack's own defaults: token-budget batches of up to 256 texts
             ours_default = enc.DenseEncoder(model_dir, device="cuda", dtype=args.dtype, progress=False)
@@ -163,7 +163,7 @@ def main() -> None:
             report["splade"] = {"skipped": f"sentence-transformers has no SparseEncoder here ({e})"}
         else:
             report["splade"] = {"model": splade_dir, **compare(
-                "splade", ours.encode_documents,
+                ours.encode_documents,
                 lambda d: theirs.encode(d, batch_size=args.batch_size, convert_to_tensor=True),
                 docs, args, lambda x: x.toarray() if hasattr(x, "toarray") else x.to_dense().float().cpu().numpy())}
             if args.device == "cuda":

@@ -11,8 +11,6 @@ try:
     import transformers  # noqa: F401
 except ImportError:  # the neural extra is not installed: nothing here can run
     collect_ignore_glob = ["test_*.py"]
-else:  # a small shared machine: one thread avoids oversubscription (set RANKSTACK_TEST_THREADS to change)
-    torch.set_num_threads(int(os.environ.get("RANKSTACK_TEST_THREADS", "1")))
 
 MODELS = Path(os.environ.get("RANKSTACK_SHARED_MODELS", Path(__file__).resolve().parents[3] / "shared" / "models"))
 MINILM = MODELS / "sentence-transformers__all-MiniLM-L6-v2"
@@ -37,6 +35,16 @@ def _need(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="package", autouse=True)
+def _torch_threads():
+    """One torch thread while these tests run: on a small shared machine it avoids oversubscription
+    (RANKSTACK_TEST_THREADS changes it); the previous setting comes back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("RANKSTACK_TEST_THREADS", "1")))
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     return _need(MINILM)
@@ -47,13 +55,13 @@ def splade_dir() -> Path:
     return _need(SPLADE)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dense(minilm_dir):
     from rankstack.encoders import DenseEncoder
     return DenseEncoder(minilm_dir, device="cpu", batch_size=2, progress=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def splade(splade_dir):
     from rankstack.encoders import SpladeEncoder
     return SpladeEncoder(splade_dir, device="cpu", batch_size=2, logits_budget_mb=8, progress=False)

@@ -1,5 +1,4 @@
 import json
-import os
 
 import pytest
 
@@ -113,3 +112,19 @@ def test_device_and_dtype():
         with pytest.raises(InputError, match="CUDA"):
             select_device("cuda")
         assert select_device(None).type == "cpu"
+
+
+@pytest.mark.parametrize("max_length,special", [(None, True), (16, True), (16, False), (5, False)])
+def test_tokenize_equals_transformers_tokenizer(dense, max_length, special):
+    from .conftest import TEXTS
+    lm = dense.loaded
+    expected = lm.tokenizer(TEXTS, truncation=True, max_length=max_length or lm.max_length,
+                            add_special_tokens=special)["input_ids"]
+    assert lm.tokenize(TEXTS, max_length, add_special_tokens=special) == expected
+
+
+def test_check_compatible_tolerates_new_keys(dense):
+    info = dense.model_info()
+    check_compatible(info, {**info, "a_key_added_later": 1})
+    with pytest.raises(IncompatibleIndexError, match="lowercase: index False, encoder None"):
+        check_compatible(info, {k: v for k, v in info.items() if k != "lowercase"})

@@ -1,7 +1,18 @@
 """Neural encoders: text to dense, learned-sparse or multi-vector representations.
 
-Needs the neural extra (`pip install 'rankstack[neural]'`: torch, transformers). Names are imported on first
-use, so `rankstack.encoders.loading.check_compatible` works without it.
+    from rankstack.encoders import DenseEncoder, SpladeEncoder, check_compatible
+    dense = DenseEncoder("sentence-transformers/all-MiniLM-L6-v2")   # or a local folder; device/dtype: auto
+    vectors = dense.encode_documents(texts)                           # float32 [n, 384], input order
+    splade = SpladeEncoder("path/to/splade", document_top_k=256)
+    matrix = splade.encode_documents(texts)                           # scipy.sparse.csr_matrix [n, vocab]
+    check_compatible(index_manifest["encoder"], dense.model_info())  # IncompatibleIndexError on any difference
+
+Every encoder sorts texts by token length, pads per batch, bounds batches by `batch_size` texts and
+`token_budget` tokens, restores the input order, and shows a progress bar only on a terminal. On CUDA it runs
+in half precision with SDPA attention, tokenizes ahead in a background thread and fetches results one batch
+behind on a side stream. `encode_corpus_to_shards` encodes a large corpus resumably. `model_info()` is what an
+index records. Needs the neural extra (`pip install 'rankstack[neural]'`: torch, transformers); names are imported
+on first use, so `rankstack.encoders.loading.check_compatible` works without it.
 """
 
 from __future__ import annotations

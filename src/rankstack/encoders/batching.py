@@ -23,6 +23,10 @@ from rankstack.errors import InputError
 
 #: Texts tokenized (and length-sorted) together: bigger sorts better, smaller holds fewer token lists.
 CHUNK_TEXTS = 8192
+#: The first chunk's size (at least 4 batches): small, so that the device starts early; then chunks double.
+FIRST_CHUNK_TEXTS = 256
+#: On CUDA, tokenize and copy to the device in a background thread while the device computes.
+PREFETCH_THREAD = True
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
@@ -91,8 +95,9 @@ def run_batches(texts: Sequence[str], tokenize: Tokenize, forward: Forward, fina
     inputs are prepared in a background thread and `finalize` of batch i runs on a side stream while batch i+1
     computes. `progress`: None shows a bar only on a terminal.
     """
-    batches = _batches(texts, tokenize, device, pad_id, batch_size, token_budget, pad_to)
     cuda = device.type == "cuda"
+    stream = torch.cuda.current_stream(device) if cuda else None  # inputs are copied on the stream that computes
+    batches = _batches(texts, tokenize, device, stream, pad_id, batch_size, token_budget, pad_to)
     with tqdm(total=len(texts), desc=desc, unit="text", disable=None if progress is None else not progress,
               leave=False) as bar:
         if not cuda:
@@ -104,7 +109,7 @@ def run_batches(texts: Sequence[str], tokenize: Tokenize, forward: Forward, fina
             return
         side = torch.cuda.Stream(device)
         pending = None
-        for b in _prefetch(batches, depth=4):
+        for b in (_prefetch(batches, depth=4) if PREFETCH_THREAD else batches):
             with torch.inference_mode():
                 out = forward(b)
             done = torch.cuda.Event()
@@ -125,10 +130,9 @@ def _finish(pending: tuple, side: torch.cuda.Stream, finalize: Finalize, bar: tq
     return b.positions, result
 
 
-def _batches(texts: Sequence[str], tokenize: Tokenize, device: torch.device, pad_id: int, batch_size: int,
-             token_budget: int | None, pad_to: int | None) -> Iterator[Batch]:
-    pin = device.type == "cuda"
-    start, size = 0, min(CHUNK_TEXTS, max(256, 4 * batch_size))  # a small first chunk starts the device early
+def _batches(texts: Sequence[str], tokenize: Tokenize, device: torch.device, stream: torch.cuda.Stream | None,
+             pad_id: int, batch_size: int, token_budget: int | None, pad_to: int | None) -> Iterator[Batch]:
+    start, size = 0, min(CHUNK_TEXTS, max(FIRST_CHUNK_TEXTS, 4 * batch_size))
     while start < len(texts):
         seqs = tokenize(list(texts[start:start + size]))
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
@@ -136,9 +140,11 @@ def _batches(texts: Sequence[str], tokenize: Tokenize, device: torch.device, pad
             ids, mask = pad([seqs[i] for i in rows], pad_id, pad_to)
             full = bool(mask.all())
             ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
-            if pin:
-                ids_t, mask_t = ids_t.pin_memory(), mask_t.pin_memory()
-            yield Batch(rows + start, ids_t.to(device, non_blocking=pin), mask_t.to(device, non_blocking=pin), full)
+            if stream is not None:
+                with torch.cuda.stream(stream):
+                    ids_t = ids_t.pin_memory().to(device, non_blocking=True)
+                    mask_t = mask_t.pin_memory().to(device, non_blocking=True)
+            yield Batch(rows + start, ids_t, mask_t, full)
         start += len(seqs)
         size = min(CHUNK_TEXTS, 2 * size)
 

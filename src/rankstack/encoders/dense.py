@@ -79,8 +79,7 @@ class DenseEncoder:
         def tokenize(chunk: list[str]) -> list[list[int]]:
             chunk = [prefix + t for t in chunk] if prefix else chunk
             chunk = [t.lower() for t in chunk] if lower else chunk
-            return lm.tokenizer(chunk, truncation=True, max_length=lm.max_length, return_attention_mask=False,
-                                return_token_type_ids=False)["input_ids"]
+            return lm.tokenize(chunk)
 
         for positions, vectors in run_batches(texts, tokenize, self._forward, _to_numpy, device=lm.device,
                                               pad_id=lm.tokenizer.pad_token_id or 0, batch_size=self.batch_size,

@@ -84,8 +84,7 @@ class InferenceFreeSparseEncoder:
         """Distinct non-special token ids of each text, ascending."""
         if not texts:
             return []
-        enc = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length,
-                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        enc = self.splade.documents.lm.tokenize(texts, max_length, add_special_tokens=False)
         return [np.setdiff1d(np.asarray(ids, dtype=np.int64), self._special) for ids in enc]
 
     def save_idf(self, path: PathLike) -> None:

@@ -228,6 +228,27 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     max_length: int
+    _backends: dict = field(default_factory=dict, repr=False)
+
+    def tokenize(self, texts: list[str], max_length: int | None = None, *,
+                 add_special_tokens: bool = True) -> list[list[int]]:
+        """Token ids of each text, truncated to `max_length` (default: the model's), unpadded.
+
+        Calls the Rust tokenizer directly where there is one (the same ids as the transformers tokenizer, with
+        the interpreter lock released while it works, so that a background thread can tokenize alongside).
+        """
+        max_length = max_length or self.max_length
+        backend = self._backends.get(max_length)
+        if backend is None and getattr(self.tokenizer, "is_fast", False):
+            from tokenizers import Tokenizer
+            backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+            backend.no_padding()
+            backend.enable_truncation(max_length, direction=getattr(self.tokenizer, "truncation_side", "right"))
+            self._backends[max_length] = backend
+        if backend is None:
+            return self.tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=add_special_tokens,
+                                  return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=add_special_tokens)]
 
     @property
     def vocab_size(self) -> int:
@@ -270,12 +291,13 @@ def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device
     dt = select_dtype(dtype, dev)
     auto = {"base": AutoModel, "mlm": AutoModelForMaskedLM}[task]
     path = str(spec.transformer_path)
+    precision = {"dtype" if _transformers_major() >= 5 else "torch_dtype": dt}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         try:
-            model = auto.from_pretrained(path, dtype=dt, attn_implementation=attn_implementation)
+            model = auto.from_pretrained(path, attn_implementation=attn_implementation, **precision)
         except (ValueError, ImportError):  # this architecture has no SDPA kernel: take the default attention
-            model = auto.from_pretrained(path, dtype=dt)
+            model = auto.from_pretrained(path, **precision)
     except (OSError, ValueError, KeyError) as e:
         raise RankstackError(f"cannot load model from {path}: {e}") from e
     model.to(dev).eval()
@@ -301,10 +323,11 @@ _NOT_COMPARED = {"model", "path", "revision", "dtype", "device"}
 
 
 def check_compatible(recorded: dict[str, Any], current: dict[str, Any]) -> None:
-    """Raise IncompatibleIndexError naming every difference between an index's recorded `model_info`
-    and the encoder's: another model (content hash), pooling, normalisation, dimension, prefixes, lengths...
+    """Raise IncompatibleIndexError naming every difference between an index's recorded `model_info` and the
+    encoder's: another model (content hash), pooling, normalisation, dimension, prefixes, lengths...
 
-    Where the model was loaded from (hub id or folder), its precision and device are not compared.
+    The keys the index recorded are compared (a key newer encoders add does not invalidate old indexes), except
+    where the model was loaded from (hub id or folder, revision name), its precision and its device.
     """
     diffs = _diff(recorded, current, "")
     if diffs:
@@ -314,12 +337,12 @@ def check_compatible(recorded: dict[str, Any], current: dict[str, Any]) -> None:
             + ". Query the index with the same model and settings, or rebuild it.")
 
 
-def _diff(a: dict, b: dict, prefix: str) -> list[str]:
+def _diff(recorded: dict, current: dict, prefix: str) -> list[str]:
     out = []
-    for key in sorted(set(a) | set(b)):
+    for key in sorted(recorded):
         if key in _NOT_COMPARED:
             continue
-        x, y = a.get(key), b.get(key)
+        x, y = recorded[key], current.get(key)
         if isinstance(x, dict) and isinstance(y, dict):
             out += _diff(x, y, f"{prefix}{key}.")
         elif x != y:

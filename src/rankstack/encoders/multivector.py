@@ -85,8 +85,7 @@ class MultiVectorEncoder:
         augment = query and self.augment_queries
 
         def tokenize(chunk: list[str]) -> list[list[int]]:
-            ids = lm.tokenizer(chunk, add_special_tokens=False, truncation=True, max_length=max_length - 3,
-                               return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            ids = lm.tokenize(chunk, max_length - 3, add_special_tokens=False)
             return [[cls, marker, *t, sep] for t in ids]
 
         def forward(b: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -87,8 +87,7 @@ class SpladeEncoder:
         lm = side.lm
 
         def tokenize(chunk: list[str]) -> list[list[int]]:
-            return lm.tokenizer(chunk, truncation=True, max_length=side.max_length, return_attention_mask=False,
-                                return_token_type_ids=False)["input_ids"]
+            return lm.tokenize(chunk, side.max_length)
 
         parts = list(run_batches(texts, tokenize, lambda b: self._forward(side, b), _sparsify,
                                  device=lm.device, pad_id=lm.tokenizer.pad_token_id or 0, batch_size=self.batch_size,
@@ -104,8 +103,8 @@ class SpladeEncoder:
             best = logits.masked_fill_(pad, float("-inf")).amax(1)
         else:
             hidden = side.base(input_ids=ids, attention_mask=model_mask).last_hidden_state
-            b, length, _ = hidden.shape
-            step = max(1, self.logits_budget // (b * self.vocab_size * hidden.element_size()))
+            rows, length, _ = hidden.shape
+            step = max(1, self.logits_budget // (rows * self.vocab_size * hidden.element_size()))
             best = None
             for s in range(0, length, step):
                 logits = side.head(hidden[:, s:s + step]).masked_fill_(pad[:, s:s + step], float("-inf"))
