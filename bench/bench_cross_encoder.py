@@ -41,6 +41,31 @@ def _shared(rel: str, given: str | None) -> Path:
     sys.exit(f"{rel} not found under {', '.join(map(str, SHARED))}; pass its path")
 
 
+def _cross_encoder_class() -> type:
+    """rankstack's CrossEncoder; on a bare GPU image without rankstack's lexical dependencies (numba, PyStemmer,
+    orjson), the package is loaded without its top-level imports, and orjson replaced by json."""
+    sys.path.insert(0, str(REPO / "src"))
+    try:
+        import orjson  # noqa: F401
+    except ImportError:
+        import types
+        sys.modules["orjson"] = types.SimpleNamespace(loads=json.loads, dumps=lambda o: json.dumps(o).encode(),
+                                                      JSONDecodeError=json.JSONDecodeError)
+    try:
+        from rankstack.rerank.cross_encoder import CrossEncoder
+    except ImportError as e:
+        if e.name in ("torch", "transformers"):
+            raise
+        import types
+        for name in [m for m in sys.modules if m == "rankstack" or m.startswith("rankstack.")]:
+            del sys.modules[name]
+        pkg = types.ModuleType("rankstack")
+        pkg.__path__ = [str(REPO / "src" / "rankstack")]
+        sys.modules["rankstack"] = pkg
+        from rankstack.rerank.cross_encoder import CrossEncoder
+    return CrossEncoder
+
+
 def load_pairs(path: Path, n: int) -> list[tuple[str, str]]:
     """The first `n` rows' (query, passage); the TSV's header is qid, pid, rank, score, query, passage."""
     csv.field_size_limit(1 << 24)
@@ -79,17 +104,22 @@ def timed(fn, device: str) -> tuple[float, np.ndarray]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None, help="default: fp32 on CPU, fp16 on CUDA")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None,
+                   help="default: fp32 on CPU, fp16 on CUDA")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads), for both")
-    p.add_argument("--batch-size", type=int, default=32, help="pairs per batch, for both (32: sentence-transformers' default)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="pairs per batch at most, for both (32: sentence-transformers' default); rankstack also "
+                        "caps the padded tokens per batch (its token budget)")
     p.add_argument("--n", type=int, default=1000, help="pairs: the first N rows of the candidates file")
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--repeat", type=int, default=2, help="timed runs of each, alternating; the best counts")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model-dir", help="a saved cross-encoder folder (default: random weights from the config-only folder)")
+    p.add_argument("--model-dir",
+                   help="a saved cross-encoder folder (default: random weights from the config-only folder)")
     p.add_argument("--config-dir", help=f"the config-only folder (default: shared/{CONFIG_ONLY})")
     p.add_argument("--candidates", help=f"the candidates TSV (default: shared/{CANDIDATES})")
-    p.add_argument("--ablation", action="store_true", help="also time rankstack with the full last layer")
+    p.add_argument("--ablation", action="store_true",
+                   help="also time rankstack without a token budget, and with the full last layer")
     args = p.parse_args()
     args.dtype = args.dtype or ("fp16" if args.device == "cuda" else "fp32")
     torch_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
@@ -97,27 +127,27 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     pairs = load_pairs(_shared(CANDIDATES, args.candidates), args.n)
 
-    sys.path.insert(0, str(REPO / "src"))
     import sentence_transformers as st
     import transformers
-    from rankstack.rerank import CrossEncoder
+    CrossEncoder = _cross_encoder_class()
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-ce-")
     model_dir = Path(args.model_dir) if args.model_dir else \
         build_random_model(_shared(CONFIG_ONLY, args.config_dir), Path(tmp.name) / "model", args.seed)
 
-    def ours_with(**batching) -> CrossEncoder:
+    def ours_with(**batching):
         return CrossEncoder(model_dir, device=args.device, dtype=args.dtype, threads=args.threads,
                             max_length=args.max_length, cache=False, progress=False, **batching)
 
     ours = ours_with(batch_size=args.batch_size)
     theirs = st.CrossEncoder(str(model_dir), device=args.device, max_length=args.max_length).to(torch_dtype)
-    runners = {"rankstack": ours.predict,
-               "sentence_transformers": lambda x: theirs.predict(x, batch_size=args.batch_size, show_progress_bar=False)}
+    runners = {"rankstack": ours.predict, "sentence_transformers":
+               lambda x: theirs.predict(x, batch_size=args.batch_size, show_progress_bar=False)}
     defaults = ours_with()
     if (defaults.batch_size, defaults.token_budget) != (ours.batch_size, ours.token_budget):
         runners["rankstack_default_batching"] = defaults.predict
-    if args.ablation:  # undo the [CLS]-only last layer, to see what it is worth
+    if args.ablation:  # what the token budget and the [CLS]-only last layer are worth
+        runners["rankstack_no_token_budget"] = ours_with(batch_size=args.batch_size, token_budget=1 << 30).predict
         full = ours_with(batch_size=args.batch_size)
         if full.first_token_last_layer:
             layers = full.model.base_model.encoder.layer
@@ -139,7 +169,8 @@ def main() -> None:
               "device_name": torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPUs",
               "threads": torch.get_num_threads(), "dtype": args.dtype, "pairs": len(pairs),
               "tokens_per_pair": round(float(np.mean([len(t) for t in tokens])), 1), "max_length": args.max_length,
-              "batch_size": args.batch_size, "model": str(args.model_dir or f"random MiniLM-L6 (seed {args.seed})"),
+              "batch_size": args.batch_size, "rankstack_token_budget": ours.token_budget,
+              "model": str(args.model_dir or f"random MiniLM-L6 (seed {args.seed})"),
               "first_token_last_layer": ours.first_token_last_layer, "torch": torch.__version__,
               "transformers": transformers.__version__, "sentence_transformers": st.__version__}
     for name in runners:

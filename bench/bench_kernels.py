@@ -135,8 +135,9 @@ def main() -> None:
     n_docs, n_post = len(lengths), int(df.sum())
     print(f"collection: {'pypi-summaries' if data else 'synthetic zipf'}: {n_docs} docs, {len(df)} terms, "
           f"{n_post} postings, encode {enc_s:.2f}s (nan: cached)")
-    print(f"postings: {postings_nbytes(arrays) / n_post:.3f} bytes/posting "
-          f"(data {arrays['data'].nbytes / n_post:.3f}, metadata {(postings_nbytes(arrays) - arrays['data'].nbytes) / n_post:.3f})")
+    total, packed = postings_nbytes(arrays), arrays["data"].nbytes
+    print(f"postings: {total / n_post:.3f} bytes/posting "
+          f"(data {packed / n_post:.3f}, metadata {(total - packed) / n_post:.3f})")
 
     idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
     queries = []
@@ -164,6 +165,12 @@ def main() -> None:
             b1 = run_batch(searcher, queries, k, algorithm, 1, args.repeat, **kw)
             bn = run_batch(searcher, queries, k, algorithm, None, args.repeat, **kw)
             print(f"k={k:<5} {algorithm:<10} {qps:8.0f} q/s   batch: 1 thread {b1:8.0f} q/s, all threads {bn:8.0f} q/s")
+        for theta in (1.2, 2.0):  # unsafe pruning: speed and recall of the exact top k
+            for algorithm in ("maxscore", "bmw"):
+                qps, res = run(searcher, queries, k, algorithm, args.repeat, theta=theta, **kw)
+                hit = sum(len(np.intersect1d(a[0], b[0])) for a, b in zip(res, ref))
+                recall = hit / max(1, sum(len(b[0]) for b in ref))
+                print(f"k={k:<5} {algorithm:<10} {qps:8.0f} q/s   theta={theta}: recall {recall:.4f}")
 
 
 if __name__ == "__main__":

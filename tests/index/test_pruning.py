@@ -61,7 +61,8 @@ class Corpus:
 @st.composite
 def cases(draw, mode=None):
     mode = mode or draw(st.sampled_from(["bm25", "impact"]))
-    n_docs = draw(st.one_of(st.integers(1, 40), st.integers(1, 2000)))
+    # > 4096 docs: several MaxScore windows
+    n_docs = draw(st.one_of(st.integers(1, 40), st.integers(1, 2000), st.integers(4000, 20000)))
     n_terms = draw(st.integers(1, 12))
     corpus = Corpus(draw(st.integers(0, 2**32 - 1)), n_docs, n_terms, mode, draw(st.booleans()),
                     draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 0.99])))
@@ -133,6 +134,23 @@ def test_unsafe_theta_scores_are_exact(case, theta):
         np.testing.assert_array_equal(order, np.arange(len(docs)))  # sorted as specified
         if corpus.live is not None:
             assert corpus.live[docs].all()
+
+
+@pytest.mark.parametrize("mode", ["bm25", "impact"])
+def test_large_corpus_many_windows(mode):
+    """Tens of thousands of docs (many windows, skipped ones, both refinement strategies,
+    collector compactions), several thresholds via k, with deletions."""
+    rng = np.random.default_rng(7)
+    for seed in range(4):
+        corpus = Corpus(seed, 60_000, 10, mode, ties=seed % 2 == 0, deletes=0.1 * seed)
+        for _ in range(12):
+            q = rng.choice(10, size=rng.integers(1, 9), replace=False).astype(np.int32)
+            w = (rng.random(len(q)) * 5 + 0.05).astype(np.float32)
+            k = int(rng.choice([1, 10, 100, 1000, 10_000]))
+            s = corpus.searcher
+            expected = s.search(q, w, k, algorithm="exhaustive")
+            for algorithm in ("maxscore", "bmw"):
+                _equal(s.search(q, w, k, algorithm=algorithm), expected)
 
 
 def test_no_terms_and_empty_lists():

@@ -38,6 +38,7 @@ ALGORITHMS = {"exhaustive": 0, "maxscore": 1, "bmw": 2}
 END = 2**31 - 1  # docno of an exhausted cursor
 _UB_SLACK = 1e-6  # relative padding of per-term/per-block upper bounds (float32 rounding)
 WINDOW = 4096  # docs per MaxScore window (multiple of 32)
+_MERGE_PER_BLOCK = 16  # MaxScore scans a list's blocks rather than skip when more candidates
 # trailing-zero count of a power of two below 2**32 by de Bruijn multiplication (no overflow)
 _DEBRUIJN_POS = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
                           31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9], np.int64)
@@ -74,46 +75,106 @@ def _block_bound(bmax, bminlen, mode, w, b, na, nb):
     return _bound(mode, w, np.float64(bmax[b]), np.float64(bminlen[b]) if mode == 0 else 0.0, na, nb)
 
 
+# Top-k collector: candidates beating the threshold are appended to a buffer of (score,
+# docno) of 2k + 16 entries; when it fills, the k best are moved to its front (quickselect)
+# and the threshold becomes the worst of them. Cheaper than a heap for large k; results are
+# sorted once at the end. Docs are offered in ascending docno order, so a doc that only ties
+# the threshold would rank below the k kept ones: offering requires score > threshold.
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _worse(s1, d1, s2, d2):
-    return s1 < s2 or (s1 == s2 and d1 > d2)
+def _better(s1, d1, s2, d2):
+    return s1 > s2 or (s1 == s2 and d1 < d2)
+
+
+@njit(cache=True, nogil=True)
+def _topk_new(k):
+    """(scores, docnos, [count], [threshold]) of an empty collector."""
+    cap = 2 * k + 16
+    return np.zeros(cap, np.float32), np.zeros(cap, np.int32), np.zeros(1, np.int64), np.zeros(1, np.float32)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _keep_best(bs, bd, n, k):
+    """Move the k best of the n entries to the front (unordered); quickselect."""
+    lo, hi = 0, n - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1  # median of three as pivot, moved to hi
+        if _better(bs[mid], bd[mid], bs[lo], bd[lo]):
+            bs[mid], bs[lo] = bs[lo], bs[mid]
+            bd[mid], bd[lo] = bd[lo], bd[mid]
+        if _better(bs[hi], bd[hi], bs[lo], bd[lo]):
+            bs[hi], bs[lo] = bs[lo], bs[hi]
+            bd[hi], bd[lo] = bd[lo], bd[hi]
+        if _better(bs[mid], bd[mid], bs[hi], bd[hi]):
+            bs[mid], bs[hi] = bs[hi], bs[mid]
+            bd[mid], bd[hi] = bd[hi], bd[mid]
+        ps, pd = bs[hi], bd[hi]
+        j = lo
+        for i in range(lo, hi):
+            if _better(bs[i], bd[i], ps, pd):
+                bs[i], bs[j] = bs[j], bs[i]
+                bd[i], bd[j] = bd[j], bd[i]
+                j += 1
+        bs[hi], bs[j] = bs[j], bs[hi]
+        bd[hi], bd[j] = bd[j], bd[hi]
+        if j == k - 1:
+            return
+        if j < k - 1:
+            lo = j + 1
+        else:
+            hi = j - 1
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _offer(bs, bd, kn, kth, k, s, d):
+    """Add (s, d), s > kth[0], to the collector; updates the threshold kth[0] when it can."""
+    n = kn[0]
+    bs[n] = s
+    bd[n] = d
+    n += 1
+    if n == bs.shape[0]:
+        _keep_best(bs, bd, n, k)
+        n = k
+    if n == k:  # k docs held: the worst of them is a lower bound of the final k-th score
+        t = bs[0]
+        for i in range(1, k):
+            t = min(t, bs[i])
+        kth[0] = t
+    kn[0] = n
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _sift_down(hs, hd, i, size):
+    """Min-heap on "worse" order (root = worst entry)."""
     s, d = hs[i], hd[i]
     while True:
         c = 2 * i + 1
         if c >= size:
             break
-        if c + 1 < size and _worse(hs[c + 1], hd[c + 1], hs[c], hd[c]):
+        if c + 1 < size and _better(hs[c], hd[c], hs[c + 1], hd[c + 1]):
             c += 1
-        if not _worse(hs[c], hd[c], s, d):
+        if not _better(s, d, hs[c], hd[c]):
             break
         hs[i], hd[i] = hs[c], hd[c]
         i = c
     hs[i], hd[i] = s, d
 
 
-@njit(cache=True, nogil=True, _nrt=False)
-def _heap_push(hs, hd, s, d):
-    """Replace the worst entry (root) by (s, d); caller checked that (s, d) beats it."""
-    hs[0] = s
-    hd[0] = d
-    _sift_down(hs, hd, 0, hs.shape[0])
-
-
 @njit(cache=True, nogil=True)
-def _heap_results(hs, hd):
-    """Heap-sort best first and return the entries with score > 0 (not the 0.0 sentinels)."""
-    for end in range(hs.shape[0] - 1, 0, -1):
-        hs[0], hs[end] = hs[end], hs[0]
-        hd[0], hd[end] = hd[end], hd[0]
-        _sift_down(hs, hd, 0, end)
-    m = 0
-    while m < hs.shape[0] and hs[m] > 0:
-        m += 1
-    return hd[:m].copy(), hs[:m].copy()
+def _topk_results(bs, bd, kn, k):
+    """The collected top k as (docnos, scores), best first (heap sort)."""
+    m = kn[0]
+    if m > k:
+        _keep_best(bs, bd, m, k)
+        m = k
+    for i in range(m // 2 - 1, -1, -1):
+        _sift_down(bs, bd, i, m)
+    for end in range(m - 1, 0, -1):
+        bs[0], bs[end] = bs[end], bs[0]
+        bd[0], bd[end] = bd[end], bd[0]
+        _sift_down(bs, bd, 0, end)
+    return bd[:m].copy(), bs[:m].copy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,14 +342,14 @@ def _cursor_bound(bmax, bminlen, mode, C, bub, w64, i, na, nb):
 def _exhaustive(seg, mode, n_docs, term_ids, weights, norm, live, k):
     """Term at a time into a float32 accumulator of n_docs, in query-term order, then top-k."""
     acc = np.zeros(n_docs, np.float32)
-    hs, hd = np.zeros(k, np.float32), np.full(k, -1, np.int32)
+    bs, bd, kn, kth = _topk_new(k)
     _exhaustive_run(seg, mode, term_ids, weights, norm, live, acc, np.empty((1, BLOCK), np.int32),
-                    np.empty((1, BLOCK), np.uint32), hs, hd)
-    return _heap_results(hs, hd)
+                    np.empty((1, BLOCK), np.uint32), bs, bd, kn, kth, k)
+    return _topk_results(bs, bd, kn, k)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _exhaustive_run(seg, mode, term_ids, weights, norm, live, acc, bd, bv, hs, hd):
+def _exhaustive_run(seg, mode, term_ids, weights, norm, live, acc, bd, bv, ts, td, kn, kth, k):
     term_blocks, term_last, block_last, block_offsets, dbits, vbits, data = (
         seg[0], seg[1], seg[5], seg[6], seg[7], seg[8], seg[11])
     for i in range(term_ids.shape[0]):
@@ -309,47 +370,111 @@ def _exhaustive_run(seg, mode, term_ids, weights, norm, live, acc, bd, bv, hs, h
     has_live = live.shape[0] > 0
     for d in range(acc.shape[0]):
         s = acc[d]
-        if s > hs[0] and (not has_live or live[d]):
-            _heap_push(hs, hd, s, d)
+        if s > kth[0] and (not has_live or live[d]):
+            _offer(ts, td, kn, kth, k, s, d)
 
 
 # ---------------------------------------------------------------------------------------------
 # MaxScore
 
 
+@njit(cache=True, nogil=True, _nrt=False)
+def _add_run(docs, contribs, p, cnt, wmin, wmax, acc32, bits):
+    """acc32[d - wmin] += contribs[p] for the postings from p with docno d < wmax, marking the
+    docs in bits; returns the position after them."""
+    while p < cnt:
+        d = docs[p]
+        if d >= wmax:
+            break
+        off = d - wmin
+        acc32[off] += contribs[p]
+        bits[off >> 5] |= np.int64(1) << (off & 31)
+        p += 1
+    return p
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, tmask, bits):
+    """Buffer term i's contributions at the postings from p with docno < wmax: partial score
+    in acc, the contribution in cw and a flag in tmask (reset at a doc's first touch)."""
+    ib = np.int64(1) << (i & 63)
+    iw = i >> 6
+    while p < cnt:
+        d = docs[p]
+        if d >= wmax:
+            break
+        off = d - wmin
+        c = contribs[p]
+        wd = off >> 5
+        bit = np.int64(1) << (off & 31)
+        if bits[wd] & bit == 0:  # first touch in this window
+            bits[wd] |= bit
+            acc[off] = 0.0
+            for j in range(tmask.shape[1]):
+                tmask[off, j] = 0
+        acc[off] += c
+        cw[off, i] = c
+        tmask[off, iw] |= ib
+        p += 1
+    return p
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _collect(acc32, bits, lo, hi, wmin, live, bs, bd, kn, kth, k, tscale):
+    """Offer the docs marked in bits[lo:hi+1] with their scores in acc32 to the collector, clearing
+    both; returns the new threshold (tscale * worst score kept)."""
+    has_live = live.shape[0] > 0
+    for wd in range(lo, hi + 1):
+        x = bits[wd]
+        bits[wd] = 0
+        while x != 0:
+            t = x & -x
+            x ^= t
+            off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
+            s = acc32[off]
+            acc32[off] = 0.0
+            if s > kth[0] and (not has_live or live[wmin + off]):
+                _offer(bs, bd, kn, kth, k, s, wmin + off)
+    return kth[0] * tscale
+
+
 @njit(cache=True, nogil=True)
 def _maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
-    """Block-max MaxScore over doc windows (as Lucene's MaxScoreBulkScorer).
+    """Block-max MaxScore over doc windows (in the spirit of Lucene's MaxScoreBulkScorer).
 
     Docs are processed in windows of at most `WINDOW` docnos, starting at the next doc of a
     list that is essential by its term bound. In each window the terms are ranked by their
     largest block bound inside the window; the lowest ones whose bounds sum to at most the
     threshold are non-essential. A window with no essential term is skipped (up to where a
-    block bound changes). Essential lists are scored term-at-a-time into window buffers, in
-    tight loops over decoded blocks; then, in docno order, a buffered doc whose partial score
-    plus the non-essential bounds beats the threshold has the non-essential lists probed
-    (largest bound first, abandoning as soon as it cannot win). When every term is essential
-    the lists are added in query-term order, so the float32 buffer holds exact scores.
+    block bound changes). When every term is essential, the lists are added term at a time,
+    in query-term order, into a float32 window buffer, which then holds exact scores.
+    Otherwise the essential lists are buffered (partial score and per-term contributions);
+    the buffered docs whose partial score plus the non-essential bounds beats the threshold
+    are candidates, refined one non-essential list at a time, largest bound first: the list
+    is scanned through the window when candidates are dense, else skipped to each candidate;
+    each step drops the candidates that can no longer win. Survivors get their exact score.
     """
     n = term_ids.shape[0]
     C, ub, w64, bufd, bufv, bufc, bub = _cursors(seg, mode, term_ids, weights, na, nb)
     order = np.argsort(ub, kind="mergesort")  # ascending term bound
-    hs, hd = np.zeros(k, np.float32), np.full(k, -1, np.int32)
+    bs, bd, kn, kth = _topk_new(k)
     nw = (n + 63) >> 6
     _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
                   order, np.empty(n, np.float64), np.zeros(WINDOW, np.float32), np.empty(WINDOW, np.float64),
                   np.empty((WINDOW, n), np.float32), np.empty((WINDOW, nw), np.int64),
-                  np.zeros(WINDOW // 32, np.int64), np.zeros(n, np.float64), np.arange(n), hs, hd)
-    return _heap_results(hs, hd)
+                  np.zeros(WINDOW // 32, np.int64), np.zeros(n, np.float64), np.arange(n), np.zeros(n, np.int64),
+                  np.empty(WINDOW, np.int64), np.zeros(WINDOW // 32, np.int64), bs, bd, kn, kth, k)
+    return _topk_results(bs, bd, kn, k)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
-                  order, prefix, acc32, acc, cw, tmask, bits, wm, word, hs, hd):
+                  order, prefix, acc32, acc, cw, tmask, bits, wm, word, nbw, cands, cbits, bs, bd, kn, kth, k):
     """`_maxscore`'s work. Buffers: prefix[m] = sum of ub[order[:m+1]]; acc32 (kept zeroed):
     exact scores in all-essential windows; else acc / cw / tmask: partial score, per-term
     contributions and which terms those are, of each buffered doc; bits: buffered docs (32 per
-    word); wm: window bound per term; word: terms by ascending window bound."""
+    word); wm: window bound per term; word: terms by ascending window bound; nbw: blocks of
+    each list in the window; cands / cbits: candidate docs as a list and as bits."""
     block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
         seg[5], seg[6], seg[7], seg[8], seg[9], seg[10], seg[11])
     n = weights.shape[0]
@@ -358,6 +483,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
         run += ub[order[m]]
         prefix[m] = run
     slack = 1.0 + (n + 2) * 2.0**-23  # covers float32 rounding of the final sum
+    tscale = theta / slack  # threshold = tscale * worst score kept
     has_live = live.shape[0] > 0
     thr = 0.0
     wmax = 0
@@ -377,6 +503,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
         same = END
         for i in range(n):
             wm[i] = 0.0
+            nbw[i] = 0
             if C[i, CD] >= wmax:
                 same = min(same, C[i, CD])
                 continue
@@ -387,6 +514,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
             else:
                 wm[i] = _cursor_bound(bmax, bminlen, mode, C, bub, w64, i, na, nb)
             while b < C[i, STOP]:
+                nbw[i] += 1
                 if block_last[b] >= wmax - 1:
                     same = min(same, np.int64(block_last[b]) + 1)
                     break
@@ -418,12 +546,8 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                 while C[i, CD] < wmax:
                     if C[i, CDEC] != C[i, BLK]:
                         _load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
-                    p, cnt = C[i, POS], C[i, CNT]
-                    while p < cnt and bufd[i, p] < wmax:
-                        off = bufd[i, p] - wmin
-                        acc32[off] += bufc[i, p]
-                        bits[off >> 5] |= np.int64(1) << (off & 31)
-                        p += 1
+                    cnt = C[i, CNT]
+                    p = _add_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, acc32, bits)
                     hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
                     if p < cnt:
                         C[i, POS] = p
@@ -431,45 +555,19 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                     else:
                         C[i, POS] = cnt - 1
                         _next(block_last, block_offsets, dbits, data, C, bufd, i)
-            for wd in range(lo, hi + 1):
-                x = bits[wd]
-                bits[wd] = 0
-                while x != 0:
-                    t = x & -x
-                    x ^= t
-                    off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
-                    s = acc32[off]
-                    acc32[off] = 0.0
-                    if s > hs[0] and (not has_live or live[wmin + off]):
-                        _heap_push(hs, hd, s, wmin + off)
-                        thr = hs[0] * theta / slack
+            thr = max(thr, _collect(acc32, bits, lo, hi, wmin, live, bs, bd, kn, kth, k, tscale))
             continue
         # essential lists, in any order, into acc / cw / tmask
         for m in range(f, n):
             i = word[m]
             _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
-            ib = np.int64(1) << (i & 63)
-            iw = i >> 6
             if C[i, CD] < wmax:
                 lo = min(lo, (C[i, CD] - wmin) >> 5)
             while C[i, CD] < wmax:
                 if C[i, CDEC] != C[i, BLK]:
                     _load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
-                p, cnt = C[i, POS], C[i, CNT]
-                while p < cnt and bufd[i, p] < wmax:
-                    off = bufd[i, p] - wmin
-                    c = bufc[i, p]
-                    wd = off >> 5
-                    bit = np.int64(1) << (off & 31)
-                    if bits[wd] & bit == 0:  # first touch in this window
-                        bits[wd] |= bit
-                        acc[off] = 0.0
-                        for j in range(tmask.shape[1]):
-                            tmask[off, j] = 0
-                    acc[off] += c
-                    cw[off, i] = c
-                    tmask[off, iw] |= ib
-                    p += 1
+                cnt = C[i, CNT]
+                p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, tmask, bits)
                 hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
                 if p < cnt:
                     C[i, POS] = p
@@ -477,22 +575,40 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                 else:
                     C[i, POS] = cnt - 1
                     _next(block_last, block_offsets, dbits, data, C, bufd, i)
-        # buffered docs in docno order: probe non-essential lists, then the exact score
-        for wd in range(lo, hi + 1):
-            x = bits[wd]
-            bits[wd] = 0
-            while x != 0:
-                t = x & -x
-                x ^= t
-                off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
-                d = wmin + off
-                bsum = acc[off] + ness
-                if bsum <= thr or (has_live and not live[d]):
-                    continue
-                m = f - 1
-                while m >= 0 and bsum > thr:  # largest bound first
-                    i = word[m]
-                    bsum -= wm[i]
+        # candidates: buffered live docs whose partial score plus the non-essential bounds
+        # beats the threshold; acc becomes that running bound
+        nc = _candidates(acc, bits, lo, hi, wmin, ness, thr, live, cands, cbits)
+        # refine them one non-essential list at a time, largest bound first
+        m = f - 1
+        while m >= 0 and nc > 0:
+            i = word[m]
+            if nc > _MERGE_PER_BLOCK * nbw[i]:  # dense: scan the list's postings in the window
+                _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
+                while C[i, CD] < wmax:
+                    _load_docs(block_last, block_offsets, dbits, data, C, bufd, i)
+                    p, cnt = C[i, POS], C[i, CNT]
+                    while p < cnt and bufd[i, p] < wmax:
+                        off = bufd[i, p] - wmin
+                        if (cbits[off >> 5] >> (off & 31)) & 1:
+                            C[i, POS] = p
+                            if C[i, VDEC] != C[i, BLK]:
+                                _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
+                            nd = norm[wmin + off] if mode == 0 else np.float32(0.0)
+                            c = _contrib(mode, weights[i], bufv[i, p], nd)
+                            cw[off, i] = c
+                            tmask[off, i >> 6] |= np.int64(1) << (i & 63)
+                            acc[off] += c
+                        p += 1
+                    if p < cnt:
+                        C[i, POS] = p
+                        C[i, CD] = bufd[i, p]
+                    else:
+                        C[i, POS] = cnt - 1
+                        _next(block_last, block_offsets, dbits, data, C, bufd, i)
+            else:  # sparse: skip to each candidate
+                for j in range(nc):
+                    off = cands[j]
+                    d = wmin + off
                     _next_geq(block_last, block_offsets, dbits, data, C, bufd, i, d)
                     if C[i, CD] == d:
                         if C[i, VDEC] != C[i, BLK]:
@@ -500,17 +616,58 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                         c = _contrib(mode, weights[i], bufv[i, C[i, POS]], norm[d] if mode == 0 else np.float32(0.0))
                         cw[off, i] = c
                         tmask[off, i >> 6] |= np.int64(1) << (i & 63)
-                        bsum += c
-                    m -= 1
-                if bsum <= thr:
-                    continue
-                s = np.float32(0.0)
-                for j in range(n):  # the exact score: float32 sum in query-term order
-                    if (tmask[off, j >> 6] >> (j & 63)) & 1:
-                        s += cw[off, j]
-                if s > hs[0]:
-                    _heap_push(hs, hd, s, d)
-                    thr = hs[0] * theta / slack
+                        acc[off] += c
+            nc = _refine(acc, cands, nc, cbits, wm[i], thr)
+            m -= 1
+        # survivors: exact score, float32 sum in query-term order
+        for j in range(nc):
+            off = cands[j]
+            cbits[off >> 5] = 0
+            s = np.float32(0.0)
+            for t in range(n):
+                if (tmask[off, t >> 6] >> (t & 63)) & 1:
+                    s += cw[off, t]
+            if s > kth[0]:
+                _offer(bs, bd, kn, kth, k, s, wmin + off)
+                thr = kth[0] * tscale
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _candidates(acc, bits, lo, hi, wmin, ness, thr, live, cands, cbits):
+    """List (ascending, in cands) and flag (in cbits) the docs buffered in bits[lo:hi+1] that
+    are live and whose bound acc + ness beats thr, setting acc to that bound; clears bits."""
+    has_live = live.shape[0] > 0
+    nc = 0
+    for wd in range(lo, hi + 1):
+        x = bits[wd]
+        bits[wd] = 0
+        while x != 0:
+            t = x & -x
+            x ^= t
+            off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
+            bound = acc[off] + ness
+            if bound > thr and (not has_live or live[wmin + off]):
+                acc[off] = bound
+                cands[nc] = off
+                cbits[wd] |= t
+                nc += 1
+    return nc
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _refine(acc, cands, nc, cbits, bound, thr):
+    """Take a list's bound off the candidates' running bounds (its actual contribution was
+    added) and drop those that no longer beat thr; returns how many remain."""
+    k = 0
+    for j in range(nc):
+        off = cands[j]
+        acc[off] -= bound
+        if acc[off] > thr:
+            cands[k] = off
+            k += 1
+        else:
+            cbits[off >> 5] &= ~(np.int64(1) << (off & 31))
+    return k
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,14 +680,15 @@ def _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     n = term_ids.shape[0]
     C, ub, w64, bufd, bufv, bufc, bub = _cursors(seg, mode, term_ids, weights, na, nb)
     ordered = np.argsort(C[:, CD], kind="mergesort")  # cursors by current docno
-    hs, hd = np.zeros(k, np.float32), np.full(k, -1, np.int32)
+    bs, bd, kn, kth = _topk_new(k)
     _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bub, ordered,
-             np.zeros(n, np.float32), hs, hd)
-    return _heap_results(hs, hd)
+             np.zeros(n, np.float32), bs, bd, kn, kth, k)
+    return _topk_results(bs, bd, kn, k)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bub, ordered, contrib, hs, hd):
+def _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bub, ordered, contrib,
+             bs, bd, kn, kth, k):
     block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
         seg[5], seg[6], seg[7], seg[8], seg[9], seg[10], seg[11])
     n = weights.shape[0]
@@ -571,9 +729,9 @@ def _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bu
                     for i in range(n):  # the exact score: float32 sum in query-term order
                         s += contrib[i]
                         contrib[i] = 0
-                    if s > hs[0]:
-                        _heap_push(hs, hd, s, pivot)
-                        thr = hs[0] * theta / slack
+                    if s > kth[0]:
+                        _offer(bs, bd, kn, kth, k, s, pivot)
+                        thr = kth[0] * theta / slack
                 for m in range(p + 1):
                     _next(block_last, block_offsets, dbits, data, C, bufd, ordered[m])
                 lo = 0

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numba
 import numpy as np
+from numba import njit
 
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import kernels
@@ -43,6 +44,8 @@ class SegmentSearcher:
                 raise InputError(f"live has {self.live.shape[0]} entries, segment has {self.n_docs} docs")
         self._norm_key: tuple | None = None
         self._norm = np.zeros(0, np.float32)
+        has_lengths = self.doc_lengths is not None and self.n_docs > 0
+        self._mean_length = float(self.doc_lengths.mean()) if has_lengths else 1.0
 
     # -- parameters ----------------------------------------------------------------------------
 
@@ -57,7 +60,7 @@ class SegmentSearcher:
 
     def _avgdl(self, avgdl: float | None) -> float:
         if avgdl is None:
-            avgdl = float(self.doc_lengths.mean()) if self.doc_lengths is not None and self.n_docs else 1.0
+            avgdl = self._mean_length
         return float(avgdl) if avgdl > 0 else 1.0
 
     def _params(self, k1: float, b: float, avgdl: float | None, norm: np.ndarray | None):
@@ -80,10 +83,9 @@ class SegmentSearcher:
         w = np.ascontiguousarray(weights, dtype=np.float32)
         if t.ndim != 1 or t.shape != w.shape:
             raise InputError("term_ids and weights must be 1-d arrays of equal length")
-        if t.size and (t.min() < 0 or t.max() >= self.num_terms):
-            raise InputError("term id out of range for this segment")
-        if w.size and not (np.all(w >= 0) and np.all(np.isfinite(w))):
-            raise InputError("query weights must be finite and >= 0")
+        problem = _query_problem(t, w, self.num_terms)
+        if problem:
+            raise InputError(_PROBLEMS[problem])
         return t, w
 
     # -- search ----------------------------------------------------------------------------------
@@ -132,6 +134,20 @@ class SegmentSearcher:
         finally:
             numba.set_num_threads(old)
         return out
+
+
+_PROBLEMS = {1: "term id out of range for this segment", 2: "query weights must be finite and >= 0"}
+
+
+@njit(cache=True, nogil=True)
+def _query_problem(t: np.ndarray, w: np.ndarray, num_terms: int) -> int:
+    """0 if the query is valid, else a key of _PROBLEMS (numba: a query costs microseconds)."""
+    for i in range(t.shape[0]):
+        if t[i] < 0 or t[i] >= num_terms:
+            return 1
+        if not (w[i] >= 0 and w[i] < np.inf):
+            return 2
+    return 0
 
 
 def _check(algorithm: str, k: int, theta: float) -> tuple[int, int, float]:

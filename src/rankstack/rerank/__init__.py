@@ -20,7 +20,8 @@ def __getattr__(name: str) -> Any:
             from rankstack.rerank.cross_encoder import CrossEncoder
         except ModuleNotFoundError as e:
             if e.name and e.name.split(".")[0] in ("torch", "transformers"):
-                raise ImportError(f"rankstack.rerank.CrossEncoder needs {e.name}: pip install 'rankstack[neural]'") from e
+                raise ImportError(f"rankstack.rerank.CrossEncoder needs {e.name}: "
+                                  "pip install 'rankstack[neural]'") from e
             raise
         return CrossEncoder
     raise AttributeError(f"module 'rankstack.rerank' has no attribute {name!r}")

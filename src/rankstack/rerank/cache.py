@@ -53,8 +53,8 @@ class ScoreCache:
             with self._lock:
                 for start in range(0, len(missing), _SQL_CHUNK):
                     chunk = missing[start:start + _SQL_CHUNK]
-                    rows = self._db.execute(f"SELECT key, score FROM scores WHERE key IN ({','.join('?' * len(chunk))})",
-                                            chunk).fetchall()
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._db.execute(f"SELECT key, score FROM scores WHERE key IN ({marks})", chunk).fetchall()
                     found.update(rows)
                     memory.update(rows)
         return found

@@ -42,6 +42,9 @@ _ID_MASK = (1 << _SEGMENT_SHIFT) - 1
 ACTIVATIONS: dict[str, Callable[[], Callable]] = {
     "identity": torch.nn.Identity, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh,
     "softmax": functools.partial(torch.nn.Softmax, dim=-1)}
+#: Padded tokens per batch on CPU: small batches keep activations in the caches (~20% faster than 32 pairs of
+#: 100 tokens, measured on MiniLM-L6).
+CPU_TOKEN_BUDGET = 2048
 #: Classifiers whose head reads only the first token of the last layer (candidates for the [CLS]-only last layer).
 _FIRST_TOKEN_HEADS = {"BertForSequenceClassification", "RobertaForSequenceClassification",
                       "XLMRobertaForSequenceClassification", "ElectraForSequenceClassification",
@@ -57,10 +60,12 @@ class CrossEncoder(Stage):
     `activation_fn`; else sigmoid for one label, identity for more); or "identity", "sigmoid", "tanh", "softmax".
     Models with several labels are scored by the column `label` (default 1). `max_length`: tokens per pair
     (default: the model's); longer pairs lose the end of the document (the query too, if alone too long).
-    `batch_size` pairs and `token_budget` padded tokens per batch at most (defaults: 32 on CPU; 256 and 65,536
-    on CUDA). `dtype`: fp32 on CPU, fp16 on CUDA by default; "bf16" also. `threads`: CPU threads while scoring.
+    `batch_size` pairs and `token_budget` padded tokens per batch at most (defaults: 32 and 2,048 on CPU; 256
+    and 65,536 on CUDA). `dtype`: fp32 on CPU, fp16 on CUDA by default; "bf16" also. `threads`: CPU threads
+    while scoring.
     `cache`: True keeps scores in memory, keyed by (model, query, document text); a path also keeps them in a
-    SQLite file; False disables it. `backend`: "torch" ("onnx" is not implemented).
+    SQLite file; False disables it. `backend`: "torch" ("onnx" is not implemented). `progress`: None shows a
+    progress bar only on a terminal.
     """
 
     first_stage = False
@@ -92,6 +97,8 @@ class CrossEncoder(Stage):
         self.loaded = _load(resolve_model(model, revision=revision), device, dtype, max_length)
         self.spec, self.device, self.dtype = self.loaded.spec, self.loaded.device, self.loaded.dtype
         self.tokenizer, self.model, self.max_length = self.loaded.tokenizer, self.loaded.model, self.loaded.max_length
+        if self.device.type == "cpu" and token_budget is None:
+            token_budget = CPU_TOKEN_BUDGET
         self.batch_size, self.token_budget = default_batching(self.device, batch_size, token_budget)
         self.num_labels = int(self.model.config.num_labels)
         self.label = 0 if self.num_labels == 1 else (1 if label is None else label)
@@ -117,8 +124,8 @@ class CrossEncoder(Stage):
         pairs = _check_pairs(pairs)
         scores = np.empty(len(pairs), dtype=np.float32)
         cache = self.cache
-        keys: list[Any] = [cache.key(q, d) for q, d in pairs] if cache else pairs
-        known = cache.get_many(keys) if cache else {}
+        keys: list[Any] = pairs if cache is None else [cache.key(q, d) for q, d in pairs]
+        known = {} if cache is None else cache.get_many(keys)
         todo: dict[Any, list[int]] = {}
         for i, key in enumerate(keys):
             if key in known:
@@ -129,7 +136,7 @@ class CrossEncoder(Stage):
             new = self._score([pairs[rows[0]] for rows in todo.values()])
             for rows, s in zip(todo.values(), new):
                 scores[rows] = s
-            if cache:
+            if cache is not None:
                 cache.put_many(zip(todo, new.tolist()))
         return scores
 
