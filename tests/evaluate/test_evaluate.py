@@ -16,7 +16,7 @@ from rankstack.evaluate import Comparison, Evaluation, compare, evaluate, parse_
 from rankstack.evaluate.report import MARKER
 from rankstack.evaluate.significance import adjust_pvalues, paired_pvalue
 
-DL19 = Path("/work/shared/data/trec-dl-2019-passage")
+DL19 = Path(__file__).resolve().parents[3] / "shared" / "data" / "trec-dl-2019-passage"  # ../shared beside the repo
 
 # --- a toy example, computed by hand ---------------------------------------------------------------
 
