@@ -1,7 +1,6 @@
 import json
 import struct
 
-import numpy as np
 import pytest
 
 import rankstack

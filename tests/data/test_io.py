@@ -1,6 +1,3 @@
-import gzip
-import json
-import warnings
 
 import numpy as np
 import pytest

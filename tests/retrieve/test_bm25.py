@@ -1,11 +1,10 @@
 import json
 import math
 
-import numpy as np
 import pytest
 
 from rankstack import BM25, Analyzer, Corpus, Document, Queries, Run
-from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
+from rankstack.errors import IndexFormatError, InputError
 
 DOCS = [
     Document("d1", "the cat sat on the mat"),

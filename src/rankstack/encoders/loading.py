@@ -283,7 +283,6 @@ def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device
                dtype: str | None = None, max_length: int | None = None, revision: str | None = None,
                attn_implementation: str | None = "sdpa") -> LoadedModel:
     """Load tokenizer and model ('base': AutoModel, 'mlm': AutoModelForMaskedLM) for inference."""
-    import torch
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
     spec = name_or_path if isinstance(name_or_path, ModelSpec) else resolve_model(name_or_path, revision=revision)

@@ -13,8 +13,6 @@ import re
 from collections import Counter
 from typing import Any
 
-import numpy as np
-
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
 from rankstack.errors import InputError
