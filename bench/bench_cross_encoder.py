@@ -91,12 +91,12 @@ def build_random_model(config_dir: Path, out: Path, seed: int) -> Path:
     return out
 
 
-def timed(fn, device: str) -> tuple[float, float, np.ndarray]:
-    """Wall seconds, process CPU seconds (less sensitive to a busy shared machine) and the result of `fn()`."""
+def timed(fn, arg, device: str) -> tuple[float, float, np.ndarray]:
+    """Wall seconds, process CPU seconds (less sensitive to a busy shared machine) and the result of `fn(arg)`."""
     if device == "cuda":
         torch.cuda.synchronize()
     t, c = time.perf_counter(), time.process_time()
-    result = fn()
+    result = fn(arg)
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t, time.process_time() - c, np.asarray(result, dtype=np.float32)
@@ -160,7 +160,7 @@ def main() -> None:
     best, cpu, scores = {k: float("inf") for k in runners}, {k: float("inf") for k in runners}, {}
     for _ in range(args.repeat):  # alternate, so that a noisy neighbour hurts all alike
         for name, run in runners.items():
-            t, c, scores[name] = timed(lambda: run(pairs), args.device)
+            t, c, scores[name] = timed(run, pairs, args.device)
             best[name], cpu[name] = min(best[name], t), min(cpu[name], c)
 
     ref = scores["sentence_transformers"]

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from rankstack import Document, Queries, Run
+from rankstack import BM25, Document, Queries, Run
 from rankstack.data.corpus import write_corpus_jsonl
 from rankstack.errors import InputError
 from rankstack.pipeline.config import parse
-from rankstack.rerank import CorpusTexts, CrossEncoder
+from rankstack.rerank import CorpusTexts, CrossEncoder, IndexTexts
 
 DOCS = [Document(f"d{i}", text) for i, text in enumerate([
     "A flea can live up to a year, depending on hosts.", "The flea life cycle: egg, larva, pupa and adult.",
@@ -112,3 +112,17 @@ def test_errors(plain_dir):
     missing = CrossEncoder(plain_dir, CorpusTexts(DOCS[:2]), device="cpu", max_length=64, progress=False)
     with pytest.raises(InputError, match="'d2'"):
         missing(QUERIES, RUN)
+
+
+def test_pipeline_over_bm25(plain_dir, tmp_path):
+    """bm25 % 4 >> reranker, with texts read from the index's stored documents."""
+    bm25 = BM25.build(DOCS, tmp_path / "idx", progress=False)
+    ce = CrossEncoder(plain_dir, IndexTexts(bm25), device="cpu", max_length=64, progress=False)
+    queries = Queries({"q": "flea life cycle"})
+    first = (bm25 % 4)(queries)
+    out = (bm25 % 4 >> ce)(queries)
+    assert sorted(out.ids("q")) == sorted(first.ids("q")) and len(first.ids("q")) == 4
+    expected = ce.predict([("flea life cycle", TEXTS[d]) for d in first.ids("q")])
+    assert np.allclose(out["q"].scores, np.sort(expected)[::-1], atol=1e-6)
+    assert repr(bm25 % 4 >> ce).endswith(f"% 4 >> CrossEncoder(model={str(plain_dir)!r}, "
+                                         f"texts={str(bm25.index.path)!r}, max_length=64, device='cpu')")
