@@ -45,3 +45,7 @@ def _load_stage_modules() -> None:
     import rankstack.pipeline.fusion  # noqa: F401
     import rankstack.retrieve.bm25  # noqa: F401
     import rankstack.retrieve.rm3  # noqa: F401
+    try:
+        import rankstack.rerank.cross_encoder  # noqa: F401  (needs the neural extra)
+    except ImportError:
+        pass
