@@ -484,7 +484,6 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
         prefix[m] = run
     slack = 1.0 + (n + 2) * 2.0**-23  # covers float32 rounding of the final sum
     tscale = theta / slack  # threshold = tscale * worst score kept
-    has_live = live.shape[0] > 0
     thr = 0.0
     wmax = 0
     while True:
