@@ -110,6 +110,21 @@ class Fusion(Stage):
         """Weighted sum of normalised scores (CombSUM with weights)."""
         return Fusion(self.branches, "combsum", weights, norm=norm)
 
+    def tune(self, queries: Queries, qrels, run: Run | None = None, measure: str = "nDCG@10", step: float = 0.1,
+             ks: Sequence[int] = (60,)) -> "Fusion":
+        """This fusion with the weights (and RRF k among `ks`) that maximise `measure` on a development split.
+
+        Each branch runs once on `queries`; the grid (rankstack.pipeline.tuning) only re-fuses. The result
+        is printed in `.tuning` (a GridSearch with every trial).
+        """
+        from rankstack.pipeline.tuning import grid_search
+
+        runs = [branch(queries, run) for branch in self.branches]
+        search = grid_search(runs, qrels, self.method, measure, step, ks, self.norm)
+        tuned = Fusion(self.branches, self.method, list(search.weights), k=search.k, norm=self.norm)
+        tuned.tuning = search
+        return tuned
+
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         runs = [branch(queries, run) for branch in self.branches]
         return fuse(runs, self.method, self.weights, self.k, self.norm)
