@@ -42,8 +42,8 @@ def _shared(rel: str, given: str | None) -> Path:
 
 
 def _cross_encoder_class() -> type:
-    """rankstack's CrossEncoder; on a bare GPU image without rankstack's lexical dependencies (numba, PyStemmer,
-    orjson), the package is loaded without its top-level imports, and orjson replaced by json."""
+    """rankstack's CrossEncoder; on a bare GPU image without orjson, json stands in for it (rankstack's other
+    lexical dependencies are imported lazily, so they need not be installed)."""
     sys.path.insert(0, str(REPO / "src"))
     try:
         import orjson  # noqa: F401
@@ -51,18 +51,8 @@ def _cross_encoder_class() -> type:
         import types
         sys.modules["orjson"] = types.SimpleNamespace(loads=json.loads, dumps=lambda o: json.dumps(o).encode(),
                                                       JSONDecodeError=json.JSONDecodeError)
-    try:
-        from rankstack.rerank.cross_encoder import CrossEncoder
-    except ImportError as e:
-        if e.name in ("torch", "transformers"):
-            raise
-        import types
-        for name in [m for m in sys.modules if m == "rankstack" or m.startswith("rankstack.")]:
-            del sys.modules[name]
-        pkg = types.ModuleType("rankstack")
-        pkg.__path__ = [str(REPO / "src" / "rankstack")]
-        sys.modules["rankstack"] = pkg
-        from rankstack.rerank.cross_encoder import CrossEncoder
+    from rankstack.rerank.cross_encoder import CrossEncoder
+
     return CrossEncoder
 
 

@@ -35,20 +35,9 @@ CORPORA = [REPO.parent / "shared" / "data" / "scifact" / "corpus.jsonl.gz",
 
 
 def _encoders():
-    """rankstack.encoders; without rankstack's lexical dependencies (a bare GPU image) load the package alone."""
+    """rankstack.encoders (its imports are lazy: a bare GPU image without the lexical stack's dependencies works)."""
     sys.path.insert(0, str(REPO / "src"))
-    try:
-        return importlib.import_module("rankstack.encoders")
-    except ImportError as e:
-        if e.name in ("torch", "transformers"):
-            raise
-        for name in [m for m in sys.modules if m == "rankstack" or m.startswith("rankstack.")]:
-            del sys.modules[name]
-        import types
-        pkg = types.ModuleType("rankstack")
-        pkg.__path__ = [str(REPO / "src" / "rankstack")]
-        sys.modules["rankstack"] = pkg
-        return importlib.import_module("rankstack.encoders")
+    return importlib.import_module("rankstack.encoders")
 
 
 def _find(name: str, given: str | None) -> str:
