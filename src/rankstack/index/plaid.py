@@ -1,0 +1,448 @@
+"""A PLAID-style multi-vector index (ColBERTv2 residual compression, PLAID search) on disk.
+
+Every document token vector is stored as the id of its nearest k-means centroid plus its residual compressed to
+`nbits` (1, 2 or 4) bits per dimension: bucket cut-offs and bucket values are quantiles of the residuals
+(ColBERTv2). Inverted lists map each centroid to the documents holding a token assigned to it.
+
+Search (PLAID): each query token's top `nprobe` centroids give the candidate documents; centroid interaction
+(every document token replaced by its centroid, MaxSim over those scores) keeps the best `ncandidates`; their
+residuals are decompressed and they are rescored with exact MaxSim.
+
+    >>> index = PlaidIndex.create("idx", encoder.model_info(), sample_vectors, nbits=2)
+    >>> index.add(doc_ids, vectors)                 # per document a float [n_tokens, dim] array; a new chunk
+    >>> index.delete(["doc3"])
+    >>> hits = index.search(query_vectors, k=10, nprobe=4, ncandidates=256)   # Hits(docnos, scores)
+    >>> index.doc_ids.take(hits.docnos)
+
+Directory: `manifest.json` (format, encoder `model_info`, dimension, nbits, chunks, deletions; replaced
+atomically last, so a crash leaves the previous snapshot), `centroids.npy`, `cutoffs.npy`, `weights.npy`, and
+per `add` a chunk directory (codes, packed residuals, token offsets, doc ids, inverted lists). Re-adding an id
+replaces its earlier version; deleted documents are tombstones (`deleted-<generation>.npy`). Arrays are
+memory-mapped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from rankstack.data.run import Hits, sort_hits
+from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
+from rankstack.index import plaid_kernels as K
+from rankstack.index.storage import (WriterLock, fsync_dir, load_array, read_json, save_arrays,
+                                     write_json_atomic)
+from rankstack.index.strings import StringTable
+
+FORMAT = "rankstack-plaid"
+VERSION = 1
+_ASSIGN_BLOCK = 1 << 24  # floats of the [rows, centroids] score block when assigning vectors to centroids
+
+
+# --- exact MaxSim ----------------------------------------------------------------------------------------------
+
+
+def maxsim_scores(query: np.ndarray, vectors: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Exact MaxSim of one query ([n_query_tokens, dim]) against documents whose token vectors are the rows
+    vectors[bounds[i]:bounds[i+1]]: per document, the sum over query tokens of the best token similarity."""
+    if len(bounds) < 2:
+        return np.zeros(0, np.float32)
+    sims = np.ascontiguousarray(np.asarray(query, np.float32) @ np.asarray(vectors, np.float32).T)
+    return K.segment_maxsim(sims, np.asarray(bounds, np.int64))
+
+
+# --- training the codec ----------------------------------------------------------------------------------------
+
+
+def default_num_centroids(num_tokens: int) -> int:
+    """ColBERTv2's rule: the power of two at or below 16 * sqrt(number of token vectors)."""
+    return int(2 ** math.floor(math.log2(16 * math.sqrt(max(num_tokens, 1)))))
+
+
+def assign(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (L2) of each vector, in blocks of rows."""
+    half_norms = 0.5 * np.einsum("ij,ij->i", centroids, centroids)
+    out = np.empty(len(vectors), dtype=np.int64)
+    step = max(1, _ASSIGN_BLOCK // max(len(centroids), 1))
+    for start in range(0, len(vectors), step):
+        block = np.asarray(vectors[start:start + step], np.float32) @ centroids.T
+        block -= half_norms
+        out[start:start + step] = block.argmax(1)
+    return out
+
+
+def kmeans(vectors: np.ndarray, k: int, iters: int = 10, seed: int = 0, spherical: bool = True) -> np.ndarray:
+    """Lloyd's k-means (float32, BLAS assignment); spherical: centroids re-normalised each iteration. Empty
+    clusters are re-seeded with random vectors."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    centroids = x[rng.choice(len(x), size=k, replace=False)].copy()
+    for _ in range(iters):
+        labels = assign(x, centroids)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, labels, x)
+        counts = np.bincount(labels, minlength=k)
+        empty = counts == 0
+        centroids = sums / np.maximum(counts, 1)[:, None]
+        centroids[empty] = x[rng.choice(len(x), size=int(empty.sum()), replace=False)]
+        if spherical:
+            centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    return centroids.astype(np.float32)
+
+
+def bucket_quantiles(residuals: np.ndarray, nbits: int) -> tuple[np.ndarray, np.ndarray]:
+    """ColBERTv2's buckets: 2**nbits - 1 cut-offs at the residual values' quantiles i / 2**nbits, and each bucket's
+    value at the quantile (i + 0.5) / 2**nbits (over all dimensions together)."""
+    n = 1 << nbits
+    flat = np.asarray(residuals, np.float32).ravel()
+    cutoffs = np.quantile(flat, np.arange(1, n) / n).astype(np.float32)
+    weights = np.quantile(flat, (np.arange(n) + 0.5) / n).astype(np.float32)
+    return cutoffs, weights
+
+
+# --- the index -------------------------------------------------------------------------------------------------
+
+
+class PlaidDocIds:
+    """External ids of an index's global doc numbers (chunk after chunk), for runs."""
+
+    def __init__(self, tables: list[StringTable], bases: np.ndarray):
+        self._tables, self._bases = tables, bases
+
+    def __len__(self) -> int:
+        return int(self._bases[-1])
+
+    def __getitem__(self, docno: int) -> str:
+        return self.take(np.array([docno]))[0]
+
+    def take(self, docnos: np.ndarray) -> list[str]:
+        docnos = np.asarray(docnos, np.int64)
+        if len(docnos) and (docnos.min() < 0 or docnos.max() >= len(self)):
+            raise IndexError(f"doc number out of range (index of {len(self)} documents)")
+        which = np.searchsorted(self._bases, docnos, side="right") - 1
+        out: list[str] = [""] * len(docnos)
+        for c in np.unique(which).tolist():
+            rows = np.flatnonzero(which == c)
+            for r, s in zip(rows.tolist(), self._tables[c].take(docnos[rows] - self._bases[c])):
+                out[r] = s
+        return out
+
+
+class _Chunk:
+    def __init__(self, directory: Path, entry: dict, base: int, dim_bytes: int, num_centroids: int):
+        self.path, self.base = directory, base
+        self.codes = load_array(directory, "codes")
+        self.residuals = load_array(directory, "residuals")
+        self.offsets = load_array(directory, "offsets")
+        self.ivf_offsets = load_array(directory, "ivf_offsets")
+        self.ivf_docs = load_array(directory, "ivf_docs")
+        self.ids = StringTable(directory, "ids")
+        n, t = entry["docs"], entry["tokens"]
+        if (len(self.offsets) != n + 1 or self.offsets[-1] != t or len(self.codes) != t or len(self.ids) != n
+                or self.residuals.shape != (t, dim_bytes) or len(self.ivf_offsets) != num_centroids + 1):
+            raise IndexFormatError(f"{directory} does not match the manifest ({n} documents, {t} tokens): "
+                                   "the index is corrupt")
+        self.num_docs = n
+
+
+class PlaidIndex:
+    """A read-mostly PLAID index directory; `add` and `delete` commit a new snapshot and reload it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise IndexFormatError(f"{self.path} is not an index directory")
+        m = read_json(self.path / "manifest.json")
+        if not isinstance(m, dict) or m.get("format") != FORMAT:
+            raise IndexFormatError(f"{self.path} is not a PLAID index (manifest format "
+                                   f"{m.get('format') if isinstance(m, dict) else None!r})")
+        if m.get("version") != VERSION:
+            raise IndexFormatError(f"{self.path}: PLAID index version {m.get('version')!r}, this rankstack reads "
+                                   f"version {VERSION}")
+        try:
+            self.manifest = m
+            self.dim, self.nbits, self.normalize = int(m["dim"]), int(m["nbits"]), bool(m["normalize"])
+            self.encoder_info: dict[str, Any] = m["encoder"]
+            chunks, deleted = list(m["chunks"]), m["deleted"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexFormatError(f"{self.path}/manifest.json is corrupt (missing or bad {e})") from None
+        self.centroids = np.ascontiguousarray(load_array(self.path, "centroids", mmap=False), np.float32)
+        self.cutoffs = load_array(self.path, "cutoffs", mmap=False)
+        self.weights = load_array(self.path, "weights", mmap=False)
+        if self.centroids.shape[1:] != (self.dim,) or len(self.weights) != 1 << self.nbits:
+            raise IndexFormatError(f"{self.path}: centroids or buckets do not match the manifest")
+        self._table = K.byte_table(self.weights, self.nbits)
+        self.chunks: list[_Chunk] = []
+        base = 0
+        for entry in chunks:
+            self.chunks.append(_Chunk(self.path / entry["name"], entry, base, self.dim * self.nbits // 8,
+                                      len(self.centroids)))
+            base += entry["docs"]
+        self._bases = np.array([c.base for c in self.chunks] + [base], dtype=np.int64)
+        self.doc_ids = PlaidDocIds([c.ids for c in self.chunks], self._bases)
+        self.live = np.ones(base, dtype=np.bool_)
+        if deleted is not None:
+            self.live[load_array(self.path, deleted, mmap=False)] = False
+
+    # --- building ----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, encoder_info: dict[str, Any], sample: np.ndarray | Sequence[np.ndarray],
+               *, nbits: int = 2, num_centroids: int | None = None, kmeans_iters: int = 10, seed: int = 0,
+               estimated_tokens: int | None = None, overwrite: bool = False) -> "PlaidIndex":
+        """Train centroids and buckets on `sample` (token vectors: an array or per-document arrays) and write an
+        empty index. `num_centroids` defaults to ColBERTv2's rule for `estimated_tokens` (default: the sample's
+        size). 5% of the sample (held out from k-means) sets the bucket quantiles, as in ColBERTv2."""
+        path = Path(path)
+        if nbits not in (1, 2, 4):
+            raise InputError(f"nbits must be 1, 2 or 4, got {nbits!r}")
+        x = np.concatenate([np.asarray(v, np.float32) for v in sample]) if isinstance(sample, (list, tuple)) \
+            else np.asarray(sample, np.float32)
+        if x.ndim != 2 or not len(x):
+            raise InputError(f"the training sample must be a non-empty [n, dim] array, got shape {x.shape}")
+        dim = x.shape[1]
+        if dim % (8 // nbits):
+            raise InputError(f"dimension {dim} is not a multiple of {8 // nbits}, as {nbits}-bit packing needs")
+        if not np.isfinite(x).all():
+            raise InputError("the training sample holds NaN or infinite values")
+        if (path / "manifest.json").exists():
+            if not overwrite:
+                raise InputError(f"{path} already holds an index; pass overwrite=True to replace it")
+            shutil.rmtree(path)
+        rng = np.random.default_rng(seed)
+        x = x[rng.permutation(len(x))]
+        held = len(x) // 20 if len(x) >= 200 else 0
+        heldout, train = x[:held], x[held:]
+        k = num_centroids or default_num_centroids(estimated_tokens or len(x))
+        if not 1 <= k <= len(train):
+            raise InputError(f"num_centroids={k} must lie between 1 and the {len(train)} training vectors")
+        normalize = bool(np.allclose(np.linalg.norm(x[:1000], axis=1), 1, atol=1e-2))
+        centroids = kmeans(train, k, kmeans_iters, seed, spherical=normalize)
+        check = heldout if held else train
+        cutoffs, weights = bucket_quantiles(check - centroids[assign(check, centroids)], nbits)
+        path.mkdir(parents=True, exist_ok=True)
+        save_arrays(path, {"centroids": centroids, "cutoffs": cutoffs, "weights": weights})
+        fsync_dir(path)
+        write_json_atomic(path / "manifest.json", {
+            "format": FORMAT, "version": VERSION, "generation": 0, "encoder": encoder_info, "dim": dim,
+            "nbits": nbits, "normalize": normalize, "num_centroids": k,
+            "training": {"vectors": len(train), "heldout": held, "kmeans_iters": kmeans_iters, "seed": seed},
+            "chunks": [], "deleted": None})
+        return cls(path)
+
+    def compress(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Token vectors [n, dim] -> (centroid ids, packed residuals [n, dim * nbits / 8])."""
+        codes = assign(vectors, self.centroids)
+        buckets = np.searchsorted(self.cutoffs, vectors - self.centroids[codes]).astype(np.uint8)
+        return codes.astype(self._code_dtype()), K.pack_buckets(buckets, self.nbits)
+
+    def _code_dtype(self) -> type:
+        return np.uint16 if len(self.centroids) <= 1 << 16 else np.int32
+
+    def add(self, doc_ids: Sequence[str], vectors: Sequence[np.ndarray]) -> int:
+        """Add documents (per document a [n_tokens, dim] array) as a new chunk, reusing the trained centroids and
+        buckets; ids already in the index are replaced. Commits and reloads; returns how many were added."""
+        doc_ids = [str(i) for i in doc_ids]
+        if len(doc_ids) != len(vectors):
+            raise InputError(f"{len(doc_ids)} doc ids but {len(vectors)} vector arrays")
+        if len(set(doc_ids)) != len(doc_ids):
+            raise InputError("the documents to add repeat an id")
+        if not doc_ids:
+            return 0
+        lengths = np.array([self._check_vectors(v, f"document {i!r}") for i, v in zip(doc_ids, vectors)])
+        with _Locked(self.path):
+            self._reload_if_changed()
+            gen = self.manifest["generation"] + 1
+            name = f"chunk-{gen:06d}"
+            directory = self.path / name
+            if directory.exists():
+                shutil.rmtree(directory)  # left by a crashed writer: never in a manifest
+            directory.mkdir()
+            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            codes, packed = self.compress(np.concatenate([np.asarray(v, np.float32) for v in vectors]))
+            ivf_offsets, ivf_docs = _inverted_lists(codes, offsets, len(self.centroids))
+            save_arrays(directory, {"codes": codes, "residuals": packed, "offsets": offsets,
+                                    "ivf_offsets": ivf_offsets, "ivf_docs": ivf_docs})
+            StringTable.write(directory, "ids", doc_ids, lookup=True)
+            fsync_dir(directory)
+            replaced = self.docnos(doc_ids)
+            entry = {"name": name, "docs": len(doc_ids), "tokens": int(offsets[-1])}
+            self._publish(gen, self.manifest["chunks"] + [entry], replaced[replaced >= 0])
+        return len(doc_ids)
+
+    def delete(self, doc_ids: Iterable[str]) -> int:
+        """Delete documents by id (every id must be in the index); commits and reloads; returns how many."""
+        doc_ids = list(dict.fromkeys(str(i) for i in doc_ids))
+        with _Locked(self.path):
+            self._reload_if_changed()
+            docnos = self.docnos(doc_ids)
+            unknown = [i for i, d in zip(doc_ids, docnos.tolist()) if d < 0]
+            if unknown:
+                raise InputError(f"unknown document id(s), nothing deleted: {', '.join(map(repr, unknown[:5]))}"
+                                 + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+            if len(docnos):
+                self._publish(self.manifest["generation"] + 1, self.manifest["chunks"], docnos)
+        return len(docnos)
+
+    def _publish(self, gen: int, chunks: list[dict], newly_deleted: np.ndarray) -> None:
+        """Write the deletions file and then the manifest (atomically): the new snapshot; drop stale files."""
+        deleted = np.union1d(np.flatnonzero(~self.live), newly_deleted).astype(np.int64)
+        manifest = {**self.manifest, "generation": gen, "chunks": chunks, "deleted": None}
+        if len(deleted):
+            manifest["deleted"] = f"deleted-{gen:06d}"
+            save_arrays(self.path, {manifest["deleted"]: deleted})
+            fsync_dir(self.path)
+        write_json_atomic(self.path / "manifest.json", manifest)
+        keep = {c["name"] for c in chunks} | {f"{manifest['deleted']}.npy"}
+        for stale in self.path.iterdir():  # readers that opened them keep their memory maps
+            if (stale.name.startswith("chunk-") and stale.is_dir() or stale.name.startswith("deleted-")) \
+                    and stale.name not in keep:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        self.__init__(self.path)
+
+    def _reload_if_changed(self) -> None:
+        if read_json(self.path / "manifest.json").get("generation") != self.manifest["generation"]:
+            self.__init__(self.path)
+
+    def _check_vectors(self, v: np.ndarray, what: str) -> int:
+        v = np.asarray(v)
+        if v.ndim != 2 or v.shape[1] != self.dim:
+            raise InputError(f"{what}: expected token vectors of shape [n, {self.dim}], got {v.shape}"
+                             + (f": dimension {v.shape[1]}, the index holds {self.dim}" if v.ndim == 2 else ""))
+        if not len(v):
+            raise InputError(f"{what} has no token vectors")
+        if not np.isfinite(v).all():
+            raise InputError(f"{what} holds NaN or infinite values")
+        return len(v)
+
+    def check_encoder(self, info: dict[str, Any]) -> None:
+        """IncompatibleIndexError unless `info` (an encoder's model_info) matches what the index recorded."""
+        from rankstack.encoders.loading import check_compatible
+
+        if info.get("dimension") not in (None, self.dim):
+            raise IncompatibleIndexError(f"{self.path} holds {self.dim}-dimensional vectors; the encoder makes "
+                                         f"{info.get('dimension')}-dimensional ones")
+        check_compatible(self.encoder_info, info)
+
+    # --- lookup ------------------------------------------------------------------------------------------------
+
+    @property
+    def num_docs(self) -> int:
+        """Live documents."""
+        return int(self.live.sum())
+
+    @property
+    def num_tokens(self) -> int:
+        """Token vectors of the live documents."""
+        return int(sum(np.diff(c.offsets)[self.live[c.base:c.base + c.num_docs]].sum() for c in self.chunks))
+
+    def size_bytes(self) -> int:
+        """Bytes of every file of the current snapshot."""
+        names = {"manifest.json", "centroids.npy", "cutoffs.npy", "weights.npy", f"{self.manifest['deleted']}.npy"}
+        total = sum((self.path / n).stat().st_size for n in names if (self.path / n).exists())
+        return total + sum(f.stat().st_size for c in self.chunks for f in c.path.iterdir())
+
+    def docnos(self, doc_ids: Sequence[str]) -> np.ndarray:
+        """Global doc numbers of live documents by id (-1 where absent or deleted)."""
+        out = np.full(len(doc_ids), -1, dtype=np.int64)
+        for c in self.chunks:
+            pos = c.ids.positions(doc_ids)
+            hit = pos >= 0
+            glob = pos[hit] + c.base
+            alive = self.live[glob]
+            out[np.flatnonzero(hit)[alive]] = glob[alive]
+        return out
+
+    def vectors(self, docnos: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+        """Decompressed token vectors of documents by global doc number."""
+        flat, bounds = self._decompress(np.asarray(docnos, np.int64))
+        return np.split(flat, bounds[1:-1])
+
+    def _decompress(self, docnos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Concatenated token vectors of the documents (in the order given) and their row bounds."""
+        if len(docnos) and (docnos.min() < 0 or docnos.max() >= len(self.live)):
+            raise InputError(f"doc number out of range (index of {len(self.live)} documents)")
+        which = np.searchsorted(self._bases, docnos, side="right") - 1
+        parts, lengths = [None] * len(docnos), np.zeros(len(docnos), np.int64)
+        for ci in np.unique(which).tolist():
+            rows = np.flatnonzero(which == ci)
+            c = self.chunks[ci]
+            local = docnos[rows] - c.base
+            starts, ends = c.offsets[local], c.offsets[local + 1]
+            flat = K.decompress(c.codes, c.residuals, starts, ends, self.centroids, self._table, self.normalize)
+            for r, piece in zip(rows.tolist(), np.split(flat, np.cumsum(ends - starts)[:-1])):
+                parts[r] = piece
+            lengths[rows] = ends - starts
+        bounds = np.zeros(len(docnos) + 1, np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        flat = np.concatenate(parts) if len(docnos) else np.zeros((0, self.dim), np.float32)
+        return flat, bounds
+
+    # --- search ------------------------------------------------------------------------------------------------
+
+    def search(self, query: np.ndarray, k: int = 10, nprobe: int = 4, ncandidates: int | None = None) -> Hits:
+        """Top `k` live documents of one query ([n_query_tokens, dim]) by MaxSim over decompressed vectors, among
+        the candidates of its tokens' top `nprobe` centroids, of which the best `ncandidates` (default
+        max(4k, 256)) by centroid interaction are rescored. nprobe = all centroids and ncandidates >= the number
+        of documents make it exhaustive."""
+        q = np.ascontiguousarray(query, np.float32)
+        self._check_vectors(q, "the query")
+        if k < 1 or nprobe < 1:
+            raise InputError(f"k and nprobe must be at least 1, got k={k}, nprobe={nprobe}")
+        ncandidates = max(4 * k, 256) if ncandidates is None else ncandidates
+        if ncandidates < k:
+            raise InputError(f"ncandidates={ncandidates} must be at least k={k}")
+        scores = q @ self.centroids.T  # [query tokens, centroids]
+        nprobe = min(nprobe, scores.shape[1])
+        probes = np.unique(np.argpartition(-scores, nprobe - 1, axis=1)[:, :nprobe]).astype(np.int64)
+        per_chunk = [(c, K.candidate_docs(c.ivf_offsets, c.ivf_docs, probes, self.live[c.base:c.base + c.num_docs]))
+                     for c in self.chunks]
+        docnos = np.concatenate([c.base + local for c, local in per_chunk] + [np.zeros(0, np.int64)])
+        if len(docnos) > ncandidates:  # centroid interaction: keep the best ncandidates
+            transposed = np.ascontiguousarray(scores.T)
+            approx = np.concatenate([K.centroid_interaction(c.codes, c.offsets, local, transposed)
+                                     for c, local in per_chunk])
+            keep = np.argpartition(-approx, ncandidates - 1)[:ncandidates]
+            docnos = np.sort(docnos[keep])
+        vectors, bounds = self._decompress(docnos)
+        exact = maxsim_scores(q, vectors, bounds)
+        if len(exact) > k:
+            top = np.argpartition(-exact, k - 1)[:k]
+            docnos, exact = docnos[top], exact[top]
+        return sort_hits(docnos, exact)
+
+    def search_batch(self, queries: Sequence[np.ndarray], k: int = 10, nprobe: int = 4,
+                     ncandidates: int | None = None) -> list[Hits]:
+        return [self.search(q, k, nprobe, ncandidates) for q in queries]
+
+    def __repr__(self) -> str:
+        return (f"PlaidIndex({str(self.path)!r}, {self.num_docs} documents, {len(self.centroids)} centroids, "
+                f"{self.nbits} bits)")
+
+
+def _inverted_lists(codes: np.ndarray, offsets: np.ndarray, num_centroids: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid -> the (local, ascending) documents holding a token assigned to it, as CSR arrays."""
+    docs = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    pairs = np.unique(codes.astype(np.int64) * (len(offsets) - 1) + docs)
+    centroid, doc = np.divmod(pairs, len(offsets) - 1)
+    ivf_offsets = np.zeros(num_centroids + 1, dtype=np.int64)
+    np.cumsum(np.bincount(centroid, minlength=num_centroids), out=ivf_offsets[1:])
+    return ivf_offsets, doc.astype(np.int32)
+
+
+class _Locked:
+    """The index's WriterLock as a context manager."""
+
+    def __init__(self, path: Path):
+        self.lock = WriterLock(path)
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
