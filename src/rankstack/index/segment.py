@@ -21,7 +21,7 @@ from rankstack.index import lucene, postings
 from rankstack.index.storage import fsync_dir, load_array, save_arrays
 from rankstack.index.strings import StringTable
 
-SEGMENT_FORMAT = 1
+SEGMENT_FORMAT = 2
 MODES = ("bm25", "impact")
 
 
@@ -124,6 +124,11 @@ def write_segment(directory: Path, mode: str, length_norm: str, terms: list[str]
     """Write a segment from unordered postings (term id, docno, value) and exact document lengths."""
     directory.mkdir(parents=True)
     num_docs = len(doc_ids)
+    # Terms in sorted order: lookups binary-search the term table itself, no hash table on disk.
+    by_term = sorted(range(len(terms)), key=terms.__getitem__)
+    new_id = np.empty(len(terms), dtype=np.int64)
+    new_id[by_term] = np.arange(len(terms))
+    terms, term_ids = [terms[i] for i in by_term], new_id[term_ids]
     order = np.lexsort((docnos, term_ids))
     term_ids, docnos, values = term_ids[order], docnos[order].astype(np.int32), values[order].astype(np.uint32)
     if len(term_ids) and np.any((term_ids[1:] == term_ids[:-1]) & (docnos[1:] == docnos[:-1])):
@@ -131,10 +136,13 @@ def write_segment(directory: Path, mode: str, length_norm: str, terms: list[str]
     term_offsets = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum(np.bincount(term_ids, minlength=len(terms)), out=term_offsets[1:])
     # Scoring sees lengths as Lucene stores them (one lossy byte) when asked; avgdl uses exact sums.
-    scoring_lengths = lucene.quantise_lengths(lengths).astype(np.int32) if length_norm == "lucene" else lengths
+    # Lucene-rounded lengths are stored as their one-byte codes.
+    lucene_norms = length_norm == "lucene"
+    scoring_lengths = lucene.quantise_lengths(lengths).astype(np.int32) if lucene_norms else lengths
     encoded = postings.encode_postings(term_offsets, docnos, values, scoring_lengths, mode)
-    save_arrays(directory, {"doc_lengths": scoring_lengths, **encoded})
-    StringTable.write(directory, "terms", terms, lookup=True)
+    stored_lengths = lucene.encode_lengths(lengths) if lucene_norms else scoring_lengths
+    save_arrays(directory, {"doc_lengths": stored_lengths, **encoded})
+    StringTable.write(directory, "terms", terms)
     StringTable.write(directory, "ids", doc_ids)  # looked up only by writers: hashes computed then
     if stored is not None:
         StringTable.write(directory, "docs", stored)
@@ -191,9 +199,10 @@ class Segment:
                                    f"this rankstack reads format {SEGMENT_FORMAT}")
         self.num_docs: int = self.meta["num_docs"]
         self.mode: str = self.meta["mode"]
-        self.doc_lengths = load_array(directory, "doc_lengths")
+        lengths = load_array(directory, "doc_lengths")  # uint8: Lucene's length codes
+        self.doc_lengths = lucene.LENGTH_TABLE[lengths].astype(np.int32) if lengths.dtype == np.uint8 else lengths
         self.postings = {name: load_array(directory, name) for name in self.meta["postings"]}
-        self.terms = StringTable(directory, "terms")
+        self.terms = StringTable(directory, "terms", sorted=True)
         self.ids = StringTable(directory, "ids")
         self.docs = StringTable(directory, "docs") if self.meta["stored"] else None
         if len(self.ids) != self.num_docs or len(self.doc_lengths) != self.num_docs:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import mmap
 from pathlib import Path
 from typing import Iterable
@@ -14,20 +13,11 @@ from rankstack.index.storage import load_array, save_arrays
 
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
-_MASK = (1 << 64) - 1
-
-
-@functools.lru_cache(maxsize=1 << 16)  # query terms repeat: hash each once
-def string_hash(s: str) -> int:
-    """Stable 64-bit FNV-1a hash of the UTF-8 bytes (Python's own hash() is salted per process)."""
-    h = _FNV_OFFSET
-    for byte in s.encode("utf-8"):
-        h = ((h ^ byte) * _FNV_PRIME) & _MASK
-    return h
 
 
 @numba.njit(cache=True, nogil=True)
 def _hash_all(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Stable 64-bit FNV-1a hash of each string's UTF-8 bytes (Python's own hash() is salted per process)."""
     out = np.empty(len(offsets) - 1, dtype=np.uint64)
     for i in range(len(offsets) - 1):
         h = np.uint64(_FNV_OFFSET)
@@ -37,16 +27,65 @@ def _hash_all(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _lookup(blob, offsets, sorted_hashes, order, query, query_offsets) -> np.ndarray:
+    """Position in the table of each query string (-1 if absent): hash, binary search, compare the bytes."""
+    hashes = _hash_all(query, query_offsets)
+    out = np.full(len(hashes), -1, dtype=np.int64)
+    for q in range(len(hashes)):
+        i = np.searchsorted(sorted_hashes, hashes[q])
+        qs, qe = query_offsets[q], query_offsets[q + 1]
+        while i < len(sorted_hashes) and sorted_hashes[i] == hashes[q]:  # more than one on a hash collision
+            p = order[i]
+            s, e = offsets[p], offsets[p + 1]
+            if e - s == qe - qs and np.all(blob[s:e] == query[qs:qe]):
+                out[q] = p
+                break
+            i += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _compare(blob, s, e, query, qs, qe) -> int:
+    """Byte-wise comparison of blob[s:e] with query[qs:qe]: negative, zero or positive."""
+    n = min(e - s, qe - qs)
+    for j in range(n):
+        if blob[s + j] != query[qs + j]:
+            return np.int64(blob[s + j]) - np.int64(query[qs + j])
+    return np.int64(e - s) - np.int64(qe - qs)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sorted_lookup(blob, offsets, query, query_offsets) -> np.ndarray:
+    """Position of each query string in a table sorted by bytes (-1 if absent), by binary search."""
+    out = np.full(len(query_offsets) - 1, -1, dtype=np.int64)
+    for q in range(len(out)):
+        lo, hi = 0, len(offsets) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            c = _compare(blob, offsets[mid], offsets[mid + 1], query, query_offsets[q], query_offsets[q + 1])
+            if c == 0:
+                out[q] = mid
+                break
+            if c < 0:
+                lo = mid + 1
+            else:
+                hi = mid
+    return out
+
+
 class StringTable:
     """A read-only sequence of strings stored as a UTF-8 blob and int64 offsets, memory-mapped.
 
     With `lookup=True` at build time it also stores the strings' hashes in sorted order plus the
     permutation back to positions, so `position(s)` is a binary search, not a dict in memory;
     without, the first lookup computes them (fast, in memory): right for rarely searched tables.
+    A table written in sorted order (Python's string order, which is UTF-8 byte order) and opened with
+    `sorted=True` needs neither: lookups binary-search the strings themselves.
     """
 
-    def __init__(self, directory: Path, name: str):
-        self.name = name
+    def __init__(self, directory: Path, name: str, sorted: bool = False):
+        self.name, self.sorted = name, sorted
         self._blob = load_array(directory, f"{name}.blob")
         # Slicing an mmap gives bytes far faster than slicing a NumPy array: use one for decoding.
         with open(directory / f"{name}.blob.npy", "rb") as f:
@@ -100,34 +139,26 @@ class StringTable:
         return int(self.positions([s])[0])
 
     def positions(self, strings: Iterable[str]) -> np.ndarray:
-        """Positions of the strings (-1 where absent), by binary search over the sorted hashes."""
+        """Positions of the strings (-1 where absent), by binary search over the strings or their hashes."""
+        encoded = [s.encode("utf-8") for s in strings]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        query = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        if self.sorted:
+            return _sorted_lookup(self._blob, self._offsets, query, offsets)
+        self._hash_index()
+        return _lookup(self._blob, self._offsets, self._hashes, self._order, query, offsets)
+
+    def _hash_index(self) -> None:
+        """Compute the sorted hashes and their order in memory if the table was written without them."""
         if self._hashes is None:
             hashes = _hash_all(self._blob, self._offsets)
             self._order = np.argsort(hashes, kind="stable")
             self._hashes = hashes[self._order]
-        strings = list(strings)
-        out = np.full(len(strings), -1, dtype=np.int64)
-        if not strings or not len(self._hashes):
-            return out
-        hashes = np.array([string_hash(s) for s in strings], dtype=np.uint64)
-        starts = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
-        candidates = np.flatnonzero(self._hashes[starts] == hashes)
-        found = self._order[starts[candidates]]
-        for j, pos, name in zip(candidates.tolist(), found.tolist(), self.take(found)):
-            if name == strings[j]:
-                out[j] = pos
-                continue
-            i = int(starts[j]) + 1  # a hash collision: look at the other strings with the same hash
-            while i < len(self._hashes) and self._hashes[i] == hashes[j]:
-                if self[int(self._order[i])] == strings[j]:
-                    out[j] = int(self._order[i])
-                    break
-                i += 1
-        return out
 
     def common(self, other: "StringTable") -> np.ndarray:
         """Positions in this table of the strings that `other` also holds."""
-        self.positions([]), other.positions([])  # make sure both have their hashes
+        self._hash_index(), other._hash_index()
         candidates = np.flatnonzero(np.isin(self._hashes, other._hashes))  # hash matches, then verify
         positions = self._order[candidates]
         return np.array([p for p in positions.tolist() if other.position(self[p]) >= 0], dtype=np.int64)
