@@ -23,13 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rankstack.data.queries import Queries
-from rankstack.data.run import Hits, Run, sort_hits
 from rankstack.encoders.batching import Batch, default_batching, pad, run_batches
 from rankstack.encoders.loading import (WEIGHT_FILES, LoadedModel, ModelSpec, PathLike, resolve_model, select_device,
                                         select_dtype)
 from rankstack.errors import InputError, RankstackError
-from rankstack.pipeline.stage import Stage
+from rankstack.rerank.base import PairReranker, check_depth
 from rankstack.rerank.cache import ScoreCache
 from rankstack.rerank.texts import Texts, texts_from
 
@@ -51,7 +49,7 @@ _FIRST_TOKEN_HEADS = {"BertForSequenceClassification", "RobertaForSequenceClassi
                       "CamembertForSequenceClassification"}
 
 
-class CrossEncoder(Stage):
+class CrossEncoder(PairReranker):
     """Rerank the top `depth` candidates of each query with a cross-encoder; the rest keep their order below.
 
     `model`: a hub id or a local directory (a transformers or sentence-transformers CrossEncoder folder).
@@ -68,8 +66,6 @@ class CrossEncoder(Stage):
     progress bar only on a terminal.
     """
 
-    first_stage = False
-
     def __init__(self, model: PathLike, texts: Texts | PathLike | None = None, *, depth: int | None = 100,
                  max_length: int | None = None, batch_size: int | None = None, token_budget: int | None = None,
                  device: str | None = None, dtype: str | None = None, threads: int | None = None,
@@ -82,12 +78,10 @@ class CrossEncoder(Stage):
                 "here (1.0-1.1x, same GEMM-bound work). Use backend='torch' (with threads=N on CPU).")
         if backend != "torch":
             raise InputError(f"unknown backend {backend!r} (expected 'torch')")
-        if depth is not None and (not isinstance(depth, int) or depth < 1):
-            raise InputError(f"depth must be a positive integer or None (every candidate), got {depth!r}")
         if threads is not None and threads < 1:
             raise InputError(f"threads must be at least 1, got {threads}")
         self.texts = None if texts is None else texts_from(texts)
-        self.depth, self.threads, self.progress = depth, threads, progress
+        self.depth, self.threads, self.progress = check_depth(depth), threads, progress
         self._args = {"model": os.fspath(model), "texts": getattr(self.texts, "source", None), "depth": depth,
                       "max_length": max_length, "batch_size": batch_size, "token_budget": token_budget,
                       "device": device, "dtype": dtype, "threads": threads, "activation": activation, "label": label,
@@ -199,34 +193,6 @@ class CrossEncoder(Stage):
             torch.set_num_threads(before)
 
     # --- the stage -------------------------------------------------------------------------------------------
-
-    def transform(self, queries: Queries, run: Run | None = None) -> Run:
-        """Rerank each query's top `depth` candidates by score; the others follow in their former order, with
-        scores decreasing by 1 from below the lowest new score. Queries without candidates get no hits."""
-        if self.texts is None:
-            raise InputError("CrossEncoder needs document texts to rerank: pass texts=CorpusTexts(corpus), "
-                             "IndexTexts(bm25) or a path")
-        empty = Hits(np.empty(0, np.int32), np.empty(0, np.float32))
-        hits = {q: run.get(q, empty) for q in queries}
-        heads = {q: h.docnos[:self.depth] for q, h in hits.items()}
-        unique, inverse = np.unique(np.concatenate([empty.docnos, *heads.values()]), return_inverse=True)
-        texts = self.texts.texts(run.doc_ids.take(unique))  # each document read once
-        pairs: list[tuple[str, str]] = []
-        start = 0
-        for q, head in heads.items():
-            query = queries[q]
-            pairs.extend((query, texts[j]) for j in inverse[start:start + len(head)].tolist())
-            start += len(head)
-        scores = self.predict(pairs)
-        results, start = {}, 0
-        for q, head in heads.items():
-            top = sort_hits(head, scores[start:start + len(head)])
-            start += len(head)
-            rest = hits[q].docnos[len(head):]
-            floor = top.scores[-1] if len(top.scores) else np.float32(0)
-            rest_scores = floor - np.arange(1, len(rest) + 1, dtype=np.float32)
-            results[q] = (np.concatenate([top.docnos, rest]), np.concatenate([top.scores, rest_scores]))
-        return Run(results, run.doc_ids, name="CrossEncoder", presorted=True)
 
     def config(self) -> dict[str, Any]:
         defaults = {k: p.default for k, p in inspect.signature(CrossEncoder.__init__).parameters.items()}
