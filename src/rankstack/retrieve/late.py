@@ -1,0 +1,130 @@
+"""Late-interaction first stage: a multi-vector (ColBERT-style) encoder plus a PLAID index."""
+
+from __future__ import annotations
+
+import math
+import os
+from itertools import islice
+from typing import Any, Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from rankstack.data.corpus import Corpus, Document
+from rankstack.data.queries import Queries
+from rankstack.data.run import Run
+from rankstack.errors import InputError
+from rankstack.index.plaid import PlaidIndex
+from rankstack.pipeline.stage import Stage
+
+CHUNK_DOCS = 10_000  # documents encoded and added (one index chunk) at a time
+
+
+def multivector_encoder(encoder: Any, recorded: dict[str, Any] | None = None, device: str | None = None) -> Any:
+    """A MultiVectorEncoder as given, or loaded from a model path or hub id with the settings an index recorded
+    (query length, document length, markers, projection or none, augmentation, punctuation)."""
+    from rankstack.encoders.multivector import MultiVectorEncoder
+
+    if isinstance(encoder, MultiVectorEncoder):
+        return encoder
+    if not isinstance(encoder, (str, os.PathLike)):
+        raise InputError(f"expected a MultiVectorEncoder or a model path, got {type(encoder).__name__}")
+    r = recorded or {}
+    options = {key: r[key] for key in ("query_length", "document_max_length", "augment_queries",
+                                       "attend_to_mask_tokens", "skip_punctuation") if key in r}
+    if "markers" in r:
+        options["query_marker"], options["document_marker"] = r["markers"]
+    if "projection" in r and r["projection"] is None:
+        options["projection"] = None
+    return MultiVectorEncoder(encoder, device=device, **options)
+
+
+def encoder_source(encoder: Any) -> str:
+    """The model path or hub id an encoder was loaded from (for reprs)."""
+    return str(encoder.loaded.spec.name)
+
+
+class LateInteraction(Stage):
+    """MaxSim retrieval over a PLAID index: candidates from the query tokens' nearest centroids, pruned by
+    centroid interaction, rescored exactly over decompressed residuals.
+
+    >>> late = LateInteraction.build(corpus, "indexes/scifact-plaid", MultiVectorEncoder(model_dir), nbits=2)
+    >>> late = LateInteraction("indexes/scifact-plaid", model_dir)       # reopen; the encoder must match
+    >>> run = late(queries)                                              # top `k` per query
+
+    `encoder`: a MultiVectorEncoder, or a model path / hub id loaded with the settings the index recorded.
+    `nprobe` centroids per query token, `ncandidates` documents rescored exactly (default max(4k, 256)).
+    """
+
+    first_stage = True
+
+    def __init__(self, index: str | os.PathLike | PlaidIndex, encoder: Any, k: int = 1000, nprobe: int = 4,
+                 ncandidates: int | None = None, device: str | None = None, progress: bool | None = None):
+        self.index = index if isinstance(index, PlaidIndex) else PlaidIndex(index)
+        self.encoder = multivector_encoder(encoder, self.index.encoder_info, device)
+        self.index.check_encoder(self.encoder.model_info())
+        if k < 1 or nprobe < 1 or (ncandidates is not None and ncandidates < k):
+            raise InputError(f"need k >= 1, nprobe >= 1 and ncandidates >= k; got k={k}, nprobe={nprobe}, "
+                             f"ncandidates={ncandidates}")
+        self.k, self.nprobe, self.ncandidates, self.progress = k, nprobe, ncandidates, progress
+
+    @classmethod
+    def build(cls, corpus: Corpus | Iterable[Document] | str | os.PathLike, index_path: str | os.PathLike,
+              encoder: Any, *, nbits: int = 2, num_centroids: int | None = None, kmeans_iters: int = 10,
+              sample_docs: int | None = None, chunk_docs: int = CHUNK_DOCS, seed: int = 0, overwrite: bool = False,
+              progress: bool | None = None, **search_options) -> "LateInteraction":
+        """Encode a corpus token-wise and index it: centroids and buckets are trained on the vectors of
+        `sample_docs` documents (default ColBERTv2's 16 * sqrt(120 * documents)), which are added first; the rest
+        follow `chunk_docs` at a time."""
+        encoder = multivector_encoder(encoder)
+        docs = list(Corpus(corpus) if isinstance(corpus, (str, os.PathLike)) else corpus)
+        if not docs:
+            raise InputError("the corpus is empty")
+        n_sample = min(len(docs), sample_docs or 1 + int(16 * math.sqrt(120 * len(docs))))
+        order = np.random.default_rng(seed).permutation(len(docs))
+        sampled = [docs[i] for i in np.sort(order[:n_sample])]
+        rest = [docs[i] for i in np.sort(order[n_sample:])]
+        bar = tqdm(total=len(docs), desc="encoding", unit=" docs", disable=None if progress is None else not progress)
+        sample_vectors = encoder.encode_documents([d.contents for d in sampled])
+        bar.update(len(sampled))
+        tokens = sum(len(v) for v in sample_vectors)
+        index = PlaidIndex.create(index_path, encoder.model_info(), sample_vectors, nbits=nbits,
+                                  num_centroids=num_centroids, kmeans_iters=kmeans_iters, seed=seed,
+                                  estimated_tokens=round(tokens * len(docs) / len(sampled)), overwrite=overwrite)
+        for start in range(0, len(sampled), chunk_docs):
+            index.add([d.id for d in sampled[start:start + chunk_docs]], sample_vectors[start:start + chunk_docs])
+        del sample_vectors
+        for start in range(0, len(rest), chunk_docs):
+            part = rest[start:start + chunk_docs]
+            index.add([d.id for d in part], encoder.encode_documents([d.contents for d in part]))
+            bar.update(len(part))
+        bar.close()
+        return cls(index, encoder, progress=progress, **search_options)
+
+    def add(self, documents: Corpus | Iterable[Document]) -> int:
+        """Encode and add (or replace, by id) documents with the index's centroids; returns how many."""
+        count = 0
+        iterator = iter(documents)
+        while part := list(islice(iterator, CHUNK_DOCS)):
+            count += self.index.add([d.id for d in part], self.encoder.encode_documents([d.contents for d in part]))
+        return count
+
+    def delete(self, doc_ids: Iterable[str]) -> int:
+        """Delete documents by id (unknown ids are an InputError, and nothing is deleted)."""
+        return self.index.delete(doc_ids)
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        qids = list(queries)
+        vectors = self.encoder.encode_queries([queries[q] for q in qids]) if qids else []
+        results = {}
+        for qid, q in tqdm(zip(qids, vectors), total=len(qids), desc="LateInteraction", unit=" queries",
+                           disable=None if self.progress is None else not self.progress):
+            results[qid] = self.index.search(q, self.k, self.nprobe, self.ncandidates)
+        return Run(results, self.index.doc_ids, name="LateInteraction", presorted=True)
+
+    def config(self) -> dict[str, Any]:
+        out = {"index": str(self.index.path), "encoder": encoder_source(self.encoder), "k": self.k,
+               "nprobe": self.nprobe}
+        if self.ncandidates is not None:
+            out["ncandidates"] = self.ncandidates
+        return out
