@@ -16,7 +16,7 @@ _EXPORTS = {
     "RankstackError": "errors", "InputError": "errors", "DatasetNotFoundError": "errors",
     "IndexFormatError": "errors", "IncompatibleIndexError": "errors",
     "IndexWriter": "index.inverted", "InvertedIndex": "index.inverted",
-    "CutOff": "pipeline", "Fusion": "pipeline", "Pipeline": "pipeline", "Stage": "pipeline", "fuse": "pipeline",
+    "CutOff": "pipeline", "FromRun": "pipeline", "Fusion": "pipeline", "Pipeline": "pipeline", "Stage": "pipeline", "fuse": "pipeline",
     "BM25": "retrieve", "Analyzer": "text",
     "compare": "evaluate", "parse_measures": "evaluate", "Comparison": "evaluate",
     "Evaluation": "evaluate", "Experiment": "experiment",
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from rankstack.evaluate import Comparison, Evaluation, compare, parse_measures
     from rankstack.experiment import Experiment
     from rankstack.index.inverted import IndexWriter, InvertedIndex
-    from rankstack.pipeline import CutOff, Fusion, Pipeline, Stage, fuse
+    from rankstack.pipeline import CutOff, FromRun, Fusion, Pipeline, Stage, fuse
     from rankstack.retrieve import BM25
     from rankstack.text import Analyzer
 

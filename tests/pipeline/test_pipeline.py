@@ -74,3 +74,15 @@ def test_three_way_fusion_flattens_and_feeds_second_stages():
         fusion.interpolate([1, 2])
     with pytest.raises(InputError, match="unknown normalisation"):
         (A | B).combsum(norm="softmax")
+
+
+def test_from_run_replays_a_run_file_as_a_first_stage(tmp_path):
+    from rankstack import FromRun
+    from rankstack.pipeline.config import parse
+
+    path = tmp_path / "run.trec"
+    Run.from_dict({"q": {"a": 3.0, "b": 2.0}, "other": {"c": 1.0}}).write_trec(path)
+    stage = FromRun(path)
+    run = (stage % 1)(Queries({"q": "x", "unknown": "y"}))
+    assert run.hits("q") == [("a", 3.0)] and "unknown" not in run and "other" not in run
+    assert parse(repr(stage))(Q).ids("q") == ["a", "b"]  # the repr rebuilds it

@@ -10,6 +10,7 @@ batched over all queries. Stages compose:
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 from rankstack.data.queries import Queries
@@ -99,6 +100,24 @@ class CutOff(Stage):
     def config(self) -> dict[str, Any]:
         return {"k": self.k}
 
+
+class FromRun(Stage):
+    """A first stage that replays a stored run: a Run, or a TREC or JSONL run file (e.g. DL 2019's BM25 top 100).
+
+    Queries the run lacks get no hits."""
+
+    first_stage = True
+
+    def __init__(self, run: Run | str | os.PathLike):
+        self.source = None if isinstance(run, Run) else os.fspath(run)
+        self.run = run if isinstance(run, Run) else Run.read(run)
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        return Run({q: self.run[q] for q in queries if q in self.run}, self.run.doc_ids, name=self.run.name,
+                   presorted=True)
+
+    def config(self) -> dict[str, Any]:
+        return {"run": self.source}
 
 
 class Pipeline(Stage):
