@@ -1,0 +1,277 @@
+"""Seismic: approximate top-k retrieval over learned sparse vectors (Bruch, Nardini, Rulli, Venturini, SIGIR 2024).
+
+Building: each term's posting list keeps only its `n_postings` heaviest documents (static pruning), is split
+into blocks by clustering (random centroids, each document joins the centroid of largest dot product), and
+each block gets a summary: the component-wise max of its documents, cut to the heaviest components that hold
+`summary_energy` of its mass. A forward index keeps every document whole for exact rescoring.
+
+Searching: the query's `query_cut` heaviest terms are visited in order of weight; in each term's list the
+blocks are visited best summary first, and a block whose summary scores below (k-th best score so far) /
+`heap_factor` ends the list; documents of visited blocks are scored exactly with the forward index. Lower
+`heap_factor` and `query_cut`: faster, lower recall. With no pruning (`n_postings=None`,
+`summary_energy=1.0`), `heap_factor=1` and `query_cut=None` the result is exact (a summary then bounds
+every score of its block).
+
+    >>> index = SeismicIndex.build("idx/seismic", doc_matrix)        # scipy CSR, documents x vocabulary
+    >>> [(docnos, scores)] = index.search_batch(query_matrix[:1], k=10, query_cut=20, heap_factor=0.9)
+
+On disk: `manifest.json` (written last, atomically) names a data folder of `.npy` arrays, memory-mapped on
+opening; a rebuild writes a new folder, replaces the manifest, then removes the old folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from rankstack.errors import IndexFormatError, InputError
+from rankstack.index import seismic_kernels as K
+from rankstack.index.storage import fsync_dir, load_array, read_json, save_arrays, write_json_atomic
+
+FORMAT = "rankstack-seismic-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ARRAYS = ("fwd_offsets", "fwd_comps", "fwd_values", "term_blocks", "block_offsets", "block_docs",
+          "summary_offsets", "summary_comps", "summary_values")
+_BATCH_CELLS = 1 << 22  # queries * k result cells per kernel call
+
+Queries = sp.csr_matrix | Sequence[tuple[np.ndarray, np.ndarray]]
+
+
+class SeismicIndex:
+    """A read-only, memory-mapped Seismic index directory (see the module docstring)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).absolute()
+        if not (self.path / MANIFEST).exists():
+            raise IndexFormatError(f"{self.path} has no {MANIFEST}: not a Seismic index, or one whose build never "
+                                   "finished")
+        self.manifest = read_json(self.path / MANIFEST)
+        if self.manifest.get("format") != FORMAT:
+            raise IndexFormatError(f"{self.path / MANIFEST} is not a rankstack Seismic index manifest")
+        if self.manifest.get("version") != FORMAT_VERSION:
+            raise IndexFormatError(f"{self.path} has Seismic format version {self.manifest.get('version')}; this "
+                                   f"rankstack reads version {FORMAT_VERSION}: rebuild it")
+        data = self.path / self.manifest["data"]
+        self.arrays = {name: load_array(data, name) for name in ARRAYS}
+        self.num_docs: int = self.manifest["num_docs"]
+        self.dim: int = self.manifest["dim"]
+        self.params: dict[str, Any] = self.manifest["params"]
+        self.metadata: dict[str, Any] = self.manifest.get("metadata", {})
+        self._validate()
+        self._args = tuple(self.arrays[name] for name in ("term_blocks", "block_offsets", "block_docs",
+                                                          "summary_offsets", "summary_comps", "summary_values",
+                                                          "fwd_offsets", "fwd_comps", "fwd_values"))
+
+    def _validate(self) -> None:
+        a, n, v = self.arrays, self.num_docs, self.dim
+        problems = []
+
+        def csr(offsets: str, rows: int, *columns: str) -> None:
+            off = a[offsets]
+            if off.shape != (rows + 1,) or off[0] != 0 or np.any(np.diff(off) < 0):
+                problems.append(f"{offsets} has the wrong shape or is not ascending")
+            elif any(a[c].shape != (int(off[-1]),) for c in columns):
+                problems.append(f"{', '.join(columns)} do not match {offsets}")
+
+        csr("fwd_offsets", n, "fwd_comps", "fwd_values")
+        csr("term_blocks", v)
+        num_blocks = int(a["term_blocks"][-1]) if a["term_blocks"].shape == (v + 1,) else -1
+        csr("block_offsets", num_blocks, "block_docs")
+        csr("summary_offsets", num_blocks, "summary_comps", "summary_values")
+        if not problems:
+            for name, bound in (("block_docs", n), ("fwd_comps", v), ("summary_comps", v)):
+                if a[name].size and (int(a[name].min()) < 0 or int(a[name].max()) >= bound):
+                    problems.append(f"{name} holds values outside 0..{bound - 1}")
+        if problems:
+            raise IndexFormatError(f"Seismic index {self.path} is corrupt: " + "; ".join(problems))
+
+    def __len__(self) -> int:
+        return self.num_docs
+
+    def __repr__(self) -> str:
+        return f"SeismicIndex({str(self.path)!r}, {self.num_docs} documents, {self.num_blocks} blocks)"
+
+    @property
+    def num_blocks(self) -> int:
+        return int(self.arrays["term_blocks"][-1])
+
+    # --- building ------------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, path: str | Path, documents: sp.spmatrix, *, n_postings: int | None = 3500,
+              centroid_fraction: float = 0.1, summary_energy: float = 0.4, small_list: int = 16, seed: int = 0,
+              metadata: dict | None = None, threads: int | None = None) -> "SeismicIndex":
+        """Build from a documents x vocabulary sparse matrix of weights >= 0 (row i = docno i) into `path`
+        (replacing an index there). `small_list`: posting lists of at most this many documents stay one block.
+        `metadata`: JSON stored in the manifest (e.g. what the rows came from)."""
+        if n_postings is not None and n_postings < 1:
+            raise InputError(f"n_postings must be at least 1 (or None: no pruning), got {n_postings}")
+        if not 0 < centroid_fraction <= 1:
+            raise InputError(f"centroid_fraction must be in (0, 1], got {centroid_fraction}")
+        if not 0 < summary_energy <= 1:
+            raise InputError(f"summary_energy must be in (0, 1], got {summary_energy}")
+        m = _check_matrix(documents)
+        n_docs, dim = m.shape
+        comp_type = np.uint16 if dim <= 1 << 16 else np.int32
+        fwd_offsets = m.indptr.astype(np.int64)
+        fwd_comps = m.indices.astype(comp_type)
+        fwd_values = m.data.astype(np.float32)
+        with _threads(threads):
+            csc = m.tocsc()
+            col_ptr = csc.indptr.astype(np.int64)
+            lengths = np.diff(col_ptr)
+            kept = lengths if n_postings is None else np.minimum(lengths, n_postings)
+            list_ptr = np.zeros(dim + 1, np.int64)
+            np.cumsum(kept, out=list_ptr[1:])
+            list_docs = np.empty(list_ptr[-1], np.int32)
+            K.prune_postings(col_ptr, csc.indices.astype(np.int32), csc.data.astype(np.float32),
+                             np.int64(n_postings or max(int(lengths.max(initial=0)), 1)), list_ptr, list_docs)
+            n_cent = np.where(kept <= small_list, 1,
+                              np.clip(np.ceil(centroid_fraction * kept), 1, np.maximum(kept, 1))).astype(np.int64)
+            cent_ptr = np.zeros(dim + 1, np.int64)
+            np.cumsum(n_cent, out=cent_ptr[1:])
+            cluster_sizes = np.zeros(cent_ptr[-1], np.int64)
+            K.cluster_postings(list_ptr, list_docs, fwd_offsets, fwd_comps, fwd_values, dim, cent_ptr, cluster_sizes,
+                               seed, numba.get_num_threads())
+            nonempty = cluster_sizes > 0
+            term_blocks = np.zeros(dim + 1, np.int64)
+            np.cumsum(np.bincount(np.repeat(np.arange(dim), n_cent)[nonempty], minlength=dim), out=term_blocks[1:])
+            block_offsets = np.zeros(int(nonempty.sum()) + 1, np.int64)
+            np.cumsum(cluster_sizes[nonempty], out=block_offsets[1:])
+            summary_offsets = np.zeros_like(block_offsets)
+            empty_c, empty_v = np.zeros(0, comp_type), np.zeros(0, np.float32)
+            K.summarize_blocks(block_offsets, list_docs, fwd_offsets, fwd_comps, fwd_values, dim, summary_energy,
+                               summary_offsets, empty_c, empty_v, True, numba.get_num_threads())
+            np.cumsum(summary_offsets, out=summary_offsets)
+            summary_comps = np.empty(summary_offsets[-1], comp_type)
+            summary_values = np.empty(summary_offsets[-1], np.float32)
+            K.summarize_blocks(block_offsets, list_docs, fwd_offsets, fwd_comps, fwd_values, dim, summary_energy,
+                               summary_offsets, summary_comps, summary_values, False, numba.get_num_threads())
+        arrays = {"fwd_offsets": fwd_offsets, "fwd_comps": fwd_comps, "fwd_values": fwd_values,
+                  "term_blocks": term_blocks, "block_offsets": block_offsets, "block_docs": list_docs,
+                  "summary_offsets": summary_offsets, "summary_comps": summary_comps, "summary_values": summary_values}
+        params = {"n_postings": n_postings, "centroid_fraction": centroid_fraction, "summary_energy": summary_energy,
+                  "small_list": small_list, "seed": seed}
+        _write(Path(path), arrays, {"num_docs": n_docs, "dim": dim, "nnz": int(m.nnz), "params": params,
+                                    "metadata": metadata or {}})
+        return cls(path)
+
+    # --- search --------------------------------------------------------------------------------
+
+    def search_batch(self, queries: Queries, k: int = 10, *, query_cut: int | None = 20, heap_factor: float = 0.9,
+                     threads: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Approximate top-k (docnos int32, scores float32), best first, of each query: the rows of a CSR
+        matrix [queries, dim] or (component ids, weights) pairs. `threads`: default all cores."""
+        if not 1 <= k <= 1_000_000:
+            raise InputError(f"k must be between 1 and 1,000,000, got {k}")
+        if query_cut is not None and query_cut < 1:
+            raise InputError(f"query_cut must be at least 1 (or None: every query term), got {query_cut}")
+        if not heap_factor > 0:
+            raise InputError(f"heap_factor must be > 0, got {heap_factor}")
+        offsets, comps, values = _query_arrays(queries, self.dim)
+        n_queries = len(offsets) - 1
+        width = max(1, min(k, self.num_docs))
+        cut = np.int64(query_cut or max(int(np.diff(offsets).max(initial=0)), 1))
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        if self.num_docs == 0:
+            return [(np.zeros(0, np.int32), np.zeros(0, np.float32)) for _ in range(n_queries)]
+        step = max(1, _BATCH_CELLS // width)
+        live = np.zeros(0, np.bool_)
+        with _threads(threads):
+            for c in range(0, n_queries, step):
+                stop = min(c + step, n_queries)
+                sub = offsets[c:stop + 1] - offsets[c]
+                docs = np.empty((stop - c, width), np.int32)
+                scores = np.empty((stop - c, width), np.float32)
+                counts = np.zeros(stop - c, np.int64)
+                K.search_batch(sub, comps[offsets[c]:offsets[stop]], values[offsets[c]:offsets[stop]], cut,
+                               np.float32(heap_factor), width, self.num_docs, self.dim, *self._args, live,
+                               docs, scores, counts, min(numba.get_num_threads(), stop - c))
+                out.extend((docs[q, :counts[q]].copy(), scores[q, :counts[q]].copy()) for q in range(stop - c))
+        return out
+
+    def search(self, components: np.ndarray, weights: np.ndarray, k: int = 10, **options) -> tuple[np.ndarray,
+                                                                                                    np.ndarray]:
+        """One query: see `search_batch`."""
+        return self.search_batch([(components, weights)], k, **options)[0]
+
+
+def _check_matrix(documents: sp.spmatrix) -> sp.csr_matrix:
+    if not sp.issparse(documents):
+        raise InputError(f"documents must be a scipy sparse matrix (documents x vocabulary), got "
+                         f"{type(documents).__name__}")
+    m = sp.csr_matrix(documents, dtype=np.float32, copy=True)
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    m.sort_indices()
+    if m.nnz and not (np.all(np.isfinite(m.data)) and m.data.min() > 0):
+        raise InputError("document weights must be finite and >= 0")
+    return m
+
+
+def _query_arrays(queries: Queries, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Queries as CSR arrays (offsets int64, component ids int32, weights float32), checked; zero weights dropped."""
+    if sp.issparse(queries):
+        if queries.shape[1] != dim:
+            raise InputError(f"queries have {queries.shape[1]} dimensions, the index {dim}")
+        q = sp.csr_matrix(queries, dtype=np.float32, copy=True)
+        q.sum_duplicates()
+        offsets, comps, values = q.indptr.astype(np.int64), q.indices.astype(np.int32), q.data
+    else:
+        parts = [(np.asarray(c, dtype=np.int64).ravel(), np.asarray(w, dtype=np.float32).ravel()) for c, w in queries]
+        for c, w in parts:
+            if c.shape != w.shape:
+                raise InputError("each query needs as many weights as component ids")
+            if len(np.unique(c)) != len(c):
+                raise InputError("a query lists the same component twice")
+        offsets = np.zeros(len(parts) + 1, np.int64)
+        np.cumsum([len(c) for c, _ in parts], out=offsets[1:])
+        comps = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0, np.int64)
+        values = np.concatenate([w for _, w in parts]) if parts else np.zeros(0, np.float32)
+    if comps.size and (comps.min() < 0 or comps.max() >= dim):
+        raise InputError(f"query component ids must be in 0..{dim - 1}")
+    if values.size and not (np.all(np.isfinite(values)) and values.min() >= 0):
+        raise InputError("query weights must be finite and >= 0")
+    keep = values > 0
+    if not keep.all():
+        rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+        offsets = np.zeros(len(offsets), np.int64)
+        np.cumsum(np.bincount(rows[keep], minlength=len(offsets) - 1), out=offsets[1:])
+        comps, values = comps[keep], values[keep]
+    return offsets, comps.astype(np.int32), values.astype(np.float32)
+
+
+def _write(path: Path, arrays: dict[str, np.ndarray], info: dict) -> None:
+    """Write arrays into a new data folder, then atomically point the manifest at it; remove older folders."""
+    path.mkdir(parents=True, exist_ok=True)
+    name = f"data_{uuid.uuid4().hex[:12]}"
+    (path / name).mkdir()
+    save_arrays(path / name, arrays)
+    fsync_dir(path / name)
+    fsync_dir(path)
+    write_json_atomic(path / MANIFEST, {"format": FORMAT, "version": FORMAT_VERSION, "data": name, **info})
+    for child in path.iterdir():
+        if child.is_dir() and child.name.startswith("data_") and child.name != name:
+            shutil.rmtree(child, ignore_errors=True)
+
+
+class _threads:
+    """Context manager: numba's thread count set to `threads` (None: unchanged) and restored."""
+
+    def __init__(self, threads: int | None):
+        self.threads = threads
+
+    def __enter__(self) -> None:
+        self.old = numba.get_num_threads()
+        if self.threads is not None:
+            numba.set_num_threads(max(1, min(int(self.threads), numba.config.NUMBA_NUM_THREADS)))
+
+    def __exit__(self, *exc) -> None:
+        numba.set_num_threads(self.old)

@@ -1,0 +1,128 @@
+"""SeismicIndex: exact without pruning (property), recall rising with the knobs, on-disk safety, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rankstack.errors import IndexFormatError, InputError
+from rankstack.index.seismic import SeismicIndex
+
+
+def random_matrix(rows, dim, density, seed):
+    m = sp.random(rows, dim, density=density, random_state=seed, dtype=np.float32, format="csr")
+    m.data = (m.data + 0.01).astype(np.float32)  # strictly positive weights
+    return m
+
+
+def exact_top(q, d, k):
+    scores = (q @ d.T).toarray()
+    return [np.sort(row[row > 0])[::-1][:k] for row in scores], scores
+
+
+def assert_exact(results, q, d, k):
+    tops, scores = exact_top(q, d, k)
+    for i, (docs, got) in enumerate(results):
+        assert len(got) == len(tops[i])
+        assert np.allclose(got, tops[i], rtol=1e-5)                # the k best scores...
+        assert np.allclose(scores[i, docs], got, rtol=1e-5)        # ...of the documents returned
+        assert np.all(np.diff(got) <= 0)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 120), dim=st.integers(1, 60), density=st.floats(0.01, 0.5), k=st.integers(1, 12),
+       seed=st.integers(0, 2**16), fraction=st.floats(0.05, 1.0), small_list=st.integers(0, 8))
+def test_no_pruning_is_exact(tmp_path_factory, n, dim, density, k, seed, fraction, small_list):
+    d = random_matrix(n, dim, density, seed)
+    q = random_matrix(6, dim, 0.3, seed + 1)
+    index = SeismicIndex.build(tmp_path_factory.mktemp("s") / "idx", d, n_postings=None, summary_energy=1.0,
+                               centroid_fraction=fraction, small_list=small_list, seed=seed)
+    assert_exact(index.search_batch(q, k, query_cut=None, heap_factor=1.0), q, d, k)
+
+
+def test_recall_rises_with_the_knobs(tmp_path):
+    d = random_matrix(2000, 300, 0.03, 1)
+    q = random_matrix(40, 300, 0.03, 2)
+    index = SeismicIndex.build(tmp_path / "idx", d, n_postings=60, summary_energy=0.4)
+    _, scores = exact_top(q, d, 10)
+    truth = [set(np.argsort(-row, kind="stable")[:10][row[np.argsort(-row, kind="stable")[:10]] > 0]) for row in scores]
+
+    def recall(**knobs):
+        res = index.search_batch(q, 10, **knobs)
+        return np.mean([len(set(r[0]) & t) / max(len(t), 1) for r, t in zip(res, truth)])
+
+    by_heap = [recall(query_cut=None, heap_factor=h) for h in (0.3, 0.6, 0.9, 1.0)]
+    by_cut = [recall(query_cut=c, heap_factor=1.0) for c in (1, 3, 100)]
+    assert all(b >= a - 0.02 for a, b in zip(by_heap, by_heap[1:])) and by_heap[-1] > by_heap[0]
+    assert all(b >= a - 0.02 for a, b in zip(by_cut, by_cut[1:])) and by_cut[-1] > by_cut[0]
+    assert by_heap[-1] > 0.8
+
+
+def test_reopen_and_threads(tmp_path):
+    d = random_matrix(500, 100, 0.05, 3)
+    q = random_matrix(30, 100, 0.05, 4)
+    built = SeismicIndex.build(tmp_path / "idx", d, n_postings=40, metadata={"source": "test"})
+    opened = SeismicIndex(tmp_path / "idx")
+    assert opened.metadata == {"source": "test"} and len(opened) == 500
+    assert opened.params["n_postings"] == 40
+    a = built.search_batch(q, 5, threads=1)
+    b = opened.search_batch(q, 5, threads=2)
+    assert all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+    docs, scores = opened.search(q[0].indices, q[0].data, 5)
+    assert np.array_equal(docs, a[0][0])
+    SeismicIndex.build(tmp_path / "idx", d[:100], n_postings=40)  # rebuild in place: one data folder remains
+    assert len(SeismicIndex(tmp_path / "idx")) == 100
+    assert len([p for p in (tmp_path / "idx").iterdir() if p.name.startswith("data_")]) == 1
+
+
+def test_half_written_or_corrupt(tmp_path):
+    d = random_matrix(200, 50, 0.1, 5)
+    path = tmp_path / "idx"
+    with pytest.raises(IndexFormatError, match="no manifest"):
+        SeismicIndex(path)
+    SeismicIndex.build(path, d)
+    manifest = json.loads((path / "manifest.json").read_text())
+    data = path / manifest["data"]
+    (data / "block_docs.npy").write_bytes((data / "block_docs.npy").read_bytes()[:100])  # truncated
+    with pytest.raises(IndexFormatError):
+        SeismicIndex(path)
+    SeismicIndex.build(path, d)
+    manifest = json.loads((path / "manifest.json").read_text())
+    np.save(path / manifest["data"] / "block_docs.npy", np.full(10, 10**6, np.int32))  # wrong content
+    with pytest.raises(IndexFormatError, match="corrupt"):
+        SeismicIndex(path)
+    (path / "manifest.json").write_text("{not json")
+    with pytest.raises(IndexFormatError):
+        SeismicIndex(path)
+    manifest["version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match="version"):
+        SeismicIndex(path)
+
+
+def test_bad_input(tmp_path):
+    d = random_matrix(50, 20, 0.2, 6)
+    with pytest.raises(InputError):
+        SeismicIndex.build(tmp_path / "a", d.toarray())
+    neg = d.copy()
+    neg.data[0] = -1
+    with pytest.raises(InputError):
+        SeismicIndex.build(tmp_path / "b", neg)
+    with pytest.raises(InputError):
+        SeismicIndex.build(tmp_path / "c", d, summary_energy=0)
+    index = SeismicIndex.build(tmp_path / "d", d)
+    with pytest.raises(InputError, match="dimensions"):
+        index.search_batch(sp.csr_matrix((1, 21), dtype=np.float32))
+    with pytest.raises(InputError):
+        index.search_batch([(np.array([25]), np.array([1.0]))])
+    with pytest.raises(InputError):
+        index.search_batch([(np.array([1]), np.array([np.nan]))])
+    with pytest.raises(InputError):
+        index.search_batch([(np.array([1, 1]), np.array([1.0, 2.0]))])
+    with pytest.raises(InputError):
+        index.search_batch([(np.array([1]), np.array([1.0]))], k=0)
+    empty = index.search_batch([(np.array([], np.int64), np.array([], np.float32)), (np.array([3]), np.array([0.0]))])
+    assert all(len(docs) == 0 for docs, _ in empty)
