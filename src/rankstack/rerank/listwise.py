@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 SYSTEM = "You are RankGPT, an intelligent assistant that can rank passages based on their relevancy to the query."
 LETTERS = string.ascii_uppercase
-_NUMBER = re.compile(r"\d+")
+_NUMBER = re.compile(r"(?<![\d\]])-?\d+")  # "[-1]" is an id out of range, "[2]-[1]" two ids
 _LETTER = re.compile(r"(?<![A-Za-z])[A-Z](?![A-Za-z])")
 
 
@@ -133,7 +133,7 @@ class Listwise(Stage):
         for name, value in (("depth", depth), ("window", window), ("stride", stride), ("batch_size", batch_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
-        if window > 1 and stride >= window:
+        if stride > window or (stride == window and window > 1):
             raise InputError(f"stride ({stride}) must be smaller than window ({window}) so that windows overlap")
         if passage_words is not None and passage_words < 1:
             raise InputError(f"passage_words must be at least 1 or None, got {passage_words}")

@@ -34,6 +34,7 @@ import torch
 from rankstack.encoders.batching import pad
 from rankstack.encoders.loading import LoadedModel, ModelSpec, PathLike, resolve_model, select_device, select_dtype
 from rankstack.errors import InputError, RankstackError
+from rankstack.rerank.base import PairReranker
 from rankstack.rerank.cross_encoder import CrossEncoder, _max_length, _weights_id
 
 log = logging.getLogger(__name__)
@@ -282,22 +283,15 @@ def batches(lengths: Sequence[int], batch_size: int, token_budget: int | None) -
 # --- the pair-scoring stage shape ----------------------------------------------------------------------------
 
 
-class PairStage:
-    """What pointwise generative rerankers share with CrossEncoder: `predict` (score cache, repeated pairs scored
-    once), `transform` (top `depth` reranked, the rest kept below in order), thread count and cache clearing.
-    A subclass sets texts, depth, threads, device, progress, cache and `_args`, and implements `_score(pairs)`."""
+class PairStage(PairReranker):
+    """What pointwise generative rerankers share with CrossEncoder: the PairReranker stage (top `depth` rescored,
+    the rest kept below in order), and CrossEncoder's `predict` (score cache, repeated pairs scored once), thread
+    count and cache clearing. A subclass sets texts, depth, threads, device, progress, cache and `_args`, and
+    implements `_score(pairs)`."""
 
     predict = CrossEncoder.predict
     _thread_count = CrossEncoder._thread_count
     clear_cache = CrossEncoder.clear_cache
-
-    def transform(self, queries, run=None):
-        if self.texts is None:
-            raise InputError(f"{type(self).__name__} needs document texts to rerank: pass texts=CorpusTexts(corpus), "
-                             "IndexTexts(bm25) or a path")
-        out = CrossEncoder.transform(self, queries, run)
-        out.name = type(self).__name__
-        return out
 
     def config(self) -> dict[str, Any]:
         import inspect

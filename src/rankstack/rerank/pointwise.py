@@ -24,7 +24,7 @@ import torch
 from rankstack.encoders.batching import default_batching
 from rankstack.encoders.loading import PathLike
 from rankstack.errors import InputError
-from rankstack.pipeline.stage import Stage
+from rankstack.rerank.base import check_depth
 from rankstack.rerank.cache import ScoreCache
 from rankstack.rerank.cross_encoder import CPU_TOKEN_BUDGET
 from rankstack.rerank.llm import (PairStage, Prompter, batches, causal_logits, check_template, encode_fitted,
@@ -35,7 +35,7 @@ from rankstack.rerank.texts import Texts, texts_from
 DEFAULT_TEMPLATE = "Query: {query} Document: {document} Relevant:"
 
 
-class Pointwise(PairStage, Stage):
+class Pointwise(PairStage):
     """Rerank the top `depth` candidates of each query by log P(`tokens[0]`) against `tokens[1]` at the first
     answer position.
 
@@ -46,15 +46,12 @@ class Pointwise(PairStage, Stage):
     too long for `max_length` lose their end.
     """
 
-    first_stage = False
-
     def __init__(self, model: PathLike, texts: Texts | PathLike | None = None, *, depth: int | None = 100,
                  template: str = DEFAULT_TEMPLATE, tokens: tuple[str, str] = ("true", "false"), chat: bool = False,
                  max_length: int | None = None, batch_size: int | None = None, token_budget: int | None = None,
                  device: str | None = None, dtype: str | None = None, threads: int | None = None,
                  cache: bool | PathLike = True, revision: str | None = None, progress: bool | None = None):
-        if depth is not None and (not isinstance(depth, int) or depth < 1):
-            raise InputError(f"depth must be a positive integer or None (every candidate), got {depth!r}")
+        check_depth(depth)
         if threads is not None and threads < 1:
             raise InputError(f"threads must be at least 1, got {threads}")
         if isinstance(tokens, str) or len(tokens) != 2 or not all(isinstance(t, str) and t for t in tokens):

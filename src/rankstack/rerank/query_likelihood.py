@@ -22,7 +22,7 @@ import torch
 from rankstack.encoders.batching import default_batching
 from rankstack.encoders.loading import PathLike
 from rankstack.errors import InputError
-from rankstack.pipeline.stage import Stage
+from rankstack.rerank.base import check_depth
 from rankstack.rerank.cache import ScoreCache
 from rankstack.rerank.cross_encoder import CPU_TOKEN_BUDGET
 from rankstack.rerank.llm import (PairStage, Prompter, batches, causal_logits, check_template, encode_fitted,
@@ -33,7 +33,7 @@ from rankstack.rerank.texts import Texts, texts_from
 DEFAULT_TEMPLATE = "Passage: {document}\nPlease write a question based on this passage.\nQuestion:"
 
 
-class QueryLikelihood(PairStage, Stage):
+class QueryLikelihood(PairStage):
     """Rerank the top `depth` candidates of each query by mean log P(query tokens | prompt with the document).
 
     `model`: a hub id, a local folder, a `.gguf` file or "package:NAME" (see rankstack.rerank.llm), causal or
@@ -44,15 +44,12 @@ class QueryLikelihood(PairStage, Stage):
     for CrossEncoder.
     """
 
-    first_stage = False
-
     def __init__(self, model: PathLike, texts: Texts | PathLike | None = None, *, depth: int | None = 100,
                  template: str = DEFAULT_TEMPLATE, chat: bool = False, max_length: int | None = None,
                  batch_size: int | None = None, token_budget: int | None = None, device: str | None = None,
                  dtype: str | None = None, threads: int | None = None, cache: bool | PathLike = True,
                  revision: str | None = None, progress: bool | None = None):
-        if depth is not None and (not isinstance(depth, int) or depth < 1):
-            raise InputError(f"depth must be a positive integer or None (every candidate), got {depth!r}")
+        check_depth(depth)
         if threads is not None and threads < 1:
             raise InputError(f"threads must be at least 1, got {threads}")
         self.template = check_template(template, ["document"])
