@@ -11,6 +11,7 @@ still, parse only configuration files you trust.
 from __future__ import annotations
 
 import ast
+import importlib
 from typing import Mapping
 
 from rankstack.errors import InputError
@@ -40,12 +41,17 @@ def parse(expression: str, stages: Mapping[str, Stage] | None = None) -> Stage:
     return stage
 
 
+#: Modules that define stages; those needing an optional extra (torch, FAISS) are skipped when it is missing.
+STAGE_MODULES = ("pipeline.fusion", "retrieve.bm25", "retrieve.rm3", "retrieve.dense", "retrieve.dense_prf",
+                 "retrieve.sparse", "retrieve.late", "rerank.cross_encoder", "rerank.bi_encoder", "rerank.maxsim",
+                 "rerank.query_likelihood", "rerank.pointwise", "rerank.listwise")
+
+
 def _load_stage_modules() -> None:
     """Import the modules that define stages, so that their classes are registered."""
-    import rankstack.pipeline.fusion  # noqa: F401
-    import rankstack.retrieve.bm25  # noqa: F401
-    import rankstack.retrieve.rm3  # noqa: F401
-    try:
-        import rankstack.rerank.cross_encoder  # noqa: F401  (needs the neural extra)
-    except ImportError:
-        pass
+    for module in STAGE_MODULES:
+        try:
+            importlib.import_module(f"rankstack.{module}")
+        except ImportError as e:
+            if e.name is None or e.name.split(".")[0] not in ("torch", "transformers", "faiss"):
+                raise
