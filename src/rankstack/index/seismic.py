@@ -6,14 +6,14 @@ each block gets a summary: the component-wise max of its documents, cut to the h
 `summary_energy` of its mass. A forward index keeps every document whole for exact rescoring.
 
 Searching: the query's `query_cut` heaviest terms are visited in order of weight; in each term's list the
-blocks are visited best summary first, and a block whose summary scores below (k-th best score so far) /
-`heap_factor` ends the list; documents of visited blocks are scored exactly with the forward index. Lower
-`heap_factor` and `query_cut`: faster, lower recall. With no pruning (`n_postings=None`,
-`summary_energy=1.0`), `heap_factor=1` and `query_cut=None` the result is exact (a summary then bounds
-every score of its block).
+blocks are visited best summary first, and a block whose summary scores below `heap_factor` x (k-th best
+score so far) ends the list; documents of visited blocks are scored exactly with the forward index. Higher
+`heap_factor` (at most 1) and lower `query_cut`: faster, lower recall (the knobs mean what they mean in
+pyseismic-lsr). With no pruning (`n_postings=None`, `summary_energy=1.0`), `heap_factor` <= 1 and
+`query_cut=None` the result is exact (a summary then bounds every score of its block).
 
     >>> index = SeismicIndex.build("idx/seismic", doc_matrix)        # scipy CSR, documents x vocabulary
-    >>> [(docnos, scores)] = index.search_batch(query_matrix[:1], k=10, query_cut=20, heap_factor=0.9)
+    >>> [(docnos, scores)] = index.search_batch(query_matrix[:1], k=10, query_cut=20, heap_factor=0.8)
 
 On disk: `manifest.json` (written last, atomically) names a data folder of `.npy` arrays, memory-mapped on
 opening; a rebuild writes a new folder, replaces the manifest, then removes the old folder.
@@ -165,7 +165,7 @@ class SeismicIndex:
 
     # --- search --------------------------------------------------------------------------------
 
-    def search_batch(self, queries: Queries, k: int = 10, *, query_cut: int | None = 20, heap_factor: float = 0.9,
+    def search_batch(self, queries: Queries, k: int = 10, *, query_cut: int | None = 20, heap_factor: float = 0.8,
                      threads: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Approximate top-k (docnos int32, scores float32), best first, of each query: the rows of a CSR
         matrix [queries, dim] or (component ids, weights) pairs. `threads`: default all cores."""

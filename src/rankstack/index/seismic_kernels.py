@@ -203,7 +203,7 @@ def _search_one(qc, qv, query_cut, heap_factor, k, term_blocks, block_offsets, b
                 s += dense[summary_comps[p]] * summary_values[p]
             dots[b - b0] = s
         for bi in np.argsort(-dots, kind="mergesort"):
-            if size == k and dots[bi] < hs[0] / heap_factor:
+            if size == k and dots[bi] < heap_factor * hs[0]:
                 break  # blocks come best summary first: the rest score lower still
             b = b0 + bi
             for p in range(block_offsets[b], block_offsets[b + 1]):

@@ -12,7 +12,7 @@ an index is never queried with another model. Queries are encoded at search time
     >>> splade = LearnedSparse.build(corpus, "indexes/scifact-splade", SpladeEncoder("naver/splade-v3"))
     >>> run = splade(queries)                                  # top `k` per query, exact
     >>> LearnedSparse("indexes/scifact-splade")               # reopen: the encoder comes from the index's record
-    >>> fast = LearnedSparse("indexes/scifact-splade", algorithm="seismic", heap_factor=0.8)
+    >>> fast = LearnedSparse("indexes/scifact-splade", algorithm="seismic", heap_factor=0.9)
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class LearnedSparse(Stage):
 
     def __init__(self, index: str | Path | InvertedIndex, encoder: Any = None, k: int = 1000,
                  algorithm: str = "maxscore", theta: float = 1.0, query_cut: int | None = 20,
-                 heap_factor: float = 0.9, device: str | None = None, threads: int | None = None,
+                 heap_factor: float = 0.8, device: str | None = None, threads: int | None = None,
                  progress: bool | None = None):
         if algorithm not in ALGORITHMS:
             raise InputError(f"unknown algorithm {algorithm!r} (expected one of {', '.join(ALGORITHMS)})")
