@@ -33,7 +33,7 @@ def build_t5(out: Path, seed: int = 0) -> Path:
     return out
 
 
-import pytest  # noqa: E402
+import pytest
 
 
 def _require_models():

@@ -17,7 +17,7 @@ from rankstack.rerank import CorpusTexts
 from rankstack.rerank.listwise import (LETTERS, Listwise, identifiers, parse_permutation, truncate_words,
                                        window_prompt, windows)
 from tests.rerank.lm_models import llama_dir  # noqa: F401 (fixture)
-from tests.rerank.test_openai_client import ScriptedServer, completion
+from tests.rerank.test_openai_client import ScriptedServer
 
 DOCS = [Document(f"d{i}", f"passage number {i} about fleas and their eggs " * (1 + i % 3)) for i in range(12)]
 QUERIES = Queries({f"q{k}": f"query {k}" for k in range(5)})

@@ -12,7 +12,7 @@ from tests.rerank.lm_models import llama_dir, t5_dir  # noqa: F401 (fixtures)
 from tests.rerank.test_query_likelihood import DOCS, QUERIES, RUN, TEXTS
 
 torch = pytest.importorskip("torch")
-from rankstack.rerank.pointwise import Pointwise  # noqa: E402
+from rankstack.rerank.pointwise import Pointwise
 
 
 @pytest.fixture(params=["llama", "t5"])
@@ -32,7 +32,7 @@ def reference(pw: Pointwise, pair) -> float:
 
 
 def test_scores_equal_a_direct_forward_pass(model_dir):
-    pw = Pointwise(model_dir, max_length=96, batch_size=6, cache=False, progress=False)
+    pw = Pointwise(model_dir, max_length=96, batch_size=6, cache=False, progress=False, threads=1)
     pairs = make_pairs(20)[:-2]
     scores = pw.predict(pairs)
     with torch.inference_mode():
@@ -43,24 +43,24 @@ def test_scores_equal_a_direct_forward_pass(model_dir):
 
 def test_batching_does_not_change_scores(model_dir):
     pairs = make_pairs(24)[:-2]
-    one = Pointwise(model_dir, max_length=64, batch_size=1, cache=False, progress=False).predict(pairs)
+    one = Pointwise(model_dir, max_length=64, batch_size=1, cache=False, progress=False, threads=1).predict(pairs)
     many = Pointwise(model_dir, max_length=64, batch_size=32, token_budget=150, cache=False,
-                     progress=False).predict(pairs)
+                     progress=False, threads=1).predict(pairs)
     np.testing.assert_allclose(many, one, rtol=1e-4, atol=1e-5)
 
 
 def test_answer_tokens_and_prompt(model_dir):
-    pw = Pointwise(model_dir, cache=False, progress=False)
+    pw = Pointwise(model_dir, cache=False, progress=False, threads=1)
     tok = pw.tokenizer
     assert pw.token_ids == tok.convert_tokens_to_ids(["true", "false"])
     ids = pw.encode([("flea eggs", "Adult fleas feed on blood.")])[0]
     assert ids == tok("Query: flea eggs Document: Adult fleas feed on blood. Relevant:").input_ids
-    yes = Pointwise(model_dir, tokens=("yes", "no"), cache=False, progress=False)
+    yes = Pointwise(model_dir, tokens=("yes", "no"), cache=False, progress=False, threads=1)
     assert yes.token_ids == tok.convert_tokens_to_ids(["yes", "no"])
 
 
 def test_long_documents_lose_their_end_only(model_dir):
-    pw = Pointwise(model_dir, max_length=40, cache=False, progress=False)
+    pw = Pointwise(model_dir, max_length=40, cache=False, progress=False, threads=1)
     long_doc = " ".join(["fleas lay eggs on the host animal"] * 30)
     ids = pw.encode([("flea eggs", long_doc)])[0]
     assert 36 <= len(ids) <= 40
@@ -70,7 +70,7 @@ def test_long_documents_lose_their_end_only(model_dir):
 
 
 def test_rerank_stage_contract_and_repr(llama_dir):  # noqa: F811
-    pw = Pointwise(llama_dir, CorpusTexts(DOCS), depth=5, tokens=("yes", "no"), progress=False)
+    pw = Pointwise(llama_dir, CorpusTexts(DOCS), depth=5, tokens=("yes", "no"), progress=False, threads=1)
     out = pw(QUERIES, RUN)
     assert out.name == "Pointwise"
     ids = out.ids("q1")
@@ -92,3 +92,25 @@ def test_bad_answer_words_are_named(llama_dir):  # noqa: F811
         Pointwise(llama_dir, tokens="true")
     with pytest.raises(InputError, match="query"):
         Pointwise(llama_dir, template="Document: {document} Relevant:")
+
+
+def test_chat_prompts_use_the_template_and_its_special_tokens():
+    from transformers import AutoTokenizer
+
+    from rankstack.rerank.llm import Prompter
+    from tests.rerank.conftest import CONFIG_ONLY
+
+    tok = AutoTokenizer.from_pretrained(CONFIG_ONLY)
+    with pytest.raises(InputError, match="chat template"):
+        Prompter(tok, chat=True)
+    assert not Prompter(tok, chat=None).chat  # no template: plain prompts
+    tok.chat_template = ("{% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}"
+                         "{% if add_generation_prompt %}[assistant] {% endif %}")
+    p = Prompter(tok, chat=None, system="be brief")
+    assert p.chat and not Prompter(tok, chat=None, seq2seq=True).chat
+    text = p.text("is it relevant?", prefill="[")
+    assert text == "[system] be brief [user] is it relevant? [assistant] ["
+    assert p.encode([text])[0] == tok(text, add_special_tokens=False).input_ids  # no [CLS]/[SEP] added
+    assert p.next_token(p.text("q"), "yes") == tok.convert_tokens_to_ids("yes")
+    plain = Prompter(tok, chat=False, system="be brief")
+    assert plain.text("q") == "be brief\n\nq" and plain.encode(["q"])[0][0] == tok.cls_token_id

@@ -12,8 +12,8 @@ from tests.rerank.conftest import make_pairs
 from tests.rerank.lm_models import llama_dir, t5_dir  # noqa: F401 (fixtures)
 
 torch = pytest.importorskip("torch")
-from rankstack.rerank.llm import gguf_folder, package_gguf, resolve_lm  # noqa: E402
-from rankstack.rerank.query_likelihood import QueryLikelihood  # noqa: E402
+from rankstack.rerank.llm import gguf_folder, package_gguf, resolve_lm
+from rankstack.rerank.query_likelihood import QueryLikelihood
 
 DOCS = [Document(f"d{i}", text) for i, text in enumerate([
     "A flea can live up to a year, depending on hosts.", "The flea life cycle: egg, larva, pupa and adult.",
@@ -41,7 +41,7 @@ def reference(ql: QueryLikelihood, pair) -> float:
 
 
 def test_scores_equal_the_models_loss_per_pair(model_dir):
-    ql = QueryLikelihood(model_dir, max_length=96, batch_size=5, cache=False, progress=False)
+    ql = QueryLikelihood(model_dir, max_length=96, batch_size=5, cache=False, progress=False, threads=1)
     pairs = make_pairs(20)[:-2]  # the conftest's last pairs have a query longer than max_length
     scores = ql.predict(pairs)
     with torch.inference_mode():
@@ -52,7 +52,7 @@ def test_scores_equal_the_models_loss_per_pair(model_dir):
 
 def test_tokens_are_the_prompt_and_the_query(llama_dir, t5_dir):  # noqa: F811
     for folder in (llama_dir, t5_dir):
-        ql = QueryLikelihood(folder, template="Passage: {document} Question:", cache=False, progress=False)
+        ql = QueryLikelihood(folder, template="Passage: {document} Question:", cache=False, progress=False, threads=1)
         prompt, target = ql.encode([("flea eggs", "Adult fleas feed on blood.")])[0]
         tok = ql.tokenizer
         assert prompt == tok("Passage: Adult fleas feed on blood. Question:").input_ids
@@ -61,15 +61,15 @@ def test_tokens_are_the_prompt_and_the_query(llama_dir, t5_dir):  # noqa: F811
 
 
 def test_batching_does_not_change_scores(model_dir):
-    pairs = make_pairs(30)[:-2]
-    one = QueryLikelihood(model_dir, max_length=80, batch_size=1, cache=False, progress=False).predict(pairs)
+    pairs = make_pairs(18)[:-2]
+    one = QueryLikelihood(model_dir, max_length=80, batch_size=1, cache=False, progress=False, threads=1).predict(pairs)
     for kwargs in ({"batch_size": 7}, {"batch_size": 32, "token_budget": 100}):
         many = QueryLikelihood(model_dir, max_length=80, cache=False, progress=False, **kwargs).predict(pairs)
         np.testing.assert_allclose(many, one, rtol=1e-4, atol=1e-5)
 
 
 def test_long_documents_lose_their_end_only(model_dir):
-    ql = QueryLikelihood(model_dir, max_length=48, cache=False, progress=False)
+    ql = QueryLikelihood(model_dir, max_length=48, cache=False, progress=False, threads=1)
     query, long_doc = "flea life cycle", " ".join(["the flea lays eggs on its host"] * 40)
     prompt, target = ql.encode([(query, long_doc)])[0]
     limit = 48 if ql.seq2seq else 48 - len(target)
@@ -81,7 +81,7 @@ def test_long_documents_lose_their_end_only(model_dir):
 
 
 def test_rerank_stage_contract(llama_dir):  # noqa: F811
-    ql = QueryLikelihood(llama_dir, CorpusTexts(DOCS), depth=4, progress=False)
+    ql = QueryLikelihood(llama_dir, CorpusTexts(DOCS), depth=4, progress=False, threads=1)
     out = ql(QUERIES, RUN)
     assert out.name == "QueryLikelihood" and list(out) == ["q1", "q2", "q3"]
     ids = out.ids("q1")
@@ -95,7 +95,7 @@ def test_rerank_stage_contract(llama_dir):  # noqa: F811
 
 
 def test_cache_scores_each_pair_once(llama_dir, tmp_path):  # noqa: F811
-    ql = QueryLikelihood(llama_dir, CorpusTexts(DOCS), cache=tmp_path / "scores.sqlite", progress=False)
+    ql = QueryLikelihood(llama_dir, CorpusTexts(DOCS), cache=tmp_path / "scores.sqlite", progress=False, threads=1)
     calls = []
     ql.model.register_forward_hook(lambda *_: calls.append(1))
     first = ql(QUERIES, RUN)
@@ -110,7 +110,7 @@ def test_repr_rebuilds_the_stage(llama_dir, tmp_path):  # noqa: F811
     corpus = tmp_path / "docs.jsonl"
     from rankstack.data.corpus import write_corpus_jsonl
     write_corpus_jsonl(DOCS, corpus)
-    ql = QueryLikelihood(llama_dir, corpus, depth=3, template="Doc: {document} Query:", progress=False)
+    ql = QueryLikelihood(llama_dir, corpus, depth=3, template="Doc: {document} Query:", progress=False, threads=1)
     again = parse(repr(ql))
     assert isinstance(again, QueryLikelihood) and repr(again) == repr(ql)
     assert again(QUERIES, RUN).to_dict() == ql(QUERIES, RUN).to_dict()
@@ -123,7 +123,7 @@ def test_bad_input_is_named(llama_dir):  # noqa: F811
         QueryLikelihood(llama_dir, depth=0)
     with pytest.raises(InputError, match="chat template"):
         QueryLikelihood(llama_dir, chat=True)
-    ql = QueryLikelihood(llama_dir, max_length=16, cache=False, progress=False)
+    ql = QueryLikelihood(llama_dir, max_length=16, cache=False, progress=False, threads=1)
     with pytest.raises(InputError, match="max_length"):
         ql.predict([("a very long query " * 10, "doc")])
     with pytest.raises(InputError, match="no tokens"):

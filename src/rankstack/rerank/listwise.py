@@ -284,7 +284,7 @@ class _HttpBackend:
         return body
 
     def _read(self, answer: Any, n: int) -> tuple[list[int] | None, int]:
-        from rankstack.rerank.openai_client import RequestFailed, token_logprobs, message_text
+        from rankstack.rerank.openai_client import RequestFailed, message_text, token_logprobs
 
         if isinstance(answer, RequestFailed):
             log.warning("listwise: %s", answer)

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from rankstack.encoders.batching import pad
-from rankstack.encoders.loading import LoadedModel, ModelSpec, PathLike, resolve_model, select_device, select_dtype
+from rankstack.encoders.loading import (LoadedModel, ModelSpec, PathLike, _transformers_major, resolve_model,
+                                        select_device, select_dtype)
 from rankstack.errors import InputError, RankstackError
 from rankstack.rerank.base import PairReranker
 from rankstack.rerank.cross_encoder import CrossEncoder, _max_length, _weights_id
@@ -103,10 +104,11 @@ def gguf_folder(path: PathLike, cache_dir: PathLike | None = None) -> Path:
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        quantized = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        precision = {"dtype" if _transformers_major() >= 5 else "torch_dtype": torch.float32}
+        quantized = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **precision)
         config = quantized.config  # the weights are de-quantised already; a plain copy of the model saves them
         config.__dict__.pop("quantization_config", None)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, **precision)
         model.load_state_dict(quantized.state_dict())
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -116,7 +118,7 @@ def gguf_folder(path: PathLike, cache_dir: PathLike | None = None) -> Path:
         except OSError:  # another process finished first: keep its folder
             if not (out / "config.json").is_file():
                 raise
-    except Exception as e:  # noqa: BLE001 - a corrupt file fails anywhere in the reader: one clear error
+    except Exception as e:  # a corrupt file fails anywhere in the reader: one clear error
         hint = " (pip install gguf accelerate)" if "gguf" in str(e).lower() or "accelerate" in str(e).lower() else ""
         raise RankstackError(f"cannot load the GGUF file {path}{hint}: {e}") from e
     finally:
@@ -134,13 +136,14 @@ def load_lm(model: PathLike | ModelSpec, *, device: str | None = None, dtype: st
     dev = select_device(device)
     dt = select_dtype(dtype, dev)
     path = str(spec.transformer_path)
+    precision = {"dtype" if _transformers_major() >= 5 else "torch_dtype": dt}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         auto = AutoModelForSeq2SeqLM if AutoConfig.from_pretrained(path).is_encoder_decoder else AutoModelForCausalLM
         try:
-            lm = auto.from_pretrained(path, dtype=dt, attn_implementation="sdpa")
+            lm = auto.from_pretrained(path, attn_implementation="sdpa", **precision)
         except (ValueError, ImportError):  # no SDPA kernel for this architecture
-            lm = auto.from_pretrained(path, dtype=dt)
+            lm = auto.from_pretrained(path, **precision)
     except (OSError, ValueError, KeyError) as e:
         raise RankstackError(f"cannot load a generative language model from {path}: {e}") from e
     if tokenizer.pad_token_id is None:
@@ -223,7 +226,7 @@ def encode_fitted(prompter: Prompter, render: Callable[[int, str], str], documen
     ids = prompter.encode([render(i, d) for i, d in enumerate(documents)])
     for i, (row, limit) in enumerate(zip(ids, limits)):
         if len(row) > limit:
-            ids[i] = fit_document(lambda doc: prompter.encode([render(i, doc)])[0], documents[i], limit,
+            ids[i] = fit_document(lambda doc, i=i: prompter.encode([render(i, doc)])[0], documents[i], limit,
                                   prompter.tokenizer, row)
     return ids
 
