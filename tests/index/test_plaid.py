@@ -116,6 +116,12 @@ def test_more_bits_smaller_error(tmp_path):
         index = make(tmp_path / f"b{nbits}", docs, nbits)
         errors.append(float(np.abs(np.concatenate(index.vectors(np.arange(len(docs)))) - x).mean()))
     assert errors[0] > errors[1] > errors[2]
+    shared = PlaidIndex.create(tmp_path / "shared", INFO, docs, nbits=4, centroids=index.centroids)
+    assert np.array_equal(shared.centroids, index.centroids) and np.array_equal(shared.weights, index.weights)
+    shared.add(["a", "b"], docs[:2], codes=index.chunks[0].codes[:len(docs[0]) + len(docs[1])])
+    assert np.allclose(np.concatenate(shared.vectors([0, 1])), np.concatenate(index.vectors([0, 1])))
+    with pytest.raises(InputError, match="codes"):
+        shared.add(["c"], docs[:1], codes=np.full(len(docs[0]), 99))
 
 
 def test_packing_round_trip():

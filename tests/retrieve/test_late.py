@@ -31,7 +31,8 @@ DOCS = [Document(f"d{i}", text) for i, text in enumerate([
     "Air pollution is associated with asthma in children.",
     "Antibiotic resistance spreads through horizontal gene transfer.",
 ])]
-QUERIES = Queries({"q1": "does smoking cause lung cancer", "q2": "vitamin D and bones", "q3": "gut bacteria and cancer"})
+QUERIES = Queries({"q1": "does smoking cause lung cancer", "q2": "vitamin D and bones",
+                   "q3": "gut bacteria and cancer"})
 EXHAUSTIVE = dict(nprobe=8, ncandidates=1000)
 
 

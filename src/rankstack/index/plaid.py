@@ -83,11 +83,12 @@ def kmeans(vectors: np.ndarray, k: int, iters: int = 10, seed: int = 0, spherica
     centroids = x[rng.choice(len(x), size=k, replace=False)].copy()
     for _ in range(iters):
         labels = assign(x, centroids)
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, labels, x)
+        order = np.argsort(labels, kind="stable")
         counts = np.bincount(labels, minlength=k)
         empty = counts == 0
-        centroids = sums / np.maximum(counts, 1)[:, None]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[~empty]
+        centroids = np.zeros_like(centroids)
+        centroids[~empty] = np.add.reduceat(x[order], starts, axis=0) / counts[~empty, None]
         centroids[empty] = x[rng.choice(len(x), size=int(empty.sum()), replace=False)]
         if spherical:
             centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
@@ -179,9 +180,12 @@ class PlaidIndex:
         self.chunks: list[_Chunk] = []
         base = 0
         for entry in chunks:
-            self.chunks.append(_Chunk(self.path / entry["name"], entry, base, self.dim * self.nbits // 8,
-                                      len(self.centroids)))
-            base += entry["docs"]
+            try:
+                directory, docs = self.path / entry["name"], int(entry["docs"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise IndexFormatError(f"{self.path}/manifest.json is corrupt (bad chunk entry: {e})") from None
+            self.chunks.append(_Chunk(directory, entry, base, self.dim * self.nbits // 8, len(self.centroids)))
+            base += docs
         self._bases = np.array([c.base for c in self.chunks] + [base], dtype=np.int64)
         self.doc_ids = PlaidDocIds([c.ids for c in self.chunks], self._bases)
         self.live = np.ones(base, dtype=np.bool_)
@@ -192,11 +196,14 @@ class PlaidIndex:
 
     @classmethod
     def create(cls, path: str | os.PathLike, encoder_info: dict[str, Any], sample: np.ndarray | Sequence[np.ndarray],
-               *, nbits: int = 2, num_centroids: int | None = None, kmeans_iters: int = 10, seed: int = 0,
+               *, nbits: int = 2, num_centroids: int | None = None, kmeans_iters: int = 10,
+               kmeans_sample: int | None = None, centroids: np.ndarray | None = None, seed: int = 0,
                estimated_tokens: int | None = None, overwrite: bool = False) -> "PlaidIndex":
         """Train centroids and buckets on `sample` (token vectors: an array or per-document arrays) and write an
         empty index. `num_centroids` defaults to ColBERTv2's rule for `estimated_tokens` (default: the sample's
-        size). 5% of the sample (held out from k-means) sets the bucket quantiles, as in ColBERTv2."""
+        size). k-means runs on at most `kmeans_sample` vectors (default 256 per centroid, as faiss); 5% of the
+        sample, held out from k-means, sets the bucket quantiles, as in ColBERTv2. `centroids` given (e.g. another
+        index's) are used as they are, without k-means."""
         path = Path(path)
         if nbits not in (1, 2, 4):
             raise InputError(f"nbits must be 1, 2 or 4, got {nbits!r}")
@@ -217,11 +224,17 @@ class PlaidIndex:
         x = x[rng.permutation(len(x))]
         held = len(x) // 20 if len(x) >= 200 else 0
         heldout, train = x[:held], x[held:]
-        k = num_centroids or default_num_centroids(estimated_tokens or len(x))
-        if not 1 <= k <= len(train):
-            raise InputError(f"num_centroids={k} must lie between 1 and the {len(train)} training vectors")
         normalize = bool(np.allclose(np.linalg.norm(x[:1000], axis=1), 1, atol=1e-2))
-        centroids = kmeans(train, k, kmeans_iters, seed, spherical=normalize)
+        if centroids is not None:
+            centroids = np.ascontiguousarray(centroids, np.float32)
+            if centroids.ndim != 2 or centroids.shape[1] != dim or not len(centroids):
+                raise InputError(f"centroids must be a [k, {dim}] array, got shape {centroids.shape}")
+            k = len(centroids)
+        else:
+            k = num_centroids or default_num_centroids(estimated_tokens or len(x))
+            if not 1 <= k <= len(train):
+                raise InputError(f"num_centroids={k} must lie between 1 and the {len(train)} training vectors")
+            centroids = kmeans(train[:kmeans_sample or 256 * k], k, kmeans_iters, seed, spherical=normalize)
         check = heldout if held else train
         cutoffs, weights = bucket_quantiles(check - centroids[assign(check, centroids)], nbits)
         path.mkdir(parents=True, exist_ok=True)
@@ -230,22 +243,31 @@ class PlaidIndex:
         write_json_atomic(path / "manifest.json", {
             "format": FORMAT, "version": VERSION, "generation": 0, "encoder": encoder_info, "dim": dim,
             "nbits": nbits, "normalize": normalize, "num_centroids": k,
-            "training": {"vectors": len(train), "heldout": held, "kmeans_iters": kmeans_iters, "seed": seed},
+            "training": {"vectors": min(len(train), kmeans_sample or 256 * k), "heldout": held,
+                         "kmeans_iters": kmeans_iters, "seed": seed},
             "chunks": [], "deleted": None})
         return cls(path)
 
-    def compress(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Token vectors [n, dim] -> (centroid ids, packed residuals [n, dim * nbits / 8])."""
-        codes = assign(vectors, self.centroids)
+    def compress(self, vectors: np.ndarray, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Token vectors [n, dim] -> (centroid ids, packed residuals [n, dim * nbits / 8]); `codes` given are
+        taken as the centroid ids."""
+        if codes is None:
+            codes = assign(vectors, self.centroids)
+        else:
+            codes = np.asarray(codes).astype(np.int64)
+            if codes.shape != (len(vectors),) or (len(codes) and not 0 <= codes.min() <= codes.max()
+                                                  < len(self.centroids)):
+                raise InputError(f"codes must be {len(vectors)} centroid ids below {len(self.centroids)}")
         buckets = np.searchsorted(self.cutoffs, vectors - self.centroids[codes]).astype(np.uint8)
         return codes.astype(self._code_dtype()), K.pack_buckets(buckets, self.nbits)
 
     def _code_dtype(self) -> type:
         return np.uint16 if len(self.centroids) <= 1 << 16 else np.int32
 
-    def add(self, doc_ids: Sequence[str], vectors: Sequence[np.ndarray]) -> int:
+    def add(self, doc_ids: Sequence[str], vectors: Sequence[np.ndarray], codes: np.ndarray | None = None) -> int:
         """Add documents (per document a [n_tokens, dim] array) as a new chunk, reusing the trained centroids and
-        buckets; ids already in the index are replaced. Commits and reloads; returns how many were added."""
+        buckets; ids already in the index are replaced. Commits and reloads; returns how many were added.
+        `codes`: the tokens' nearest centroids when already known (e.g. from an index with the same centroids)."""
         doc_ids = [str(i) for i in doc_ids]
         if len(doc_ids) != len(vectors):
             raise InputError(f"{len(doc_ids)} doc ids but {len(vectors)} vector arrays")
@@ -264,7 +286,7 @@ class PlaidIndex:
             directory.mkdir()
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
-            codes, packed = self.compress(np.concatenate([np.asarray(v, np.float32) for v in vectors]))
+            codes, packed = self.compress(np.concatenate([np.asarray(v, np.float32) for v in vectors]), codes)
             ivf_offsets, ivf_docs = _inverted_lists(codes, offsets, len(self.centroids))
             save_arrays(directory, {"codes": codes, "residuals": packed, "offsets": offsets,
                                     "ivf_offsets": ivf_offsets, "ivf_docs": ivf_docs})

@@ -1,0 +1,231 @@
+"""Late interaction on SciFact test: PLAID search (2- and 4-bit residuals) against exact brute-force MaxSim.
+
+No trained ColBERT weights are available here, so the token vectors are all-MiniLM-L6-v2's last layer
+(rankstack's MultiVectorEncoder with no projection, L2-normalised per token, [Q]/[D] markers, queries padded with
+[MASK] to 32 tokens, documents cut at 180 tokens, punctuation dropped). Absolute nDCG is therefore not ColBERT's;
+the benchmark measures how faithfully and how fast PLAID reproduces exact MaxSim over the same vectors.
+
+Exact = for every query, MaxSim against the full-precision token vectors (float16 cache, computed in float32) of
+all 5,183 documents. PLAID = rankstack.index.plaid over the same vectors (k-means centroids, residuals compressed
+to 2 or 4 bits, candidates from each query token's top nprobe centroids, centroid interaction keeping
+ncandidates, exact MaxSim over the decompressed candidates). Reported per setting: overlap of the top 10 with
+exact's top 10, nDCG@10, queries/s (search only: query vectors are encoded beforehand, as for exact), index
+size and bytes per token.
+
+Document token vectors are encoded once (several minutes on 2 cores) and cached as float16 shards in
+bench/out/late/ (git-ignored); later runs reuse them.
+
+    PYTHONPATH=src python bench/bench_late.py
+    PYTHONPATH=src python bench/bench_late.py --threads 2 --num-centroids 4096 --settings 4:256 16:1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# BLAS threads as --threads says (set before NumPy loads): both exact and PLAID scoring run under the same setting.
+_THREADS = next((a.split("=")[1] if "=" in a else sys.argv[i + 2] for i, a in enumerate(sys.argv[1:])
+                 if a.startswith("--threads")), "1")
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, _THREADS)
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "models/sentence-transformers__all-MiniLM-L6-v2"
+
+
+def _model_dir(given: str | None) -> Path:
+    if given:
+        return Path(given)
+    for root in (REPO.parent / "shared", REPO / "shared"):
+        if (root / MODEL).is_dir():
+            return root / MODEL
+    sys.exit(f"{MODEL} not found; pass --model")
+
+
+class _Float16:
+    """Wraps an encoder so that shards hold float16 token vectors (half the disk and memory)."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def encode_documents(self, texts):
+        return [v.astype(np.float16) for v in self.encoder.encode_documents(texts)]
+
+    def model_info(self):
+        return {**self.encoder.model_info(), "cache_dtype": "float16"}
+
+
+def document_tokens(encoder, docs, out: Path) -> list[np.ndarray]:
+    from rankstack.encoders import encode_corpus_to_shards, load_shards
+
+    t = time.perf_counter()
+    encode_corpus_to_shards(_Float16(encoder), [d.contents for d in docs], out / "scifact-doc-tokens", shard_size=256,
+                            on_shard=lambda i, p: print(f"  encoded shard {i} ({time.perf_counter() - t:.0f} s)",
+                                                        file=sys.stderr))
+    return load_shards(out / "scifact-doc-tokens")
+
+
+def exact_scores(queries: list[np.ndarray], docs: list[np.ndarray], block_tokens: int = 4096) -> np.ndarray:
+    """[n_queries, n_docs] exact MaxSim (float32), all queries at once against blocks of whole documents."""
+    q = np.concatenate(queries).astype(np.float32)  # [n_queries * query_length, dim]
+    nq, qlen = len(queries), len(queries[0])
+    out = np.empty((nq, len(docs)), np.float32)
+    start = 0
+    while start < len(docs):
+        end, tokens = start, 0
+        while end < len(docs) and (tokens == 0 or tokens + len(docs[end]) <= block_tokens):
+            tokens += len(docs[end])
+            end += 1
+        block = np.concatenate(docs[start:end]).astype(np.float32)
+        bounds = np.concatenate([[0], np.cumsum([len(d) for d in docs[start:end]])])
+        sims = q @ block.T  # [query tokens, block tokens]
+        # Max over each document's tokens, per query token; then the sum over each query's tokens.
+        maxes = np.maximum.reduceat(sims, bounds[:-1], axis=1)  # [query tokens, docs]
+        out[:, start:end] = maxes.reshape(nq, qlen, end - start).sum(1)
+        start = end
+    return out
+
+
+def exact_scores_cached(queries: list[np.ndarray], out: Path) -> np.ndarray:
+    """Exact MaxSim against every shard of cached document vectors, each shard's scores cached beside it (so
+    that this can run while the documents are still being encoded: it scores the shards written so far)."""
+    key = hashlib.sha256(np.concatenate(queries).tobytes()).hexdigest()[:12]
+    parts = []
+    for shard in sorted((out / "scifact-doc-tokens").glob("shard-*.npz")):
+        cached = out / "exact" / f"{key}-{shard.stem}.npy"
+        if not cached.exists():
+            with np.load(shard) as z:  # a multi-vector shard: concatenated vectors and per-text lengths
+                docs = np.split(z["vectors"], np.cumsum(z["lengths"])[:-1])
+            cached.parent.mkdir(exist_ok=True)
+            np.save(cached, exact_scores(queries, docs))
+        parts.append(np.load(cached))
+    return np.concatenate(parts, axis=1)
+
+
+def query_tokens(encoder, queries, out: Path) -> list[np.ndarray]:
+    """Query token vectors, cached (with the encoder's model_info) in out/queries.npz."""
+    path = out / "queries.npz"
+    info = json.dumps(encoder.model_info(), sort_keys=True)
+    qids = list(queries)
+    if path.exists():
+        with np.load(path) as z:
+            if str(z["info"]) == info and z["qids"].tolist() == qids:
+                return list(z["vectors"])
+    vectors = encoder.encode_queries([queries[q] for q in qids])
+    np.savez(path, info=np.str_(info), qids=np.array(qids), vectors=np.stack(vectors))
+    return vectors
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", help="all-MiniLM-L6-v2 folder (default: the shared one)")
+    p.add_argument("--out", default=str(REPO / "bench" / "out" / "late"))
+    p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
+    p.add_argument("--num-centroids", type=int, default=1024)
+    p.add_argument("--kmeans-sample", type=int, default=1 << 15)
+    p.add_argument("--kmeans-iters", type=int, default=8)
+    p.add_argument("--nbits", type=int, nargs="+", default=[2, 4])
+    p.add_argument("--max-docs", type=int, help="only the first N documents (a quick trial of the script)")
+    p.add_argument("--exact-only", action="store_true",
+                   help="only score the document shards encoded so far exactly (can run beside the encoding)")
+    p.add_argument("--settings", nargs="+", default=["2:128", "4:256", "8:512"],
+                   help="nprobe:ncandidates pairs")
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from rankstack import datasets
+    from rankstack.data.run import IdList, Run
+    from rankstack.encoders import MultiVectorEncoder
+    from rankstack.evaluate import evaluate
+    from rankstack.index.plaid import PlaidIndex
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = datasets.load("beir/scifact/test")
+    docs, queries, qrels = list(data.corpus)[:args.max_docs], data.queries, data.qrels
+    encoder = MultiVectorEncoder(_model_dir(args.model), projection=None, device="cpu", progress=False)
+    qids = list(queries)
+    t = time.perf_counter()
+    encoder.encode_queries([queries[q] for q in qids[:100]])
+    query_encoding_qps = 100 / (time.perf_counter() - t)
+    query_vectors = query_tokens(encoder, queries, out)
+    if args.exact_only:
+        print(exact_scores_cached(query_vectors, out).shape)
+        return
+    doc_vectors = document_tokens(encoder, docs, out)
+    num_tokens = sum(len(v) for v in doc_vectors)
+    ids = IdList(d.id for d in docs)
+
+    def ndcg(results: dict, doc_ids) -> float:
+        return evaluate(Run(results, doc_ids, presorted=True), qrels, ["nDCG@10"]).value("nDCG@10")
+
+    t = time.perf_counter()
+    exact_scores(query_vectors[:10], doc_vectors)  # timed on 10 queries; the scores of all come from the cache
+    exact_qps = 10 / (time.perf_counter() - t)
+    exact = exact_scores_cached(query_vectors, out)
+    exact_top = np.argsort(-exact, axis=1, kind="stable")[:, :10]
+    report = {"data": f"beir/scifact/test ({len(docs)} docs, {len(qids)} queries)",
+              "vectors": "all-MiniLM-L6-v2 token vectors, no projection, normalised (no ColBERT weights here); "
+                         "documents cut at 180 tokens, queries 32 tokens with [MASK] augmentation",
+              "threads": args.threads, "documents": len(docs), "tokens": num_tokens,
+              "query_encoding_qps": round(query_encoding_qps, 1),
+              "exact": {"nDCG@10": round(ndcg({q: (exact_top[i], exact[i, exact_top[i]]) for i, q in enumerate(qids)},
+                                              ids), 4),
+                        "qps": round(exact_qps, 2), "float16_vectors_bytes": num_tokens * encoder.dimension * 2,
+                        "bytes_per_token": encoder.dimension * 2},
+              "plaid": []}
+    print(json.dumps({k: v for k, v in report.items() if k != "plaid"}), file=sys.stderr)
+    centroids = codes = None  # trained and assigned once, shared by the indexes of every nbits
+    for nbits in args.nbits:
+        path = out / f"plaid-{nbits}bit"
+        t = time.perf_counter()
+        index = PlaidIndex.create(path, encoder.model_info(), doc_vectors, nbits=nbits,
+                                  num_centroids=args.num_centroids, kmeans_sample=args.kmeans_sample,
+                                  kmeans_iters=args.kmeans_iters, centroids=centroids, overwrite=True)
+        centroids = index.centroids
+        trained = time.perf_counter() - t
+        index.add([d.id for d in docs], doc_vectors, codes)
+        codes = np.array(index.chunks[0].codes)
+        built = time.perf_counter() - t
+        size = index.size_bytes()
+        decompressed = index.vectors(np.arange(len(docs)))
+        cosine = float(np.mean(np.einsum("ij,ij->i", np.concatenate(decompressed),
+                                         np.concatenate(doc_vectors).astype(np.float32))))
+        del decompressed
+        index.search(query_vectors[0], 10)  # compile the kernels outside the timings
+        for setting in args.settings:
+            nprobe, ncandidates = map(int, setting.split(":"))
+            t = time.perf_counter()
+            hits = [index.search(q, 10, nprobe, ncandidates) for q in query_vectors]
+            qps = len(qids) / (time.perf_counter() - t)
+            # Index doc numbers follow the corpus order here (one chunk, added in order).
+            overlap = np.mean([len(set(h.docnos.tolist()) & set(exact_top[i].tolist())) / 10
+                               for i, h in enumerate(hits)])
+            row = {"nbits": nbits, "nprobe": nprobe, "ncandidates": ncandidates,
+                   "overlap@10": round(float(overlap), 4),
+                   "nDCG@10": round(ndcg(dict(zip(qids, hits)), index.doc_ids), 4),
+                   "qps": round(qps, 1), "qps_vs_exact": round(qps / exact_qps, 1),
+                   "index_bytes": size, "bytes_per_token": round(size / num_tokens, 1),
+                   "num_centroids": len(index.centroids), "mean_cosine_to_original": round(cosine, 4),
+                   "train_s (k-means and assignment: first nbits only)": round(trained, 1), "build_s": round(built, 1)}
+            report["plaid"].append(row)
+            print(json.dumps(row), file=sys.stderr)
+        shutil.rmtree(path)
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    print("reproduce: PYTHONPATH=src python bench/bench_late.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
