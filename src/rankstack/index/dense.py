@@ -27,7 +27,7 @@ import numpy as np
 from rankstack.data.run import Run
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.strings import StringTable
-from rankstack.index.storage import WriterLock, fsync_dir, load_array, read_json, save_arrays, write_json_atomic
+from rankstack.index.storage import LockedWriter, WriterLock, fsync_dir, load_array, read_json, save_arrays, write_json_atomic
 
 FORMAT = "rankstack-dense-index"
 FORMAT_VERSION = 1
@@ -317,7 +317,7 @@ def _new_faiss(m: dict) -> Any:
             from None
 
 
-class DenseIndexWriter:
+class DenseIndexWriter(LockedWriter):
     """The one writer of a dense index directory (guarded by a lock file).
 
     A new directory needs `factory`, `dim`, `metric` ('ip' or 'l2'), the encoder's `model_info()` (may be {} for
@@ -499,19 +499,3 @@ class DenseIndexWriter:
             match = _COMMIT_FILE.match(child.name)
             if child.name.endswith(".tmp") or (match and match.group(1) not in named):
                 child.unlink(missing_ok=True)
-
-    # --- lifecycle -----------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Release the lock. Uncommitted changes are discarded (call commit() first)."""
-        self._lock.release()
-
-    def __enter__(self) -> "DenseIndexWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                self.commit()
-        finally:
-            self.close()

@@ -19,7 +19,7 @@ from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputErro
 from rankstack.index.query import SegmentSearcher
 from rankstack.index.segment import MODES, Segment, SegmentBuilder, merge_segments, remove_segment
 from rankstack.index.strings import StringTable
-from rankstack.index.storage import WriterLock, fsync_dir, read_json, save_arrays, write_json_atomic
+from rankstack.index.storage import LockedWriter, WriterLock, fsync_dir, read_json, save_arrays, write_json_atomic
 
 FORMAT = "rankstack-inverted-index"
 FORMAT_VERSION = 1
@@ -235,7 +235,7 @@ def _merge_top_k(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np
     return docnos[order].astype(np.int32), scores[order]
 
 
-class IndexWriter:
+class IndexWriter(LockedWriter):
     """The one writer of an index directory (guarded by a lock file).
 
     Documents added since the last commit are buffered and written as a new segment at `commit()`
@@ -409,22 +409,6 @@ class IndexWriter:
                                             "deletes": None})
         manifest["segments"] = kept
         self._publish(manifest)
-
-    # --- lifecycle -----------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Release the lock. Uncommitted changes are discarded (call commit() first)."""
-        self._lock.release()
-
-    def __enter__(self) -> "IndexWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                self.commit()
-        finally:
-            self.close()
 
 
 def _check_unique(builder: SegmentBuilder, pending: list[Segment]) -> None:

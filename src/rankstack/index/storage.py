@@ -91,3 +91,28 @@ class WriterLock:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()
             self._file = None
+
+
+class LockedWriter:
+    """The lifecycle every index writer shares: `with Writer(...) as w:` commits on a clean exit and always
+    releases the directory's WriterLock (`self._lock`); uncommitted changes are discarded on close."""
+
+    _lock: WriterLock
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the lock. Uncommitted changes are discarded (call commit() first)."""
+        self._lock.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+        finally:
+            self.close()
+
