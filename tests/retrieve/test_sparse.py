@@ -156,3 +156,17 @@ def test_bad_inputs(tmp_path, encoder):
     stage = LearnedSparse.build(DOCS, tmp_path / "c", encoder)
     with pytest.raises(InputError):
         LearnedSparse(stage.index, algorithm="nope")
+
+
+def test_inference_free_encoder(tmp_path, models):
+    from rankstack.encoders import InferenceFreeSparseEncoder
+    encoder = InferenceFreeSparseEncoder(models[0], device="cpu", progress=False)
+    encoder.fit_idf(d.contents for d in DOCS)
+    path = tmp_path / "idx"
+    built = LearnedSparse.build(DOCS, path, encoder, k=5)
+    reopened = LearnedSparse(path, k=5, device="cpu")  # its IDF table is kept with the index
+    assert reopened(QUERIES).to_dict() == built(QUERIES).to_dict()
+    assert type(reopened.encoder).__name__ == "InferenceFreeSparseEncoder"
+    other = InferenceFreeSparseEncoder(models[0], device="cpu", progress=False)  # no IDF: other query weights
+    with pytest.raises(IncompatibleIndexError, match="query_idf"):
+        LearnedSparse(path, other)
