@@ -1,5 +1,5 @@
 """SciFact BM25 nDCG@10 / R@100 under each stemmer and length-norm choice (README, "BM25 and Anserini")."""
-import time, tempfile, warnings
+import time, tempfile
 from rankstack import BM25, Analyzer
 from rankstack.data import datasets
 from rankstack.evaluate import evaluate

@@ -251,9 +251,8 @@ def make_pyserini(args):
 
 def make_rankstack(args):
     """rankstack itself, installed into this venv (`pip install --no-deps -e .`), Anserini's defaults."""
-    import numpy as np
     import rankstack
-    from rankstack import BM25, Document, Queries
+    from rankstack import BM25, Document
 
     def build(ids, texts, index_dir):
         BM25.build((Document(i, t) for i, t in zip(ids, texts)), index_dir, store=False, progress=False)

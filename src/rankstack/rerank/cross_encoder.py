@@ -9,15 +9,13 @@ is computed for the [CLS] token only, the one the classification head reads (che
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
-import inspect
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -27,8 +25,9 @@ from rankstack.encoders.batching import Batch, default_batching, pad, run_batche
 from rankstack.encoders.loading import (WEIGHT_FILES, LoadedModel, ModelSpec, PathLike, resolve_model, select_device,
                                         select_dtype)
 from rankstack.errors import InputError, RankstackError
-from rankstack.rerank.base import PairReranker, check_depth
+from rankstack.rerank.base import check_depth
 from rankstack.rerank.cache import ScoreCache
+from rankstack.rerank.model import ModelPairReranker
 from rankstack.rerank.texts import Texts, texts_from
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ _FIRST_TOKEN_HEADS = {"BertForSequenceClassification", "RobertaForSequenceClassi
                       "CamembertForSequenceClassification"}
 
 
-class CrossEncoder(PairReranker):
+class CrossEncoder(ModelPairReranker):
     """Rerank the top `depth` candidates of each query with a cross-encoder; the rest keep their order below.
 
     `model`: a hub id or a local directory (a transformers or sentence-transformers CrossEncoder folder).
@@ -112,28 +111,6 @@ class CrossEncoder(PairReranker):
 
     # --- scoring ---------------------------------------------------------------------------------------------
 
-    def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Scores of (query, document text) pairs, float32 in the order given: the values sentence-transformers'
-        `CrossEncoder.predict` returns. Repeated pairs are scored once; cached pairs not at all."""
-        pairs = _check_pairs(pairs)
-        scores = np.empty(len(pairs), dtype=np.float32)
-        cache = self.cache
-        keys: list[Any] = pairs if cache is None else [cache.key(q, d) for q, d in pairs]
-        known = {} if cache is None else cache.get_many(keys)
-        todo: dict[Any, list[int]] = {}
-        for i, key in enumerate(keys):
-            if key in known:
-                scores[i] = known[key]
-            else:
-                todo.setdefault(key, []).append(i)
-        if todo:
-            new = self._score([pairs[rows[0]] for rows in todo.values()])
-            for rows, s in zip(todo.values(), new):
-                scores[rows] = s
-            if cache is not None:
-                cache.put_many(zip(todo, new.tolist()))
-        return scores
-
     def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         out = np.empty(len(pairs), dtype=np.float32)
         with self._thread_count():
@@ -180,28 +157,7 @@ class CrossEncoder(PairReranker):
         logits = self.model(input_ids=ids, **inputs).logits.float()
         return self._activation(logits)[:, self.label]
 
-    @contextlib.contextmanager
-    def _thread_count(self) -> Iterator[None]:
-        if self.threads is None or self.device.type != "cpu":
-            yield
-            return
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
     # --- the stage -------------------------------------------------------------------------------------------
-
-    def config(self) -> dict[str, Any]:
-        defaults = {k: p.default for k, p in inspect.signature(CrossEncoder.__init__).parameters.items()}
-        return {k: v for k, v in self._args.items() if k in ("model", "texts") or v != defaults[k]}
-
-    def clear_cache(self) -> None:
-        """Forget the scores cached in memory."""
-        if self.cache is not None:
-            self.cache.clear()
 
     def info(self) -> dict[str, Any]:
         """What computes the scores: model, revision, length, activation, precision and device."""
@@ -361,17 +317,6 @@ def _install_first_token_layer(ce: CrossEncoder) -> bool:
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
-
-
-def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    if isinstance(pairs, str) or (len(pairs) == 2 and all(isinstance(x, str) for x in pairs)):
-        raise InputError("expected a list of (query, document) pairs, got a single pair; wrap it: [pair]")
-    out = []
-    for i, pair in enumerate(pairs):
-        if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], str):
-            raise InputError(f"pair {i} is not a (query, document text) pair of strings: {pair!r:.80}")
-        out.append((pair[0], pair[1]))
-    return out
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:

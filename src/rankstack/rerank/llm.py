@@ -35,8 +35,7 @@ from rankstack.encoders.batching import pad
 from rankstack.encoders.loading import (LoadedModel, ModelSpec, PathLike, _transformers_major, resolve_model,
                                         select_device, select_dtype)
 from rankstack.errors import InputError, RankstackError
-from rankstack.rerank.base import PairReranker
-from rankstack.rerank.cross_encoder import CrossEncoder, _max_length, _weights_id
+from rankstack.rerank.cross_encoder import _max_length, _weights_id
 
 log = logging.getLogger(__name__)
 
@@ -281,22 +280,3 @@ def batches(lengths: Sequence[int], batch_size: int, token_budget: int | None) -
     """Positions grouped longest first (rankstack.encoders.batching.plan_batches)."""
     from rankstack.encoders.batching import plan_batches
     return plan_batches(np.asarray(lengths, dtype=np.int64), batch_size, token_budget)
-
-
-# --- the pair-scoring stage shape ----------------------------------------------------------------------------
-
-
-class PairStage(PairReranker):
-    """What pointwise generative rerankers share with CrossEncoder: the PairReranker stage (top `depth` rescored,
-    the rest kept below in order), and CrossEncoder's `predict` (score cache, repeated pairs scored once), thread
-    count and cache clearing. A subclass sets texts, depth, threads, device, progress, cache and `_args`, and
-    implements `_score(pairs)`."""
-
-    predict = CrossEncoder.predict
-    _thread_count = CrossEncoder._thread_count
-    clear_cache = CrossEncoder.clear_cache
-
-    def config(self) -> dict[str, Any]:
-        import inspect
-        defaults = {k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items()}
-        return {k: v for k, v in self._args.items() if k in ("model", "texts") or v != defaults[k]}

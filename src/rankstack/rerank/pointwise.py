@@ -27,7 +27,8 @@ from rankstack.errors import InputError
 from rankstack.rerank.base import check_depth
 from rankstack.rerank.cache import ScoreCache
 from rankstack.rerank.cross_encoder import CPU_TOKEN_BUDGET
-from rankstack.rerank.llm import (PairStage, Prompter, batches, causal_logits, check_template, encode_fitted,
+from rankstack.rerank.model import ModelPairReranker
+from rankstack.rerank.llm import (Prompter, batches, causal_logits, check_template, encode_fitted,
                                   is_seq2seq, left_pad, load_lm, model_key, right_pad)
 from rankstack.rerank.texts import Texts, texts_from
 
@@ -35,7 +36,7 @@ from rankstack.rerank.texts import Texts, texts_from
 DEFAULT_TEMPLATE = "Query: {query} Document: {document} Relevant:"
 
 
-class Pointwise(PairStage):
+class Pointwise(ModelPairReranker):
     """Rerank the top `depth` candidates of each query by log P(`tokens[0]`) against `tokens[1]` at the first
     answer position.
 

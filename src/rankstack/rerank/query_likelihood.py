@@ -25,7 +25,8 @@ from rankstack.errors import InputError
 from rankstack.rerank.base import check_depth
 from rankstack.rerank.cache import ScoreCache
 from rankstack.rerank.cross_encoder import CPU_TOKEN_BUDGET
-from rankstack.rerank.llm import (PairStage, Prompter, batches, causal_logits, check_template, encode_fitted,
+from rankstack.rerank.model import ModelPairReranker
+from rankstack.rerank.llm import (Prompter, batches, causal_logits, check_template, encode_fitted,
                                   is_seq2seq, left_pad, load_lm, model_key, right_pad)
 from rankstack.rerank.texts import Texts, texts_from
 
@@ -33,7 +34,7 @@ from rankstack.rerank.texts import Texts, texts_from
 DEFAULT_TEMPLATE = "Passage: {document}\nPlease write a question based on this passage.\nQuestion:"
 
 
-class QueryLikelihood(PairStage):
+class QueryLikelihood(ModelPairReranker):
     """Rerank the top `depth` candidates of each query by mean log P(query tokens | prompt with the document).
 
     `model`: a hub id, a local folder, a `.gguf` file or "package:NAME" (see rankstack.rerank.llm), causal or

@@ -1,0 +1,86 @@
+"""What rerankers that run a local model on (query, document) pairs share: cached scoring, CPU threads, config.
+
+A subclass (CrossEncoder, QueryLikelihood, Pointwise) sets `texts`, `depth`, `threads`, `device`, `cache` (a
+ScoreCache or None) and `_args` (its constructor's arguments), and implements `_score(pairs)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from rankstack.errors import InputError
+from rankstack.rerank.base import PairReranker
+from rankstack.rerank.cache import ScoreCache
+
+
+class ModelPairReranker(PairReranker):
+    """A PairReranker whose scores come from a local model, with a score cache keyed by (model, query, document)."""
+
+    cache: ScoreCache | None = None
+    threads: int | None = None
+    device: torch.device
+    _args: dict[str, Any]
+
+    def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """float32 scores of distinct, uncached pairs."""
+        raise NotImplementedError
+
+    def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Scores of (query, document text) pairs, float32 in the order given. Repeated pairs are scored once;
+        cached pairs not at all."""
+        pairs = check_pairs(pairs)
+        scores = np.empty(len(pairs), dtype=np.float32)
+        cache = self.cache
+        keys: list[Any] = pairs if cache is None else [cache.key(q, d) for q, d in pairs]
+        known = {} if cache is None else cache.get_many(keys)
+        todo: dict[Any, list[int]] = {}
+        for i, key in enumerate(keys):
+            if key in known:
+                scores[i] = known[key]
+            else:
+                todo.setdefault(key, []).append(i)
+        if todo:
+            new = self._score([pairs[rows[0]] for rows in todo.values()])
+            for rows, s in zip(todo.values(), new):
+                scores[rows] = s
+            if cache is not None:
+                cache.put_many(zip(todo, new.tolist()))
+        return scores
+
+    @contextlib.contextmanager
+    def _thread_count(self) -> Iterator[None]:
+        """Run with `threads` torch threads on CPU (the process setting is restored afterwards)."""
+        if self.threads is None or self.device.type != "cpu":
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def clear_cache(self) -> None:
+        """Forget the scores cached in memory."""
+        if self.cache is not None:
+            self.cache.clear()
+
+    def config(self) -> dict[str, Any]:
+        defaults = {k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items()}
+        return {k: v for k, v in self._args.items() if k in ("model", "texts") or v != defaults[k]}
+
+
+def check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    if isinstance(pairs, str) or (len(pairs) == 2 and all(isinstance(x, str) for x in pairs)):
+        raise InputError("expected a list of (query, document) pairs, got a single pair; wrap it: [pair]")
+    out = []
+    for i, pair in enumerate(pairs):
+        if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], str):
+            raise InputError(f"pair {i} is not a (query, document text) pair of strings: {pair!r:.80}")
+        out.append((pair[0], pair[1]))
+    return out
