@@ -128,3 +128,25 @@ def test_check_compatible_tolerates_new_keys(dense):
     check_compatible(info, {**info, "a_key_added_later": 1})
     with pytest.raises(IncompatibleIndexError, match="lowercase: index False, encoder None"):
         check_compatible(info, {k: v for k, v in info.items() if k != "lowercase"})
+
+
+def test_retrained_weights_of_the_same_shape_hash_differently(tmp_path, splade_dir):
+    import shutil
+
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    copy = tmp_path / "copy"
+    shutil.copytree(splade_dir, copy)
+    assert resolve_model(copy).content_hash == resolve_model(splade_dir).content_hash  # same files, same hash
+    model = AutoModelForMaskedLM.from_pretrained(copy)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.01)  # "retrained": same shapes, same file sizes, other values
+    for f in copy.glob("*.safetensors"):
+        f.unlink()
+    (copy / "pytorch_model.bin").unlink(missing_ok=True)
+    model.save_pretrained(copy)
+    sizes = {f.name: f.stat().st_size for f in copy.glob("*.safetensors")}
+    assert sizes == {f.name: f.stat().st_size for f in splade_dir.glob("*.safetensors")}  # only values differ
+    assert resolve_model(copy).content_hash != resolve_model(splade_dir).content_hash
