@@ -7,22 +7,22 @@ documents' texts (a CorpusTexts, an IndexTexts or a path, as for the cross-encod
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from rankstack.data.queries import Queries
-from rankstack.data.run import Hits, Run, sort_hits
+from rankstack.data.run import DocIds
 from rankstack.errors import InputError
 from rankstack.index.plaid import PlaidIndex, maxsim_scores
-from rankstack.pipeline.stage import Stage
+from rankstack.rerank.base import Reranker, check_depth
 from rankstack.rerank.texts import Texts, texts_from
 from rankstack.retrieve.late import encoder_source, multivector_encoder
 
 BATCH_DOCS = 4096  # candidates whose token vectors are held at once (queries are batched to stay near it)
 
 
-class MaxSim(Stage):
+class MaxSim(Reranker):
     """Rerank the top `depth` candidates of each query by exact MaxSim; the rest keep their order below.
 
     >>> bm25 % 100 >> MaxSim(model_dir, texts=CorpusTexts(corpus))       # encode the candidates' texts
@@ -33,14 +33,10 @@ class MaxSim(Stage):
     directory) and `texts`. `depth`: how many candidates per query are rescored (None: all).
     """
 
-    first_stage = False
-
     def __init__(self, encoder: Any, *, index: Any = None, texts: Texts | str | os.PathLike | None = None,
                  depth: int | None = 100, device: str | None = None):
         if (index is None) == (texts is None):
             raise InputError("MaxSim needs exactly one source of document vectors: index=... or texts=...")
-        if depth is not None and (not isinstance(depth, int) or depth < 1):
-            raise InputError(f"depth must be a positive integer or None (every candidate), got {depth!r}")
         self.index: PlaidIndex | None = None
         self.texts: Texts | None = None
         if index is not None:
@@ -54,7 +50,7 @@ class MaxSim(Stage):
         else:
             self.texts = texts_from(texts)
             self.encoder = multivector_encoder(encoder, None, device)
-        self.depth = depth
+        self.depth = check_depth(depth)
 
     def document_vectors(self, doc_ids: list[str]) -> list[np.ndarray]:
         """Token vectors of documents by external id: decompressed from the index, or encoded from their texts."""
@@ -66,40 +62,25 @@ class MaxSim(Stage):
             raise InputError(f"document {missing!r} is not in the index {self.index.path}")
         return self.index.vectors(docnos)
 
-    def transform(self, queries: Queries, run: Run | None = None) -> Run:
-        empty = Hits(np.empty(0, np.int32), np.empty(0, np.float32))
-        hits = {q: run.get(q, empty) for q in queries}
-        heads = {q: h.docnos[:self.depth] for q, h in hits.items()}
-        results = {}
-        qids = list(heads)
-        per_batch = max(1, BATCH_DOCS // max(1, self.depth or max((len(h) for h in heads.values()), default=1)))
+    def score(self, queries: Queries, heads: Mapping[str, np.ndarray], doc_ids: DocIds) -> dict[str, np.ndarray]:
+        """MaxSim of each query's head candidates, queries batched so that about BATCH_DOCS documents' vectors are
+        held at once; each document's vectors fetched once per batch."""
+        qids = [q for q, h in heads.items() if len(h)]
+        out = {q: np.zeros(0, np.float32) for q in heads}
+        per_batch = max(1, BATCH_DOCS // max(1, max((len(heads[q]) for q in qids), default=1)))
         for start in range(0, len(qids), per_batch):
             batch = qids[start:start + per_batch]
-            scores = self._score(queries, {q: heads[q] for q in batch}, run)
-            for q in batch:
-                head, rest = heads[q], hits[q].docnos[len(heads[q]):]
-                top = sort_hits(head, scores[q]) if len(head) else hits[q]
-                floor = top.scores[-1] if len(top.scores) else np.float32(0)
-                rest_scores = floor - np.arange(1, len(rest) + 1, dtype=np.float32)
-                results[q] = (np.concatenate([top.docnos, rest]), np.concatenate([top.scores, rest_scores]))
-        return Run(results, run.doc_ids, name="MaxSim", presorted=True)
-
-    def _score(self, queries: Queries, heads: dict[str, np.ndarray], run: Run) -> dict[str, np.ndarray]:
-        """MaxSim of each query's head candidates; each document's vectors fetched once per batch."""
-        heads = {q: h for q, h in heads.items() if len(h)}
-        if not heads:
-            return {}
-        unique, inverse = np.unique(np.concatenate(list(heads.values())), return_inverse=True)
-        vectors = self.document_vectors(run.doc_ids.take(unique))
-        lengths = np.array([len(v) for v in vectors], dtype=np.int64)
-        query_vectors = self.encoder.encode_queries([queries[q] for q in heads])
-        out, pos = {}, 0
-        for (q, head), qv in zip(heads.items(), query_vectors):
-            rows = inverse[pos:pos + len(head)].tolist()
-            pos += len(head)
-            bounds = np.zeros(len(rows) + 1, np.int64)
-            np.cumsum(lengths[rows], out=bounds[1:])
-            out[q] = maxsim_scores(qv, np.concatenate([vectors[r] for r in rows]), bounds)
+            unique, inverse = np.unique(np.concatenate([heads[q] for q in batch]), return_inverse=True)
+            vectors = self.document_vectors(doc_ids.take(unique))
+            lengths = np.array([len(v) for v in vectors], dtype=np.int64)
+            query_vectors = self.encoder.encode_queries([queries[q] for q in batch])
+            pos = 0
+            for q, qv in zip(batch, query_vectors):
+                rows = inverse[pos:pos + len(heads[q])].tolist()
+                pos += len(rows)
+                bounds = np.zeros(len(rows) + 1, np.int64)
+                np.cumsum(lengths[rows], out=bounds[1:])
+                out[q] = maxsim_scores(qv, np.concatenate([vectors[r] for r in rows]), bounds)
         return out
 
     def config(self) -> dict[str, Any]:
