@@ -20,15 +20,24 @@ NORMS = ("minmax", "zscore", "none")
 
 
 def aligned(runs: Sequence[Run]) -> tuple[list[dict[str, tuple[np.ndarray, np.ndarray]]], Any]:
-    """The runs' hits in one shared doc-number space (the runs' own, when they share a doc-id table)."""
+    """The runs' hits in one shared doc-number space (the runs' own, when they share a doc-id table).
+
+    Each run's distinct documents are looked up once, then its doc numbers are remapped as arrays."""
     if all(r.doc_ids is runs[0].doc_ids for r in runs):
         return [{q: (h.docnos, h.scores) for q, h in r.items()} for r in runs], runs[0].doc_ids
     ids = IdList()
     out = []
     for run in runs:
-        out.append({q: (np.array([ids.number(d) for d in run.ids(q)], dtype=np.int32), h.scores)
-                    for q, h in run.items()})
+        unique = np.unique(np.concatenate([np.zeros(0, np.int32), *(h.docnos for h in run.values())]))
+        shared = np.array([ids.number(d) for d in run.doc_ids.take(unique)], dtype=np.int32)
+        out.append({q: (shared[np.searchsorted(unique, h.docnos)], h.scores) for q, h in run.items()})
     return out, ids
+
+
+def align(runs: Sequence[Run]) -> list[Run]:
+    """The runs over one shared doc-id table, so that fusing them repeatedly skips the id lookups."""
+    columns, doc_ids = aligned(runs)
+    return [Run(c, doc_ids, name=r.name, presorted=True) for c, r in zip(columns, runs)]
 
 
 def normalise(scores: np.ndarray, norm: str) -> np.ndarray:

@@ -59,12 +59,13 @@ def grid_search(runs: Sequence[Run], qrels: Mapping[str, Mapping[str, int]], met
     the default grid prefers settings listed first. Judged queries a run misses count as 0.
     """
     from rankstack.evaluate import evaluate
-    from rankstack.pipeline.fusion import fuse
+    from rankstack.pipeline.fusion import align, fuse
 
     grid = [tuple(map(float, w)) for w in weights] if weights is not None else weight_grid(len(runs), step)
     if any(len(w) != len(runs) for w in grid):
         raise InputError(f"every weight vector needs {len(runs)} entries")
     ks = list(ks) if method == "rrf" else [60]
+    runs = align(runs)
     trials = []
     for w, k in itertools.product(grid, ks):
         fused = fuse(runs, method, w, k=k, norm=norm)
