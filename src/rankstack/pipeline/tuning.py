@@ -59,6 +59,7 @@ def grid_search(runs: Sequence[Run], qrels: Mapping[str, Mapping[str, int]], met
     the default grid prefers settings listed first. Judged queries a run misses count as 0.
     """
     from rankstack.evaluate import evaluate
+    from rankstack.evaluate.measures import parse_measure
     from rankstack.pipeline.fusion import align, fuse
 
     grid = [tuple(map(float, w)) for w in weights] if weights is not None else weight_grid(len(runs), step)
@@ -66,9 +67,11 @@ def grid_search(runs: Sequence[Run], qrels: Mapping[str, Mapping[str, int]], met
         raise InputError(f"every weight vector needs {len(runs)} entries")
     ks = list(ks) if method == "rrf" else [60]
     runs = align(runs)
+    cutoff = parse_measure(measure).params.get("cutoff")  # evaluate only the ranks the measure reads
     trials = []
     for w, k in itertools.product(grid, ks):
         fused = fuse(runs, method, w, k=k, norm=norm)
+        fused = fused.cut(cutoff) if cutoff else fused
         score = evaluate(fused, qrels, [measure], complete=True).value(measure)
         trials.append((w, k, score))
     best = max(range(len(trials)), key=lambda i: (trials[i][2], -i))
