@@ -27,7 +27,8 @@ import numpy as np
 from rankstack.data.run import Run
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.strings import StringTable
-from rankstack.index.storage import LockedWriter, WriterLock, fsync_dir, load_array, read_json, save_arrays, write_json_atomic
+from rankstack.index.storage import (LockedWriter, WriterLock, fsync_dir, load_array, open_snapshot, read_json,
+                                     save_arrays, write_json_atomic)
 
 FORMAT = "rankstack-dense-index"
 FORMAT_VERSION = 1
@@ -103,14 +104,7 @@ class DenseIndex:
 
     def __init__(self, path: str | Path, gpu: bool | None = None):
         self.path = Path(path).absolute()
-        for attempt in range(3):  # a commit may remove the files between reading the manifest and opening them
-            self.manifest = read_manifest(self.path)
-            try:
-                self._open(self.manifest)
-                break
-            except IndexFormatError:
-                if attempt == 2 or read_manifest(self.path)["generation"] == self.manifest["generation"]:
-                    raise
+        self.manifest = open_snapshot(lambda: read_manifest(self.path), self._open)  # retried if a commit races
         self._use_gpu(gpu)
 
     def _open(self, m: dict) -> None:

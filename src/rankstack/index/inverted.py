@@ -19,7 +19,8 @@ from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputErro
 from rankstack.index.query import SegmentSearcher
 from rankstack.index.segment import MODES, Segment, SegmentBuilder, merge_segments, remove_segment
 from rankstack.index.strings import StringTable
-from rankstack.index.storage import LockedWriter, WriterLock, fsync_dir, read_json, save_arrays, write_json_atomic
+from rankstack.index.storage import (LockedWriter, WriterLock, fsync_dir, open_snapshot, read_json, save_arrays,
+                                     write_json_atomic)
 
 FORMAT = "rankstack-inverted-index"
 FORMAT_VERSION = 1
@@ -86,14 +87,7 @@ class InvertedIndex:
 
     def __init__(self, path: str | Path):
         self.path = Path(path).absolute()
-        for attempt in range(3):  # a merge may remove a segment between reading the manifest and opening it
-            self.manifest = read_manifest(self.path)
-            try:
-                self._open(self.manifest)
-                break
-            except IndexFormatError:
-                if attempt == 2 or read_manifest(self.path)["generation"] == self.manifest["generation"]:
-                    raise
+        self.manifest = open_snapshot(lambda: read_manifest(self.path), self._open)  # retried if a merge races
 
     def _open(self, manifest: dict) -> None:
         self.settings: dict[str, Any] = manifest["settings"]

@@ -6,7 +6,7 @@ import fcntl
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -115,4 +115,17 @@ class LockedWriter:
                 self.commit()
         finally:
             self.close()
+
+
+def open_snapshot(read_manifest: Callable[[], dict], open_files: Callable[[dict], None]) -> dict:
+    """Open the files a manifest names and return the manifest; if a concurrent commit or merge removed them in
+    between (IndexFormatError while the manifest's generation moved on), read the new manifest and try again."""
+    for attempt in range(3):
+        manifest = read_manifest()
+        try:
+            open_files(manifest)
+            return manifest
+        except IndexFormatError:
+            if attempt == 2 or read_manifest()["generation"] == manifest["generation"]:
+                raise
 
