@@ -276,7 +276,7 @@ class PlaidIndex:
         if not doc_ids:
             return 0
         lengths = np.array([self._check_vectors(v, f"document {i!r}") for i, v in zip(doc_ids, vectors)])
-        with _Locked(self.path):
+        with WriterLock(self.path):
             self._reload_if_changed()
             gen = self.manifest["generation"] + 1
             name = f"chunk-{gen:06d}"
@@ -300,7 +300,7 @@ class PlaidIndex:
     def delete(self, doc_ids: Iterable[str]) -> int:
         """Delete documents by id (every id must be in the index); commits and reloads; returns how many."""
         doc_ids = list(dict.fromkeys(str(i) for i in doc_ids))
-        with _Locked(self.path):
+        with WriterLock(self.path):
             self._reload_if_changed()
             docnos = self.docnos(doc_ids)
             unknown = [i for i, d in zip(doc_ids, docnos.tolist()) if d < 0]
@@ -455,16 +455,3 @@ def _inverted_lists(codes: np.ndarray, offsets: np.ndarray, num_centroids: int) 
     ivf_offsets = np.zeros(num_centroids + 1, dtype=np.int64)
     np.cumsum(np.bincount(centroid, minlength=num_centroids), out=ivf_offsets[1:])
     return ivf_offsets, doc.astype(np.int32)
-
-
-class _Locked:
-    """The index's WriterLock as a context manager."""
-
-    def __init__(self, path: Path):
-        self.lock = WriterLock(path)
-
-    def __enter__(self) -> None:
-        self.lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import numba
 import numpy as np
@@ -114,11 +115,8 @@ class SegmentSearcher:
         parsed = [self._query(t, w) for t, w in queries]
         width = max(1, min(k, self.n_docs))
         step = max(1, _BATCH_CELLS // width)
-        old = numba.get_num_threads()
-        if threads is not None:
-            numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
         out: list[tuple[np.ndarray, np.ndarray]] = []
-        try:
+        with numba_threads(threads):
             for c in range(0, len(parsed), step):
                 chunk = parsed[c:c + step]
                 offsets = np.zeros(len(chunk) + 1, np.int64)
@@ -131,8 +129,6 @@ class SegmentSearcher:
                 kernels.search_batch(*self._seg, self.mode, self.n_docs, algo, offsets, terms, weights,
                                      nrm, na, nb, self.live, k, theta, docs, scores, counts)
                 out.extend((docs[q, :counts[q]].copy(), scores[q, :counts[q]].copy()) for q in range(len(chunk)))
-        finally:
-            numba.set_num_threads(old)
         return out
 
 
@@ -158,3 +154,16 @@ def _check(algorithm: str, k: int, theta: float) -> tuple[int, int, float]:
     if not theta >= 1.0:
         raise InputError(f"theta must be >= 1 (got {theta})")
     return kernels.ALGORITHMS[algorithm], int(k), float(theta)
+
+
+@contextlib.contextmanager
+def numba_threads(threads: int | None) -> Iterator[None]:
+    """numba's thread count set to `threads` (None: unchanged) for the block, then restored."""
+    old = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import seismic_kernels as K
+from rankstack.index.query import numba_threads
 from rankstack.index.storage import fsync_dir, load_array, read_json, save_arrays, write_json_atomic
 
 FORMAT = "rankstack-seismic-index"
@@ -123,7 +124,7 @@ class SeismicIndex:
         fwd_offsets = m.indptr.astype(np.int64)
         fwd_comps = m.indices.astype(comp_type)
         fwd_values = m.data.astype(np.float32)
-        with _threads(threads):
+        with numba_threads(threads):
             csc = m.tocsc()
             col_ptr = csc.indptr.astype(np.int64)
             lengths = np.diff(col_ptr)
@@ -184,7 +185,7 @@ class SeismicIndex:
             return [(np.zeros(0, np.int32), np.zeros(0, np.float32)) for _ in range(n_queries)]
         step = max(1, _BATCH_CELLS // width)
         live = np.zeros(0, np.bool_)
-        with _threads(threads):
+        with numba_threads(threads):
             for c in range(0, n_queries, step):
                 stop = min(c + step, n_queries)
                 sub = offsets[c:stop + 1] - offsets[c]
@@ -260,18 +261,3 @@ def _write(path: Path, arrays: dict[str, np.ndarray], info: dict) -> None:
     for child in path.iterdir():
         if child.is_dir() and child.name.startswith("data_") and child.name != name:
             shutil.rmtree(child, ignore_errors=True)
-
-
-class _threads:
-    """Context manager: numba's thread count set to `threads` (None: unchanged) and restored."""
-
-    def __init__(self, threads: int | None):
-        self.threads = threads
-
-    def __enter__(self) -> None:
-        self.old = numba.get_num_threads()
-        if self.threads is not None:
-            numba.set_num_threads(max(1, min(int(self.threads), numba.config.NUMBA_NUM_THREADS)))
-
-    def __exit__(self, *exc) -> None:
-        numba.set_num_threads(self.old)

@@ -92,6 +92,13 @@ class WriterLock:
             self._file.close()
             self._file = None
 
+    def __enter__(self) -> "WriterLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
 
 class LockedWriter:
     """The lifecycle every index writer shares: `with Writer(...) as w:` commits on a clean exit and always
