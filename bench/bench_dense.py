@@ -55,7 +55,7 @@ def quality(args) -> dict:
     else:
         dense = Dense.build(ds.corpus, index_dir, args.model, factory="Flat", k=100, shards=OUT / "scifact-shards")
         out["rankstack_build_s"] = round(time.perf_counter() - t, 1)
-    ours = evaluate(dense(queries), qrels, measures).mean
+    ours = evaluate(dense(queries), qrels, measures).aggregate
     out["rankstack_dense"] = ours
 
     # the peer: sentence-transformers + exact FAISS inner product, same texts (title + " " + text)
@@ -78,7 +78,7 @@ def quality(args) -> dict:
     qv = st.encode([queries[q] for q in qids], batch_size=32, convert_to_numpy=True)
     scores, rows = flat.search(qv, 100)
     peer = Run.from_dict({q: {doc_ids[r]: float(s) for r, s in zip(rows[i], scores[i])} for i, q in enumerate(qids)})
-    out["st_faiss_flat"] = evaluate(peer, qrels, measures).mean
+    out["st_faiss_flat"] = evaluate(peer, qrels, measures).aggregate
     out["ndcg10_diff"] = round(abs(ours["nDCG@10"] - out["st_faiss_flat"]["nDCG@10"]), 5)
     ours_docs = dense.index.vectors(np.array([dense.index.position(d) for d in doc_ids]))
     out["max_abs_embedding_diff"] = float(np.abs(ours_docs - emb).max())
@@ -89,7 +89,7 @@ def quality(args) -> dict:
                                             (3, 0.4, 0.6, True), (10, 1.0, 0.5, False)]:
         prf = DenseRocchio(dense, fb_docs=fb_docs, alpha=alpha, beta=beta, normalize=normalize)
         row = {"fb_docs": fb_docs, "alpha": alpha, "beta": beta, "normalize": normalize,
-               **evaluate(prf(queries), qrels, measures).mean}
+               **evaluate(prf(queries), qrels, measures).aggregate}
         out["rocchio"].append(row)
         print(json.dumps(row), flush=True)
     return out
