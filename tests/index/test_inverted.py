@@ -196,3 +196,14 @@ def test_killed_writer_leaves_last_commit_intact(tmp_path, phase):
         assert names <= {"manifest.json", "write.lock"} | {s["name"] for s in manifest["segments"]} | \
             {s["deletes"] for s in manifest["segments"] if s["deletes"]}
         assert InvertedIndex(path).num_live == 301
+
+
+def test_a_segment_of_another_format_is_refused_by_name(tmp_path):
+    path = tmp_path / "idx"
+    with IndexWriter(path) as w:
+        w.add("a", ["x"])
+    (segment,) = path.glob("seg_*/segment.json")
+    meta = json.loads(segment.read_text())
+    segment.write_text(json.dumps({**meta, "format": 1}))  # as written by an older rankstack
+    with pytest.raises(IndexFormatError, match="has format 1, this rankstack reads format 2"):
+        InvertedIndex(path)
