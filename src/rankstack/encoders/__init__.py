@@ -17,8 +17,9 @@ on first use, so `rankstack.encoders.loading.check_compatible` works without it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rankstack._lazy import lazy_exports
 
 _EXPORTS = {"DenseEncoder": "dense", "SpladeEncoder": "splade", "InferenceFreeSparseEncoder": "inference_free",
             "MultiVectorEncoder": "multivector", "encode_corpus_to_shards": "batching", "load_shards": "batching",
@@ -33,16 +34,6 @@ if TYPE_CHECKING:
     from rankstack.encoders.splade import SpladeEncoder
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'rankstack.encoders' has no attribute {name!r}")
-    try:
-        module = importlib.import_module(f"rankstack.encoders.{_EXPORTS[name]}")
-    except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] in ("torch", "transformers", "scipy", "safetensors", "huggingface_hub"):
-            raise ImportError(f"rankstack.encoders.{name} needs {e.name}: pip install 'rankstack[neural]'") from e
-        raise
-    return getattr(module, name)
-
+__getattr__ = lazy_exports("rankstack.encoders", _EXPORTS)
 
 __all__ = sorted(_EXPORTS)

@@ -6,9 +6,9 @@ imported on first use, so that `CorpusTexts`, `IndexTexts` and the HTTP side of 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from rankstack._lazy import lazy_exports
 from rankstack.rerank.texts import CorpusTexts, IndexTexts, Texts, texts_from
 
 _EXPORTS = {"CrossEncoder": "cross_encoder", "BiEncoder": "bi_encoder", "MaxSim": "maxsim",
@@ -26,16 +26,6 @@ if TYPE_CHECKING:
     from rankstack.rerank.query_likelihood import QueryLikelihood
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'rankstack.rerank' has no attribute {name!r}")
-    try:
-        module = importlib.import_module(f"rankstack.rerank.{_EXPORTS[name]}")
-    except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] in ("torch", "transformers"):
-            raise ImportError(f"rankstack.rerank.{name} needs {e.name}: pip install 'rankstack[neural]'") from e
-        raise
-    return getattr(module, name)
-
+__getattr__ = lazy_exports("rankstack.rerank", _EXPORTS)
 
 __all__ = sorted(["CorpusTexts", "IndexTexts", "Texts", "texts_from", *_EXPORTS])

@@ -5,8 +5,9 @@ Neural stages are imported on first use, so `from rankstack.retrieve import BM25
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rankstack._lazy import lazy_exports
 
 _EXPORTS = {"BM25": "bm25", "RM3": "rm3", "Dense": "dense", "DenseRocchio": "dense_prf",
             "LearnedSparse": "sparse", "LateInteraction": "late"}
@@ -20,10 +21,6 @@ if TYPE_CHECKING:
     from rankstack.retrieve.sparse import LearnedSparse
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'rankstack.retrieve' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"rankstack.retrieve.{_EXPORTS[name]}"), name)
-
+__getattr__ = lazy_exports("rankstack.retrieve", _EXPORTS)
 
 __all__ = sorted(_EXPORTS)
