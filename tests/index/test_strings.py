@@ -21,3 +21,14 @@ def test_every_lookup_mode_finds_exactly_the_stored_strings(tmp_path_factory, st
         table = StringTable(directory, name, sorted=name == "sorted")
         assert table.positions(queries).tolist() == expected[name]
         assert list(table) == (by_bytes if name == "sorted" else stored)
+
+
+@settings(max_examples=60, deadline=None)
+@given(stored=st.lists(st.text(max_size=6), min_size=1, max_size=40), picks=st.lists(st.integers(0, 10**6), max_size=60))
+def test_take_returns_the_strings_at_any_positions(tmp_path_factory, stored, picks):
+    """Any text (non-ASCII, empty strings, NUL bytes), few or many positions, repeats and any order."""
+    directory = tmp_path_factory.mktemp("take")
+    StringTable.write(directory, "t", stored)
+    table = StringTable(directory, "t")
+    positions = [p % len(stored) for p in picks]
+    assert table.take(positions) == [stored[p] for p in positions]

@@ -26,6 +26,7 @@ FORMAT = "rankstack-inverted-index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ALGORITHMS = ("maxscore", "bmw", "exhaustive")
+TERM_CACHE = 1 << 20  # terms whose lookups a snapshot remembers (then it starts over)
 # impact_scale None: set at the first flush so that the largest weight seen maps to the top quantum.
 DEFAULT_SETTINGS = {"mode": "bm25", "k1": 0.9, "b": 0.4, "length_norm": "lucene", "impact_bits": 8,
                     "impact_scale": None,
@@ -103,6 +104,7 @@ class InvertedIndex:
         self.sum_lengths = sum(s.meta["sum_lengths"] for s in self.segments)
         self.searchers = [SegmentSearcher(seg.postings, seg.doc_lengths, live)
                           for seg, live in zip(self.segments, self.live)]
+        self._terms: dict[str, tuple[float, tuple[int, ...]]] = {}  # see _term_info
 
     def _load_tombstones(self, entry: dict) -> np.ndarray | None:
         if not entry.get("deletes"):
@@ -147,21 +149,34 @@ class InvertedIndex:
         df = np.asarray(df, dtype=np.float64)
         return np.log(1 + (self.num_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
+    def _term_info(self, terms: list[str]) -> list[tuple[float, tuple[int, ...]]]:
+        """Per term: (its weight per unit of query weight: the idf in BM25 mode, the impact scale
+        otherwise; its term id in each segment, -1 where absent). Cached: the snapshot never changes."""
+        cache = self._terms
+        missing = [t for t in dict.fromkeys(terms) if t not in cache]
+        if missing:
+            if len(cache) + len(missing) > TERM_CACHE:
+                cache.clear()
+            positions = np.array([seg.terms.positions(missing) for seg in self.segments]).reshape(-1, len(missing))
+            if self.mode == "bm25":
+                dfs = sum((np.where(pos >= 0, seg.term_df[pos], 0) for seg, pos in zip(self.segments, positions)),
+                          np.zeros(len(missing), np.int64))
+                factors = self.idf(dfs).tolist()
+            else:
+                factors = [float(self.settings["impact_scale"])] * len(missing)
+            cache.update(zip(missing, zip(factors, map(tuple, positions.T.tolist()))))
+        return [cache[t] for t in terms]
+
     def _segment_queries(self, query: Query) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per segment: (term ids, float32 weights) of the query's terms present in that segment."""
         terms = [t for t, w in query.items() if w > 0]
-        positions = [seg.terms.positions(terms) for seg in self.segments]
-        if self.mode == "bm25":
-            dfs = np.zeros(len(terms), dtype=np.int64)
-            for seg, pos in zip(self.segments, positions):
-                found = pos >= 0
-                dfs[found] += seg.term_df[pos[found]]
-            weights = self.idf(dfs) * np.array([query[t] for t in terms], dtype=np.float32)
-        else:
-            scale = self.settings["impact_scale"]
-            weights = [query[t] * scale for t in terms]
-        weights = np.array(weights, dtype=np.float32)
-        return [(pos[pos >= 0].astype(np.int32), weights[pos >= 0]) for pos in positions]
+        infos = self._term_info(terms)
+        weights = [factor * query[t] for t, (factor, _) in zip(terms, infos)]
+        out = []
+        for s in range(len(self.segments)):
+            present = [(pos[s], w) for (_, pos), w in zip(infos, weights) if pos[s] >= 0]
+            out.append((np.array([p for p, _ in present], np.int32), np.array([w for _, w in present], np.float32)))
+        return out
 
     # --- search --------------------------------------------------------------------------------
 
@@ -170,12 +185,10 @@ class InvertedIndex:
         """Top-k (global doc numbers, scores) for a bag of query terms, best first, ties by doc number."""
         if not 1 <= k <= 1_000_000:
             raise InputError(f"k must be between 1 and 1,000,000, got {k}")
-        parts = []
-        for s, (searcher, (term_ids, weights)) in enumerate(zip(self.searchers, self._segment_queries(query))):
-            docnos, scores = searcher.search(term_ids, weights, k, algorithm=algorithm, theta=theta,
-                                             **self._scoring())
-            parts.append((docnos.astype(np.int64) + self.bases[s], scores))
-        return _merge_top_k(parts, k)
+        scoring = self._scoring()
+        parts = [searcher.search(term_ids, weights, k, algorithm=algorithm, theta=theta, **scoring)
+                 for searcher, (term_ids, weights) in zip(self.searchers, self._segment_queries(query))]
+        return self._merge_top_k(parts, k)
 
     def _scoring(self) -> dict[str, float]:
         return {"k1": self.settings["k1"], "b": self.settings["b"], "avgdl": self.avgdl or 1.0}
@@ -188,13 +201,22 @@ class InvertedIndex:
         if not 1 <= k <= 1_000_000:
             raise InputError(f"k must be between 1 and 1,000,000, got {k}")
         per_query = [self._segment_queries(q) for q in queries]
-        results: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in queries]
-        for s, searcher in enumerate(self.searchers):
-            batch = [pq[s] for pq in per_query]
-            for i, (docnos, scores) in enumerate(searcher.search_batch(batch, k, algorithm=algorithm, theta=theta,
-                                                                       threads=threads, **self._scoring())):
-                results[i].append((docnos.astype(np.int64) + self.bases[s], scores))
-        return [_merge_top_k(parts, k) for parts in results]
+        per_segment = [searcher.search_batch([pq[s] for pq in per_query], k, algorithm=algorithm, theta=theta,
+                                             threads=threads, **self._scoring())
+                       for s, searcher in enumerate(self.searchers)]
+        return [self._merge_top_k(parts, k) for parts in zip(*per_segment)] if per_segment else \
+            [self._merge_top_k([], k) for _ in queries]
+
+    def _merge_top_k(self, parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of per-segment results (local doc numbers), as global doc numbers."""
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return np.zeros(0, np.int32), np.zeros(0, np.float32)
+        docnos = np.concatenate([p[0].astype(np.int64) + base for p, base in zip(parts, self.bases.tolist())])
+        scores = np.concatenate([p[1] for p in parts])
+        order = np.lexsort((docnos, -scores))[:k]
+        return docnos[order].astype(np.int32), scores[order]
 
     # --- documents -----------------------------------------------------------------------------
 
@@ -216,17 +238,6 @@ class InvertedIndex:
                 raise IncompatibleIndexError(f"{self.path} was built without stored documents (store=False)")
             out.append(docs[i])
         return out
-
-
-def _merge_top_k(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    if len(parts) == 1:
-        return parts[0][0].astype(np.int32), parts[0][1]
-    if not parts:
-        return np.zeros(0, np.int32), np.zeros(0, np.float32)
-    docnos = np.concatenate([p[0] for p in parts])
-    scores = np.concatenate([p[1] for p in parts])
-    order = np.lexsort((docnos, -scores))[:k]
-    return docnos[order].astype(np.int32), scores[order]
 
 
 class IndexWriter(LockedWriter):
