@@ -56,7 +56,6 @@ def main() -> None:
                     help="stop starting new queries after this many seconds; report the queries done")
     args = ap.parse_args()
 
-    import numpy as np
     import torch
 
     from rankstack import Queries, Run
@@ -86,17 +85,7 @@ def main() -> None:
     load_s = time.perf_counter() - t
     # the peer: one pair at a time through transformers' loss, on the first pairs; rankstack on the same pairs
     peer_pairs = [(queries[qids[0]], s) for s in texts.texts(bm25.ids(qids[0])[:args.peer_pairs])]
-    encoded = ql.encode(peer_pairs)
-    t = time.perf_counter()
-    with torch.inference_mode(), ql._thread_count():
-        peer = [-float(ql.model(input_ids=torch.tensor([p + g]), labels=torch.tensor([[-100] * len(p) + g])).loss)
-                for p, g in encoded]
-    peer_s = time.perf_counter() - t
-    saved, ql.cache = ql.cache, None
-    t = time.perf_counter()
-    mine = ql.predict(peer_pairs)
-    ours_s = time.perf_counter() - t
-    ql.cache = saved
+    peer_result = peer(ql, peer_pairs) if peer_pairs else None
 
     # query by query (each query's scores cached as it completes), until the time limit
     done, scored, score_s, results = [], 0, 0.0, {}
@@ -134,16 +123,34 @@ def main() -> None:
         "query_likelihood": {k: round(v, 4) for k, v in new.items()},
         "pairs_scored_now": len(pairs) - cached, "scoring_s": round(score_s, 1),
         "pairs_per_s": round((len(pairs) - cached) / score_s, 2) if len(pairs) > cached else None,
-        "peer_per_pair_transformers": {"pairs": len(peer_pairs), "pairs_per_s": round(len(peer_pairs) / peer_s, 2),
-                                       "rankstack_pairs_per_s": round(len(peer_pairs) / ours_s, 2),
-                                       "speedup": round(peer_s / ours_s, 2),
-                                       "max_abs_score_diff": float(np.max(np.abs(np.array(peer) - mine)))},
+        "peer_per_pair_transformers": peer_result,
         "command": "PYTHONPATH=src python bench/bench_query_likelihood.py " + " ".join(sys.argv[1:]),
     }
     if args.mechanics:
         result["mechanics"] = mechanics(args, queries, bm25, texts, sub_qrels)
     print(json.dumps(result, indent=1))
     (out_dir / "bench_query_likelihood.json").write_text(json.dumps(result, indent=1))
+
+
+def peer(ql, pairs: list[tuple[str, str]]) -> dict:
+    """The same pairs scored one at a time through transformers' own loss, and by rankstack (cache off)."""
+    import numpy as np
+    import torch
+
+    encoded = ql.encode(pairs)
+    t = time.perf_counter()
+    with torch.inference_mode(), ql._thread_count():
+        theirs = [-float(ql.model(input_ids=torch.tensor([p + g]), labels=torch.tensor([[-100] * len(p) + g])).loss)
+                  for p, g in encoded]
+    peer_s = time.perf_counter() - t
+    saved, ql.cache = ql.cache, None
+    t = time.perf_counter()
+    mine = ql.predict(pairs)
+    ours_s = time.perf_counter() - t
+    ql.cache = saved
+    return {"pairs": len(pairs), "pairs_per_s": round(len(pairs) / peer_s, 2),
+            "rankstack_pairs_per_s": round(len(pairs) / ours_s, 2), "speedup": round(peer_s / ours_s, 2),
+            "max_abs_score_diff": float(np.max(np.abs(np.array(theirs) - mine)))}
 
 
 def mechanics(args, queries, bm25, texts, qrels) -> dict:

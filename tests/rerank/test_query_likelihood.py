@@ -50,6 +50,12 @@ def test_scores_equal_the_models_loss_per_pair(model_dir):
     assert len(set(np.round(scores, 4))) > len(pairs) // 2  # the scores depend on the pair
 
 
+def test_no_pairs_give_no_scores(llama_dir):  # noqa: F811
+    ql = QueryLikelihood(llama_dir, cache=False, progress=False, threads=1)
+    assert ql.encode([]) == []
+    assert ql.predict([]).shape == (0,)
+
+
 def test_tokens_are_the_prompt_and_the_query(llama_dir, t5_dir):  # noqa: F811
     for folder in (llama_dir, t5_dir):
         ql = QueryLikelihood(folder, template="Passage: {document} Question:", cache=False, progress=False, threads=1)

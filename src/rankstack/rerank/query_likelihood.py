@@ -76,6 +76,8 @@ class QueryLikelihood(ModelPairReranker):
     def encode(self, pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
         """(prompt ids, query ids) of each (query, document) pair, the document truncated so that both fit in
         `max_length` tokens (the encoder's input alone for encoder-decoders)."""
+        if not pairs:
+            return []
         tok, prompter = self.tokenizer, self.prompter
         queries = list(dict.fromkeys(q for q, _ in pairs))
         if self.seq2seq:  # the decoder scores the query with its end-of-sequence token
