@@ -5,12 +5,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from rankstack.errors import IndexFormatError, RankstackError
+from rankstack.errors import IndexFormatError, InputError, RankstackError
 
 
 def fsync_dir(path: Path) -> None:
@@ -43,6 +44,17 @@ def read_json(path: Path) -> Any:
         raise IndexFormatError(f"{path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise IndexFormatError(f"{path} is corrupt ({e})") from None
+
+
+def clear_for_build(path: str | Path, overwrite: bool, stage: str) -> Path:
+    """`path` ready for a new index: one already there is an InputError unless `overwrite` removes it."""
+    path = Path(path)
+    if (path / "manifest.json").exists():
+        if not overwrite:
+            raise InputError(f"{path} already holds an index; pass overwrite=True to replace it, "
+                             f"or open it with {stage}(path) and add() documents")
+        shutil.rmtree(path)
+    return path
 
 
 def save_arrays(directory: Path, arrays: dict[str, np.ndarray]) -> None:

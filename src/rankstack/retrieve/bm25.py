@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from itertools import islice
 from pathlib import Path
@@ -16,7 +15,8 @@ from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
 from rankstack.errors import IncompatibleIndexError, InputError
-from rankstack.index.inverted import InvertedIndex, IndexWriter
+from rankstack.index.inverted import IndexWriter, InvertedIndex
+from rankstack.index.storage import clear_for_build
 from rankstack.pipeline.stage import Stage
 from rankstack.text.analyzer import Analyzer
 
@@ -75,12 +75,7 @@ class BM25(Stage):
         Defaults follow Anserini: k1=0.9, b=0.4, Lucene's lossy document-length encoding
         (`length_norm="lucene"`; "exact" uses true lengths), Porter stemming, Lucene's stopwords.
         """
-        index_path = Path(index_path)
-        if (index_path / "manifest.json").exists():
-            if not overwrite:
-                raise InputError(f"{index_path} already holds an index; pass overwrite=True to replace it, "
-                                 "or open it with BM25(path) and add() documents")
-            shutil.rmtree(index_path)
+        index_path = clear_for_build(index_path, overwrite, "BM25")
         if length_norm not in ("lucene", "exact"):
             raise InputError(f"length_norm must be 'lucene' or 'exact', got {length_norm!r}")
         if isinstance(corpus, (str, Path)):

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -20,6 +19,7 @@ from rankstack.data.queries import Queries
 from rankstack.data.run import Run
 from rankstack.errors import InputError
 from rankstack.index.dense import DenseIndex, DenseIndexWriter, to_run
+from rankstack.index.storage import clear_for_build
 from rankstack.pipeline.stage import Stage
 
 ENCODE_BATCH = 8192  # documents encoded, then added, together (more when an IVF/PQ index must train first)
@@ -116,12 +116,7 @@ class Dense(Stage):
         `shards`: a directory for resumable encoding (rankstack.encoders.encode_corpus_to_shards): after a
         crash, building again with the same corpus skips the shards already written. `options` go to Dense().
         """
-        index_path = Path(index_path)
-        if (index_path / "manifest.json").exists():
-            if not overwrite:
-                raise InputError(f"{index_path} already holds an index; pass overwrite=True to replace it, "
-                                 "or open it with Dense(path) and add() documents")
-            shutil.rmtree(index_path)
+        index_path = clear_for_build(index_path, overwrite, "Dense")
         if isinstance(corpus, (str, Path)):
             corpus = Corpus(corpus)
         encoder_options = {k: options[k] for k in ("device", "batch_size", "progress") if options.get(k) is not None}

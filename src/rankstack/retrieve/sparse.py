@@ -17,7 +17,6 @@ an index is never queried with another model. Queries are encoded at search time
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -32,8 +31,8 @@ from rankstack.data.run import Run
 from rankstack.encoders.loading import check_compatible
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.inverted import ALGORITHMS as EXACT_ALGORITHMS
-from rankstack.index.inverted import InvertedIndex, IndexWriter
-from rankstack.index.storage import WriterLock
+from rankstack.index.inverted import IndexWriter, InvertedIndex
+from rankstack.index.storage import WriterLock, clear_for_build
 from rankstack.pipeline.stage import Stage
 
 ALGORITHMS = (*EXACT_ALGORITHMS, "seismic", "matmul")
@@ -88,12 +87,7 @@ class LearnedSparse(Stage):
         after a crash skips the shards already written. With `algorithm="seismic"` in `search_options` the
         approximate index is built too (default parameters; call `build_approximate` for others).
         """
-        index_path = Path(index_path)
-        if (index_path / "manifest.json").exists():
-            if not overwrite:
-                raise InputError(f"{index_path} already holds an index; pass overwrite=True to replace it, "
-                                 "or open it with LearnedSparse(path) and add() documents")
-            shutil.rmtree(index_path)
+        index_path = clear_for_build(index_path, overwrite, "LearnedSparse")
         if impact_bits not in (8, 16):
             raise InputError(f"impact_bits must be 8 or 16, got {impact_bits!r}")
         if search_options.get("algorithm", "maxscore") not in ALGORITHMS:
