@@ -135,6 +135,8 @@ def main() -> None:
     p.add_argument("--kmeans-sample", type=int, default=1 << 15)
     p.add_argument("--kmeans-iters", type=int, default=8)
     p.add_argument("--nbits", type=int, nargs="+", default=[2, 4])
+    p.add_argument("--buckets", default="global", choices=["global", "per_dimension"],
+                   help="residual bucket quantiles over all dimensions (ColBERTv2) or per dimension")
     p.add_argument("--max-docs", type=int, help="only the first N documents (a quick trial of the script)")
     p.add_argument("--exact-only", action="store_true",
                    help="only score the document shards encoded so far exactly (can run beside the encoding)")
@@ -192,7 +194,8 @@ def main() -> None:
         t = time.perf_counter()
         index = PlaidIndex.create(path, encoder.model_info(), doc_vectors, nbits=nbits,
                                   num_centroids=args.num_centroids, kmeans_sample=args.kmeans_sample,
-                                  kmeans_iters=args.kmeans_iters, centroids=centroids, overwrite=True)
+                                  kmeans_iters=args.kmeans_iters, centroids=centroids, buckets=args.buckets,
+                                  overwrite=True)
         centroids = index.centroids
         trained = time.perf_counter() - t
         index.add([d.id for d in docs], doc_vectors, codes)
@@ -212,7 +215,7 @@ def main() -> None:
             # Index doc numbers follow the corpus order here (one chunk, added in order).
             overlap = np.mean([len(set(h.docnos.tolist()) & set(exact_top[i].tolist())) / 10
                                for i, h in enumerate(hits)])
-            row = {"nbits": nbits, "nprobe": nprobe, "ncandidates": ncandidates,
+            row = {"nbits": nbits, "buckets": args.buckets, "nprobe": nprobe, "ncandidates": ncandidates,
                    "overlap@10": round(float(overlap), 4),
                    "nDCG@10": round(ndcg(dict(zip(qids, hits)), index.doc_ids), 4),
                    "qps": round(qps, 1), "qps_vs_exact": round(qps / exact_qps, 1),

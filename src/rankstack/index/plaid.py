@@ -1,8 +1,8 @@
 """A PLAID-style multi-vector index (ColBERTv2 residual compression, PLAID search) on disk.
 
 Every document token vector is stored as the id of its nearest k-means centroid plus its residual compressed to
-`nbits` (1, 2 or 4) bits per dimension: bucket cut-offs and bucket values are quantiles of the residuals
-(ColBERTv2). Inverted lists map each centroid to the documents holding a token assigned to it.
+`nbits` (1, 2, 4 or 8) bits per dimension: bucket cut-offs and bucket values are quantiles of the residuals, over
+all dimensions (ColBERTv2) or per dimension (`buckets="per_dimension"`, for vectors not trained for compression). Inverted lists map each centroid to the documents holding a token assigned to it.
 
 Search (PLAID): each query token's top `nprobe` centroids give the candidate documents; centroid interaction
 (every document token replaced by its centroid, MaxSim over those scores) keeps the best `ncandidates`; their
@@ -95,14 +95,20 @@ def kmeans(vectors: np.ndarray, k: int, iters: int = 10, seed: int = 0, spherica
     return centroids.astype(np.float32)
 
 
-def bucket_quantiles(residuals: np.ndarray, nbits: int) -> tuple[np.ndarray, np.ndarray]:
+BUCKETS = ("global", "per_dimension")
+
+
+def bucket_quantiles(residuals: np.ndarray, nbits: int, per_dimension: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """ColBERTv2's buckets: 2**nbits - 1 cut-offs at the residual values' quantiles i / 2**nbits, and each bucket's
-    value at the quantile (i + 0.5) / 2**nbits (over all dimensions together)."""
+    value at the quantile (i + 0.5) / 2**nbits, over all dimensions together ([2**nbits - 1] and [2**nbits]), or
+    per dimension ([dim, 2**nbits - 1] and [dim, 2**nbits]: dimensions whose residuals spread differently, as in
+    vectors not trained for compression, each get their own scale)."""
     n = 1 << nbits
-    flat = np.asarray(residuals, np.float32).ravel()
-    cutoffs = np.quantile(flat, np.arange(1, n) / n).astype(np.float32)
-    weights = np.quantile(flat, (np.arange(n) + 0.5) / n).astype(np.float32)
-    return cutoffs, weights
+    r = np.asarray(residuals, np.float32)
+    values, axis = (r, 0) if per_dimension else (r.ravel(), None)
+    cutoffs = np.quantile(values, np.arange(1, n) / n, axis=axis).astype(np.float32)
+    weights = np.quantile(values, (np.arange(n) + 0.5) / n, axis=axis).astype(np.float32)
+    return np.ascontiguousarray(cutoffs.T), np.ascontiguousarray(weights.T)
 
 
 # --- the index -------------------------------------------------------------------------------------------------
@@ -174,9 +180,12 @@ class PlaidIndex:
         self.centroids = np.ascontiguousarray(load_array(self.path, "centroids", mmap=False), np.float32)
         self.cutoffs = load_array(self.path, "cutoffs", mmap=False)
         self.weights = load_array(self.path, "weights", mmap=False)
-        if self.centroids.shape[1:] != (self.dim,) or len(self.weights) != 1 << self.nbits:
+        n = 1 << self.nbits
+        if self.centroids.shape[1:] != (self.dim,) or (self.cutoffs.shape, self.weights.shape) not in (
+                ((n - 1,), (n,)), ((self.dim, n - 1), (self.dim, n))):
             raise IndexFormatError(f"{self.path}: centroids or buckets do not match the manifest")
-        self._table = K.byte_table(self.weights, self.nbits)
+        self._table = K.byte_tables(self.weights, self.nbits, self.dim)
+        self._cutoffs = np.ascontiguousarray(np.broadcast_to(self.cutoffs, (self.dim, n - 1)))
         self.chunks: list[_Chunk] = []
         base = 0
         for entry in chunks:
@@ -198,15 +207,19 @@ class PlaidIndex:
     def create(cls, path: str | os.PathLike, encoder_info: dict[str, Any], sample: np.ndarray | Sequence[np.ndarray],
                *, nbits: int = 2, num_centroids: int | None = None, kmeans_iters: int = 10,
                kmeans_sample: int | None = None, centroids: np.ndarray | None = None, seed: int = 0,
-               estimated_tokens: int | None = None, overwrite: bool = False) -> "PlaidIndex":
+               estimated_tokens: int | None = None, buckets: str = "global", overwrite: bool = False) -> "PlaidIndex":
         """Train centroids and buckets on `sample` (token vectors: an array or per-document arrays) and write an
         empty index. `num_centroids` defaults to ColBERTv2's rule for `estimated_tokens` (default: the sample's
         size). k-means runs on at most `kmeans_sample` vectors (default 256 per centroid, as faiss); 5% of the
-        sample, held out from k-means, sets the bucket quantiles, as in ColBERTv2. `centroids` given (e.g. another
-        index's) are used as they are, without k-means."""
+        sample, held out from k-means, sets the bucket quantiles: `buckets` "global" (ColBERTv2: one set for all
+        dimensions) or "per_dimension" (one set per dimension: a more faithful reconstruction of vectors whose
+        dimensions differ in spread, at the same size). `centroids` given (e.g. another index's) are used as they
+        are, without k-means."""
         path = Path(path)
-        if nbits not in (1, 2, 4):
-            raise InputError(f"nbits must be 1, 2 or 4, got {nbits!r}")
+        if nbits not in (1, 2, 4, 8):
+            raise InputError(f"nbits must be 1, 2, 4 or 8, got {nbits!r}")
+        if buckets not in BUCKETS:
+            raise InputError(f"buckets must be one of {BUCKETS}, got {buckets!r}")
         x = np.concatenate([np.asarray(v, np.float32) for v in sample]) if isinstance(sample, (list, tuple)) \
             else np.asarray(sample, np.float32)
         if x.ndim != 2 or not len(x):
@@ -236,13 +249,14 @@ class PlaidIndex:
                 raise InputError(f"num_centroids={k} must lie between 1 and the {len(train)} training vectors")
             centroids = kmeans(train[:kmeans_sample or 256 * k], k, kmeans_iters, seed, spherical=normalize)
         check = heldout if held else train
-        cutoffs, weights = bucket_quantiles(check - centroids[assign(check, centroids)], nbits)
+        cutoffs, weights = bucket_quantiles(check - centroids[assign(check, centroids)], nbits,
+                                            per_dimension=buckets == "per_dimension")
         path.mkdir(parents=True, exist_ok=True)
         save_arrays(path, {"centroids": centroids, "cutoffs": cutoffs, "weights": weights})
         fsync_dir(path)
         write_json_atomic(path / "manifest.json", {
             "format": FORMAT, "version": VERSION, "generation": 0, "encoder": encoder_info, "dim": dim,
-            "nbits": nbits, "normalize": normalize, "num_centroids": k,
+            "nbits": nbits, "normalize": normalize, "num_centroids": k, "buckets": buckets,
             "training": {"vectors": min(len(train), kmeans_sample or 256 * k), "heldout": held,
                          "kmeans_iters": kmeans_iters, "seed": seed},
             "chunks": [], "deleted": None})
@@ -258,7 +272,7 @@ class PlaidIndex:
             if codes.shape != (len(vectors),) or (len(codes) and not 0 <= codes.min() <= codes.max()
                                                   < len(self.centroids)):
                 raise InputError(f"codes must be {len(vectors)} centroid ids below {len(self.centroids)}")
-        buckets = np.searchsorted(self.cutoffs, vectors - self.centroids[codes]).astype(np.uint8)
+        buckets = K.bucketize(np.ascontiguousarray(vectors - self.centroids[codes], np.float32), self._cutoffs)
         return codes.astype(self._code_dtype()), K.pack_buckets(buckets, self.nbits)
 
     def _code_dtype(self) -> type:
@@ -419,24 +433,32 @@ class PlaidIndex:
         ncandidates = max(4 * k, 256) if ncandidates is None else ncandidates
         if ncandidates < k:
             raise InputError(f"ncandidates={ncandidates} must be at least k={k}")
-        scores = q @ self.centroids.T  # [query tokens, centroids]
-        nprobe = min(nprobe, scores.shape[1])
-        probes = np.unique(np.argpartition(-scores, nprobe - 1, axis=1)[:, :nprobe]).astype(np.int64)
-        per_chunk = [(c, K.candidate_docs(c.ivf_offsets, c.ivf_docs, probes, self.live[c.base:c.base + c.num_docs]))
-                     for c in self.chunks]
-        docnos = np.concatenate([c.base + local for c, local in per_chunk] + [np.zeros(0, np.int64)])
-        if len(docnos) > ncandidates:  # centroid interaction: keep the best ncandidates
-            transposed = np.ascontiguousarray(scores.T)
-            approx = np.concatenate([K.centroid_interaction(c.codes, c.offsets, local, transposed)
-                                     for c, local in per_chunk])
-            keep = np.argpartition(-approx, ncandidates - 1)[:ncandidates]
-            docnos = np.sort(docnos[keep])
+        docnos = self.candidates(q, nprobe, ncandidates)
         vectors, bounds = self._decompress(docnos)
         exact = maxsim_scores(q, vectors, bounds)
         if len(exact) > k:
             top = np.argpartition(-exact, k - 1)[:k]
             docnos, exact = docnos[top], exact[top]
         return sort_hits(docnos, exact)
+
+    def candidates(self, query: np.ndarray, nprobe: int, ncandidates: int | None = None) -> np.ndarray:
+        """The documents `search` rescores exactly (global doc numbers, ascending): those listed under the query
+        tokens' top `nprobe` centroids (candidate generation), cut to the best `ncandidates` by centroid
+        interaction when there are more (None: no cut)."""
+        q = np.ascontiguousarray(query, np.float32)
+        scores = q @ self.centroids.T  # [query tokens, centroids]
+        nprobe = min(nprobe, scores.shape[1])
+        probes = np.unique(np.argpartition(-scores, nprobe - 1, axis=1)[:, :nprobe]).astype(np.int64)
+        per_chunk = [(c, K.candidate_docs(c.ivf_offsets, c.ivf_docs, probes, self.live[c.base:c.base + c.num_docs]))
+                     for c in self.chunks]
+        docnos = np.concatenate([c.base + local for c, local in per_chunk] + [np.zeros(0, np.int64)])
+        if ncandidates is not None and len(docnos) > ncandidates:  # centroid interaction: keep the best
+            transposed = np.ascontiguousarray(scores.T)
+            approx = np.concatenate([K.centroid_interaction(c.codes, c.offsets, local, transposed)
+                                     for c, local in per_chunk])
+            keep = np.argpartition(-approx, ncandidates - 1)[:ncandidates]
+            docnos = np.sort(docnos[keep])
+        return docnos
 
     def search_batch(self, queries: Sequence[np.ndarray], k: int = 10, nprobe: int = 4,
                      ncandidates: int | None = None) -> list[Hits]:

@@ -33,13 +33,44 @@ def byte_table(weights: np.ndarray, nbits: int) -> np.ndarray:
     return np.ascontiguousarray(weights[(byte[:, None] >> shifts) & ((1 << nbits) - 1)], dtype=np.float32)
 
 
+def byte_tables(weights: np.ndarray, nbits: int, dim: int) -> np.ndarray:
+    """[dim * nbits // 8, 256, 8 // nbits] float32: per packed byte position, the residual values its byte holds.
+    `weights`: [2**nbits] bucket values shared by every dimension, or [dim, 2**nbits] per dimension."""
+    per_byte = 8 // nbits
+    w = np.broadcast_to(np.asarray(weights, np.float32), (dim, 1 << nbits))
+    return np.ascontiguousarray(np.stack([byte_table(w[j * per_byte:(j + 1) * per_byte].T, nbits)
+                                          [:, np.arange(per_byte), np.arange(per_byte)]
+                                          for j in range(dim // per_byte)]))
+
+
+@numba.njit(cache=True, nogil=True)
+def bucketize(residuals: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
+    """[n, dim] residuals -> [n, dim] uint8 bucket indices: per value, how many of its dimension's cut-offs
+    (`cutoffs` [dim, 2**nbits - 1], ascending) lie below it (np.searchsorted's left side)."""
+    n, dim = residuals.shape
+    out = np.empty((n, dim), dtype=np.uint8)
+    for i in range(n):
+        for d in range(dim):
+            x = residuals[i, d]
+            lo, hi = 0, cutoffs.shape[1]  # binary search: the first cut-off >= x
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if cutoffs[d, mid] < x:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            b = lo
+            out[i, d] = b
+    return out
+
+
 @numba.njit(cache=True, nogil=True)
 def decompress(codes: np.ndarray, packed: np.ndarray, starts: np.ndarray, ends: np.ndarray, centroids: np.ndarray,
                table: np.ndarray, normalize: bool) -> np.ndarray:
-    """Token vectors of the token ranges [starts[i], ends[i]), concatenated: centroid + bucket weights,
-    L2-normalised when `normalize` (as ColBERTv2 decompresses)."""
+    """Token vectors of the token ranges [starts[i], ends[i]), concatenated: centroid + bucket weights (`table`:
+    byte_tables), L2-normalised when `normalize` (as ColBERTv2 decompresses)."""
     dim = centroids.shape[1]
-    per_byte = table.shape[1]
+    per_byte = table.shape[2]
     total = 0
     for i in range(len(starts)):
         total += ends[i] - starts[i]
@@ -50,7 +81,7 @@ def decompress(codes: np.ndarray, packed: np.ndarray, starts: np.ndarray, ends: 
             c = centroids[codes[t]]
             norm = 0.0
             for j in range(packed.shape[1]):
-                w = table[packed[t, j]]
+                w = table[j, packed[t, j]]
                 for s in range(per_byte):
                     x = c[j * per_byte + s] + w[s]
                     out[row, j * per_byte + s] = x

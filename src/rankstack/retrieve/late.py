@@ -71,12 +71,14 @@ class LateInteraction(Stage):
     @classmethod
     def build(cls, corpus: Corpus | Iterable[Document] | str | os.PathLike, index_path: str | os.PathLike,
               encoder: Any, *, nbits: int = 2, num_centroids: int | None = None, kmeans_iters: int = 10,
-              kmeans_sample: int | None = None, sample_docs: int | None = None, chunk_docs: int = CHUNK_DOCS,
+              kmeans_sample: int | None = None, buckets: str = "global", sample_docs: int | None = None,
+              chunk_docs: int = CHUNK_DOCS,
               seed: int = 0, overwrite: bool = False, progress: bool | None = None,
               **search_options) -> "LateInteraction":
         """Encode a corpus token-wise and index it: centroids and buckets are trained on the vectors of
         `sample_docs` documents (default ColBERTv2's 16 * sqrt(120 * documents)), which are added first; the rest
-        follow `chunk_docs` at a time."""
+        follow `chunk_docs` at a time. `buckets`: "global" (ColBERTv2) or "per_dimension" residual quantiles
+        (PlaidIndex.create)."""
         encoder = multivector_encoder(encoder)
         docs = list(Corpus(corpus) if isinstance(corpus, (str, os.PathLike)) else corpus)
         if not docs:
@@ -91,7 +93,7 @@ class LateInteraction(Stage):
         tokens = sum(len(v) for v in sample_vectors)
         index = PlaidIndex.create(index_path, encoder.model_info(), sample_vectors, nbits=nbits,
                                   num_centroids=num_centroids, kmeans_iters=kmeans_iters,
-                                  kmeans_sample=kmeans_sample, seed=seed,
+                                  kmeans_sample=kmeans_sample, buckets=buckets, seed=seed,
                                   estimated_tokens=round(tokens * len(docs) / len(sampled)), overwrite=overwrite)
         for start in range(0, len(sampled), chunk_docs):
             index.add([d.id for d in sampled[start:start + chunk_docs]], sample_vectors[start:start + chunk_docs])
