@@ -207,3 +207,22 @@ def test_a_segment_of_another_format_is_refused_by_name(tmp_path):
     segment.write_text(json.dumps({**meta, "format": 1}))  # as written by an older rankstack
     with pytest.raises(IndexFormatError, match="has format 1, this rankstack reads format 2"):
         InvertedIndex(path)
+
+
+def test_term_cache_starts_over_when_full_and_changes_no_result(tmp_path, monkeypatch):
+    import rankstack.index.inverted as inverted
+
+    rng = random.Random(3)
+    path = tmp_path / "idx"
+    with IndexWriter(path, {"length_norm": "exact"}, buffer_tokens=300, merge_factor=100) as w:
+        for doc_id, terms in random_docs(rng, 120).items():
+            w.add(doc_id, terms)
+    queries = QUERIES + [{w: 1} for w in WORDS] + [{"absent": 1, "w3": 2}]
+    expected = results(InvertedIndex(path), queries)
+    monkeypatch.setattr(inverted, "TERM_CACHE", 3)
+    index = InvertedIndex(path)
+    assert len(index.segments) > 1
+    assert results(index, queries) == expected
+    assert [list(zip(index.doc_ids.take(d), np.round(s, 4).tolist())) for d, s in
+            (index.search(q, 20, "exhaustive") for q in queries)] == expected
+    assert 0 < len(index._terms) <= 3

@@ -153,10 +153,9 @@ class InvertedIndex:
         """Per term: (its weight per unit of query weight: the idf in BM25 mode, the impact scale
         otherwise; its term id in each segment, -1 where absent). Cached: the snapshot never changes."""
         cache = self._terms
-        missing = [t for t in dict.fromkeys(terms) if t not in cache]
+        known = {t: cache.get(t) for t in terms}  # (read once: another thread may clear the cache meanwhile)
+        missing = [t for t, info in known.items() if info is None]
         if missing:
-            if len(cache) + len(missing) > TERM_CACHE:
-                cache.clear()
             positions = np.array([seg.terms.positions(missing) for seg in self.segments]).reshape(-1, len(missing))
             if self.mode == "bm25":
                 dfs = sum((np.where(pos >= 0, seg.term_df[pos], 0) for seg, pos in zip(self.segments, positions)),
@@ -164,8 +163,12 @@ class InvertedIndex:
                 factors = self.idf(dfs).tolist()
             else:
                 factors = [float(self.settings["impact_scale"])] * len(missing)
-            cache.update(zip(missing, zip(factors, map(tuple, positions.T.tolist()))))
-        return [cache[t] for t in terms]
+            fresh = dict(zip(missing, zip(factors, map(tuple, positions.T.tolist()))))
+            known.update(fresh)
+            if len(cache) + len(fresh) > TERM_CACHE:
+                cache.clear()
+            cache.update(fresh)
+        return [known[t] for t in terms]
 
     def _segment_queries(self, query: Query) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per segment: (term ids, float32 weights) of the query's terms present in that segment."""
