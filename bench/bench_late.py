@@ -17,6 +17,19 @@ bench/out/late/ (git-ignored); later runs reuse them.
 
     PYTHONPATH=src python bench/bench_late.py
     PYTHONPATH=src python bench/bench_late.py --threads 2 --num-centroids 4096 --settings 4:256 16:1024
+
+Where the top 10 is lost (bench/plaid_loss.py): candidate generation loses nothing (nprobe 4 already lists ~4,500
+of the 5,183 documents), centroid interaction keeps 96% (256 kept) to 99% (1,024 kept) of exact's top 10, and
+residual compression loses the rest: MiniLM's token vectors are not trained for it, so 2 bits (overlap 0.85 with no
+pruning at all) and 4 bits (0.94) cannot reach 95%; 8-bit residuals with per-dimension buckets (0.989 with no
+pruning; 397 bytes per token, half of float16) can. The setting that reaches >= 95% overlap (1 thread; measured
+with plaid_loss.py, which reads this script's caches: overlap 0.957, nDCG@10 0.649, 5.6 q/s at 4:256; 0.982,
+0.643, 1.6 q/s at 16:1024):
+
+    NUMBA_NUM_THREADS=1 PYTHONPATH=src python bench/plaid_loss.py --threads 1 --num-centroids 4096 \
+        --kmeans-sample 65536 --kmeans-iters 6 --nbits 8:per_dimension --nprobe --settings 4:256 16:1024
+    NUMBA_NUM_THREADS=1 PYTHONPATH=src python bench/bench_late.py --threads 1 --nbits 8 --buckets per_dimension \
+        --num-centroids 4096 --kmeans-sample 65536 --kmeans-iters 6 --settings 4:256 16:1024
 """
 
 from __future__ import annotations
