@@ -115,3 +115,25 @@ def test_per_dimension_buckets(encoder, tmp_path):
     assert late.index.manifest["buckets"] == "per_dimension" and late.index.weights.shape == (encoder.dimension, 4)
     run, expected = late(QUERIES), brute_force(late, encoder, QUERIES)
     assert all(run.ids(qid) == expected[qid][:5] for qid in QUERIES)
+
+
+def test_rescore_from_stored_float16_vectors(encoder, tmp_path, late):
+    stored = LateInteraction.build(DOCS, tmp_path / "stored", encoder, nbits=2, num_centroids=8, k=5,
+                                   store_vectors="float16", rescore=True, progress=False, **EXHAUSTIVE)
+    assert stored.index.vector_dtype == "float16" and stored.config()["rescore"] is True
+    # Exact MaxSim over the documents' own token vectors, float16-rounded, encoded here again.
+    docs = [v.astype(np.float16).astype(np.float32) for v in encoder.encode_documents([d.contents for d in DOCS])]
+    run = stored(QUERIES)
+    for qid, q in zip(QUERIES, encoder.encode_queries([QUERIES[q] for q in QUERIES])):
+        scores = np.array([(q @ d.T).max(1).sum() for d in docs], np.float32)
+        top = np.argsort(-scores, kind="stable")[:5]
+        assert run.ids(qid) == [DOCS[i].id for i in top]
+        assert np.allclose(run[qid].scores, scores[top], atol=1e-3)
+    rebuilt = parse(repr(stored))
+    assert isinstance(rebuilt, LateInteraction) and rebuilt.rescore and rebuilt(QUERIES).to_dict() == run.to_dict()
+    assert stored.add([Document("new", "Smoking tobacco and lung cancer risk.")]) == 1
+    assert stored.search("smoking and lung cancer", k=2)[0][0] in ("new", "d1")
+    stored.delete(["new", "d1"])
+    assert not {"new", "d1"} & set(stored(QUERIES).ids("q1"))
+    with pytest.raises(IncompatibleIndexError, match="stored vectors"):
+        LateInteraction(late.index, encoder, rescore=True)  # built without them

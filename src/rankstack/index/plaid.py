@@ -6,19 +6,25 @@ all dimensions (ColBERTv2) or per dimension (`buckets="per_dimension"`, for vect
 
 Search (PLAID): each query token's top `nprobe` centroids give the candidate documents; centroid interaction
 (every document token replaced by its centroid, MaxSim over those scores) keeps the best `ncandidates`; their
-residuals are decompressed and they are rescored with exact MaxSim.
+residuals are decompressed and they are rescored with exact MaxSim. An index created with
+`store_vectors="float16"` also keeps every token vector in float16 (memory-mapped, same token order as the codes):
+`search(..., rescore=True)` then rescores the surviving candidates with those instead of the decompressed codes
+(exact MaxSim over the stored vectors; the codes still drive candidate generation and centroid interaction).
 
     >>> index = PlaidIndex.create("idx", encoder.model_info(), sample_vectors, nbits=2)
     >>> index.add(doc_ids, vectors)                 # per document a float [n_tokens, dim] array; a new chunk
     >>> index.delete(["doc3"])
     >>> hits = index.search(query_vectors, k=10, nprobe=4, ncandidates=256)   # Hits(docnos, scores)
     >>> index.doc_ids.take(hits.docnos)
+    >>> index = PlaidIndex.create("idx16", info, sample_vectors, nbits=2, store_vectors="float16")
+    >>> index.add(doc_ids, vectors); index.search(query_vectors, k=10, rescore=True)   # exact rescoring
 
 Directory: `manifest.json` (format, encoder `model_info`, dimension, nbits, chunks, deletions; replaced
 atomically last, so a crash leaves the previous snapshot), `centroids.npy`, `cutoffs.npy`, `weights.npy`, and
-per `add` a chunk directory (codes, packed residuals, token offsets, doc ids, inverted lists). Re-adding an id
-replaces its earlier version; deleted documents are tombstones (`deleted-<generation>.npy`). Arrays are
-memory-mapped.
+per `add` a chunk directory (codes, packed residuals, token offsets, doc ids, inverted lists, and `vectors.npy`
+when the manifest's `vector_dtype` is set; indexes written before stored vectors existed have no such key).
+Re-adding an id replaces its earlier version; deleted documents are tombstones (`deleted-<generation>.npy`).
+Arrays are memory-mapped.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from rankstack.index.strings import StringTable
 
 FORMAT = "rankstack-plaid"
 VERSION = 1
+VECTOR_DTYPES = ("float16", "float32")  # store_vectors: full-precision copies for exact rescoring
 _ASSIGN_BLOCK = 1 << 24  # floats of the [rows, centroids] score block when assigning vectors to centroids
 
 
@@ -140,7 +147,8 @@ class PlaidDocIds:
 
 
 class _Chunk:
-    def __init__(self, directory: Path, entry: dict, base: int, dim_bytes: int, num_centroids: int):
+    def __init__(self, directory: Path, entry: dict, base: int, dim: int, nbits: int, num_centroids: int,
+                 vector_dtype: str | None):
         self.path, self.base = directory, base
         self.codes = load_array(directory, "codes")
         self.residuals = load_array(directory, "residuals")
@@ -148,9 +156,11 @@ class _Chunk:
         self.ivf_offsets = load_array(directory, "ivf_offsets")
         self.ivf_docs = load_array(directory, "ivf_docs")
         self.ids = StringTable(directory, "ids")
+        self.stored = load_array(directory, "vectors") if vector_dtype else None  # [tokens, dim] or None
         n, t = entry["docs"], entry["tokens"]
         if (len(self.offsets) != n + 1 or self.offsets[-1] != t or len(self.codes) != t or len(self.ids) != n
-                or self.residuals.shape != (t, dim_bytes) or len(self.ivf_offsets) != num_centroids + 1):
+                or self.residuals.shape != (t, dim * nbits // 8) or len(self.ivf_offsets) != num_centroids + 1
+                or (vector_dtype and (self.stored.shape != (t, dim) or self.stored.dtype != vector_dtype))):
             raise IndexFormatError(f"{directory} does not match the manifest ({n} documents, {t} tokens): "
                                    "the index is corrupt")
         self.num_docs = n
@@ -175,11 +185,14 @@ class PlaidIndex:
             self.dim, self.nbits, self.normalize = int(m["dim"]), int(m["nbits"]), bool(m["normalize"])
             self.encoder_info: dict[str, Any] = m["encoder"]
             chunks, deleted = list(m["chunks"]), m["deleted"]
+            self.vector_dtype: str | None = m.get("vector_dtype")  # absent before stored vectors existed
         except (KeyError, TypeError, ValueError) as e:
             raise IndexFormatError(f"{self.path}/manifest.json is corrupt (missing or bad {e})") from None
         self.centroids = np.ascontiguousarray(load_array(self.path, "centroids", mmap=False), np.float32)
         self.cutoffs = load_array(self.path, "cutoffs", mmap=False)
         self.weights = load_array(self.path, "weights", mmap=False)
+        if self.vector_dtype not in (None, *VECTOR_DTYPES):
+            raise IndexFormatError(f"{self.path}/manifest.json is corrupt (vector_dtype {self.vector_dtype!r})")
         n = 1 << self.nbits
         if self.centroids.shape[1:] != (self.dim,) or (self.cutoffs.shape, self.weights.shape) not in (
                 ((n - 1,), (n,)), ((self.dim, n - 1), (self.dim, n))):
@@ -193,7 +206,8 @@ class PlaidIndex:
                 directory, docs = self.path / entry["name"], int(entry["docs"])
             except (KeyError, TypeError, ValueError) as e:
                 raise IndexFormatError(f"{self.path}/manifest.json is corrupt (bad chunk entry: {e})") from None
-            self.chunks.append(_Chunk(directory, entry, base, self.dim * self.nbits // 8, len(self.centroids)))
+            self.chunks.append(_Chunk(directory, entry, base, self.dim, self.nbits, len(self.centroids),
+                                      self.vector_dtype))
             base += docs
         self._bases = np.array([c.base for c in self.chunks] + [base], dtype=np.int64)
         self.doc_ids = PlaidDocIds([c.ids for c in self.chunks], self._bases)
@@ -207,19 +221,23 @@ class PlaidIndex:
     def create(cls, path: str | os.PathLike, encoder_info: dict[str, Any], sample: np.ndarray | Sequence[np.ndarray],
                *, nbits: int = 2, num_centroids: int | None = None, kmeans_iters: int = 10,
                kmeans_sample: int | None = None, centroids: np.ndarray | None = None, seed: int = 0,
-               estimated_tokens: int | None = None, buckets: str = "global", overwrite: bool = False) -> "PlaidIndex":
+               estimated_tokens: int | None = None, buckets: str = "global", store_vectors: str | None = None,
+               overwrite: bool = False) -> "PlaidIndex":
         """Train centroids and buckets on `sample` (token vectors: an array or per-document arrays) and write an
         empty index. `num_centroids` defaults to ColBERTv2's rule for `estimated_tokens` (default: the sample's
         size). k-means runs on at most `kmeans_sample` vectors (default 256 per centroid, as faiss); 5% of the
         sample, held out from k-means, sets the bucket quantiles: `buckets` "global" (ColBERTv2: one set for all
         dimensions) or "per_dimension" (one set per dimension: a more faithful reconstruction of vectors whose
         dimensions differ in spread, at the same size). `centroids` given (e.g. another index's) are used as they
-        are, without k-means."""
+        are, without k-means. `store_vectors` "float16" (or "float32"): every `add` also stores the token vectors
+        in that type, for `search(..., rescore=True)` (2 bytes per dimension more per token in float16)."""
         path = Path(path)
         if nbits not in (1, 2, 4, 8):
             raise InputError(f"nbits must be 1, 2, 4 or 8, got {nbits!r}")
         if buckets not in BUCKETS:
             raise InputError(f"buckets must be one of {BUCKETS}, got {buckets!r}")
+        if store_vectors not in (None, *VECTOR_DTYPES):
+            raise InputError(f"store_vectors must be None, 'float16' or 'float32', got {store_vectors!r}")
         x = np.concatenate([np.asarray(v, np.float32) for v in sample]) if isinstance(sample, (list, tuple)) \
             else np.asarray(sample, np.float32)
         if x.ndim != 2 or not len(x):
@@ -257,6 +275,7 @@ class PlaidIndex:
         write_json_atomic(path / "manifest.json", {
             "format": FORMAT, "version": VERSION, "generation": 0, "encoder": encoder_info, "dim": dim,
             "nbits": nbits, "normalize": normalize, "num_centroids": k, "buckets": buckets,
+            "vector_dtype": store_vectors,
             "training": {"vectors": min(len(train), kmeans_sample or 256 * k), "heldout": held,
                          "kmeans_iters": kmeans_iters, "seed": seed},
             "chunks": [], "deleted": None})
@@ -280,7 +299,8 @@ class PlaidIndex:
 
     def add(self, doc_ids: Sequence[str], vectors: Sequence[np.ndarray], codes: np.ndarray | None = None) -> int:
         """Add documents (per document a [n_tokens, dim] array) as a new chunk, reusing the trained centroids and
-        buckets; ids already in the index are replaced. Commits and reloads; returns how many were added.
+        buckets (and storing the vectors too when the index was created with store_vectors); ids already in the
+        index are replaced. Commits and reloads; returns how many were added.
         `codes`: the tokens' nearest centroids when already known (e.g. from an index with the same centroids)."""
         doc_ids = [str(i) for i in doc_ids]
         if len(doc_ids) != len(vectors):
@@ -300,10 +320,15 @@ class PlaidIndex:
             directory.mkdir()
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
-            codes, packed = self.compress(np.concatenate([np.asarray(v, np.float32) for v in vectors]), codes)
+            flat = np.concatenate([np.asarray(v, np.float32) for v in vectors])
+            codes, packed = self.compress(flat, codes)
             ivf_offsets, ivf_docs = _inverted_lists(codes, offsets, len(self.centroids))
-            save_arrays(directory, {"codes": codes, "residuals": packed, "offsets": offsets,
-                                    "ivf_offsets": ivf_offsets, "ivf_docs": ivf_docs})
+            arrays = {"codes": codes, "residuals": packed, "offsets": offsets, "ivf_offsets": ivf_offsets,
+                      "ivf_docs": ivf_docs}
+            if self.vector_dtype:
+                arrays["vectors"] = flat.astype(self.vector_dtype)
+            del flat
+            save_arrays(directory, arrays)
             StringTable.write(directory, "ids", doc_ids, lookup=True)
             fsync_dir(directory)
             replaced = self.docnos(doc_ids)
@@ -394,13 +419,22 @@ class PlaidIndex:
             out[np.flatnonzero(hit)[alive]] = glob[alive]
         return out
 
-    def vectors(self, docnos: Sequence[int] | np.ndarray) -> list[np.ndarray]:
-        """Decompressed token vectors of documents by global doc number."""
-        flat, bounds = self._decompress(np.asarray(docnos, np.int64))
+    def vectors(self, docnos: Sequence[int] | np.ndarray, stored: bool = False) -> list[np.ndarray]:
+        """Token vectors (float32) of documents by global doc number: decompressed, or with `stored` the stored
+        full-precision copies (as stored: float16-rounded in a float16 index)."""
+        flat, bounds = self._gather(np.asarray(docnos, np.int64), stored)
         return np.split(flat, bounds[1:-1])
 
-    def _decompress(self, docnos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Concatenated token vectors of the documents (in the order given) and their row bounds."""
+    def _require_stored(self) -> None:
+        if self.vector_dtype is None:
+            raise IncompatibleIndexError(f"exact rescoring needs stored vectors: {self.path} was built without them "
+                                         "(PlaidIndex.create(..., store_vectors='float16'))")
+
+    def _gather(self, docnos: np.ndarray, stored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Concatenated float32 token vectors of the documents (in the order given; decompressed, or the stored
+        copies) and their row bounds."""
+        if stored:
+            self._require_stored()
         if len(docnos) and (docnos.min() < 0 or docnos.max() >= len(self.live)):
             raise InputError(f"doc number out of range (index of {len(self.live)} documents)")
         which = np.searchsorted(self._bases, docnos, side="right") - 1
@@ -410,7 +444,10 @@ class PlaidIndex:
             c = self.chunks[ci]
             local = docnos[rows] - c.base
             starts, ends = c.offsets[local], c.offsets[local + 1]
-            flat = K.decompress(c.codes, c.residuals, starts, ends, self.centroids, self._table, self.normalize)
+            if stored:
+                flat = np.asarray(c.stored[_token_rows(starts, ends)], np.float32)
+            else:
+                flat = K.decompress(c.codes, c.residuals, starts, ends, self.centroids, self._table, self.normalize)
             for r, piece in zip(rows.tolist(), np.split(flat, np.cumsum(ends - starts)[:-1])):
                 parts[r] = piece
             lengths[rows] = ends - starts
@@ -421,11 +458,15 @@ class PlaidIndex:
 
     # --- search ------------------------------------------------------------------------------------------------
 
-    def search(self, query: np.ndarray, k: int = 10, nprobe: int = 4, ncandidates: int | None = None) -> Hits:
-        """Top `k` live documents of one query ([n_query_tokens, dim]) by MaxSim over decompressed vectors, among
-        the candidates of its tokens' top `nprobe` centroids, of which the best `ncandidates` (default
-        max(4k, 256)) by centroid interaction are rescored. nprobe = all centroids and ncandidates >= the number
-        of documents make it exhaustive."""
+    def search(self, query: np.ndarray, k: int = 10, nprobe: int = 4, ncandidates: int | None = None,
+               rescore: bool = False) -> Hits:
+        """Top `k` live documents of one query ([n_query_tokens, dim]) by MaxSim over decompressed vectors (with
+        `rescore`: over the stored vectors, exact MaxSim; IncompatibleIndexError if the index has none), among the
+        candidates of its tokens' top `nprobe` centroids, of which the best `ncandidates` (default max(4k, 256))
+        by centroid interaction are rescored. nprobe = all centroids and ncandidates >= the number of documents
+        make it exhaustive."""
+        if rescore:
+            self._require_stored()
         q = np.ascontiguousarray(query, np.float32)
         self._check_vectors(q, "the query")
         if k < 1 or nprobe < 1:
@@ -434,7 +475,7 @@ class PlaidIndex:
         if ncandidates < k:
             raise InputError(f"ncandidates={ncandidates} must be at least k={k}")
         docnos = self.candidates(q, nprobe, ncandidates)
-        vectors, bounds = self._decompress(docnos)
+        vectors, bounds = self._gather(docnos, stored=rescore)
         exact = maxsim_scores(q, vectors, bounds)
         if len(exact) > k:
             top = np.argpartition(-exact, k - 1)[:k]
@@ -461,12 +502,19 @@ class PlaidIndex:
         return docnos
 
     def search_batch(self, queries: Sequence[np.ndarray], k: int = 10, nprobe: int = 4,
-                     ncandidates: int | None = None) -> list[Hits]:
-        return [self.search(q, k, nprobe, ncandidates) for q in queries]
+                     ncandidates: int | None = None, rescore: bool = False) -> list[Hits]:
+        return [self.search(q, k, nprobe, ncandidates, rescore) for q in queries]
 
     def __repr__(self) -> str:
+        stored = f", {self.vector_dtype} vectors" if self.vector_dtype else ""
         return (f"PlaidIndex({str(self.path)!r}, {self.num_docs} documents, {len(self.centroids)} centroids, "
-                f"{self.nbits} bits)")
+                f"{self.nbits} bits{stored})")
+
+
+def _token_rows(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The rows of the token ranges [starts[i], ends[i]), concatenated."""
+    lengths = ends - starts
+    return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
 
 
 def _inverted_lists(codes: np.ndarray, offsets: np.ndarray, num_centroids: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
-from rankstack.errors import InputError
+from rankstack.errors import IncompatibleIndexError, InputError
 from rankstack.index.plaid import PlaidIndex
 from rankstack.pipeline.stage import Stage
 
@@ -54,31 +54,41 @@ class LateInteraction(Stage):
 
     `encoder`: a MultiVectorEncoder, or a model path / hub id loaded with the settings the index recorded.
     `nprobe` centroids per query token, `ncandidates` documents rescored exactly (default max(4k, 256)).
+    `rescore=True`: the final MaxSim uses the index's stored full-precision vectors instead of the decompressed
+    residuals (needs an index built with store_vectors="float16"):
+
+    >>> late = LateInteraction.build(corpus, "indexes/scifact-plaid16", encoder, store_vectors="float16", rescore=True)
     """
 
     first_stage = True
 
     def __init__(self, index: str | os.PathLike | PlaidIndex, encoder: Any, k: int = 1000, nprobe: int = 4,
-                 ncandidates: int | None = None, device: str | None = None, progress: bool | None = None):
+                 ncandidates: int | None = None, rescore: bool = False, device: str | None = None,
+                 progress: bool | None = None):
         self.index = index if isinstance(index, PlaidIndex) else PlaidIndex(index)
         self.encoder = multivector_encoder(encoder, self.index.encoder_info, device)
         self.index.check_encoder(self.encoder.model_info())
         if k < 1 or nprobe < 1 or (ncandidates is not None and ncandidates < k):
             raise InputError(f"need k >= 1, nprobe >= 1 and ncandidates >= k; got k={k}, nprobe={nprobe}, "
                              f"ncandidates={ncandidates}")
+        if rescore and self.index.vector_dtype is None:
+            raise IncompatibleIndexError(f"rescore=True needs stored vectors: {self.index.path} was built without "
+                                         "them (LateInteraction.build(..., store_vectors='float16'))")
         self.k, self.nprobe, self.ncandidates, self.progress = k, nprobe, ncandidates, progress
+        self.rescore = bool(rescore)
 
     @classmethod
     def build(cls, corpus: Corpus | Iterable[Document] | str | os.PathLike, index_path: str | os.PathLike,
               encoder: Any, *, nbits: int = 2, num_centroids: int | None = None, kmeans_iters: int = 10,
-              kmeans_sample: int | None = None, buckets: str = "global", sample_docs: int | None = None,
+              kmeans_sample: int | None = None, buckets: str = "global", store_vectors: str | None = None,
+              sample_docs: int | None = None,
               chunk_docs: int = CHUNK_DOCS,
               seed: int = 0, overwrite: bool = False, progress: bool | None = None,
               **search_options) -> "LateInteraction":
         """Encode a corpus token-wise and index it: centroids and buckets are trained on the vectors of
         `sample_docs` documents (default ColBERTv2's 16 * sqrt(120 * documents)), which are added first; the rest
         follow `chunk_docs` at a time. `buckets`: "global" (ColBERTv2) or "per_dimension" residual quantiles
-        (PlaidIndex.create)."""
+        (PlaidIndex.create). `store_vectors` "float16": also store the token vectors, for `rescore=True`."""
         encoder = multivector_encoder(encoder)
         docs = list(Corpus(corpus) if isinstance(corpus, (str, os.PathLike)) else corpus)
         if not docs:
@@ -93,7 +103,7 @@ class LateInteraction(Stage):
         tokens = sum(len(v) for v in sample_vectors)
         index = PlaidIndex.create(index_path, encoder.model_info(), sample_vectors, nbits=nbits,
                                   num_centroids=num_centroids, kmeans_iters=kmeans_iters,
-                                  kmeans_sample=kmeans_sample, buckets=buckets, seed=seed,
+                                  kmeans_sample=kmeans_sample, buckets=buckets, store_vectors=store_vectors, seed=seed,
                                   estimated_tokens=round(tokens * len(docs) / len(sampled)), overwrite=overwrite)
         for start in range(0, len(sampled), chunk_docs):
             index.add([d.id for d in sampled[start:start + chunk_docs]], sample_vectors[start:start + chunk_docs])
@@ -123,7 +133,7 @@ class LateInteraction(Stage):
         results = {}
         for qid, q in tqdm(zip(qids, vectors), total=len(qids), desc="LateInteraction", unit=" queries",
                            disable=None if self.progress is None else not self.progress):
-            results[qid] = self.index.search(q, self.k, self.nprobe, self.ncandidates)
+            results[qid] = self.index.search(q, self.k, self.nprobe, self.ncandidates, self.rescore)
         return Run(results, self.index.doc_ids, name="LateInteraction", presorted=True)
 
     def config(self) -> dict[str, Any]:
@@ -131,4 +141,6 @@ class LateInteraction(Stage):
                "nprobe": self.nprobe}
         if self.ncandidates is not None:
             out["ncandidates"] = self.ncandidates
+        if self.rescore:
+            out["rescore"] = True
         return out
