@@ -8,8 +8,18 @@ and the exact MaxSim scores): run bench_late.py once first. Per nbits it reports
   documents are rescored with the original vectors (pruning loss alone), and PLAID's actual overlap, nDCG@10
   and queries/s (decompressed rescoring: both losses).
 
+With --rescore the indexes also store every token vector in float16 (PlaidIndex store_vectors="float16") and each
+nprobe:ncandidates setting gets a second row: the full pipeline with exact rescoring (search(rescore=True): codes
+for candidates and centroid interaction, the stored vectors for the final MaxSim), its overlap, nDCG@10, q/s (and
+the ratio to decompressed rescoring, timed in the same run) and bytes per token (codes + residuals + stored
+vectors). Its overlap should match "overlap_rescored_with_original_vectors" (the cache holds the same float16
+vectors). --queries and --max-docs cut the run for a quick trial.
+
     NUMBA_NUM_THREADS=1 PYTHONPATH=src python bench/plaid_loss.py --threads 1 --num-centroids 4096 \
         --nbits 2 4 2:per_dimension 4:per_dimension --nprobe 4 16 --settings 16:1024
+    NUMBA_NUM_THREADS=1 PYTHONPATH=src python bench/plaid_loss.py --threads 1 --num-centroids 4096 \
+        --kmeans-sample 65536 --kmeans-iters 6 --nbits 2 4 --nprobe --settings 4:256 16:1024 \
+        --no-compression-only --rescore
 """
 
 from __future__ import annotations
@@ -41,6 +51,10 @@ def main() -> None:
     p.add_argument("--nprobe", type=int, nargs="*", default=[4, 16])
     p.add_argument("--settings", nargs="*", default=["16:1024"], help="nprobe:ncandidates pairs")
     p.add_argument("--no-compression-only", action="store_true", help="skip the (slower) all-documents scoring")
+    p.add_argument("--rescore", action="store_true",
+                   help="store float16 vectors and also measure search with exact rescoring from them")
+    p.add_argument("--queries", type=int, help="only the first N queries (a quick trial)")
+    p.add_argument("--max-docs", type=int, help="only the first N documents (a quick trial)")
     args = p.parse_args()
     from rankstack import datasets
     from rankstack.data.run import IdList, Run
@@ -49,14 +63,15 @@ def main() -> None:
     from rankstack.index.plaid import PlaidIndex, assign
 
     out = Path(args.out)
-    work = out / "loss"
+    work = out / ("loss" if args.max_docs is None else f"loss-{args.max_docs}docs")
     work.mkdir(exist_ok=True)
     data = datasets.load("beir/scifact/test")
-    ids, qids = IdList(d.id for d in data.corpus), list(data.queries)
+    ids, qids = IdList(d.id for d in data.corpus), list(data.queries)[:args.queries]
     with np.load(out / "queries.npz") as z:
         queries = list(z["vectors"])
-    docs = load_shards(out / "scifact-doc-tokens")
-    exact = bench_late.exact_scores_cached(queries, out)
+    docs = load_shards(out / "scifact-doc-tokens")[:args.max_docs]
+    exact = bench_late.exact_scores_cached(queries, out)[:args.queries, :len(docs)]  # cached for all queries
+    queries = queries[:args.queries]
     exact_top = np.argsort(-exact, axis=1, kind="stable")[:, :10]
     tokens = sum(len(d) for d in docs)
 
@@ -73,15 +88,19 @@ def main() -> None:
         index = PlaidIndex.create(work / f"plaid-{nbits}bit", {"dimension": docs[0].shape[1]}, docs, nbits=nbits,
                                   num_centroids=args.num_centroids, kmeans_sample=args.kmeans_sample,
                                   kmeans_iters=args.kmeans_iters, centroids=centroids, buckets=buckets,
-                                  overwrite=True)
+                                  store_vectors="float16" if args.rescore else None, overwrite=True)
         if centroids is None:
             centroids = index.centroids
             np.save(cpath, centroids)
         if codes is None:
             codes = np.concatenate([assign(d, centroids) for d in np.array_split(np.concatenate(docs), 64)])
         index.add([str(i) for i in range(len(docs))], docs, codes)
-        row = {"nbits": nbits, "buckets": buckets, "num_centroids": len(centroids), "build_s": round(time.perf_counter() - t, 1),
-               "bytes_per_token": round(index.size_bytes() / tokens, 1)}
+        stored_bytes = sum((c.path / "vectors.npy").stat().st_size for c in index.chunks) if args.rescore else 0
+        row = {"nbits": nbits, "buckets": buckets, "num_centroids": len(centroids),
+               "build_s": round(time.perf_counter() - t, 1),
+               "bytes_per_token": round((index.size_bytes() - stored_bytes) / tokens, 1)}
+        if args.rescore:
+            row["bytes_per_token_with_stored_vectors"] = round(index.size_bytes() / tokens, 1)
         if not args.no_compression_only:
             decompressed = index.vectors(np.arange(len(docs)))
             approx = bench_late.exact_scores(queries, decompressed)
@@ -95,7 +114,7 @@ def main() -> None:
             print(json.dumps({"nbits": nbits, "nprobe": nprobe, "candidates_mean": round(float(np.mean(
                 [len(c) for c in cands])), 1), "exact_top10_in_candidates": round(float(np.mean(
                     [np.isin(e, c).mean() for e, c in zip(exact_top, cands)])), 4)}), flush=True)
-        index.search(queries[0], 10)
+        index.search(queries[0], 10, rescore=args.rescore)  # compile the kernels outside the timings
         for setting in args.settings:
             nprobe, ncandidates = map(int, setting.split(":"))
             kept = [index.candidates(q, nprobe, ncandidates) for q in queries]
@@ -110,6 +129,19 @@ def main() -> None:
                               "overlap@10": round(overlap([h.docnos for h in hits], exact_top), 4),
                               "nDCG@10": ndcg([h.docnos for h in hits], [h.scores for h in hits]),
                               "qps": round(qps, 2)}), flush=True)
+            if args.rescore:
+                t = time.perf_counter()
+                rescored = [index.search(q, 10, nprobe, ncandidates, rescore=True) for q in queries]
+                rescored_qps = len(queries) / (time.perf_counter() - t)
+                print(json.dumps({"nbits": nbits, "buckets": buckets, "nprobe": nprobe, "ncandidates": ncandidates,
+                                  "rescore": "float16 stored vectors",
+                                  "overlap@10": round(overlap([h.docnos for h in rescored], exact_top), 4),
+                                  "nDCG@10": ndcg([h.docnos for h in rescored], [h.scores for h in rescored]),
+                                  "qps": round(rescored_qps, 2),
+                                  "qps_vs_decompressed": round(rescored_qps / qps, 2),
+                                  "bytes_per_token": round(index.size_bytes() / tokens, 1),
+                                  "codes_bytes_per_token": round((index.size_bytes() - stored_bytes) / tokens, 1),
+                                  "stored_vectors_bytes_per_token": round(stored_bytes / tokens, 1)}), flush=True)
     print("reproduce: PYTHONPATH=src python bench/plaid_loss.py " + " ".join(sys.argv[1:]))
 
 

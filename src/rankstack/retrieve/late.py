@@ -63,8 +63,8 @@ class LateInteraction(Stage):
     first_stage = True
 
     def __init__(self, index: str | os.PathLike | PlaidIndex, encoder: Any, k: int = 1000, nprobe: int = 4,
-                 ncandidates: int | None = None, rescore: bool = False, device: str | None = None,
-                 progress: bool | None = None):
+                 ncandidates: int | None = None, device: str | None = None, progress: bool | None = None,
+                 rescore: bool = False):
         self.index = index if isinstance(index, PlaidIndex) else PlaidIndex(index)
         self.encoder = multivector_encoder(encoder, self.index.encoder_info, device)
         self.index.check_encoder(self.encoder.model_info())
