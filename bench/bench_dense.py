@@ -4,10 +4,10 @@ quality: SciFact test, all-MiniLM-L6-v2. rankstack Dense (Flat) vs SentenceTrans
   same model; nDCG@10 and R@100 of both (same evaluator), and DenseRocchio settings against plain dense. Document
   embeddings are encoded once and cached under bench/out/dense/ (the rankstack index there, resumable shards, and
   the sentence-transformers matrix); delete that folder to re-encode.
-speed: search overhead of DenseIndex.search (-> Run) over faiss index.search + mapping rows to ids (numpy), same
-  FAISS index file, same query matrix, one thread; random unit vectors (N x 384) for Flat, HNSW32 and IVF-Flat.
+speed: search overhead of DenseIndex.search (-> Run) over faiss index.search + mapping rows to ids (numpy) on the
+  FAISS object DenseIndex holds, same query matrix, one thread; random unit vectors (N x 384) for Flat, HNSW32 and IVF-Flat.
   Two figures: q/s of both sides, alternating rounds (noisy on a shared machine: Flat's FAISS time alone moves by
-  tens of percent between rounds), and the overhead proper, measured inside the same calls: rankstack's time
+  tens of percent between rounds, and by 15% between two copies of one index file), and the overhead proper, measured inside the same calls: rankstack's time
   outside its FAISS search call over the time inside it.
 
     PYTHONPATH=src python bench/bench_dense.py quality
@@ -145,7 +145,7 @@ def speed(args) -> dict:
             print(json.dumps({"built": factory, "s": round(time.perf_counter() - t, 1)}), flush=True)
         faiss.omp_set_num_threads(1)
         index = DenseIndex(path, gpu=False)
-        raw = faiss.read_index(str(path / index.manifest["files"]["index"]))  # the same FAISS index, read directly
+        raw = index.index  # the FAISS object rankstack itself searches: only rankstack's own work differs
         if "nprobe" in knobs:
             faiss.extract_index_ivf(raw).nprobe = knobs["nprobe"]
         if "ef_search" in knobs:
