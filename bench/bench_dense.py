@@ -6,9 +6,9 @@ quality: SciFact test, all-MiniLM-L6-v2. rankstack Dense (Flat) vs SentenceTrans
   the sentence-transformers matrix); delete that folder to re-encode.
 speed: search overhead of DenseIndex.search (-> Run) over faiss index.search + mapping rows to ids (numpy) on the
   FAISS object DenseIndex holds, same query matrix, one thread; random unit vectors (N x 384) for Flat, HNSW32 and IVF-Flat.
-  Two figures: q/s of both sides, alternating rounds (noisy on a shared machine: Flat's FAISS time alone moves by
-  tens of percent between rounds, and by 15% between two copies of one index file), and the overhead proper, measured inside the same calls: rankstack's time
-  outside its FAISS search call over the time inside it.
+  Two figures: q/s of both sides, alternating rounds (noisy on a shared machine: Flat's FAISS time alone moves
+  by tens of percent between rounds, and by 15% between two copies of one index file), and the overhead proper,
+  measured inside the same calls: rankstack's time outside its FAISS search call over the time inside it.
 
     PYTHONPATH=src python bench/bench_dense.py quality
     PYTHONPATH=src python bench/bench_dense.py speed --n 100000 --queries 1000
