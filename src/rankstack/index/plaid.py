@@ -2,7 +2,8 @@
 
 Every document token vector is stored as the id of its nearest k-means centroid plus its residual compressed to
 `nbits` (1, 2, 4 or 8) bits per dimension: bucket cut-offs and bucket values are quantiles of the residuals, over
-all dimensions (ColBERTv2) or per dimension (`buckets="per_dimension"`, for vectors not trained for compression). Inverted lists map each centroid to the documents holding a token assigned to it.
+all dimensions (ColBERTv2) or per dimension (`buckets="per_dimension"`, for vectors not trained for compression).
+Inverted lists map each centroid to the documents holding a token assigned to it.
 
 Search (PLAID): each query token's top `nprobe` centroids give the candidate documents; centroid interaction
 (every document token replaced by its centroid, MaxSim over those scores) keeps the best `ncandidates`; their
