@@ -41,7 +41,7 @@ import numpy as np
 from rankstack.data.run import Hits, sort_hits
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index import plaid_kernels as K
-from rankstack.index.storage import (WriterLock, fsync_dir, load_array, read_json, save_arrays,
+from rankstack.index.storage import (WriterLock, clear_for_build, fsync_dir, load_array, read_json, save_arrays,
                                      write_json_atomic)
 from rankstack.index.strings import StringTable
 
@@ -248,10 +248,7 @@ class PlaidIndex:
             raise InputError(f"dimension {dim} is not a multiple of {8 // nbits}, as {nbits}-bit packing needs")
         if not np.isfinite(x).all():
             raise InputError("the training sample holds NaN or infinite values")
-        if (path / "manifest.json").exists():
-            if not overwrite:
-                raise InputError(f"{path} already holds an index; pass overwrite=True to replace it")
-            shutil.rmtree(path)
+        path = clear_for_build(path, overwrite, "PlaidIndex")
         rng = np.random.default_rng(seed)
         x = x[rng.permutation(len(x))]
         held = len(x) // 20 if len(x) >= 200 else 0
@@ -426,16 +423,17 @@ class PlaidIndex:
         flat, bounds = self._gather(np.asarray(docnos, np.int64), stored)
         return np.split(flat, bounds[1:-1])
 
-    def _require_stored(self) -> None:
+    def require_stored(self) -> None:
+        """IncompatibleIndexError unless the index stores full-precision vectors (needed by rescore=True)."""
         if self.vector_dtype is None:
             raise IncompatibleIndexError(f"exact rescoring needs stored vectors: {self.path} was built without them "
-                                         "(PlaidIndex.create(..., store_vectors='float16'))")
+                                         "(build it with store_vectors='float16')")
 
     def _gather(self, docnos: np.ndarray, stored: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Concatenated float32 token vectors of the documents (in the order given; decompressed, or the stored
         copies) and their row bounds."""
         if stored:
-            self._require_stored()
+            self.require_stored()
         if len(docnos) and (docnos.min() < 0 or docnos.max() >= len(self.live)):
             raise InputError(f"doc number out of range (index of {len(self.live)} documents)")
         which = np.searchsorted(self._bases, docnos, side="right") - 1
@@ -467,7 +465,7 @@ class PlaidIndex:
         by centroid interaction are rescored. nprobe = all centroids and ncandidates >= the number of documents
         make it exhaustive."""
         if rescore:
-            self._require_stored()
+            self.require_stored()
         q = np.ascontiguousarray(query, np.float32)
         self._check_vectors(q, "the query")
         if k < 1 or nprobe < 1:

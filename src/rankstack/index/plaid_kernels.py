@@ -59,8 +59,7 @@ def bucketize(residuals: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
                     lo = mid + 1
                 else:
                     hi = mid
-            b = lo
-            out[i, d] = b
+            out[i, d] = lo
     return out
 
 

@@ -147,4 +147,3 @@ def open_snapshot(read_manifest: Callable[[], dict], open_files: Callable[[dict]
         except IndexFormatError:
             if attempt == 2 or read_manifest()["generation"] == manifest["generation"]:
                 raise
-

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
-from rankstack.errors import IncompatibleIndexError, InputError
+from rankstack.errors import InputError
 from rankstack.index.plaid import PlaidIndex
 from rankstack.pipeline.stage import Stage
 
@@ -71,9 +71,8 @@ class LateInteraction(Stage):
         if k < 1 or nprobe < 1 or (ncandidates is not None and ncandidates < k):
             raise InputError(f"need k >= 1, nprobe >= 1 and ncandidates >= k; got k={k}, nprobe={nprobe}, "
                              f"ncandidates={ncandidates}")
-        if rescore and self.index.vector_dtype is None:
-            raise IncompatibleIndexError(f"rescore=True needs stored vectors: {self.index.path} was built without "
-                                         "them (LateInteraction.build(..., store_vectors='float16'))")
+        if rescore:
+            self.index.require_stored()
         self.k, self.nprobe, self.ncandidates, self.progress = k, nprobe, ncandidates, progress
         self.rescore = bool(rescore)
 
@@ -81,9 +80,8 @@ class LateInteraction(Stage):
     def build(cls, corpus: Corpus | Iterable[Document] | str | os.PathLike, index_path: str | os.PathLike,
               encoder: Any, *, nbits: int = 2, num_centroids: int | None = None, kmeans_iters: int = 10,
               kmeans_sample: int | None = None, buckets: str = "global", store_vectors: str | None = None,
-              sample_docs: int | None = None,
-              chunk_docs: int = CHUNK_DOCS,
-              seed: int = 0, overwrite: bool = False, progress: bool | None = None,
+              sample_docs: int | None = None, chunk_docs: int = CHUNK_DOCS, seed: int = 0, overwrite: bool = False,
+              progress: bool | None = None,
               **search_options) -> "LateInteraction":
         """Encode a corpus token-wise and index it: centroids and buckets are trained on the vectors of
         `sample_docs` documents (default ColBERTv2's 16 * sqrt(120 * documents)), which are added first; the rest
