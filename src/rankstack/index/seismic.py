@@ -36,10 +36,12 @@ from rankstack.index.query import numba_threads
 from rankstack.index.storage import fsync_dir, load_array, read_json, save_arrays, write_json_atomic
 
 FORMAT = "rankstack-seismic-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: float summaries stored per block
 MANIFEST = "manifest.json"
-ARRAYS = ("fwd_offsets", "fwd_comps", "fwd_values", "term_blocks", "block_offsets", "block_docs",
-          "summary_offsets", "summary_comps", "summary_values")
+ARRAYS = ("fwd_offsets", "fwd_comps", "fwd_values", "term_blocks", "block_offsets", "block_docs", "summary_scales",
+          "term_comps", "summary_comps", "summary_comp_offsets", "summary_blocks", "summary_codes")
+SEARCH_ARRAYS = ("term_blocks", "block_offsets", "block_docs", "summary_scales", "term_comps", "summary_comps",
+                 "summary_comp_offsets", "summary_blocks", "summary_codes", "fwd_offsets", "fwd_comps", "fwd_values")
 _BATCH_CELLS = 1 << 22  # queries * k result cells per kernel call
 
 Queries = sp.csr_matrix | Sequence[tuple[np.ndarray, np.ndarray]]
@@ -66,9 +68,8 @@ class SeismicIndex:
         self.params: dict[str, Any] = self.manifest["params"]
         self.metadata: dict[str, Any] = self.manifest.get("metadata", {})
         self._validate()
-        self._args = tuple(self.arrays[name] for name in ("term_blocks", "block_offsets", "block_docs",
-                                                          "summary_offsets", "summary_comps", "summary_values",
-                                                          "fwd_offsets", "fwd_comps", "fwd_values"))
+        self._args = tuple(self.arrays[name] for name in SEARCH_ARRAYS)
+        self._max_blocks = max(int(np.diff(self.arrays["term_blocks"]).max(initial=0)), 1)
 
     def _validate(self) -> None:
         a, n, v = self.arrays, self.num_docs, self.dim
@@ -85,9 +86,13 @@ class SeismicIndex:
         csr("term_blocks", v)
         num_blocks = int(a["term_blocks"][-1]) if a["term_blocks"].shape == (v + 1,) else -1
         csr("block_offsets", num_blocks, "block_docs")
-        csr("summary_offsets", num_blocks, "summary_comps", "summary_values")
+        if a["summary_scales"].shape != (max(num_blocks, 0),):
+            problems.append("summary_scales does not match term_blocks")
+        csr("term_comps", v, "summary_comps")
+        csr("summary_comp_offsets", a["summary_comps"].shape[0], "summary_blocks", "summary_codes")
         if not problems:
-            for name, bound in (("block_docs", n), ("fwd_comps", v), ("summary_comps", v)):
+            most = int(np.diff(a["term_blocks"]).max(initial=0))
+            for name, bound in (("block_docs", n), ("fwd_comps", v), ("summary_comps", v), ("summary_blocks", most)):
                 if a[name].size and (int(a[name].min()) < 0 or int(a[name].max()) >= bound):
                     problems.append(f"{name} holds values outside 0..{bound - 1}")
         if problems:
@@ -151,13 +156,30 @@ class SeismicIndex:
             K.summarize_blocks(block_offsets, list_docs, fwd_offsets, fwd_comps, fwd_values, dim, summary_energy,
                                summary_offsets, empty_c, empty_v, True, numba.get_num_threads())
             np.cumsum(summary_offsets, out=summary_offsets)
-            summary_comps = np.empty(summary_offsets[-1], comp_type)
-            summary_values = np.empty(summary_offsets[-1], np.float32)
+            entry_comps = np.empty(summary_offsets[-1], comp_type)
+            entry_values = np.empty(summary_offsets[-1], np.float32)
             K.summarize_blocks(block_offsets, list_docs, fwd_offsets, fwd_comps, fwd_values, dim, summary_energy,
-                               summary_offsets, summary_comps, summary_values, False, numba.get_num_threads())
+                               summary_offsets, entry_comps, entry_values, False, numba.get_num_threads())
+            summary_scales = np.empty(len(block_offsets) - 1, np.float32)
+            entry_codes = np.empty(summary_offsets[-1], np.uint8)
+            K.quantize_summaries(summary_offsets, entry_values, summary_scales, entry_codes)
+            del entry_values
+            term_comps = np.zeros(dim + 1, np.int64)
+            block_type = np.uint16 if int(np.diff(term_blocks).max(initial=0)) <= 1 << 16 else np.int32
+            args = (term_blocks, summary_offsets, entry_comps, entry_codes, term_comps)
+            K.invert_summaries(*args, np.zeros(0, comp_type), np.zeros(1, np.int64), np.zeros(0, block_type),
+                               np.zeros(0, np.uint8), True)
+            np.cumsum(term_comps, out=term_comps)
+            summary_comps = np.empty(term_comps[-1], comp_type)
+            summary_comp_offsets = np.empty(term_comps[-1] + 1, np.int64)
+            summary_blocks = np.empty(summary_offsets[-1], block_type)
+            summary_codes = np.empty(summary_offsets[-1], np.uint8)
+            K.invert_summaries(*args, summary_comps, summary_comp_offsets, summary_blocks, summary_codes, False)
         arrays = {"fwd_offsets": fwd_offsets, "fwd_comps": fwd_comps, "fwd_values": fwd_values,
                   "term_blocks": term_blocks, "block_offsets": block_offsets, "block_docs": list_docs,
-                  "summary_offsets": summary_offsets, "summary_comps": summary_comps, "summary_values": summary_values}
+                  "summary_scales": summary_scales, "term_comps": term_comps, "summary_comps": summary_comps,
+                  "summary_comp_offsets": summary_comp_offsets, "summary_blocks": summary_blocks,
+                  "summary_codes": summary_codes}
         params = {"n_postings": n_postings, "centroid_fraction": centroid_fraction, "summary_energy": summary_energy,
                   "small_list": small_list, "seed": seed}
         _write(Path(path), arrays, {"num_docs": n_docs, "dim": dim, "nnz": int(m.nnz), "params": params,
@@ -193,7 +215,8 @@ class SeismicIndex:
                 scores = np.empty((stop - c, width), np.float32)
                 counts = np.zeros(stop - c, np.int64)
                 K.search_batch(sub, comps[offsets[c]:offsets[stop]], values[offsets[c]:offsets[stop]], cut,
-                               np.float32(heap_factor), width, self.num_docs, self.dim, *self._args, live,
+                               np.float32(heap_factor), width, self.num_docs, self.dim, self._max_blocks, *self._args,
+                               live,
                                docs, scores, counts, min(numba.get_num_threads(), stop - c))
                 out.extend((docs[q, :counts[q]].copy(), scores[q, :counts[q]].copy()) for q in range(stop - c))
         return out
@@ -240,13 +263,14 @@ def _query_arrays(queries: Queries, dim: int) -> tuple[np.ndarray, np.ndarray, n
         raise InputError(f"query component ids must be in 0..{dim - 1}")
     if values.size and not (np.all(np.isfinite(values)) and values.min() >= 0):
         raise InputError("query weights must be finite and >= 0")
+    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     keep = values > 0
     if not keep.all():
-        rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
         offsets = np.zeros(len(offsets), np.int64)
         np.cumsum(np.bincount(rows[keep], minlength=len(offsets) - 1), out=offsets[1:])
-        comps, values = comps[keep], values[keep]
-    return offsets, comps.astype(np.int32), values.astype(np.float32)
+        rows, comps, values = rows[keep], comps[keep], values[keep]
+    order = np.lexsort((comps, rows))  # components ascending within each query (the search relies on it)
+    return offsets, comps[order].astype(np.int32), values[order].astype(np.float32)
 
 
 def _write(path: Path, arrays: dict[str, np.ndarray], info: dict) -> None:

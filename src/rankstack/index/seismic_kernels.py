@@ -13,9 +13,12 @@ Layout (all one-dimensional; "comps" are vocabulary ids, ascending within a row)
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from rankstack.index.kernels import _better, _sift_down, _topk_results
+from rankstack.index.kernels import _better, _sift_down
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,8 +163,82 @@ def summarize_blocks(block_offsets, block_docs, fwd_offsets, fwd_comps, fwd_valu
                     summary_values[o + i] = vals[by_comp[i]]
 
 
+@njit(cache=True, parallel=True)
+def quantize_summaries(summary_offsets, summary_values, scales, codes):
+    """Per block: scale = max / 255 (nudged up until 255 * scale >= max) and codes = ceil(value / scale), so
+    that code * scale >= value: a quantised summary still bounds every score of its block."""
+    for b in prange(summary_offsets.shape[0] - 1):
+        lo, hi = summary_offsets[b], summary_offsets[b + 1]
+        top = np.float32(0.0)
+        for p in range(lo, hi):
+            top = max(top, summary_values[p])
+        s = np.float32(top / np.float32(255.0)) if top > 0 else np.float32(1.0)
+        while np.float32(s * np.float32(255.0)) < top:
+            s = np.float32(s * np.float32(1.0000001))
+        scales[b] = s
+        for p in range(lo, hi):
+            v = summary_values[p]
+            c = min(255, int(np.ceil(v / s)))
+            while c < 255 and np.float32(np.float32(c) * s) < v:
+                c += 1
+            codes[p] = c
+
+
+@njit(cache=True, parallel=True)
+def invert_summaries(term_blocks, summary_offsets, summary_comps, codes, term_comps, sc_comps, sc_ptr, sc_blocks,
+                     sc_codes, count_only):
+    """Regroup each term's block summaries by component: for its i-th distinct component (ascending)
+    sc_comps[term_comps[t] + i], entries sc_ptr[..]:sc_ptr[.. + 1] of sc_blocks (block number within the term's
+    list, ascending) and sc_codes. With `count_only`, write the distinct counts into term_comps[1:]. A term's
+    entries keep the range they had in summary_offsets."""
+    n_terms = term_blocks.shape[0] - 1
+    for t in prange(n_terms):
+        b0, b1 = term_blocks[t], term_blocks[t + 1]
+        lo, hi = summary_offsets[b0], summary_offsets[b1]
+        if hi == lo:
+            if count_only:
+                term_comps[t + 1] = 0
+            continue
+        comps = summary_comps[lo:hi]
+        order = np.argsort(comps, kind="mergesort")  # stable: block order within a component
+        if count_only:
+            distinct = 1
+            for i in range(1, hi - lo):
+                if comps[order[i]] != comps[order[i - 1]]:
+                    distinct += 1
+            term_comps[t + 1] = distinct
+            continue
+        block_of = np.empty(hi - lo, np.int64)
+        for b in range(b0, b1):
+            block_of[summary_offsets[b] - lo:summary_offsets[b + 1] - lo] = b - b0
+        o = term_comps[t] - 1
+        for i in range(hi - lo):
+            e = order[i]
+            if i == 0 or comps[e] != comps[order[i - 1]]:
+                o += 1
+                sc_comps[o] = comps[e]
+                sc_ptr[o] = lo + i
+            sc_blocks[lo + i] = block_of[e]
+            sc_codes[lo + i] = codes[lo + e]
+    sc_ptr[sc_ptr.shape[0] - 1] = summary_offsets[summary_offsets.shape[0] - 1]
+
+
 # ---------------------------------------------------------------------------------------------
 # search
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Hint the CPU to load array[index] into cache (LLVM's prefetch: read, high locality)."""
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, [args[1]], wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(array, index), codegen
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -180,33 +257,102 @@ def _offer_heap(hs, hd, size, k, s, d):
     return size
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _cand_sift_down(cs, cb, i, n):
+    """Max-heap of candidate blocks on summary score."""
+    s, b = cs[i], cb[i]
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and cs[c + 1] > cs[c]:
+            c += 1
+        if cs[c] <= s:
+            break
+        cs[i], cb[i] = cs[c], cb[c]
+        i = c
+    cs[i], cb[i] = s, b
+
+
 @njit(cache=True, nogil=True)
-def _search_one(qc, qv, query_cut, heap_factor, k, term_blocks, block_offsets, block_docs, summary_offsets,
-                summary_comps, summary_values, fwd_offsets, fwd_comps, fwd_values, live, dense, stamp, mark,
-                out_docs, out_scores):
-    for i in range(qc.shape[0]):
-        dense[qc[i]] += qv[i]
-    order = np.argsort(-qv, kind="mergesort")[:query_cut]
-    hs = np.zeros(k, np.float32)
-    hd = np.zeros(k, np.int32)
+def _search_one(qc, qv, query_cut, heap_factor, k, term_blocks, block_offsets, block_docs, summary_scales,
+                term_comps, sc_comps, sc_ptr, sc_blocks, sc_codes, fwd_offsets, fwd_comps, fwd_values, live, dense,
+                stamp, mark, acc, cand_s, cand_b, terms, hs, hd, out_docs, out_scores):
+    nq = qc.shape[0]
+    for i in range(nq):
+        dense[qc[i]] = qv[i]
+    # the query_cut heaviest terms, heaviest first (ties: lower position), by insertion
+    n_terms = 0
+    for i in range(nq):
+        j = n_terms
+        if j == query_cut:
+            if qv[i] <= qv[terms[j - 1]]:
+                continue
+            j -= 1
+        else:
+            n_terms += 1
+        while j > 0 and qv[terms[j - 1]] < qv[i]:
+            terms[j] = terms[j - 1]
+            j -= 1
+        terms[j] = i
     size = 0
     has_live = live.shape[0] > 0
-    for oi in range(order.shape[0]):
-        t = qc[order[oi]]
+    for oi in range(n_terms):
+        t = qc[terms[oi]]
         b0, b1 = term_blocks[t], term_blocks[t + 1]
-        if b1 == b0:
+        nb = b1 - b0
+        if nb == 0:
             continue
-        dots = np.empty(b1 - b0, np.float32)
-        for b in range(b0, b1):
-            s = np.float32(0.0)
-            for p in range(summary_offsets[b], summary_offsets[b + 1]):
-                s += dense[summary_comps[p]] * summary_values[p]
-            dots[b - b0] = s
-        for bi in np.argsort(-dots, kind="mergesort"):
-            if size == k and dots[bi] < heap_factor * hs[0]:
-                break  # blocks come best summary first: the rest score lower still
-            b = b0 + bi
-            for p in range(block_offsets[b], block_offsets[b + 1]):
+        acc[:nb] = 0.0
+        # summary scores: the query's components looked up in the term's inverted summaries
+        c0, c1 = term_comps[t], term_comps[t + 1]
+        for i in range(nq):
+            c = qc[i]
+            lo, hi = c0, c1
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if sc_comps[mid] < c:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            c0 = lo  # query components ascend: later ones lie further on
+            if lo < c1 and sc_comps[lo] == c:
+                w = qv[i]
+                for e in range(sc_ptr[lo], sc_ptr[lo + 1]):
+                    acc[sc_blocks[e]] += w * np.float32(sc_codes[e])
+        # candidate blocks in a max-heap, visited best first until one falls below heap_factor x k-th score
+        nc = 0
+        floor = heap_factor * hs[0] if size == k else np.float32(-1.0)
+        for b in range(nb):
+            s = acc[b] * summary_scales[b0 + b]
+            if s >= floor:
+                cand_s[nc], cand_b[nc] = s, b
+                nc += 1
+        first = oi == 0
+        if first:
+            for i in range(nc // 2 - 1, -1, -1):
+                _cand_sift_down(cand_s, cand_b, i, nc)
+        for ci in range(nc):
+            if first:
+                if size == k and cand_s[0] < heap_factor * hs[0]:
+                    break
+                b = b0 + cand_b[0]
+                m = nc - 1 - ci
+                cand_s[0], cand_b[0] = cand_s[m], cand_b[m]
+                _cand_sift_down(cand_s, cand_b, 0, m)
+            else:
+                if size == k and cand_s[ci] < heap_factor * hs[0]:
+                    continue
+                b = b0 + cand_b[ci]
+            p1 = block_offsets[b + 1]
+            for p in range(block_offsets[b], p1):
+                if p + 2 < p1:
+                    nxt = fwd_offsets[block_docs[p + 2]]
+                    _prefetch(fwd_comps, nxt)
+                    _prefetch(fwd_values, nxt)
+                if p + 4 < p1:
+                    _prefetch(fwd_offsets, block_docs[p + 4])
+                    _prefetch(stamp, block_docs[p + 4])
                 d = block_docs[p]
                 if stamp[d] == mark:
                     continue
@@ -218,30 +364,44 @@ def _search_one(qc, qv, query_cut, heap_factor, k, term_blocks, block_offsets, b
                     s += dense[fwd_comps[q]] * fwd_values[q]
                 if s > 0:
                     size = _offer_heap(hs, hd, size, k, s, d)
-    for i in range(qc.shape[0]):
+    for i in range(nq):
         dense[qc[i]] = 0.0
-    kn = np.zeros(1, np.int64)
-    kn[0] = size
-    docs, scores = _topk_results(hs, hd, kn, k)
-    out_docs[:size] = docs
-    out_scores[:size] = scores
+    if size < k:
+        for i in range(size // 2 - 1, -1, -1):
+            _sift_down(hs, hd, i, size)
+    for end in range(size - 1, 0, -1):  # heap sort: worst entries move to the back
+        hs[0], hs[end] = hs[end], hs[0]
+        hd[0], hd[end] = hd[end], hd[0]
+        _sift_down(hs, hd, 0, end)
+    out_docs[:size] = hd[:size]
+    out_scores[:size] = hs[:size]
     return size
 
 
 @njit(cache=True, parallel=True)
-def search_batch(q_offsets, q_comps, q_values, query_cut, heap_factor, k, n_docs, dim, term_blocks, block_offsets,
-                 block_docs, summary_offsets, summary_comps, summary_values, fwd_offsets, fwd_comps, fwd_values,
-                 live, out_docs, out_scores, counts, n_slots):
-    """Top-k of each query (rows of the CSR q_offsets/q_comps/q_values) into out_docs/out_scores[q, :counts[q]]."""
+def search_batch(q_offsets, q_comps, q_values, query_cut, heap_factor, k, n_docs, dim, max_blocks, term_blocks,
+                 block_offsets, block_docs, summary_scales, term_comps, sc_comps, sc_ptr, sc_blocks, sc_codes,
+                 fwd_offsets, fwd_comps, fwd_values, live, out_docs, out_scores, counts, n_slots):
+    """Top-k of each query (rows of the CSR q_offsets/q_comps/q_values, components ascending) into
+    out_docs/out_scores[q, :counts[q]]. `max_blocks`: the most blocks of one term."""
     n_queries = q_offsets.shape[0] - 1
+    max_len = 1
+    for qi in range(n_queries):
+        max_len = max(max_len, q_offsets[qi + 1] - q_offsets[qi])
     for slot in prange(n_slots):
         dense = np.zeros(dim, np.float32)
         stamp = np.zeros(n_docs, np.int32)
+        acc = np.zeros(max_blocks, np.float32)
+        cand_s = np.zeros(max_blocks, np.float32)
+        cand_b = np.zeros(max_blocks, np.int64)
+        terms = np.zeros(max_len, np.int64)
+        hs = np.zeros(k, np.float32)
+        hd = np.zeros(k, np.int32)
         mark = 0
         for qi in range(slot, n_queries, n_slots):
             mark += 1
             lo, hi = q_offsets[qi], q_offsets[qi + 1]
             counts[qi] = _search_one(q_comps[lo:hi], q_values[lo:hi], query_cut, heap_factor, k, term_blocks,
-                                     block_offsets, block_docs, summary_offsets, summary_comps, summary_values,
-                                     fwd_offsets, fwd_comps, fwd_values, live, dense, stamp, mark,
-                                     out_docs[qi], out_scores[qi])
+                                     block_offsets, block_docs, summary_scales, term_comps, sc_comps, sc_ptr,
+                                     sc_blocks, sc_codes, fwd_offsets, fwd_comps, fwd_values, live, dense, stamp,
+                                     mark, acc, cand_s, cand_b, terms, hs, hd, out_docs[qi], out_scores[qi])
