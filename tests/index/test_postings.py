@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rankstack.errors import InputError
-from rankstack.index.postings import BLOCK, decode_term, encode_postings, postings_nbytes, term_df
+from rankstack.index.postings import BLOCK, FORMAT_VERSION, decode_term, encode_postings, postings_nbytes, term_df
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -76,7 +76,7 @@ def test_block_metadata(lists, mode):
     if mode == "impact":
         values = np.minimum(values, 65535)
     a = encode_postings(offsets, docnos, values, doc_lengths, mode)
-    assert a["meta"].tolist() == [1, 0 if mode == "bm25" else 1, doc_lengths.shape[0], BLOCK]
+    assert a["meta"].tolist() == [FORMAT_VERSION, 0 if mode == "bm25" else 1, doc_lengths.shape[0], BLOCK]
     np.testing.assert_array_equal(term_df(a), np.diff(offsets))
     for t in range(len(offsets) - 1):
         d, v = docnos[offsets[t]:offsets[t + 1]], values[offsets[t]:offsets[t + 1]]
@@ -88,7 +88,9 @@ def test_block_metadata(lists, mode):
             assert a["block_max"][blk] == min(v[sl].max(), 65535)  # saturated
             if mode == "bm25":
                 assert a["block_min_len"][blk] == min(doc_lengths[d[sl]].min(), 65535)
-        pts = slice(a["term_ub_offsets"][t], a["term_ub_offsets"][t + 1])
+        j = np.searchsorted(a["ub_terms"], t)
+        has_points = j < len(a["ub_terms"]) and a["ub_terms"][j] == t
+        pts = slice(a["ub_offsets"][j], a["ub_offsets"][j + 1]) if has_points else slice(0, 0)
         pv, pl = a["ub_values"][pts].astype(np.int64), a["ub_lengths"][pts].astype(np.int64)
         if d.size <= BLOCK:  # bounded by the block's metadata
             assert pv.size == 0

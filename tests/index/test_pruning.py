@@ -184,3 +184,21 @@ def test_rejects_bad_queries():
         s.search(one, wt, algorithm="wand")
     with pytest.raises(InputError):
         s.search(one, wt, theta=0.5)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_postings_of_format_1_search_the_same(case):
+    """Segments written before the per-term bound ranges became sparse (format 1) open and search alike."""
+    corpus, q, w, k, params = case
+    arrays = encode_postings(corpus.offsets, corpus.docnos, corpus.values, corpus.lengths, corpus.mode)
+    dense = np.zeros(len(corpus.offsets), np.int32)  # format 1: a point range for every term
+    for j, t in enumerate(arrays["ub_terms"]):
+        dense[t + 1:] = arrays["ub_offsets"][j + 1]
+    old = {name: a for name, a in arrays.items() if name not in ("ub_terms", "ub_offsets")}
+    old.update(term_ub_offsets=dense, meta=np.array([1, *arrays["meta"][1:]], np.int64))
+    for algorithm in ("maxscore", "bmw"):
+        got = SegmentSearcher(old, corpus.lengths, corpus.live).search(q, w, k, algorithm=algorithm, **params)
+        want = corpus.searcher.search(q, w, k, algorithm=algorithm, **params)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])

@@ -31,7 +31,7 @@ from numba import njit, prange
 from rankstack.index.postings import BLOCK, decode_block_docs, decode_block_values
 
 SEGMENT_ARRAYS = (
-    "term_blocks", "term_last_count", "term_ub_offsets", "ub_values", "ub_lengths", "block_last",
+    "term_blocks", "term_last_count", "ub_terms", "ub_offsets", "ub_values", "ub_lengths", "block_last",
     "block_offsets", "block_doc_bits", "block_val_bits", "block_max", "block_min_len", "data",
 )
 ALGORITHMS = {"exhaustive": 0, "maxscore": 1, "bmw": 2}
@@ -202,10 +202,23 @@ def _cursors(seg, mode, term_ids, weights, na, nb):
             np.empty((n, BLOCK), np.float32), np.zeros(n, np.float64))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _find(ascending, x):
+    """Position of x in an ascending array, or -1."""
+    lo, hi = 0, ascending.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ascending[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < ascending.shape[0] and ascending[lo] == x else -1
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def _open_cursors(seg, mode, term_ids, weights, na, nb, C, ub, w64):
-    term_blocks, term_last, ub_off, ub_val, ub_len = seg[0], seg[1], seg[2], seg[3], seg[4]
-    block_offsets, bmax, bminlen, data = seg[6], seg[9], seg[10], seg[11]
+    term_blocks, term_last, ub_terms, ub_off, ub_val, ub_len = seg[0], seg[1], seg[2], seg[3], seg[4], seg[5]
+    block_offsets, bmax, bminlen, data = seg[7], seg[10], seg[11], seg[12]
     for i in range(term_ids.shape[0]):
         t = term_ids[i]
         b0, b1 = np.int64(term_blocks[t]), np.int64(term_blocks[t + 1])
@@ -220,10 +233,12 @@ def _open_cursors(seg, mode, term_ids, weights, na, nb, C, ub, w64):
             continue
         # the first block starts with its first docno as a plain word: no decoding needed
         C[i, CD] = np.int64(data[np.int64(block_offsets[b0])])
-        if ub_off[t + 1] == ub_off[t]:  # one-block term: the block's bound
+        j = _find(ub_terms, t)
+        if j < 0:  # one-block term: the block's bound
             ub[i] = _block_bound(bmax, bminlen, mode, w64[i], b0, na, nb)
-        for j in range(ub_off[t], ub_off[t + 1]):
-            ub[i] = max(ub[i], _bound(mode, w64[i], np.float64(ub_val[j]), np.float64(ub_len[j]), na, nb))
+            continue
+        for p in range(ub_off[j], ub_off[j + 1]):
+            ub[i] = max(ub[i], _bound(mode, w64[i], np.float64(ub_val[p]), np.float64(ub_len[p]), na, nb))
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -251,7 +266,7 @@ def _load_values(block_offsets, dbits, vbits, data, C, bufv, i):
 @njit(cache=True, nogil=True, _nrt=False)
 def _load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i):
     """Decode cursor i's current block and compute all its contributions into bufc[i]."""
-    block_last, block_offsets, dbits, vbits, data = seg[5], seg[6], seg[7], seg[8], seg[11]
+    block_last, block_offsets, dbits, vbits, data = seg[6], seg[7], seg[8], seg[9], seg[12]
     _load_docs(block_last, block_offsets, dbits, data, C, bufd, i)
     if C[i, VDEC] != C[i, BLK]:
         _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
@@ -351,7 +366,7 @@ def _exhaustive(seg, mode, n_docs, term_ids, weights, norm, live, k):
 @njit(cache=True, nogil=True, _nrt=False)
 def _exhaustive_run(seg, mode, term_ids, weights, norm, live, acc, bd, bv, ts, td, kn, kth, k):
     term_blocks, term_last, block_last, block_offsets, dbits, vbits, data = (
-        seg[0], seg[1], seg[5], seg[6], seg[7], seg[8], seg[11])
+        seg[0], seg[1], seg[6], seg[7], seg[8], seg[9], seg[12])
     for i in range(term_ids.shape[0]):
         t = term_ids[i]
         w = weights[i]
@@ -476,7 +491,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
     word); wm: window bound per term; word: terms by ascending window bound; nbw: blocks of
     each list in the window; cands / cbits: candidate docs as a list and as bits."""
     block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
-        seg[5], seg[6], seg[7], seg[8], seg[9], seg[10], seg[11])
+        seg[6], seg[7], seg[8], seg[9], seg[10], seg[11], seg[12])
     n = weights.shape[0]
     run = 0.0
     for m in range(n):
@@ -689,7 +704,7 @@ def _bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
 def _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bub, ordered, contrib,
              bs, bd, kn, kth, k):
     block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
-        seg[5], seg[6], seg[7], seg[8], seg[9], seg[10], seg[11])
+        seg[6], seg[7], seg[8], seg[9], seg[10], seg[11], seg[12])
     n = weights.shape[0]
     slack = 1.0 + (n + 2) * 2.0**-23  # covers float32 rounding of the final sum
     has_live = live.shape[0] > 0
@@ -775,53 +790,53 @@ def _search(seg, mode, n_docs, algo, term_ids, weights, norm, na, nb, live, k, t
 
 
 @njit(cache=True, nogil=True)
-def exhaustive(term_blocks, term_last_count, term_ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
+def exhaustive(term_blocks, term_last_count, ub_terms, ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
                block_doc_bits, block_val_bits, block_max, block_min_len, data,
                mode, n_docs, term_ids, weights, norm, live, k):
     """Reference: term-at-a-time accumulation into a float32 array of n_docs, then top-k."""
-    seg = (term_blocks, term_last_count, term_ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
+    seg = (term_blocks, term_last_count, ub_terms, ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
            block_doc_bits, block_val_bits, block_max, block_min_len, data)
     return _exhaustive(seg, mode, n_docs, term_ids, weights, norm, live, k)
 
 
 @njit(cache=True, nogil=True)
-def maxscore(term_blocks, term_last_count, term_ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
+def maxscore(term_blocks, term_last_count, ub_terms, ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
              block_doc_bits, block_val_bits, block_max, block_min_len, data,
              mode, term_ids, weights, norm, norm_a, norm_b, live, k, theta):
     """Block-max MaxScore top-k; safe when theta == 1."""
-    seg = (term_blocks, term_last_count, term_ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
+    seg = (term_blocks, term_last_count, ub_terms, ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
            block_doc_bits, block_val_bits, block_max, block_min_len, data)
     return _maxscore(seg, mode, term_ids, weights, norm, norm_a, norm_b, live, k, theta)
 
 
 @njit(cache=True, nogil=True)
-def block_max_wand(term_blocks, term_last_count, term_ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
+def block_max_wand(term_blocks, term_last_count, ub_terms, ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
                    block_doc_bits, block_val_bits, block_max, block_min_len, data,
                    mode, term_ids, weights, norm, norm_a, norm_b, live, k, theta):
     """Block-Max WAND top-k; safe when theta == 1."""
-    seg = (term_blocks, term_last_count, term_ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
+    seg = (term_blocks, term_last_count, ub_terms, ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
            block_doc_bits, block_val_bits, block_max, block_min_len, data)
     return _bmw(seg, mode, term_ids, weights, norm, norm_a, norm_b, live, k, theta)
 
 
 @njit(cache=True, nogil=True)
-def search(term_blocks, term_last_count, term_ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
+def search(term_blocks, term_last_count, ub_terms, ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
            block_doc_bits, block_val_bits, block_max, block_min_len, data,
            mode, n_docs, algo, term_ids, weights, norm, norm_a, norm_b, live, k, theta):
     """One query with algorithm ``algo`` (`ALGORITHMS`: 0 exhaustive, 1 maxscore, 2 bmw)."""
-    seg = (term_blocks, term_last_count, term_ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
+    seg = (term_blocks, term_last_count, ub_terms, ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
            block_doc_bits, block_val_bits, block_max, block_min_len, data)
     return _search(seg, mode, n_docs, algo, term_ids, weights, norm, norm_a, norm_b, live, k, theta)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def search_batch(term_blocks, term_last_count, term_ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
+def search_batch(term_blocks, term_last_count, ub_terms, ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
                  block_doc_bits, block_val_bits, block_max, block_min_len, data,
                  mode, n_docs, algo, query_offsets, query_terms, query_weights, norm, norm_a, norm_b,
                  live, k, theta, out_docs, out_scores, out_counts):
     """Many queries in parallel (prange). Query q is ``query_terms/weights[query_offsets[q]:
     query_offsets[q+1]]``; its results go to ``out_docs/out_scores[q, :out_counts[q]]`` (shape [Q, k])."""
-    seg = (term_blocks, term_last_count, term_ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
+    seg = (term_blocks, term_last_count, ub_terms, ub_offsets, ub_values, ub_lengths, block_last, block_offsets,
            block_doc_bits, block_val_bits, block_max, block_min_len, data)
     for q in prange(query_offsets.shape[0] - 1):
         a, e = query_offsets[q], query_offsets[q + 1]

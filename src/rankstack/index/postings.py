@@ -1,6 +1,7 @@
 """Block-compressed posting lists: building (`encode_postings`) and decoding.
 
-Format (version 1). Each term's posting list is cut into blocks of ``BLOCK`` (128) postings;
+Format (version 2; version 1 stored ``term_ub_offsets`` [V+1] instead of ``ub_terms`` + ``ub_offsets``
+and is upgraded on loading by `upgrade`). Each term's posting list is cut into blocks of ``BLOCK`` (128) postings;
 a block holds ``n`` docno gaps then ``n`` values, each bit-packed at a per-block width:
 
 * gaps: ``doc[i] - doc[i-1] - 1``, where ``doc[-1]`` is the previous block's last docno, or,
@@ -20,8 +21,9 @@ Arrays returned by `encode_postings` (all one-dimensional):
 ``meta``             int64[4]  format version, mode (0 BM25, 1 impact), number of docs, block size
 ``term_blocks``      int32     [V+1] range of each term's blocks
 ``term_last_count``  uint8     [V] postings in the term's last block (df = 128*(blocks-1) + this)
-``term_ub_offsets``  int32     [V+1] range of each term's upper-bound points (terms of 2+ blocks
-                               only; a one-block term is bounded by its block's metadata)
+``ub_terms``         int32     ascending ids of the terms of 2+ blocks: only they have upper-bound
+                               points (a one-block term is bounded by its block's metadata)
+``ub_offsets``       int32     [len(ub_terms)+1] range of each of those terms' points
 ``ub_values``        uint32    BM25: Pareto frontier of (tf, doc length) over the list (no point
 ``ub_lengths``       int32     has both a smaller tf and a longer doc than another); impact: (max, 0)
 ``block_last``       int32     [B] last docno of each block (for skipping)
@@ -47,13 +49,13 @@ from numba import njit
 
 from rankstack.errors import InputError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BLOCK = 128
 MODE_BM25 = 0
 MODE_IMPACT = 1
 MODES = {"bm25": MODE_BM25, "impact": MODE_IMPACT}
 ARRAY_NAMES = (
-    "meta", "term_blocks", "term_last_count", "term_ub_offsets", "ub_values", "ub_lengths", "block_last",
+    "meta", "term_blocks", "term_last_count", "ub_terms", "ub_offsets", "ub_values", "ub_lengths", "block_last",
     "block_offsets", "block_doc_bits", "block_val_bits", "block_max", "block_min_len", "data",
 )
 
@@ -345,7 +347,7 @@ def encode_postings(term_offsets: np.ndarray, docnos: np.ndarray, values: np.nda
         "meta": np.array([FORMAT_VERSION, MODES[mode], n_docs, BLOCK], np.int64),
         "term_blocks": term_blocks.astype(np.int32),
         "term_last_count": np.where(np.diff(offs) > 0, (np.diff(offs) - 1) % BLOCK + 1, 0).astype(np.uint8),
-        "term_ub_offsets": ub_off.astype(np.int32),
+        **_sparse_ub_offsets(ub_off),
         "ub_values": ub_val,
         "ub_lengths": ub_len,
         "block_last": block_last,
@@ -356,6 +358,22 @@ def encode_postings(term_offsets: np.ndarray, docnos: np.ndarray, values: np.nda
         "block_min_len": bminlen,
         "data": data,
     }
+
+
+def _sparse_ub_offsets(term_ub_offsets: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-term ranges of upper-bound points [V+1], kept only for the terms that have points."""
+    has = np.flatnonzero(np.diff(term_ub_offsets) > 0)
+    return {"ub_terms": has.astype(np.int32),
+            "ub_offsets": np.append(term_ub_offsets[has], term_ub_offsets[-1]).astype(np.int32)}
+
+
+def upgrade(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Arrays of an older postings format in the current layout (in memory; the files stay as they are)."""
+    version = int(np.asarray(arrays["meta"])[0])
+    if version == 1:
+        arrays = {**arrays, **_sparse_ub_offsets(np.asarray(arrays["term_ub_offsets"], np.int64))}
+        arrays["meta"] = np.array([FORMAT_VERSION, *np.asarray(arrays["meta"])[1:]], np.int64)
+    return arrays
 
 
 def term_df(arrays: dict[str, np.ndarray]) -> np.ndarray:

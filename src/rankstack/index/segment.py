@@ -142,10 +142,10 @@ def write_segment(directory: Path, mode: str, length_norm: str, terms: list[str]
     encoded = postings.encode_postings(term_offsets, docnos, values, scoring_lengths, mode)
     stored_lengths = lucene.encode_lengths(lengths) if lucene_norms else scoring_lengths
     save_arrays(directory, {"doc_lengths": stored_lengths, **encoded})
-    StringTable.write(directory, "terms", terms)
+    StringTable.write(directory, "terms", terms, block=16)  # sorted: long shared prefixes, lookups cached
     StringTable.write(directory, "ids", doc_ids)  # looked up only by writers: hashes computed then
     if stored is not None:
-        StringTable.write(directory, "docs", stored)
+        StringTable.write(directory, "docs", stored, block=1)  # long texts: no shared prefixes
     meta = {"format": SEGMENT_FORMAT, "mode": mode, "num_docs": num_docs, "num_terms": len(terms),
             "num_postings": int(len(docnos)), "sum_lengths": int(lengths.sum()), "stored": stored is not None,
             "postings": sorted(encoded)}

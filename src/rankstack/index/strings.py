@@ -1,48 +1,161 @@
-"""Compact on-disk string tables: UTF-8 bytes + offsets, with hash-based lookup of a string's position."""
+"""Compact on-disk string tables: front-coded UTF-8 in blocks, memory-mapped, with lookup of a string's position.
+
+Format: strings are cut into blocks of `block` consecutive strings. A block opens with its first string whole
+(varint byte length, bytes); each later string gives the number of leading bytes it shares with the one before
+and the rest (varint prefix, varint suffix length, suffix bytes). Sorted vocabularies and document ids that
+share prefixes ("pkg-1", "pkg-2") shrink to a fraction, and no per-string offset is stored: a lookup decodes at
+most `block` strings. Files: ``{name}.fc`` (the bytes), ``{name}.fc_blocks`` (each block's first byte, then the
+end) and ``{name}.fc_meta`` (count, block size, longest string). Tables written before front coding
+(``{name}.blob`` + ``{name}.offsets``) are still read.
+"""
 
 from __future__ import annotations
 
-import mmap
 from pathlib import Path
 from typing import Iterable
 
 import numba
 import numpy as np
 
+from rankstack.errors import IndexFormatError
 from rankstack.index.storage import load_array, save_arrays
 
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
+BLOCK = 4  # strings per block: 4 costs a document-id lookup little; sorted vocabularies take 16
 
 
 @numba.njit(cache=True, nogil=True)
-def _hash_all(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def _hash_all(blob: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Stable 64-bit FNV-1a hash of each string's UTF-8 bytes (Python's own hash() is salted per process)."""
-    out = np.empty(len(offsets) - 1, dtype=np.uint64)
-    for i in range(len(offsets) - 1):
+    out = np.empty(len(starts), dtype=np.uint64)
+    for i in range(len(starts)):
         h = np.uint64(_FNV_OFFSET)
-        for j in range(offsets[i], offsets[i + 1]):
+        for j in range(starts[i], ends[i]):
             h = (h ^ np.uint64(blob[j])) * np.uint64(_FNV_PRIME)
         out[i] = h
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# front coding
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put_varint(out, o, x):
+    while x >= 128:
+        out[o] = (x & 127) | 128
+        x >>= 7
+        o += 1
+    out[o] = x
+    return o + 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _varint(blob, o):
+    """(value, next position); (-1, o) when the bytes run out (a corrupt table)."""
+    x, shift = np.int64(0), 0
+    while o < len(blob):
+        b = np.int64(blob[o])
+        o += 1
+        x |= (b & 127) << shift
+        if b < 128:
+            return x, o
+        shift += 7
+    return np.int64(-1), o
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _copy(src, s, dst, d, n):
+    """dst[d:d+n] = src[s:s+n], as a loop: cheaper than slicing for the few bytes of a string."""
+    for i in range(n):
+        dst[d + i] = src[s + i]
+
+
+@numba.njit(cache=True)
+def _front_code(flat, offsets, block):
+    """Front-code the strings flat[offsets[i]:offsets[i+1]]: (bytes, block starts + end)."""
+    n = len(offsets) - 1
+    out = np.empty(len(flat) + 10 * n + 10, np.uint8)
+    blocks = np.empty((n + block - 1) // block + 1, np.int64)
+    o = 0
+    for i in range(n):
+        s, e = offsets[i], offsets[i + 1]
+        pre = 0
+        if i % block == 0:
+            blocks[i // block] = o
+        else:
+            ps, pe = offsets[i - 1], offsets[i]
+            while pre < min(e - s, pe - ps) and flat[s + pre] == flat[ps + pre]:
+                pre += 1
+            o = _put_varint(out, o, pre)
+        o = _put_varint(out, o, e - s - pre)
+        out[o:o + e - s - pre] = flat[s + pre:e]
+        o += e - s - pre
+    blocks[-1] = o
+    return out[:o].copy(), blocks
+
+
 @numba.njit(cache=True, nogil=True)
-def _lookup(blob, offsets, sorted_hashes, order, query, query_offsets) -> np.ndarray:
-    """Position in the table of each query string (-1 if absent): hash, binary search, compare the bytes."""
-    hashes = _hash_all(query, query_offsets)
-    out = np.full(len(hashes), -1, dtype=np.int64)
-    for q in range(len(hashes)):
-        i = np.searchsorted(sorted_hashes, hashes[q])
-        qs, qe = query_offsets[q], query_offsets[q + 1]
-        while i < len(sorted_hashes) and sorted_hashes[i] == hashes[q]:  # more than one on a hash collision
-            p = order[i]
-            s, e = offsets[p], offsets[p + 1]
-            if e - s == qe - qs and np.all(blob[s:e] == query[qs:qe]):
-                out[q] = p
-                break
-            i += 1
-    return out
+def _gather(blob, index, block, max_len, positions):
+    """The strings at `positions`, NUL-separated, where each starts (string i is out[starts[i]:starts[i+1]-1]), and
+    False for a corrupt table. block 0: a table from before front coding (`index` holds per-string offsets)."""
+    first = np.int64(0)  # read every block's start first: the cache misses then overlap
+    for p in positions:
+        first += index[p // block] if block else index[p]
+    out = np.empty(len(positions) * 16 + max_len + 1 + (first & 1), np.uint8)  # (uses `first`: the reads stay)
+    starts = np.empty(len(positions) + 1, np.int64)
+    buf = np.empty(max_len, np.uint8)  # the string last decoded
+    step_pre = np.empty(max(block, 1), np.int64)
+    step_at = np.empty(max(block, 1), np.int64)
+    cur_b, cur_j, o, n, w = np.int64(-1), np.int64(-1), np.int64(0), np.int64(0), np.int64(0)
+    for i, p in enumerate(positions):
+        starts[i] = w
+        if block == 0:
+            n = index[p + 1] - index[p]
+            _copy(blob, index[p], buf, 0, n)
+        elif p // block == cur_b and p % block == cur_j + 1:  # the next string: extend the one in buf
+            pre, o = _varint(blob, o)
+            suf, o = _varint(blob, o)
+            if pre < 0 or suf < 0 or pre > n or pre + suf > max_len or o + suf > len(blob):
+                return out, starts, False
+            _copy(blob, o, buf, pre, suf)
+            o += suf
+            n = pre + suf
+            cur_j += 1
+        elif p // block != cur_b or p % block != cur_j:
+            # Walk the block to string j, noting where each suffix lies, then copy each byte of string j
+            # once, from the last suffix that wrote it, going backwards.
+            cur_b, cur_j = p // block, p % block
+            n, o = _varint(blob, index[cur_b])
+            step_pre[0], step_at[0] = 0, o
+            if n < 0 or n > max_len or o + n > len(blob):
+                return out, starts, False
+            o += n
+            for j in range(1, cur_j + 1):
+                pre, o = _varint(blob, o)
+                suf, o = _varint(blob, o)
+                if pre < 0 or suf < 0 or pre > n or pre + suf > max_len or o + suf > len(blob):
+                    return out, starts, False
+                step_pre[j], step_at[j] = pre, o
+                o += suf
+                n = pre + suf
+            limit = n
+            for j in range(cur_j, -1, -1):
+                if step_pre[j] < limit:
+                    _copy(blob, step_at[j], buf, step_pre[j], limit - step_pre[j])
+                    limit = step_pre[j]
+                if limit == 0:
+                    break
+        if w + n + 1 > len(out):
+            grown = np.empty(max(2 * len(out), w + n + 1), np.uint8)
+            grown[:w] = out[:w]
+            out = grown
+        _copy(buf, 0, out, w, n)
+        out[w + n] = 0
+        w += n + 1
+    starts[len(positions)] = w
+    return out[:max(w - 1, 0)], starts, True
 
 
 @numba.njit(cache=True, nogil=True)
@@ -56,105 +169,147 @@ def _compare(blob, s, e, query, qs, qe) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _sorted_lookup(blob, offsets, query, query_offsets) -> np.ndarray:
-    """Position of each query string in a table sorted by bytes (-1 if absent), by binary search."""
+def _sorted_lookup(blob, index, block, count, max_len, query, query_offsets) -> np.ndarray:
+    """Position of each query string in a sorted table (-1 if absent, -2 for a corrupt table): binary search over
+    the blocks' first strings (over all strings for block 0), then a scan of one block."""
     out = np.full(len(query_offsets) - 1, -1, dtype=np.int64)
     for q in range(len(out)):
-        lo, hi = 0, len(offsets) - 1
+        qs, qe = query_offsets[q], query_offsets[q + 1]
+        lo, hi = 0, len(index) - 1  # the first block whose first string is greater than the query
         while lo < hi:
             mid = (lo + hi) // 2
-            c = _compare(blob, offsets[mid], offsets[mid + 1], query, query_offsets[q], query_offsets[q + 1])
-            if c == 0:
-                out[q] = mid
+            s, e = index[mid], index[mid + 1]
+            if block:
+                n, s = _varint(blob, index[mid])
+                e = s + n
+            if s > e or e > len(blob):
+                out[q] = -2
                 break
-            if c < 0:
+            if _compare(blob, s, e, query, qs, qe) <= 0:
                 lo = mid + 1
             else:
                 hi = mid
+        if lo == 0 or out[q] == -2:
+            continue
+        first = (lo - 1) * max(block, 1)
+        strings, starts, ok = _gather(blob, index, block, max_len, np.arange(first, min(first + max(block, 1), count)))
+        if not ok:
+            out[q] = -2
+            continue
+        for i in range(len(starts) - 1):
+            if _compare(strings, starts[i], starts[i + 1] - 1, query, qs, qe) == 0:
+                out[q] = first + i
+                break
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _join(blob, offsets, positions):
-    """The bytes of the strings at `positions` joined by NUL bytes; None if one of them holds a NUL."""
-    size = len(positions) - 1
-    for p in positions:
-        size += offsets[p + 1] - offsets[p]
-    out = np.empty(size, np.uint8)
-    o = 0
-    for i, p in enumerate(positions):
-        if i:
-            out[o] = 0
-            o += 1
-        for j in range(offsets[p], offsets[p + 1]):
-            if blob[j] == 0:
-                return None
-            out[o] = blob[j]
-            o += 1
+def _hashed_lookup(blob, index, block, max_len, sorted_hashes, order, query, query_offsets) -> np.ndarray:
+    """Position of each query string (-1 if absent, -2 for a corrupt table): hash, binary search, compare."""
+    hashes = _hash_all(query, query_offsets[:-1], query_offsets[1:])
+    out = np.full(len(hashes), -1, dtype=np.int64)
+    one = np.zeros(1, np.int64)
+    for q in range(len(hashes)):
+        i = np.searchsorted(sorted_hashes, hashes[q])
+        qs, qe = query_offsets[q], query_offsets[q + 1]
+        while i < len(sorted_hashes) and sorted_hashes[i] == hashes[q]:  # more than one on a hash collision
+            one[0] = order[i]
+            string, starts, ok = _gather(blob, index, block, max_len, one)
+            if not ok:
+                out[q] = -2
+                break
+            if _compare(string, 0, len(string), query, qs, qe) == 0:
+                out[q] = order[i]
+                break
+            i += 1
     return out
 
 
+def _encode(strings: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+    """UTF-8 bytes of all strings, end to end, and their offsets."""
+    encoded = [s.encode("utf-8") for s in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
 class StringTable:
-    """A read-only sequence of strings stored as a UTF-8 blob and int64 offsets, memory-mapped.
+    """A read-only sequence of strings, front-coded on disk (see the module docstring) and memory-mapped.
 
     With `lookup=True` at build time it also stores the strings' hashes in sorted order plus the
     permutation back to positions, so `position(s)` is a binary search, not a dict in memory;
-    without, the first lookup computes them (fast, in memory): right for rarely searched tables.
+    without, the first lookup computes them (in memory): right for rarely searched tables.
     A table written in sorted order (Python's string order, which is UTF-8 byte order) and opened with
     `sorted=True` needs neither: lookups binary-search the strings themselves.
+
+        >>> StringTable.write(directory, "ids", ["d1", "d2", "d3"])
+        >>> StringTable(directory, "ids").take([2, 0])
+        ['d3', 'd1']
     """
 
     def __init__(self, directory: Path, name: str, sorted: bool = False):
         self.name, self.sorted = name, sorted
-        self._blob = load_array(directory, f"{name}.blob")
-        # Slicing an mmap gives bytes far faster than slicing a NumPy array: use one for decoding.
-        with open(directory / f"{name}.blob.npy", "rb") as f:
-            self._raw = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        self._base = self._raw.size() - len(self._blob)  # the .npy header comes before the bytes
-        self._offsets = load_array(directory, f"{name}.offsets")
         self._hashes = self._order = None
+        if (directory / f"{name}.offsets.npy").exists():  # written before front coding
+            self._blob = load_array(directory, f"{name}.blob")
+            self._index = load_array(directory, f"{name}.offsets").astype(np.int64)
+            self._block, self._count = 0, len(self._index) - 1
+            self._max_len = int(np.diff(self._index).max(initial=0))
+        else:
+            self._blob = load_array(directory, f"{name}.fc")
+            self._index = load_array(directory, f"{name}.fc_blocks")
+            self._count, self._block, self._max_len = (int(x) for x in load_array(directory, f"{name}.fc_meta"))
+            if (self._block < 1 or len(self._index) != -(-self._count // self._block) + 1
+                    or self._index[-1] != len(self._blob)):
+                raise IndexFormatError(f"string table {directory / name} is corrupt (block index does not match "
+                                       "its data)")
+        self._where = directory / name
         if (directory / f"{name}.hashes.npy").exists():
             self._hashes = load_array(directory, f"{name}.hashes")
             self._order = load_array(directory, f"{name}.order")
 
     @staticmethod
-    def write(directory: Path, name: str, strings: Iterable[str], lookup: bool = False) -> int:
-        """Write the strings; return how many were written."""
-        encoded = [s.encode("utf-8") for s in strings]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(b) for b in encoded], out=offsets[1:])
-        if offsets[-1] < 2**31:
-            offsets = offsets.astype(np.int32)
-        blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-        arrays = {f"{name}.blob": blob, f"{name}.offsets": offsets}
+    def write(directory: Path, name: str, strings: Iterable[str], lookup: bool = False, block: int = BLOCK) -> int:
+        """Write the strings, front-coded in blocks of `block` (1: no front coding, for long texts); return how
+        many were written."""
+        flat, offsets = _encode(strings)
+        data, blocks = _front_code(flat, offsets, block)
+        if blocks[-1] < 2**31:
+            blocks = blocks.astype(np.int32)
+        lengths = np.diff(offsets)
+        arrays = {f"{name}.fc": data, f"{name}.fc_blocks": blocks,
+                  f"{name}.fc_meta": np.array([len(lengths), block, lengths.max(initial=0)], np.int64)}
         if lookup:
-            hashes = _hash_all(blob, offsets)
+            hashes = _hash_all(flat, offsets[:-1], offsets[1:])
             order = np.argsort(hashes, kind="stable").astype(np.int32)
             arrays[f"{name}.hashes"] = hashes[order]
             arrays[f"{name}.order"] = order
         save_arrays(directory, arrays)
-        return len(encoded)
+        return len(lengths)
 
     def __len__(self) -> int:
-        return len(self._offsets) - 1
+        return self._count
 
     def __getitem__(self, i: int) -> str:
         if not -len(self) <= i < len(self):
             raise IndexError(f"{self.name}: position {i} out of range (size {len(self)})")
         return self.take(np.array([i % len(self)]))[0]
 
+    def _gather(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        strings, starts, ok = _gather(self._blob, self._index, self._block, self._max_len, positions)
+        if not ok:
+            raise IndexFormatError(f"string table {self._where} is corrupt (its data ends inside a string)")
+        return strings, starts
+
     def take(self, positions: np.ndarray) -> list[str]:
         positions = np.asarray(positions, dtype=np.int64)
         if len(positions) == 0:
             return []
-        if len(positions) > 8:  # one decode and one split beat a decode per string
-            joined = _join(self._blob, self._offsets, positions)
-            if joined is not None:
-                return joined.tobytes().decode("utf-8").split("\0")
-        starts = (self._offsets[positions] + self._base).tolist()
-        ends = (self._offsets[positions + 1] + self._base).tolist()
-        raw = self._raw
-        return [raw[s:e].decode("utf-8") for s, e in zip(starts, ends)]
+        strings, starts = self._gather(positions)
+        if np.count_nonzero(strings == 0) == len(positions) - 1:  # no NUL inside a string: one decode, one split
+            return strings.tobytes().decode("utf-8").split("\0")
+        raw = strings.tobytes()
+        return [raw[s:e - 1].decode("utf-8") for s, e in zip(starts[:-1].tolist(), starts[1:].tolist())]
 
     def __iter__(self):
         for start in range(0, len(self), 65536):
@@ -166,19 +321,22 @@ class StringTable:
 
     def positions(self, strings: Iterable[str]) -> np.ndarray:
         """Positions of the strings (-1 where absent), by binary search over the strings or their hashes."""
-        encoded = [s.encode("utf-8") for s in strings]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(b) for b in encoded], out=offsets[1:])
-        query = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        query, offsets = _encode(strings)
         if self.sorted:
-            return _sorted_lookup(self._blob, self._offsets, query, offsets)
-        self._hash_index()
-        return _lookup(self._blob, self._offsets, self._hashes, self._order, query, offsets)
+            found = _sorted_lookup(self._blob, self._index, self._block, self._count, self._max_len, query, offsets)
+        else:
+            self._hash_index()
+            found = _hashed_lookup(self._blob, self._index, self._block, self._max_len, self._hashes, self._order,
+                                   query, offsets)
+        if np.any(found == -2):
+            raise IndexFormatError(f"string table {self._where} is corrupt (its data ends inside a string)")
+        return found
 
     def _hash_index(self) -> None:
         """Compute the sorted hashes and their order in memory if the table was written without them."""
         if self._hashes is None:
-            hashes = _hash_all(self._blob, self._offsets)
+            strings, starts = self._gather(np.arange(len(self)))
+            hashes = _hash_all(strings, starts[:-1], starts[1:] - 1)
             self._order = np.argsort(hashes, kind="stable")
             self._hashes = hashes[self._order]
 
