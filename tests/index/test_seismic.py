@@ -1,4 +1,5 @@
-"""SeismicIndex: exact without pruning (property), recall rising with the knobs, on-disk safety, bad input."""
+"""SeismicIndex: exact without pruning (property), recall rising with the knobs, quantised summaries bound their
+blocks, 16-bit document weights, on-disk safety, bad input."""
 
 import json
 
@@ -9,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rankstack.errors import IndexFormatError, InputError
+from rankstack.index import seismic_kernels as K
 from rankstack.index.seismic import SeismicIndex
 
 
@@ -16,6 +18,16 @@ def random_matrix(rows, dim, density, seed):
     m = sp.random(rows, dim, density=density, random_state=seed, dtype=np.float32, format="csr")
     m.data = (m.data + 0.01).astype(np.float32)  # strictly positive weights
     return m
+
+
+def rounded(d):
+    """d as a 16-bit index stores it: multiples of max / 65535, at least one step."""
+    if d.nnz == 0:
+        return d
+    scale = d.data.max() / 65535
+    out = d.copy()
+    out.data = (np.clip(np.rint(d.data / scale), 1, 65535) * scale).astype(np.float32)
+    return out
 
 
 def exact_top(q, d, k):
@@ -32,15 +44,49 @@ def assert_exact(results, q, d, k):
         assert np.all(np.diff(got) <= 0)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 120), dim=st.integers(1, 60), density=st.floats(0.01, 0.5), k=st.integers(1, 12),
-       seed=st.integers(0, 2**16), fraction=st.floats(0.05, 1.0), small_list=st.integers(0, 8))
-def test_no_pruning_is_exact(tmp_path_factory, n, dim, density, k, seed, fraction, small_list):
+       seed=st.integers(0, 2**16), fraction=st.floats(0.05, 1.0), small_list=st.integers(0, 8),
+       value_bits=st.sampled_from([16, 32]))
+def test_no_pruning_is_exact(tmp_path_factory, n, dim, density, k, seed, fraction, small_list, value_bits):
     d = random_matrix(n, dim, density, seed)
     q = random_matrix(6, dim, 0.3, seed + 1)
     index = SeismicIndex.build(tmp_path_factory.mktemp("s") / "idx", d, n_postings=None, summary_energy=1.0,
-                               centroid_fraction=fraction, small_list=small_list, seed=seed)
-    assert_exact(index.search_batch(q, k, query_cut=None, heap_factor=1.0), q, d, k)
+                               centroid_fraction=fraction, small_list=small_list, seed=seed, value_bits=value_bits)
+    stored = d if value_bits == 32 else rounded(d)  # exact over the weights as stored
+    assert_exact(index.search_batch(q, k, query_cut=None, heap_factor=1.0), q, stored, k)
+
+
+def test_quantised_summaries_bound_their_values():
+    rng = np.random.default_rng(0)
+    offsets = np.array([0, 1, 5, 5, 300], np.int64)  # one entry, a few, none, many
+    values = (rng.random(300) ** 3 * 4 + 1e-6).astype(np.float32)
+    values[7] = values[8] = np.float32(2.5)  # ties at the maximum of their block
+    scales = np.zeros(4, np.float32)
+    codes = np.zeros(300, np.uint8)
+    K.quantize_summaries(offsets, values, scales, codes)
+    stored = codes.astype(np.float32) * np.repeat(scales, np.diff(offsets))
+    assert np.all(stored >= values)                                   # an upper bound...
+    assert np.all(stored - values <= np.repeat(scales, np.diff(offsets)) * 1.0001)  # ...within one step
+    assert codes[1:5].max() == 255 and codes[5:].max() == 255
+
+
+def test_16_bit_weights_and_wide_vocabularies(tmp_path):
+    d = random_matrix(300, 70_000, 0.0005, 7)  # more components than 16 bits hold: the split layout
+    q = random_matrix(8, 70_000, 0.002, 8).tolil()
+    q[0, d[0].indices] = 1.0  # at least one query with hits
+    q = q.tocsr()
+    wide = SeismicIndex.build(tmp_path / "wide", d, n_postings=None, summary_energy=1.0)
+    assert wide.manifest["forward"] == "split"
+    assert_exact(wide.search_batch(q, 5, query_cut=None, heap_factor=1.0), q, rounded(d), 5)
+    narrow = random_matrix(300, 500, 0.05, 9)
+    q = random_matrix(8, 500, 0.05, 10)
+    fast = SeismicIndex.build(tmp_path / "16", narrow, n_postings=None, summary_energy=1.0)
+    full = SeismicIndex.build(tmp_path / "32", narrow, n_postings=None, summary_energy=1.0, value_bits=32)
+    assert (fast.manifest["forward"], full.manifest["forward"]) == ("packed", "split")
+    for (docs, got), (_, want) in zip(fast.search_batch(q, 10, query_cut=None, heap_factor=1.0),
+                                      full.search_batch(q, 10, query_cut=None, heap_factor=1.0)):
+        assert np.allclose(got, want, rtol=1e-3)  # 16-bit rounding moves scores only slightly
 
 
 def test_recall_rises_with_the_knobs(tmp_path):
@@ -97,10 +143,11 @@ def test_half_written_or_corrupt(tmp_path):
     (path / "manifest.json").write_text("{not json")
     with pytest.raises(IndexFormatError):
         SeismicIndex(path)
-    manifest["version"] = 99
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexFormatError, match="version"):
-        SeismicIndex(path)
+    for version in (1, 2, 99):  # 1 and 2: earlier layouts (float summaries per block, float32 forward index)
+        manifest["version"] = version
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(IndexFormatError, match="version"):
+            SeismicIndex(path)
 
 
 def test_bad_input(tmp_path):
@@ -113,6 +160,8 @@ def test_bad_input(tmp_path):
         SeismicIndex.build(tmp_path / "b", neg)
     with pytest.raises(InputError):
         SeismicIndex.build(tmp_path / "c", d, summary_energy=0)
+    with pytest.raises(InputError, match="value_bits"):
+        SeismicIndex.build(tmp_path / "c", d, value_bits=8)
     index = SeismicIndex.build(tmp_path / "d", d)
     with pytest.raises(InputError, match="dimensions"):
         index.search_batch(sp.csr_matrix((1, 21), dtype=np.float32))

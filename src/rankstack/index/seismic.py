@@ -36,12 +36,11 @@ from rankstack.index.query import numba_threads
 from rankstack.index.storage import fsync_dir, load_array, read_json, save_arrays, write_json_atomic
 
 FORMAT = "rankstack-seismic-index"
-FORMAT_VERSION = 2  # 1: float summaries stored per block
+FORMAT_VERSION = 3  # 1: float summaries stored per block; 2: float32 forward index, never released
 MANIFEST = "manifest.json"
-ARRAYS = ("fwd_offsets", "fwd_comps", "fwd_values", "term_blocks", "block_offsets", "block_docs", "summary_scales",
-          "term_comps", "summary_comps", "summary_comp_offsets", "summary_blocks", "summary_codes")
-SEARCH_ARRAYS = ("term_blocks", "block_offsets", "block_docs", "summary_scales", "term_comps", "summary_comps",
-                 "summary_comp_offsets", "summary_blocks", "summary_codes", "fwd_offsets", "fwd_comps", "fwd_values")
+BLOCK_ARRAYS = ("term_blocks", "block_offsets", "block_docs", "summary_scales", "term_comps", "summary_comps",
+                "summary_comp_offsets", "summary_blocks", "summary_codes", "fwd_offsets")
+FORWARD_ARRAYS = {"packed": ("fwd_packed",), "split": ("fwd_comps", "fwd_values")}
 _BATCH_CELLS = 1 << 22  # queries * k result cells per kernel call
 
 Queries = sp.csr_matrix | Sequence[tuple[np.ndarray, np.ndarray]]
@@ -62,13 +61,20 @@ class SeismicIndex:
             raise IndexFormatError(f"{self.path} has Seismic format version {self.manifest.get('version')}; this "
                                    f"rankstack reads version {FORMAT_VERSION}: rebuild it")
         data = self.path / self.manifest["data"]
-        self.arrays = {name: load_array(data, name) for name in ARRAYS}
+        layout = self.manifest.get("forward")
+        if layout not in FORWARD_ARRAYS:
+            raise IndexFormatError(f"{self.path / MANIFEST} names an unknown forward index layout {layout!r}")
+        self.arrays = {name: load_array(data, name) for name in (*BLOCK_ARRAYS, *FORWARD_ARRAYS[layout])}
         self.num_docs: int = self.manifest["num_docs"]
         self.dim: int = self.manifest["dim"]
         self.params: dict[str, Any] = self.manifest["params"]
         self.metadata: dict[str, Any] = self.manifest.get("metadata", {})
         self._validate()
-        self._args = tuple(self.arrays[name] for name in SEARCH_ARRAYS)
+        empty = np.zeros(0, np.uint32)
+        self._args = (*(self.arrays[name] for name in BLOCK_ARRAYS),
+                      *((self.arrays["fwd_packed"], empty, empty) if layout == "packed" else
+                        (empty, self.arrays["fwd_comps"], self.arrays["fwd_values"])))
+        self._value_scale = np.float32(self.manifest["value_scale"])
         self._max_blocks = max(int(np.diff(self.arrays["term_blocks"]).max(initial=0)), 1)
 
     def _validate(self) -> None:
@@ -82,7 +88,8 @@ class SeismicIndex:
             elif any(a[c].shape != (int(off[-1]),) for c in columns):
                 problems.append(f"{', '.join(columns)} do not match {offsets}")
 
-        csr("fwd_offsets", n, "fwd_comps", "fwd_values")
+        packed = "fwd_packed" in a
+        csr("fwd_offsets", n, *(("fwd_packed",) if packed else ("fwd_comps", "fwd_values")))
         csr("term_blocks", v)
         num_blocks = int(a["term_blocks"][-1]) if a["term_blocks"].shape == (v + 1,) else -1
         csr("block_offsets", num_blocks, "block_docs")
@@ -92,8 +99,10 @@ class SeismicIndex:
         csr("summary_comp_offsets", a["summary_comps"].shape[0], "summary_blocks", "summary_codes")
         if not problems:
             most = int(np.diff(a["term_blocks"]).max(initial=0))
+            columns = {name: a[name] for name in ("block_docs", "summary_comps", "summary_blocks")}
+            columns["fwd_comps"] = a["fwd_packed"] & 0xFFFF if packed else a["fwd_comps"]
             for name, bound in (("block_docs", n), ("fwd_comps", v), ("summary_comps", v), ("summary_blocks", most)):
-                if a[name].size and (int(a[name].min()) < 0 or int(a[name].max()) >= bound):
+                if columns[name].size and (int(columns[name].min()) < 0 or int(columns[name].max()) >= bound):
                     problems.append(f"{name} holds values outside 0..{bound - 1}")
         if problems:
             raise IndexFormatError(f"Seismic index {self.path} is corrupt: " + "; ".join(problems))
@@ -113,10 +122,14 @@ class SeismicIndex:
     @classmethod
     def build(cls, path: str | Path, documents: sp.spmatrix, *, n_postings: int | None = 3500,
               centroid_fraction: float = 0.1, summary_energy: float = 0.4, small_list: int = 16, seed: int = 0,
-              metadata: dict | None = None, threads: int | None = None) -> "SeismicIndex":
+              value_bits: int = 16, metadata: dict | None = None, threads: int | None = None) -> "SeismicIndex":
         """Build from a documents x vocabulary sparse matrix of weights >= 0 (row i = docno i) into `path`
         (replacing an index there). `small_list`: posting lists of at most this many documents stay one block.
+        `value_bits`: 16 stores document weights as multiples of (largest weight / 65535), rounded (at least
+        one step), as pyseismic-lsr stores them as float16; 32 keeps them float32, scores exact.
         `metadata`: JSON stored in the manifest (e.g. what the rows came from)."""
+        if value_bits not in (16, 32):
+            raise InputError(f"value_bits must be 16 or 32, got {value_bits}")
         if n_postings is not None and n_postings < 1:
             raise InputError(f"n_postings must be at least 1 (or None: no pruning), got {n_postings}")
         if not 0 < centroid_fraction <= 1:
@@ -125,6 +138,10 @@ class SeismicIndex:
             raise InputError(f"summary_energy must be in (0, 1], got {summary_energy}")
         m = _check_matrix(documents)
         n_docs, dim = m.shape
+        value_scale = 1.0
+        if value_bits == 16 and m.nnz:  # the build works on the stored (rounded) weights throughout
+            value_scale = float(m.data.max()) / 65535
+            m.data = (np.clip(np.rint(m.data / value_scale), 1, 65535) * value_scale).astype(np.float32)
         comp_type = np.uint16 if dim <= 1 << 16 else np.int32
         fwd_offsets = m.indptr.astype(np.int64)
         fwd_comps = m.indices.astype(comp_type)
@@ -175,14 +192,21 @@ class SeismicIndex:
             summary_blocks = np.empty(summary_offsets[-1], block_type)
             summary_codes = np.empty(summary_offsets[-1], np.uint8)
             K.invert_summaries(*args, summary_comps, summary_comp_offsets, summary_blocks, summary_codes, False)
-        arrays = {"fwd_offsets": fwd_offsets, "fwd_comps": fwd_comps, "fwd_values": fwd_values,
-                  "term_blocks": term_blocks, "block_offsets": block_offsets, "block_docs": list_docs,
+        layout = "packed" if value_bits == 16 and dim <= 1 << 16 else "split"
+        if value_bits == 16:
+            codes = np.clip(np.rint(fwd_values / value_scale), 1, 65535).astype(np.uint32)
+            forward = ({"fwd_packed": fwd_comps.astype(np.uint32) | (codes << 16)} if layout == "packed" else
+                       {"fwd_comps": fwd_comps, "fwd_values": codes.astype(np.uint16)})
+        else:
+            forward = {"fwd_comps": fwd_comps, "fwd_values": fwd_values}
+        arrays = {"fwd_offsets": fwd_offsets, **forward, "term_blocks": term_blocks, "block_offsets": block_offsets, "block_docs": list_docs,
                   "summary_scales": summary_scales, "term_comps": term_comps, "summary_comps": summary_comps,
                   "summary_comp_offsets": summary_comp_offsets, "summary_blocks": summary_blocks,
                   "summary_codes": summary_codes}
         params = {"n_postings": n_postings, "centroid_fraction": centroid_fraction, "summary_energy": summary_energy,
                   "small_list": small_list, "seed": seed}
         _write(Path(path), arrays, {"num_docs": n_docs, "dim": dim, "nnz": int(m.nnz), "params": params,
+                                    "forward": layout, "value_bits": value_bits, "value_scale": value_scale,
                                     "metadata": metadata or {}})
         return cls(path)
 
@@ -215,7 +239,7 @@ class SeismicIndex:
                 scores = np.empty((stop - c, width), np.float32)
                 counts = np.zeros(stop - c, np.int64)
                 K.search_batch(sub, comps[offsets[c]:offsets[stop]], values[offsets[c]:offsets[stop]], cut,
-                               np.float32(heap_factor), width, self.num_docs, self.dim, self._max_blocks, *self._args,
+                               np.float32(heap_factor), self._value_scale, width, self.num_docs, self.dim, self._max_blocks, *self._args,
                                live,
                                docs, scores, counts, min(numba.get_num_threads(), stop - c))
                 out.extend((docs[q, :counts[q]].copy(), scores[q, :counts[q]].copy()) for q in range(stop - c))

@@ -258,29 +258,40 @@ def _offer_heap(hs, hd, size, k, s, d):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _cand_sift_down(cs, cb, i, n):
-    """Max-heap of candidate blocks on summary score."""
-    s, b = cs[i], cb[i]
-    while True:
-        c = 2 * i + 1
-        if c >= n:
-            break
-        if c + 1 < n and cs[c + 1] > cs[c]:
-            c += 1
-        if cs[c] <= s:
-            break
-        cs[i], cb[i] = cs[c], cb[c]
-        i = c
-    cs[i], cb[i] = s, b
+def _prefetch_row(fwd_offsets, fwd_packed, fwd_comps, fwd_values, d):
+    """Start loading document d's row (its first three cache lines)."""
+    lo = fwd_offsets[d]
+    if fwd_packed.shape[0] > 0:
+        last = fwd_packed.shape[0] - 1
+        _prefetch(fwd_packed, lo)
+        _prefetch(fwd_packed, min(lo + 16, last))
+        _prefetch(fwd_packed, min(lo + 32, last))
+    else:
+        _prefetch(fwd_comps, lo)
+        _prefetch(fwd_values, lo)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_dot(fwd_offsets, fwd_packed, fwd_comps, fwd_values, dense, d):
+    """Dot product of document d with the dense query."""
+    s = np.float32(0.0)
+    if fwd_packed.shape[0] > 0:
+        for q in range(fwd_offsets[d], fwd_offsets[d + 1]):
+            x = fwd_packed[q]
+            s += dense[x & 0xFFFF] * np.float32(x >> 16)
+    else:
+        for q in range(fwd_offsets[d], fwd_offsets[d + 1]):
+            s += dense[fwd_comps[q]] * np.float32(fwd_values[q])
+    return s
 
 
 @njit(cache=True, nogil=True)
-def _search_one(qc, qv, query_cut, heap_factor, k, term_blocks, block_offsets, block_docs, summary_scales,
-                term_comps, sc_comps, sc_ptr, sc_blocks, sc_codes, fwd_offsets, fwd_comps, fwd_values, live, dense,
-                stamp, mark, acc, cand_s, cand_b, terms, hs, hd, out_docs, out_scores):
+def _search_one(qc, qv, query_cut, heap_factor, value_scale, k, term_blocks, block_offsets, block_docs,
+                summary_scales, term_comps, sc_comps, sc_ptr, sc_blocks, sc_codes, fwd_offsets, fwd_packed, fwd_comps,
+                fwd_values, live, dense, stamp, mark, acc, terms, hs, hd, out_docs, out_scores):
     nq = qc.shape[0]
     for i in range(nq):
-        dense[qc[i]] = qv[i]
+        dense[qc[i]] = qv[i] * value_scale  # stored document values are multiples of value_scale
     # the query_cut heaviest terms, heaviest first (ties: lower position), by insertion
     n_terms = 0
     for i in range(nq):
@@ -303,8 +314,8 @@ def _search_one(qc, qv, query_cut, heap_factor, k, term_blocks, block_offsets, b
         nb = b1 - b0
         if nb == 0:
             continue
+        # summary scores of the term's blocks: the query's components looked up in its inverted summaries
         acc[:nb] = 0.0
-        # summary scores: the query's components looked up in the term's inverted summaries
         c0, c1 = term_comps[t], term_comps[t + 1]
         for i in range(nq):
             c = qc[i]
@@ -315,41 +326,19 @@ def _search_one(qc, qv, query_cut, heap_factor, k, term_blocks, block_offsets, b
                     lo = mid + 1
                 else:
                     hi = mid
-            c0 = lo  # query components ascend: later ones lie further on
+            c0 = lo  # query components ascend: the next one lies further on
             if lo < c1 and sc_comps[lo] == c:
                 w = qv[i]
                 for e in range(sc_ptr[lo], sc_ptr[lo + 1]):
                     acc[sc_blocks[e]] += w * np.float32(sc_codes[e])
-        # candidate blocks in a max-heap, visited best first until one falls below heap_factor x k-th score
-        nc = 0
-        floor = heap_factor * hs[0] if size == k else np.float32(-1.0)
-        for b in range(nb):
-            s = acc[b] * summary_scales[b0 + b]
-            if s >= floor:
-                cand_s[nc], cand_b[nc] = s, b
-                nc += 1
-        first = oi == 0
-        if first:
-            for i in range(nc // 2 - 1, -1, -1):
-                _cand_sift_down(cand_s, cand_b, i, nc)
-        for ci in range(nc):
-            if first:
-                if size == k and cand_s[0] < heap_factor * hs[0]:
-                    break
-                b = b0 + cand_b[0]
-                m = nc - 1 - ci
-                cand_s[0], cand_b[0] = cand_s[m], cand_b[m]
-                _cand_sift_down(cand_s, cand_b, 0, m)
-            else:
-                if size == k and cand_s[ci] < heap_factor * hs[0]:
-                    continue
-                b = b0 + cand_b[ci]
-            p1 = block_offsets[b + 1]
-            for p in range(block_offsets[b], p1):
+        # blocks in list order; one whose summary scores below heap_factor x (k-th best score) is skipped
+        for bi in range(nb):
+            if size == k and acc[bi] * summary_scales[b0 + bi] < heap_factor * hs[0]:
+                continue
+            p0, p1 = block_offsets[b0 + bi], block_offsets[b0 + bi + 1]
+            for p in range(p0, p1):
                 if p + 2 < p1:
-                    nxt = fwd_offsets[block_docs[p + 2]]
-                    _prefetch(fwd_comps, nxt)
-                    _prefetch(fwd_values, nxt)
+                    _prefetch_row(fwd_offsets, fwd_packed, fwd_comps, fwd_values, block_docs[p + 2])
                 if p + 4 < p1:
                     _prefetch(fwd_offsets, block_docs[p + 4])
                     _prefetch(stamp, block_docs[p + 4])
@@ -359,9 +348,7 @@ def _search_one(qc, qv, query_cut, heap_factor, k, term_blocks, block_offsets, b
                 stamp[d] = mark
                 if has_live and not live[d]:
                     continue
-                s = np.float32(0.0)
-                for q in range(fwd_offsets[d], fwd_offsets[d + 1]):
-                    s += dense[fwd_comps[q]] * fwd_values[q]
+                s = _row_dot(fwd_offsets, fwd_packed, fwd_comps, fwd_values, dense, d)
                 if s > 0:
                     size = _offer_heap(hs, hd, size, k, s, d)
     for i in range(nq):
@@ -379,11 +366,13 @@ def _search_one(qc, qv, query_cut, heap_factor, k, term_blocks, block_offsets, b
 
 
 @njit(cache=True, parallel=True)
-def search_batch(q_offsets, q_comps, q_values, query_cut, heap_factor, k, n_docs, dim, max_blocks, term_blocks,
-                 block_offsets, block_docs, summary_scales, term_comps, sc_comps, sc_ptr, sc_blocks, sc_codes,
-                 fwd_offsets, fwd_comps, fwd_values, live, out_docs, out_scores, counts, n_slots):
+def search_batch(q_offsets, q_comps, q_values, query_cut, heap_factor, value_scale, k, n_docs, dim, max_blocks,
+                 term_blocks, block_offsets, block_docs, summary_scales, term_comps, sc_comps, sc_ptr, sc_blocks,
+                 sc_codes, fwd_offsets, fwd_packed, fwd_comps, fwd_values, live, out_docs, out_scores, counts,
+                 n_slots):
     """Top-k of each query (rows of the CSR q_offsets/q_comps/q_values, components ascending) into
-    out_docs/out_scores[q, :counts[q]]. `max_blocks`: the most blocks of one term."""
+    out_docs/out_scores[q, :counts[q]]. `max_blocks`: the most blocks of one term. The forward index is
+    either `fwd_packed` or (when that is empty) `fwd_comps` and `fwd_values`; values times `value_scale`."""
     n_queries = q_offsets.shape[0] - 1
     max_len = 1
     for qi in range(n_queries):
@@ -392,8 +381,6 @@ def search_batch(q_offsets, q_comps, q_values, query_cut, heap_factor, k, n_docs
         dense = np.zeros(dim, np.float32)
         stamp = np.zeros(n_docs, np.int32)
         acc = np.zeros(max_blocks, np.float32)
-        cand_s = np.zeros(max_blocks, np.float32)
-        cand_b = np.zeros(max_blocks, np.int64)
         terms = np.zeros(max_len, np.int64)
         hs = np.zeros(k, np.float32)
         hd = np.zeros(k, np.int32)
@@ -401,7 +388,7 @@ def search_batch(q_offsets, q_comps, q_values, query_cut, heap_factor, k, n_docs
         for qi in range(slot, n_queries, n_slots):
             mark += 1
             lo, hi = q_offsets[qi], q_offsets[qi + 1]
-            counts[qi] = _search_one(q_comps[lo:hi], q_values[lo:hi], query_cut, heap_factor, k, term_blocks,
-                                     block_offsets, block_docs, summary_scales, term_comps, sc_comps, sc_ptr,
-                                     sc_blocks, sc_codes, fwd_offsets, fwd_comps, fwd_values, live, dense, stamp,
-                                     mark, acc, cand_s, cand_b, terms, hs, hd, out_docs[qi], out_scores[qi])
+            counts[qi] = _search_one(q_comps[lo:hi], q_values[lo:hi], query_cut, heap_factor, value_scale, k,
+                                     term_blocks, block_offsets, block_docs, summary_scales, term_comps, sc_comps,
+                                     sc_ptr, sc_blocks, sc_codes, fwd_offsets, fwd_packed, fwd_comps, fwd_values,
+                                     live, dense, stamp, mark, acc, terms, hs, hd, out_docs[qi], out_scores[qi])
