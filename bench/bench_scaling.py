@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--check", type=int, default=100, help="queries whose MaxScore top-k is checked exact")
     ap.add_argument("--workdir", default="/tmp/bench-scaling")
+    ap.add_argument("--keep", action="store_true", help="keep the indexes (for bench/search_memory.py --limit-mb)")
     args = ap.parse_args()
     import numba
     numba.set_num_threads(1)
@@ -154,7 +155,8 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
         del bm25
-        shutil.rmtree(path, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(path, ignore_errors=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "scaling.json").write_text(json.dumps(rows, indent=1))
     print("\n| documents | build s | build docs/s | index MB | q/s k=10 | q/s k=1000 | index MB resident |"

@@ -16,7 +16,7 @@ from rankstack.errors import IncompatibleIndexError, InputError  # noqa: E402
 from rankstack.index.dense import DenseIndex, DenseIndexWriter  # noqa: E402
 from rankstack.pipeline.config import parse  # noqa: E402
 from rankstack.retrieve.dense import Dense  # noqa: E402
-from rankstack.retrieve.dense_prf import DenseRocchio, rocchio  # noqa: E402
+from rankstack.retrieve.dense_prf import DenseRocchio  # noqa: E402
 
 WORDS = ("vitamin bone density cancer risk smoking lung cell tumour gene protein immune therapy diet sleep heart "
          "blood pressure brain memory aging virus vaccine infection dose trial").split()

@@ -102,7 +102,7 @@ class InvertedIndex:
         self.num_docs = int(self.bases[-1])
         self.num_deleted = sum(s.get("num_deleted", 0) for s in manifest["segments"])
         self.sum_lengths = sum(s.meta["sum_lengths"] for s in self.segments)
-        self.searchers = [SegmentSearcher(seg.postings, seg.doc_lengths, live)
+        self.searchers = [SegmentSearcher(seg.postings, seg.length_codes, live, seg.length_table)
                           for seg, live in zip(self.segments, self.live)]
         self._terms: dict[str, tuple[float, tuple[int, ...]]] = {}  # see _term_info
 

@@ -1,17 +1,19 @@
 """Numba top-k query kernels over block-compressed postings (see `rankstack.index.postings`).
 
-Every public kernel takes the segment's twelve arrays first (``SEGMENT_ARRAYS`` order), then
+Every public kernel takes the segment's thirteen arrays first (``SEGMENT_ARRAYS`` order), then
 
 * ``mode`` 0 BM25 / 1 impact, ``n_docs`` (docs in the segment),
 * ``term_ids`` int32[n] (distinct) and ``weights`` float32[n] (>= 0),
-* ``norm`` float32[n_docs] (BM25; empty in impact mode) with ``norm_a``, ``norm_b`` such that
-  ``norm[d] == float32(norm_a + norm_b * len[d])`` up to rounding (``norm_a = k1*(1-b)``,
+* ``norm`` = (``codes`` [n_docs], ``table`` float32): doc d's BM25 norm is ``table[codes[d]]``, as
+  Lucene keeps one byte per doc and a 256-entry norm cache (codes: the memory-mapped length
+  bytes, or exact lengths; both empty in impact mode), with ``norm_a``, ``norm_b`` such that
+  ``norm(d) == float32(norm_a + norm_b * len[d])`` up to rounding (``norm_a = k1*(1-b)``,
   ``norm_b = k1*b/avgdl``): upper bounds evaluate the norm of a block's shortest doc this way,
 * ``live`` bool[n_docs] (False: deleted) or an empty array for "all live", ``k`` >= 1,
 * ``theta`` (pruning kernels): >= 1, multiplies the top-k threshold when deciding to skip;
   1 is safe (exact), larger is faster and may miss documents (returned scores stay exact).
 
-A doc's score is the float32 sum, in query-term order from 0.0f, of ``w*tf/(tf+norm[d])``
+A doc's score is the float32 sum, in query-term order from 0.0f, of ``w*tf/(tf+norm(d))``
 (BM25) or ``w*value`` (impact). Results: (docnos int32, scores float32) of the top ``k`` live
 docs with score > 0, by descending score then ascending docno; all kernels agree bit for bit.
 Upper bounds are computed in float64 and padded by a relative slack that covers float32
@@ -45,6 +47,12 @@ _DEBRUIJN_POS = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4,
 
 # ---------------------------------------------------------------------------------------------
 # scoring and top-k heap
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _doc_norm(norm, d):
+    """BM25 norm of doc d (see the module docstring)."""
+    return norm[1][norm[0][d]]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -274,7 +282,7 @@ def _load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i):
     if mode == 0:
         for j in range(C[i, CNT]):
             v = np.float32(bufv[i, j])
-            bufc[i, j] = w * v / (v + norm[bufd[i, j]])
+            bufc[i, j] = w * v / (v + _doc_norm(norm, bufd[i, j]))
     else:
         for j in range(C[i, CNT]):
             bufc[i, j] = w * np.float32(bufv[i, j])
@@ -378,7 +386,7 @@ def _exhaustive_run(seg, mode, term_ids, weights, norm, live, acc, bd, bv, ts, t
             if mode == 0:
                 for j in range(n):
                     d = bd[0, j]
-                    acc[d] += _contrib(0, w, bv[0, j], norm[d])
+                    acc[d] += _contrib(0, w, bv[0, j], _doc_norm(norm, d))
             else:
                 for j in range(n):
                     acc[bd[0, j]] += _contrib(1, w, bv[0, j], np.float32(0.0))
@@ -607,7 +615,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                             C[i, POS] = p
                             if C[i, VDEC] != C[i, BLK]:
                                 _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
-                            nd = norm[wmin + off] if mode == 0 else np.float32(0.0)
+                            nd = _doc_norm(norm, wmin + off) if mode == 0 else np.float32(0.0)
                             c = _contrib(mode, weights[i], bufv[i, p], nd)
                             cw[off, i] = c
                             tmask[off, i >> 6] |= np.int64(1) << (i & 63)
@@ -627,7 +635,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                     if C[i, CD] == d:
                         if C[i, VDEC] != C[i, BLK]:
                             _load_values(block_offsets, dbits, vbits, data, C, bufv, i)
-                        c = _contrib(mode, weights[i], bufv[i, C[i, POS]], norm[d] if mode == 0 else np.float32(0.0))
+                        c = _contrib(mode, weights[i], bufv[i, C[i, POS]], _doc_norm(norm, d) if mode == 0 else np.float32(0.0))
                         cw[off, i] = c
                         tmask[off, i >> 6] |= np.int64(1) << (i & 63)
                         acc[off] += c
@@ -733,7 +741,7 @@ def _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bu
         if bsum > thr:
             if C[ordered[0], CD] == pivot:  # all of ordered[:p+1] sit on the pivot: score it
                 if not has_live or live[pivot]:
-                    nd = norm[pivot] if mode == 0 else np.float32(0.0)
+                    nd = _doc_norm(norm, pivot) if mode == 0 else np.float32(0.0)
                     for m in range(p + 1):
                         i = ordered[m]
                         if C[i, VDEC] != C[i, BLK]:

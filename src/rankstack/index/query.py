@@ -19,12 +19,14 @@ _BATCH_CELLS = 1 << 22  # max queries*k result cells per parallel kernel call
 class SegmentSearcher:
     """Holds one segment's posting arrays (plain or memory-mapped) and runs the query kernels.
 
-    ``arrays``: the dict from `encode_postings` (or its arrays loaded back); ``doc_lengths``
-    int32[N] (needed in BM25 mode to compute norms); ``live`` bool[N] (False: deleted) or None.
+    ``arrays``: the dict from `encode_postings` (or its arrays loaded back); ``doc_lengths`` [N]
+    (needed in BM25 mode to compute norms): int32 lengths, or uint8 codes with ``length_table``
+    giving each code's length (Lucene's length bytes); ``live`` bool[N] (False: deleted) or None.
+    Norms are kept per distinct length (code), never per document: memory does not grow with N.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], doc_lengths: np.ndarray | None = None,
-                 live: np.ndarray | None = None):
+                 live: np.ndarray | None = None, length_table: np.ndarray | None = None):
         arrays = upgrade(arrays)
         meta = np.asarray(arrays["meta"])
         if int(meta[0]) != FORMAT_VERSION:
@@ -33,11 +35,19 @@ class SegmentSearcher:
         self.n_docs = int(meta[2])
         self._seg = tuple(np.asarray(arrays[name]) for name in kernels.SEGMENT_ARRAYS)
         self.num_terms = self._seg[0].shape[0] - 1
-        self.doc_lengths = None if doc_lengths is None else np.asarray(doc_lengths, dtype=np.int32)
-        if self.doc_lengths is not None and self.doc_lengths.shape[0] != self.n_docs:
-            raise InputError(f"doc_lengths has {self.doc_lengths.shape[0]} entries, segment has {self.n_docs} docs")
-        if self.mode == MODE_BM25 and self.doc_lengths is None:
-            raise InputError("a BM25 segment needs doc_lengths")
+        if doc_lengths is None:
+            if self.mode == MODE_BM25:
+                raise InputError("a BM25 segment needs doc_lengths")
+            doc_lengths = np.zeros(0, np.int32)
+        codes = np.asarray(doc_lengths)
+        if length_table is None:
+            codes = codes.astype(np.int32, copy=False)  # a memory-mapped int32 array stays mapped
+            length_table = np.arange(int(codes.max(initial=0)) + 1)
+        elif codes.dtype != np.uint8 or len(length_table) != 256:
+            raise InputError("length codes must be uint8 with a 256-entry length_table")
+        if codes.shape[0] not in (self.n_docs, 0) or (self.mode == MODE_BM25 and codes.shape[0] != self.n_docs):
+            raise InputError(f"doc_lengths has {codes.shape[0]} entries, segment has {self.n_docs} docs")
+        self._codes, self._lengths = codes, np.asarray(length_table, np.float64)
         if live is None:
             self.live = np.zeros(0, np.bool_)
         else:
@@ -45,40 +55,29 @@ class SegmentSearcher:
             if self.live.shape[0] != self.n_docs:
                 raise InputError(f"live has {self.live.shape[0]} entries, segment has {self.n_docs} docs")
         self._norm_key: tuple | None = None
-        self._norm = np.zeros(0, np.float32)
-        has_lengths = self.doc_lengths is not None and self.n_docs > 0
-        self._mean_length = float(self.doc_lengths.mean()) if has_lengths else 1.0
+        self._norm_table = np.zeros(0, np.float32)
+        counts = np.bincount(codes, minlength=len(self._lengths)) if len(codes) else np.zeros(len(self._lengths))
+        self._mean_length = float(counts @ self._lengths / len(codes)) if len(codes) else 1.0
 
     # -- parameters ----------------------------------------------------------------------------
-
-    def norm(self, k1: float = 1.2, b: float = 0.75, avgdl: float | None = None) -> np.ndarray:
-        """float32 ``k1*(1-b+b*len/avgdl)`` per doc (cached for the last parameters)."""
-        avgdl = self._avgdl(avgdl)
-        key = (float(k1), float(b), avgdl)
-        if key != self._norm_key:
-            self._norm = (k1 * (1.0 - b + b * self.doc_lengths.astype(np.float64) / avgdl)).astype(np.float32)
-            self._norm_key = key
-        return self._norm
 
     def _avgdl(self, avgdl: float | None) -> float:
         if avgdl is None:
             avgdl = self._mean_length
         return float(avgdl) if avgdl > 0 else 1.0
 
-    def _params(self, k1: float, b: float, avgdl: float | None, norm: np.ndarray | None):
-        """(norm, norm_a, norm_b) for the kernels."""
+    def _params(self, k1: float, b: float, avgdl: float | None):
+        """(norm, norm_a, norm_b) for the kernels; norm = (per-doc codes, float32 norm per code)."""
         if self.mode != MODE_BM25:
-            return np.zeros(0, np.float32), 0.0, 0.0
+            return (self._codes[:0], np.zeros(0, np.float32)), 0.0, 0.0
         if not (k1 >= 0 and 0 <= b <= 1):
             raise InputError(f"BM25 needs k1 >= 0 and 0 <= b <= 1 (got k1={k1}, b={b})")
         avgdl = self._avgdl(avgdl)
-        if norm is None:
-            norm = self.norm(k1, b, avgdl)
-        else:  # caller's norm: must have been computed from the same k1, b, avgdl
-            norm = np.ascontiguousarray(norm, dtype=np.float32)
-            if norm.shape[0] != self.n_docs:
-                raise InputError(f"norm has {norm.shape[0]} entries, segment has {self.n_docs} docs")
-        return norm, k1 * (1.0 - b), k1 * b / avgdl
+        key = (float(k1), float(b), avgdl)
+        if key != self._norm_key:
+            self._norm_table = (k1 * (1.0 - b + b * self._lengths / avgdl)).astype(np.float32)
+            self._norm_key = key
+        return (self._codes, self._norm_table), k1 * (1.0 - b), k1 * b / avgdl
 
     def _query(self, term_ids, weights) -> tuple[np.ndarray, np.ndarray]:
         t = np.ascontiguousarray(term_ids, dtype=np.int32)
@@ -93,26 +92,25 @@ class SegmentSearcher:
     # -- search ----------------------------------------------------------------------------------
 
     def search(self, term_ids: np.ndarray, weights: np.ndarray, k: int = 10, *, algorithm: str = "maxscore",
-               theta: float = 1.0, k1: float = 1.2, b: float = 0.75, avgdl: float | None = None,
-               norm: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               theta: float = 1.0, k1: float = 1.2, b: float = 0.75,
+               avgdl: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (docnos int32, scores float32) for one query, best first (ties: lower docno).
 
         ``algorithm``: "maxscore", "bmw" or "exhaustive"; ``theta`` >= 1 trades recall for speed
         (1 = exact); BM25 norms come from ``k1``, ``b``, ``avgdl`` (default: the segment's mean
-        length) unless ``norm`` is given, which must have been computed from those same values.
+        length).
         """
         algo, k, theta = _check(algorithm, k, theta)
         t, w = self._query(term_ids, weights)
-        nrm, na, nb = self._params(k1, b, avgdl, norm)
+        nrm, na, nb = self._params(k1, b, avgdl)
         return kernels.search(*self._seg, self.mode, self.n_docs, algo, t, w, nrm, na, nb, self.live, k, theta)
 
     def search_batch(self, queries: Sequence[tuple[np.ndarray, np.ndarray]], k: int = 10, *,
                      algorithm: str = "maxscore", theta: float = 1.0, k1: float = 1.2, b: float = 0.75,
-                     avgdl: float | None = None, norm: np.ndarray | None = None,
-                     threads: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                     avgdl: float | None = None, threads: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """`search` for many (term_ids, weights) queries on ``threads`` cores (default: all)."""
         algo, k, theta = _check(algorithm, k, theta)
-        nrm, na, nb = self._params(k1, b, avgdl, norm)
+        nrm, na, nb = self._params(k1, b, avgdl)
         parsed = [self._query(t, w) for t, w in queries]
         width = max(1, min(k, self.n_docs))
         step = max(1, _BATCH_CELLS // width)

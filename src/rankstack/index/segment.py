@@ -199,19 +199,26 @@ class Segment:
                                    f"this rankstack reads format {SEGMENT_FORMAT}")
         self.num_docs: int = self.meta["num_docs"]
         self.mode: str = self.meta["mode"]
-        lengths = load_array(directory, "doc_lengths")  # uint8: Lucene's length codes
-        self.doc_lengths = lucene.LENGTH_TABLE[lengths].astype(np.int32) if lengths.dtype == np.uint8 else lengths
+        # Lucene's one-byte length codes (memory-mapped, read through LENGTH_TABLE), or exact int32 lengths.
+        self.length_codes = load_array(directory, "doc_lengths")
+        self.length_table = lucene.LENGTH_TABLE if self.length_codes.dtype == np.uint8 else None
         self.postings = {name: load_array(directory, name) for name in self.meta["postings"]}
         self.terms = StringTable(directory, "terms", sorted=True)
         self.ids = StringTable(directory, "ids")
         self.docs = StringTable(directory, "docs") if self.meta["stored"] else None
-        if len(self.ids) != self.num_docs or len(self.doc_lengths) != self.num_docs:
+        if len(self.ids) != self.num_docs or len(self.length_codes) != self.num_docs:
             raise IndexFormatError(f"segment {directory} is inconsistent: {len(self.ids)} ids, "
-                                   f"{len(self.doc_lengths)} lengths, {self.num_docs} documents")
+                                   f"{len(self.length_codes)} lengths, {self.num_docs} documents")
 
     @property
     def name(self) -> str:
         return self.directory.name
+
+    @property
+    def doc_lengths(self) -> np.ndarray:
+        """Every document's length (int32, in memory: for merging)."""
+        codes = self.length_codes
+        return codes if self.length_table is None else self.length_table[codes].astype(np.int32)
 
     @functools.cached_property
     def term_df(self) -> np.ndarray:
