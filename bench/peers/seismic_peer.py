@@ -14,6 +14,7 @@ from seismic import SeismicDataset, SeismicIndex, get_seismic_string
 def main(path: str, grid: str) -> None:
     z = np.load(path)
     params, settings = json.loads(grid)["build"], json.loads(grid)["search"]
+    repeats = json.loads(grid).get("repeats", 1)
     strings = get_seismic_string()
     vocab = np.array([str(i) for i in range(int(z["dim"]))], dtype=strings)
     dataset = SeismicDataset()
@@ -35,10 +36,12 @@ def main(path: str, grid: str) -> None:
     for query_cut, heap_factor in settings:
         index.batch_search(qids[:20], comps[:20], vals[:20], k=10, query_cut=query_cut, heap_factor=heap_factor,
                            num_threads=1)  # warm-up
-        t = time.perf_counter()
-        results = index.batch_search(qids, comps, vals, k=10, query_cut=query_cut, heap_factor=heap_factor,
-                                     num_threads=1)
-        seconds = time.perf_counter() - t
+        seconds = float("inf")
+        for _ in range(repeats):  # the fastest of the repeats, as for rankstack
+            t = time.perf_counter()
+            results = index.batch_search(qids, comps, vals, k=10, query_cut=query_cut, heap_factor=heap_factor,
+                                         num_threads=1)
+            seconds = min(seconds, time.perf_counter() - t)
         found = [{int(doc) for _, _, doc in r} for r in results]
         recall = float(np.mean([len(found[i] & set(truth[i][truth[i] >= 0].tolist())) / max((truth[i] >= 0).sum(), 1)
                                 for i in range(nq)]))

@@ -5,18 +5,32 @@ into blocks by clustering (random centroids, each document joins the centroid of
 each block gets a summary: the component-wise max of its documents, cut to the heaviest components that hold
 `summary_energy` of its mass. A forward index keeps every document whole for exact rescoring.
 
-Searching: the query's `query_cut` heaviest terms are visited in order of weight; in each term's list the
-blocks are visited best summary first, and a block whose summary scores below `heap_factor` x (k-th best
-score so far) ends the list; documents of visited blocks are scored exactly with the forward index. Higher
-`heap_factor` (at most 1) and lower `query_cut`: faster, lower recall (the knobs mean what they mean in
-pyseismic-lsr). With no pruning (`n_postings=None`, `summary_energy=1.0`), `heap_factor` <= 1 and
-`query_cut=None` the result is exact (a summary then bounds every score of its block).
+Searching: the query's `query_cut` heaviest terms are visited in order of weight; each term's block summaries
+are scored against the query at once, and its blocks are visited in list order, skipping a block whose summary
+scores below `heap_factor` x (k-th best score so far); documents of visited blocks are scored exactly with the
+forward index (each once per query). Higher `heap_factor` (at most 1) and lower `query_cut`: faster, lower
+recall (the knobs mean what they mean in pyseismic-lsr). With no pruning (`n_postings=None`,
+`summary_energy=1.0`), `heap_factor` <= 1 and `query_cut=None` the result is exact over the stored weights
+(a summary then bounds every score of its block).
 
     >>> index = SeismicIndex.build("idx/seismic", doc_matrix)        # scipy CSR, documents x vocabulary
     >>> [(docnos, scores)] = index.search_batch(query_matrix[:1], k=10, query_cut=20, heap_factor=0.8)
 
+What is stored (format version 3; see seismic_kernels for the array layout):
+
+* the forward index: with `value_bits=16` (default) each weight is rounded to a multiple of
+  `value_scale` = (largest weight / 65535), as pyseismic-lsr keeps float16 weights, and packed with its
+  component into one uint32 ("packed" layout; a vocabulary over 65,536 keeps components and 16-bit weights in
+  two arrays, "split"); `value_bits=32` keeps float32 weights ("split"), scores exact;
+* the blocks: each term's range of blocks and each block's documents;
+* the summaries, quantised and inverted per term: a summary value v of block b is stored as the uint8
+  ceil(v / scale[b]) with scale[b] = (block maximum / 255), which keeps the summary an upper bound, and each
+  term's summary entries are grouped by component (block number, code), so that scoring a term's summaries
+  reads only the entries of the query's components.
+
 On disk: `manifest.json` (written last, atomically) names a data folder of `.npy` arrays, memory-mapped on
-opening; a rebuild writes a new folder, replaces the manifest, then removes the old folder.
+opening; a rebuild writes a new folder, replaces the manifest, then removes the old folder. Versions 1 and 2
+(float summaries per block; float32 forward index) are refused with IndexFormatError: rebuild the index.
 """
 
 from __future__ import annotations

@@ -3,11 +3,18 @@ and batched top-k search with block skipping and exact rescoring from the forwar
 
 Layout (all one-dimensional; "comps" are vocabulary ids, ascending within a row):
 
-* forward index: ``fwd_offsets`` int64 [N+1], ``fwd_comps``, ``fwd_values`` float32 — documents as sparse rows;
+* forward index: ``fwd_offsets`` int64 [N+1] into either ``fwd_packed`` uint32 (component | weight code << 16)
+  or ``fwd_comps`` and ``fwd_values`` (uint16 codes or float32); a weight is its code times ``value_scale``;
 * blocks: ``term_blocks`` int64 [V+1] (each term's range of blocks), ``block_offsets`` int64 [B+1] into
   ``block_docs`` int32 (docnos, ascending within a block);
-* summaries: ``summary_offsets`` int64 [B+1], ``summary_comps``, ``summary_values`` float32 — per block the
-  component-wise max of its documents, cut to the heaviest components holding `summary_energy` of its mass.
+* summaries (per block the component-wise max of its documents, cut to the heaviest components holding
+  `summary_energy` of its mass): ``summary_scales`` float32 [B]; per term t, its distinct summary components
+  ``summary_comps[term_comps[t]:term_comps[t+1]]`` (ascending), and for the i-th of them the entries
+  ``summary_comp_offsets[i]:summary_comp_offsets[i+1]`` of ``summary_blocks`` (block number within the term,
+  uint16 or int32) and ``summary_codes`` uint8: value <= code * summary_scales[block].
+
+Search visits each chosen term's blocks in list order (as pyseismic-lsr does), prefetching the rows of the
+documents it is about to score: rows are scattered over the forward index, and their loads dominate the time.
 """
 
 from __future__ import annotations
