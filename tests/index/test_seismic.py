@@ -69,6 +69,9 @@ def test_quantised_summaries_bound_their_values():
     assert np.all(stored >= values)                                   # an upper bound...
     assert np.all(stored - values <= np.repeat(scales, np.diff(offsets)) * 1.0001)  # ...within one step
     assert codes[1:5].max() == 255 and codes[5:].max() == 255
+    tiny = np.array([1e-44, 5e-45], np.float32)  # max / 255 underflows to zero
+    K.quantize_summaries(np.array([0, 2], np.int64), tiny, scales[:1], codes[:2])
+    assert np.all(codes[:2].astype(np.float32) * scales[0] >= tiny)
 
 
 def test_16_bit_weights_and_wide_vocabularies(tmp_path):

@@ -180,6 +180,8 @@ def quantize_summaries(summary_offsets, summary_values, scales, codes):
         for p in range(lo, hi):
             top = max(top, summary_values[p])
         s = np.float32(top / np.float32(255.0)) if top > 0 else np.float32(1.0)
+        if s == 0:  # top / 255 underflows: one step of top
+            s = top
         while np.float32(s * np.float32(255.0)) < top:
             s = np.float32(s * np.float32(1.0000001))
         scales[b] = s
