@@ -143,6 +143,12 @@ def test_half_written_or_corrupt(tmp_path):
     np.save(path / manifest["data"] / "block_docs.npy", np.full(10, 10**6, np.int32))  # wrong content
     with pytest.raises(IndexFormatError, match="corrupt"):
         SeismicIndex(path)
+    SeismicIndex.build(path, d)
+    manifest = json.loads((path / "manifest.json").read_text())
+    for key, value in (("forward", "sideways"), ("value_scale", -1)):
+        (path / "manifest.json").write_text(json.dumps({**manifest, key: value}))
+        with pytest.raises(IndexFormatError, match=key if key == "value_scale" else "layout"):
+            SeismicIndex(path)
     (path / "manifest.json").write_text("{not json")
     with pytest.raises(IndexFormatError):
         SeismicIndex(path)

@@ -88,7 +88,10 @@ class SeismicIndex:
         self._args = (*(self.arrays[name] for name in BLOCK_ARRAYS),
                       *((self.arrays["fwd_packed"], empty, empty) if layout == "packed" else
                         (empty, self.arrays["fwd_comps"], self.arrays["fwd_values"])))
-        self._value_scale = np.float32(self.manifest["value_scale"])
+        scale = self.manifest.get("value_scale")
+        if not isinstance(scale, (int, float)) or not scale > 0:
+            raise IndexFormatError(f"{self.path / MANIFEST} has no valid value_scale (got {scale!r})")
+        self._value_scale = np.float32(scale)
         self._max_blocks = max(int(np.diff(self.arrays["term_blocks"]).max(initial=0)), 1)
 
     def _validate(self) -> None:
