@@ -127,6 +127,23 @@ def cluster_postings(list_ptr, list_docs, fwd_offsets, fwd_comps, fwd_values, di
                 pos[assign[i]] += 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _max_sift_down(vals, heap, i, n):
+    """Max-heap of positions `heap[:n]` on vals[position]."""
+    x = heap[i]
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and vals[heap[c + 1]] > vals[heap[c]]:
+            c += 1
+        if vals[heap[c]] <= vals[x]:
+            break
+        heap[i] = heap[c]
+        i = c
+    heap[i] = x
+
+
 @njit(cache=True, parallel=True)
 def summarize_blocks(block_offsets, block_docs, fwd_offsets, fwd_comps, fwd_values, dim, energy,
                      summary_offsets, summary_comps, summary_values, count_only, n_slots):
@@ -137,6 +154,8 @@ def summarize_blocks(block_offsets, block_docs, fwd_offsets, fwd_comps, fwd_valu
     for slot in prange(n_slots):
         acc = np.zeros(dim, np.float32)
         touched = np.empty(dim, np.int64)
+        vals = np.empty(dim, np.float32)
+        heap = np.empty(dim, np.int64)
         for b in range(slot, n_blocks, n_slots):
             n_touched = 0
             for p in range(block_offsets[b], block_offsets[b + 1]):
@@ -147,27 +166,34 @@ def summarize_blocks(block_offsets, block_docs, fwd_offsets, fwd_comps, fwd_valu
                         touched[n_touched] = j
                         n_touched += 1
                     acc[j] = max(acc[j], fwd_values[q])
-            comps = touched[:n_touched]
-            vals = np.empty(n_touched, np.float32)
             total = 0.0
             for i in range(n_touched):
-                vals[i] = acc[comps[i]]
+                vals[i] = acc[touched[i]]
                 total += vals[i]
-                acc[comps[i]] = 0.0
-            order = np.argsort(-vals, kind="mergesort")
-            keep, mass = 0, 0.0
-            while keep < n_touched and (keep == 0 or mass < energy * total):
-                mass += vals[order[keep]]
+                acc[touched[i]] = 0.0
+                heap[i] = i
+            # the heaviest first, popped from a max-heap until they hold `energy` of the mass (a full sort
+            # of every block is what made building slow)
+            for i in range(n_touched // 2 - 1, -1, -1):
+                _max_sift_down(vals, heap, i, n_touched)
+            keep, mass, n = 0, 0.0, n_touched
+            while n > 0 and (keep == 0 or mass < energy * total):
+                top = heap[0]
+                n -= 1
+                heap[0] = heap[n]
+                _max_sift_down(vals, heap, 0, n)
+                heap[n] = top  # the kept positions collect at the end, heaviest last
+                mass += vals[top]
                 keep += 1
             if count_only:
                 summary_offsets[b + 1] = keep
             else:
-                kept = order[:keep]
-                by_comp = kept[np.argsort(comps[kept])]
+                kept = touched[heap[n_touched - keep:n_touched]]
+                order = np.argsort(kept)
                 o = summary_offsets[b]
                 for i in range(keep):
-                    summary_comps[o + i] = comps[by_comp[i]]
-                    summary_values[o + i] = vals[by_comp[i]]
+                    summary_comps[o + i] = kept[order[i]]
+                    summary_values[o + i] = vals[heap[n_touched - keep + order[i]]]
 
 
 @njit(cache=True, parallel=True)
