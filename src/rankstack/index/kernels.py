@@ -211,15 +211,21 @@ def _cursors(seg, mode, term_ids, weights, na, nb):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _find(ascending, x):
-    """Position of x in an ascending array, or -1."""
-    lo, hi = 0, ascending.shape[0]
+def lower_bound(ascending, lo, hi, x):
+    """First position in ascending[lo:hi] whose value is >= x (hi if none)."""
     while lo < hi:
         mid = (lo + hi) >> 1
         if ascending[mid] < x:
             lo = mid + 1
         else:
             hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _find(ascending, x):
+    """Position of x in an ascending array, or -1."""
+    lo = lower_bound(ascending, 0, ascending.shape[0], x)
     return lo if lo < ascending.shape[0] and ascending[lo] == x else -1
 
 

@@ -25,7 +25,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from rankstack.index.kernels import _better, _sift_down
+from rankstack.index.kernels import _better, _sift_down, lower_bound
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,13 +354,7 @@ def _search_one(qc, qv, query_cut, heap_factor, value_scale, k, term_blocks, blo
         c0, c1 = term_comps[t], term_comps[t + 1]
         for i in range(nq):
             c = qc[i]
-            lo, hi = c0, c1
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if sc_comps[mid] < c:
-                    lo = mid + 1
-                else:
-                    hi = mid
+            lo = lower_bound(sc_comps, c0, c1, c)
             c0 = lo  # query components ascend: the next one lies further on
             if lo < c1 and sc_comps[lo] == c:
                 w = qv[i]
