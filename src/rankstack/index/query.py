@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Iterator, Sequence
 
 import numba
@@ -56,8 +57,13 @@ class SegmentSearcher:
                 raise InputError(f"live has {self.live.shape[0]} entries, segment has {self.n_docs} docs")
         self._norm_key: tuple | None = None
         self._norm_table = np.zeros(0, np.float32)
-        counts = np.bincount(codes, minlength=len(self._lengths)) if len(codes) else np.zeros(len(self._lengths))
-        self._mean_length = float(counts @ self._lengths / len(codes)) if len(codes) else 1.0
+
+    @functools.cached_property
+    def _mean_length(self) -> float:
+        """The segment's own average length, when no avgdl is given (reads every length code once)."""
+        if not len(self._codes):
+            return 1.0
+        return float(np.bincount(self._codes, minlength=len(self._lengths)) @ self._lengths / len(self._codes))
 
     # -- parameters ----------------------------------------------------------------------------
 

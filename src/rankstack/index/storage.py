@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import mmap as _mmap
 import os
 import shutil
 from pathlib import Path
@@ -69,8 +70,13 @@ def save_arrays(directory: Path, arrays: dict[str, np.ndarray]) -> None:
 def load_array(directory: Path, name: str, mmap: bool = True) -> np.ndarray:
     path = directory / f"{name}.npy"
     try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if mmap and hasattr(_mmap, "MADV_RANDOM"):  # POSIX only
+            # Searches read index pages at random (a query's postings, its hits' ids): no readahead, so that the
+            # page cache holds only the pages searches touch.
+            array._mmap.madvise(_mmap.MADV_RANDOM)
         # A plain ndarray view of the memory map: same pages, without np.memmap's per-slice overhead.
-        return np.asarray(np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False))
+        return np.asarray(array)
     except FileNotFoundError:
         raise IndexFormatError(f"{path} is missing: the index is incomplete or was not written by rankstack") from None
     except ValueError as e:
