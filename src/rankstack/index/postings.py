@@ -136,28 +136,40 @@ def decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, 
 
 
 @njit(cache=True, nogil=True)
-def _decode_term(term_blocks, term_last_count, block_offsets, block_doc_bits, block_val_bits, block_last, data, t):
-    first, end = np.int64(term_blocks[t]), np.int64(term_blocks[t + 1])
-    df = (end - first - 1) * BLOCK + np.int64(term_last_count[t]) if end > first else 0
-    docs = np.empty((1, df), np.int32)
-    vals = np.empty((1, df), np.uint32)
+def _decode_terms(term_blocks, term_last_count, block_offsets, block_doc_bits, block_val_bits, block_last, data,
+                  terms, offsets, docs, vals) -> None:
+    """Decode the posting list of ``terms[i]`` into ``docs``/``vals[offsets[i]:offsets[i + 1]]``."""
     bd = np.empty((1, BLOCK), np.int32)
     bv = np.empty((1, BLOCK), np.uint32)
-    for b in range(first, end):
-        s = (b - first) * BLOCK
-        n = min(BLOCK, df - s)
-        decode_block_docs(block_offsets, block_doc_bits, block_last, data, b, b == first, n, bd, 0)
-        decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, b == first, n, bv, 0)
-        docs[0, s:s + n] = bd[0, :n]
-        vals[0, s:s + n] = bv[0, :n]
-    return docs[0], vals[0]
+    for i in range(terms.shape[0]):
+        first, end = np.int64(term_blocks[terms[i]]), np.int64(term_blocks[terms[i] + 1])
+        start, df = offsets[i], offsets[i + 1] - offsets[i]
+        for b in range(first, end):
+            s = start + (b - first) * BLOCK
+            n = min(BLOCK, start + df - s)
+            decode_block_docs(block_offsets, block_doc_bits, block_last, data, b, b == first, n, bd, 0)
+            decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, b == first, n, bv, 0)
+            docs[s:s + n] = bd[0, :n]
+            vals[s:s + n] = bv[0, :n]
+
+
+def decode_terms(arrays: dict[str, np.ndarray], terms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode the posting lists of `terms` (term ids) in one pass: CSR arrays (offsets int64[len(terms) + 1],
+    docnos int32, values uint32), list i at offsets[i]:offsets[i + 1]."""
+    terms = np.ascontiguousarray(terms, dtype=np.int64)
+    offsets = np.zeros(len(terms) + 1, dtype=np.int64)
+    np.cumsum(term_df(arrays)[terms], out=offsets[1:])
+    docs, vals = np.empty(offsets[-1], np.int32), np.empty(offsets[-1], np.uint32)
+    a = arrays
+    _decode_terms(a["term_blocks"], a["term_last_count"], a["block_offsets"], a["block_doc_bits"],
+                  a["block_val_bits"], a["block_last"], a["data"], terms, offsets, docs, vals)
+    return offsets, docs, vals
 
 
 def decode_term(arrays: dict[str, np.ndarray], term_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode one term's posting list: (docnos int32, values uint32)."""
-    a = arrays
-    return _decode_term(a["term_blocks"], a["term_last_count"], a["block_offsets"], a["block_doc_bits"],
-                        a["block_val_bits"], a["block_last"], a["data"], int(term_id))
+    _, docs, vals = decode_terms(arrays, np.array([term_id]))
+    return docs, vals
 
 
 # ---------------------------------------------------------------------------------------------

@@ -121,7 +121,8 @@ class SegmentBuilder:
 def write_segment(directory: Path, mode: str, length_norm: str, terms: list[str], doc_ids: list[str],
                   stored: list[str] | None, term_ids: np.ndarray, docnos: np.ndarray, values: np.ndarray,
                   lengths: np.ndarray) -> dict:
-    """Write a segment from unordered postings (term id, docno, value) and exact document lengths."""
+    """Write a segment from postings (term id, docno, value), each term's in increasing docno order but terms
+    interleaved in any order, and exact document lengths."""
     directory.mkdir(parents=True)
     num_docs = len(doc_ids)
     # Terms in sorted order: lookups binary-search the term table itself, no hash table on disk.
@@ -129,10 +130,10 @@ def write_segment(directory: Path, mode: str, length_norm: str, terms: list[str]
     new_id = np.empty(len(terms), dtype=np.int64)
     new_id[by_term] = np.arange(len(terms))
     terms, term_ids = [terms[i] for i in by_term], new_id[term_ids]
-    order = np.lexsort((docnos, term_ids))
+    order = np.argsort(term_ids, kind="stable")  # keeps each term's docnos in order; runs of terms sort fast
     term_ids, docnos, values = term_ids[order], docnos[order].astype(np.int32), values[order].astype(np.uint32)
-    if len(term_ids) and np.any((term_ids[1:] == term_ids[:-1]) & (docnos[1:] == docnos[:-1])):
-        raise InputError("a document lists the same term twice")
+    if len(term_ids) and np.any((term_ids[1:] == term_ids[:-1]) & (docnos[1:] <= docnos[:-1])):
+        raise InputError("a document lists the same term twice, or a term's postings are out of docno order")
     term_offsets = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum(np.bincount(term_ids, minlength=len(terms)), out=term_offsets[1:])
     # Scoring sees lengths as Lucene stores them (one lossy byte) when asked; avgdl uses exact sums.
@@ -227,12 +228,7 @@ class Segment:
 
     def decode_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All postings as CSR arrays (term_offsets, docnos, values), for merging."""
-        lists = [postings.decode_term(self.postings, t) for t in range(len(self.terms))]
-        term_offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-        np.cumsum([len(d) for d, _ in lists], out=term_offsets[1:])
-        if not lists:
-            return term_offsets, np.zeros(0, np.int32), np.zeros(0, np.uint32)
-        return term_offsets, np.concatenate([d for d, _ in lists]), np.concatenate([v for _, v in lists])
+        return postings.decode_terms(self.postings, np.arange(len(self.terms)))
 
 
 def remove_segment(directory: Path) -> None:
