@@ -1,6 +1,8 @@
 """LearnedSparse: build, exact search equal to brute-force dot products, the record of the encoder, updates,
 the Seismic and matmul backends. The encoders are tiny random-weight BERT MLMs with a tokenizer built here."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from rankstack.data.corpus import Document  # noqa: E402
 from rankstack.data.queries import Queries  # noqa: E402
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError  # noqa: E402
 from rankstack.pipeline.config import parse  # noqa: E402
-from rankstack.retrieve.sparse import LearnedSparse, document_matrix  # noqa: E402
+from rankstack.retrieve.sparse import APPROXIMATE_DIR, LearnedSparse, document_matrix  # noqa: E402
 
 WORDS = ("vitamin bone density cancer smoking lung risk cell tumour protein gene dna repair apoptosis diet "
          "heart blood pressure brain memory sleep virus vaccine immune response drug trial dose children age").split()
@@ -124,6 +126,12 @@ def test_seismic_backend(tmp_path, encoder):
     assert "d0" not in {d for q in QUERIES for d in approx(QUERIES).ids(q)}
     exact.add([Document("new", "vitamin bone")])  # a commit through another stage: the Seismic index is rebuilt
     assert "new" in LearnedSparse(path, encoder, algorithm="seismic")(QUERIES).ids("q1")
+    exact.build_approximate(n_postings=None, summary_energy=1.0, value_bits=32)  # float32 weights: exact scores
+    assert json.loads((path / APPROXIMATE_DIR / "manifest.json").read_text())["value_bits"] == 32
+    approx = LearnedSparse(path, encoder, k=5, algorithm="seismic", query_cut=None, heap_factor=1.0)
+    a, e = approx(QUERIES), exact(QUERIES)
+    for q in QUERIES:
+        assert np.allclose(a[q].scores, e[q].scores, rtol=1e-5)
 
 
 def test_stale_seismic_index(tmp_path, encoder):

@@ -141,7 +141,8 @@ class LearnedSparse(Stage):
             self._backend = self._open_seismic()
 
     def build_approximate(self, *, n_postings: int | None = 3500, centroid_fraction: float = 0.1,
-                          summary_energy: float = 0.4, small_list: int = 16, seed: int = 0) -> None:
+                          summary_energy: float = 0.4, small_list: int = 16, value_bits: int = 16,
+                          seed: int = 0) -> None:
         """(Re)build the Seismic index of the current snapshot (see rankstack.index.seismic for the parameters)."""
         from rankstack.index.seismic import SeismicIndex
 
@@ -151,8 +152,8 @@ class LearnedSparse(Stage):
             index = InvertedIndex(self.index.path)
             SeismicIndex.build(index.path / APPROXIMATE_DIR, document_matrix(index, self.vocabulary),
                                n_postings=n_postings, centroid_fraction=centroid_fraction,
-                               summary_energy=summary_energy, small_list=small_list, seed=seed,
-                               metadata={"generation": index.generation}, threads=self.threads)
+                               summary_energy=summary_energy, small_list=small_list, value_bits=value_bits,
+                               seed=seed, metadata={"generation": index.generation}, threads=self.threads)
         finally:
             lock.release()
         self.index = index
