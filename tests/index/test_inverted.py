@@ -136,7 +136,12 @@ def test_bad_states_are_clear_errors(tmp_path):
         with IndexWriter(path) as w:
             w.add("b", ["x"])
             w.add("b", ["y"])
-    assert InvertedIndex(path).num_live == 1  # the failed commit changed nothing
+    with pytest.raises(InputError, match="duplicate document id 'c'"):  # the first 'c' already flushed
+        with IndexWriter(path, buffer_tokens=2) as w:
+            w.add("c", ["x", "y"])
+            w.add("d", ["x"])
+            w.add("c", ["y", "z"])
+    assert InvertedIndex(path).num_live == 1  # the failed commits changed nothing
     manifest = path / "manifest.json"
     manifest.write_text(manifest.read_text()[:20])
     with pytest.raises(IndexFormatError, match="corrupt"):

@@ -431,7 +431,7 @@ def _check_unique(builder: SegmentBuilder, pending: list[Segment]) -> None:
         detail = f" (at {where[0]} and {where[1]})" if all(where) else ""
         raise InputError(f"duplicate document id {sorted_ids[dup[0]]!r}{detail}")
     for seg in pending:
-        for i, doc_id in enumerate(builder.doc_ids):
-            if seg.ids.position(doc_id) >= 0:
-                where = builder.doc_locations[i]
-                raise InputError(f"{where + ': ' if where else ''}duplicate document id {doc_id!r}")
+        found = np.flatnonzero(seg.ids.positions(builder.doc_ids) >= 0)
+        if len(found):
+            where, doc_id = builder.doc_locations[found[0]], builder.doc_ids[found[0]]
+            raise InputError(f"{where + ': ' if where else ''}duplicate document id {doc_id!r}")
