@@ -8,9 +8,9 @@ included, is in bench_bm25.py). Queries are pypi-summaries' MS MARCO queries thr
 
 Per size: build seconds (writer, one segment after a forced merge), index size, single-thread queries/s at
 k=10 and k=1000 through `InvertedIndex.search` (query analysis and id lookup included, as in bench_bm25.py),
-with MaxScore's results checked equal to the exhaustive kernel's on the first queries, and the index's
-memory-mapped pages resident in the process after all the queries (from /proc/self/smaps; a file mapped twice
-counts twice). The numba kernels are loaded before, on a small warm-up index.
+with MaxScore's results checked equal to the exhaustive kernel's on the first queries. The numba kernels are
+loaded before, on a small warm-up index. How much memory search needs: bench/search_memory.py on an index kept
+with --keep.
 
     PYTHONPATH=src python bench/bench_scaling.py --sizes 778196 2000000 5000000
 """
@@ -90,19 +90,6 @@ def build(path: Path, n_docs: int, vocab: list[str], probs: np.ndarray, lengths:
     return seconds
 
 
-def index_resident_mb(path: Path) -> float:
-    """MB of the memory-mapped files under `path` that are resident in this process."""
-    total, inside = 0, False
-    prefix = str(path.resolve())
-    with open("/proc/self/smaps", encoding="utf-8") as f:
-        for line in f:
-            if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
-                inside = line.split()[-1].startswith(prefix)
-            elif inside and line.startswith("Rss:"):
-                total += int(line.split()[1])
-    return total / 1024
-
-
 def queries_per_second(bm25: BM25, queries: list[str], k: int) -> float:
     index, doc_ids = bm25.index, bm25.index.doc_ids
 
@@ -150,8 +137,7 @@ def main() -> None:
         row = {"docs": n, "segments": len(bm25.index.segments), "build_s": round(seconds, 1),
                "build_docs_per_s": round(n / seconds), "index_mb": round(size / 2**20, 1),
                "qps_k10": round(queries_per_second(bm25, queries, 10)),
-               "qps_k1000": round(queries_per_second(bm25, queries, 1000)),
-               "resident_index_mb": round(index_resident_mb(path), 1)}
+               "qps_k1000": round(queries_per_second(bm25, queries, 1000))}
         rows.append(row)
         print(json.dumps(row), flush=True)
         del bm25
@@ -159,11 +145,10 @@ def main() -> None:
             shutil.rmtree(path, ignore_errors=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "scaling.json").write_text(json.dumps(rows, indent=1))
-    print("\n| documents | build s | build docs/s | index MB | q/s k=10 | q/s k=1000 | index MB resident |"
-          "\n|---|---|---|---|---|---|---|")
+    print("\n| documents | build s | build docs/s | index MB | q/s k=10 | q/s k=1000 |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['docs']:,} | {r['build_s']} | {r['build_docs_per_s']:,} | {r['index_mb']} | {r['qps_k10']:,} | "
-              f"{r['qps_k1000']:,} | {r['resident_index_mb']} |")
+              f"{r['qps_k1000']:,} |")
 
 
 if __name__ == "__main__":
