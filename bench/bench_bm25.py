@@ -1,7 +1,8 @@
-"""BM25 engines side by side: rankstack, bm25s (numba, numpy), tantivy, Pyserini (Lucene).
+"""BM25 engines side by side: rankstack, bm25s (numba, numpy), tantivy, Pyserini (Lucene), Anserini's Java batch.
 
 Runs bench/peers/bm25_peers.py once per engine and collection, in one run on the same machine,
-and prints a Markdown table with each peer's figures as ratios of rankstack's.
+and prints a Markdown table with each peer's figures as ratios of rankstack's. "anserini" is Lucene's
+own batch search in Java (bench/peers/anserini_batch.py) over the index the pyserini engine built.
 
     bash bench/peers/setup.sh && bench/.venv-peers/bin/pip install --no-deps -e . orjson
     bench/.venv-peers/bin/python bench/bench_bm25.py [--collections scifact pypi] [--engines ...]
@@ -23,14 +24,20 @@ COLLECTIONS = {
     "pypi": ["--corpus", f"{DATA}/pypi-summaries/corpus.jsonl.gz",
              "--queries", f"{DATA}/pypi-summaries/queries.msmarco-dev-small.jsonl"],
 }
-ENGINES = ["rankstack", "bm25s-numba", "bm25s-numpy", "tantivy", "pyserini"]
+ENGINES = ["rankstack", "bm25s-numba", "bm25s-numpy", "tantivy", "pyserini", "anserini"]
 SLOW = {("bm25s-numpy", "pypi"): 200}  # ~10 q/s: fewer timed queries
 
 
 def run(engine: str, collection: str, num_queries: int, workdir: str) -> dict:
     n = SLOW.get((engine, collection), num_queries)
-    cmd = [sys.executable, str(HERE / "peers" / "bm25_peers.py"), "--engine", engine, *COLLECTIONS[collection],
-           "--num-queries", str(n), "--k", "10", "1000", "--workdir", workdir]
+    if engine == "anserini":
+        queries = COLLECTIONS[collection][COLLECTIONS[collection].index("--queries") + 1]
+        index = Path(workdir) / f"pyserini-{Path(queries).parent.name}"
+        cmd = [sys.executable, str(HERE / "peers" / "anserini_batch.py"), "--index", str(index),
+               "--queries", queries, "--num-queries", str(n), "--k", "10", "1000"]
+    else:
+        cmd = [sys.executable, str(HERE / "peers" / "bm25_peers.py"), "--engine", engine, *COLLECTIONS[collection],
+               "--num-queries", str(n), "--k", "10", "1000", "--workdir", workdir]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         return {"engine": engine, "error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
@@ -52,10 +59,10 @@ def table(results: list[dict]) -> str:
                ("q/s batch 1 thread k=1000", lambda r: (r.get("qps_batch_1thread") or {}).get("1000")),
                ("q/s all cores k=10", lambda r: (r.get("qps_all_cores") or {}).get("10")),
                ("q/s all cores k=1000", lambda r: (r.get("qps_all_cores") or {}).get("1000")),
-               ("build docs/s", lambda r: r["build_docs_per_s"]),
-               ("index MB", lambda r: r["index_bytes"] / 2**20),
-               ("search RSS MB", lambda r: r["search_rss_mb"]),
-               ("peak RSS MB", lambda r: r["peak_rss_mb"]),
+               ("build docs/s", lambda r: r.get("build_docs_per_s")),
+               ("index MB", lambda r: r["index_bytes"] / 2**20 if "index_bytes" in r else None),
+               ("search RSS MB", lambda r: r.get("search_rss_mb")),
+               ("peak RSS MB", lambda r: r.get("peak_rss_mb")),
                ("nDCG@10", lambda r: r.get("ndcg@10"))]
     lines = ["| engine | " + " | ".join(c for c, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for r in results:
