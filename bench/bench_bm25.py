@@ -31,10 +31,11 @@ SLOW = {("bm25s-numpy", "pypi"): 200}  # ~10 q/s: fewer timed queries
 def run(engine: str, collection: str, num_queries: int, workdir: str) -> dict:
     n = SLOW.get((engine, collection), num_queries)
     if engine == "anserini":
-        queries = COLLECTIONS[collection][COLLECTIONS[collection].index("--queries") + 1]
-        index = Path(workdir) / f"pyserini-{Path(queries).parent.name}"
+        flags = dict(zip(COLLECTIONS[collection][::2], COLLECTIONS[collection][1::2]))
+        index = Path(workdir) / f"pyserini-{Path(flags['--corpus']).parent.name}"  # as bm25_peers.py names it
         cmd = [sys.executable, str(HERE / "peers" / "anserini_batch.py"), "--index", str(index),
-               "--queries", queries, "--num-queries", str(n), "--k", "10", "1000"]
+               "--queries", flags["--queries"], "--num-queries", str(n), "--k", "10", "1000",
+               *(["--qrels", flags["--qrels"]] if "--qrels" in flags else [])]
     else:
         cmd = [sys.executable, str(HERE / "peers" / "bm25_peers.py"), "--engine", engine, *COLLECTIONS[collection],
                "--num-queries", str(n), "--k", "10", "1000", "--workdir", workdir]

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Lucene's own batch search: Anserini's SearchCollection (Java) over an index bm25_peers.py built; ONE JSON line.
 
-Times `SearchCollection.main` on the first --num-queries queries (TSV topics, BM25 k1=0.9 b=0.4, --threads
-search threads), per k: twice untimed to warm the JVM, then timed, minus the time of the same call on one
+Times `SearchCollection.main` on the queries bm25_peers.py times (the first --num-queries, or with --qrels the
+judged ones cycled to --num-queries; TSV topics, BM25 k1=0.9 b=0.4, --threads search threads), per k: twice untimed to warm the JVM, then timed, minus the time of the same call on one
 query (opening the index, reading the topics file; a call's fixed cost). So the q/s cover searching,
 fetching each hit's stored id and writing the TREC run file, all in Java: no Python per query. Run with the
 peers virtualenv after `bm25_peers.py --engine pyserini` built the index:
@@ -14,6 +14,7 @@ peers virtualenv after `bm25_peers.py --engine pyserini` built the index:
 import argparse
 import glob
 import importlib.util
+import itertools
 import json
 import os
 import sys
@@ -21,11 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bm25_peers import read_qrels, read_queries  # noqa: E402
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--index", required=True)
     p.add_argument("--queries", required=True)
+    p.add_argument("--qrels", help="time only the queries judged here (TSV with a header), as bm25_peers.py does")
     p.add_argument("--num-queries", type=int, default=2000)
     p.add_argument("--k", type=int, nargs="+", default=[10, 1000])
     p.add_argument("--threads", type=int, default=1)
@@ -43,9 +48,11 @@ def main():
 
     search = jnius.autoclass("io.anserini.search.SearchCollection")
     work = Path(tempfile.mkdtemp(prefix="anserini-batch-"))
-    with open(args.queries, encoding="utf-8") as f:
-        lines = [f"{q['_id']}\t{' '.join(q['text'].split())}\n"
-                 for q in map(json.loads, (line for _, line in zip(range(args.num_queries), f)))]
+    # The same queries as bm25_peers.py times: the judged ones with --qrels, cycled to --num-queries. Anserini
+    # keys topics by id, so each repeat gets an id of its own.
+    _, texts = read_queries(args.queries, args.num_queries, read_qrels(args.qrels) if args.qrels else None)
+    texts = list(itertools.islice(itertools.cycle(texts), args.num_queries))
+    lines = [f"q{i}\t{' '.join(text.split())}\n" for i, text in enumerate(texts)]
     (work / "all.tsv").write_text("".join(lines), encoding="utf-8")
     (work / "one.tsv").write_text(lines[0], encoding="utf-8")
 
@@ -59,7 +66,8 @@ def main():
 
     qps = {}
     for k in args.k:
-        run("all.tsv", k), run("all.tsv", k)  # warm-up
+        for _ in range(2):  # warm-up
+            run("all.tsv", k)
         seconds = run("all.tsv", k)
         run_lines = sum(1 for _ in open(work / f"run-{k}.txt"))
         fixed = min(run("one.tsv", k) for _ in range(3))

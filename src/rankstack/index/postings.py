@@ -158,7 +158,7 @@ def decode_terms(arrays: dict[str, np.ndarray], terms: np.ndarray) -> tuple[np.n
     docnos int32, values uint32), list i at offsets[i]:offsets[i + 1]."""
     terms = np.ascontiguousarray(terms, dtype=np.int64)
     offsets = np.zeros(len(terms) + 1, dtype=np.int64)
-    np.cumsum(term_df(arrays)[terms], out=offsets[1:])
+    np.cumsum(term_df(arrays, terms), out=offsets[1:])
     docs, vals = np.empty(offsets[-1], np.int32), np.empty(offsets[-1], np.uint32)
     a = arrays
     _decode_terms(a["term_blocks"], a["term_last_count"], a["block_offsets"], a["block_doc_bits"],
@@ -388,10 +388,14 @@ def upgrade(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def term_df(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Number of postings of every term (int64[V])."""
-    nb = np.diff(np.asarray(arrays["term_blocks"]).astype(np.int64))
-    return np.where(nb > 0, (nb - 1) * BLOCK + arrays["term_last_count"], 0)
+def term_df(arrays: dict[str, np.ndarray], terms: np.ndarray | None = None) -> np.ndarray:
+    """Number of postings of every term (int64[V]), or of `terms` (term ids) only."""
+    term_blocks, last_count = np.asarray(arrays["term_blocks"]), np.asarray(arrays["term_last_count"])
+    if terms is None:
+        nb, last = np.diff(term_blocks.astype(np.int64)), last_count
+    else:
+        nb, last = term_blocks[terms + 1].astype(np.int64) - term_blocks[terms], last_count[terms]
+    return np.where(nb > 0, (nb - 1) * BLOCK + last, 0)
 
 
 def postings_nbytes(arrays: dict[str, np.ndarray]) -> int:

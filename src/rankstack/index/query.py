@@ -43,12 +43,11 @@ class SegmentSearcher:
         codes = np.asarray(doc_lengths)
         if length_table is None:
             codes = codes.astype(np.int32, copy=False)  # a memory-mapped int32 array stays mapped
-            length_table = np.arange(int(codes.max(initial=0)) + 1)
         elif codes.dtype != np.uint8 or len(length_table) != 256:
             raise InputError("length codes must be uint8 with a 256-entry length_table")
         if codes.shape[0] not in (self.n_docs, 0) or (self.mode == MODE_BM25 and codes.shape[0] != self.n_docs):
             raise InputError(f"doc_lengths has {codes.shape[0]} entries, segment has {self.n_docs} docs")
-        self._codes, self._lengths = codes, np.asarray(length_table, np.float64)
+        self._codes, self._length_table = codes, length_table
         if live is None:
             self.live = np.zeros(0, np.bool_)
         else:
@@ -57,6 +56,13 @@ class SegmentSearcher:
                 raise InputError(f"live has {self.live.shape[0]} entries, segment has {self.n_docs} docs")
         self._norm_key: tuple | None = None
         self._norm_table = np.zeros(0, np.float32)
+
+    @functools.cached_property
+    def _lengths(self) -> np.ndarray:
+        """float64 length of each code: the given table, or 0..max for exact lengths (reads every length once,
+        at the first BM25 search, not when the segment opens)."""
+        table = self._length_table
+        return np.asarray(np.arange(int(self._codes.max(initial=0)) + 1) if table is None else table, np.float64)
 
     @functools.cached_property
     def _mean_length(self) -> float:
