@@ -146,7 +146,7 @@ def run_config(path: str | Path) -> tuple[Experiment, Path | None]:
     rankstack.pipeline.config); baseline: a pipeline name; cache: a directory (optional); report: a
     directory (optional); latency_sample: queries timed one at a time (default 50).
     """
-    from rankstack.cli import _corpus, _qrels, _queries
+    from rankstack.data import resolve
     from rankstack.pipeline.config import parse
     from rankstack.retrieve.bm25 import BM25
 
@@ -161,7 +161,7 @@ def run_config(path: str | Path) -> tuple[Experiment, Path | None]:
     root = path.parent
     for directory, corpus in config.get("indexes", {}).items():
         if not (root / directory / "manifest.json").exists():
-            BM25.build(_resolve(corpus, root, lambda value: _corpus(value, None)), root / directory)
+            BM25.build(_resolve(corpus, root, resolve.corpus), root / directory)
     stages: dict[str, Stage] = {}
     with _working_directory(root):
         for name, expression in config.get("stages", {}).items():
@@ -171,7 +171,7 @@ def run_config(path: str | Path) -> tuple[Experiment, Path | None]:
         pipelines = {name: p.cached(root / config["cache"]) for name, p in pipelines.items()}
     names = list(pipelines)
     baseline = names.index(config["baseline"]) if "baseline" in config else 0
-    queries, qrels = _resolve(config["queries"], root, _queries), _resolve(config["qrels"], root, _qrels)
+    queries, qrels = _resolve(config["queries"], root, resolve.queries), _resolve(config["qrels"], root, resolve.qrels)
     experiment = Experiment(pipelines, queries.subset(qrels) if len(queries) else queries, qrels,
                             config["measures"], baseline=baseline, latency_sample=config.get("latency_sample", 50))
     report = experiment.report(root / config["report"]) if config.get("report") else None

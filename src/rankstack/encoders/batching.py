@@ -200,7 +200,7 @@ def encode_corpus_to_shards(encoder: Any, texts: Iterable[str], out_dir: str | o
     `on_shard(index, path)` is called after each newly written shard. Returns the shard paths in order;
     `load_shards(out_dir)` reads the whole result back.
     """
-    from rankstack.encoders.loading import check_compatible
+    from rankstack.records import check_compatible
 
     if shard_size < 1:
         raise InputError(f"shard_size must be at least 1, got {shard_size}")

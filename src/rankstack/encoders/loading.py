@@ -1,8 +1,8 @@
 """Model resolution and loading: a hub id or a local directory, in sentence-transformers or plain
-transformers layout; device and precision choice; the `model_info` an index records.
+transformers layout, and the `model_info` an index records (device and precision: rankstack.devices; the record
+check: rankstack.records, re-exported here).
 
-This module imports torch and transformers only inside the functions that need them, so that
-`check_compatible` works without the neural extra installed.
+This module imports torch and transformers only inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rankstack.errors import IncompatibleIndexError, InputError, RankstackError
+from rankstack.devices import select_device, select_dtype  # noqa: F401 (select_dtype re-exported)
+from rankstack.errors import InputError, RankstackError
+from rankstack.records import check_compatible  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     import torch
@@ -33,8 +35,6 @@ IDENTITY_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "c
 HUB_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "tf_model*", "flax_model*",
               "rust_model*", "coreml/*", "*.md", "*.png", "*.jpg"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_DTYPES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16", "half": "float16",
-           "bf16": "bfloat16", "bfloat16": "bfloat16"}
 _POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_max_tokens": "max",
                  "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len", "pooling_mode_weightedmean_tokens": "weightedmean",
                  "pooling_mode_lasttoken": "lasttoken"}
@@ -198,35 +198,6 @@ def content_hash(spec: ModelSpec) -> str:
     return "sha256:" + h.hexdigest()[:24]
 
 
-def select_device(device: str | None = None) -> torch.device:
-    """'cpu', 'cuda', 'cuda:N' or None/'auto' (CUDA when available, else CPU)."""
-    import torch
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise InputError(f"unknown device {device!r} (expected 'cpu', 'cuda', 'cuda:N' or 'auto')") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for, but CUDA is not available here; use device='cpu'")
-    return dev
-
-
-def select_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """None/'auto': float32 on CPU, float16 on CUDA; else 'fp32', 'fp16' or 'bf16' (fp16 only on CUDA)."""
-    import torch
-    if isinstance(dtype, torch.dtype):
-        dtype = str(dtype).removeprefix("torch.")
-    if dtype in (None, "auto"):
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in _DTYPES:
-        raise InputError(f"unknown dtype {dtype!r} (expected 'fp32', 'fp16' or 'bf16')")
-    result = getattr(torch, _DTYPES[dtype])
-    if result == torch.float16 and device.type == "cpu":
-        raise InputError("fp16 is not supported on CPU: use fp32 (the default there) or bf16")
-    return result
-
-
 @dataclass
 class LoadedModel:
     """A tokenizer and a model in eval mode on a device, with the spec they came from."""
@@ -324,35 +295,3 @@ def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device
             raise RankstackError(f"{path}: cannot tell the model's maximum sequence length; pass max_length")
         length = int(min(candidates))
     return LoadedModel(spec, tokenizer, model, dev, dt, length)
-
-
-#: model_info keys that describe where or how fast a model ran, not what it computes.
-_NOT_COMPARED = {"model", "path", "revision", "dtype", "device"}
-
-
-def check_compatible(recorded: dict[str, Any], current: dict[str, Any]) -> None:
-    """Raise IncompatibleIndexError naming every difference between an index's recorded `model_info` and the
-    encoder's: another model (content hash), pooling, normalisation, dimension, prefixes, lengths...
-
-    The keys the index recorded are compared (a key newer encoders add does not invalidate old indexes), except
-    where the model was loaded from (hub id or folder, revision name), its precision and its device.
-    """
-    diffs = _diff(recorded, current, "")
-    if diffs:
-        raise IncompatibleIndexError(
-            f"the encoder differs from the one the index was built with (model {recorded.get('model')!r}, "
-            f"revision {recorded.get('revision')!r}): " + "; ".join(diffs)
-            + ". Query the index with the same model and settings, or rebuild it.")
-
-
-def _diff(recorded: dict, current: dict, prefix: str) -> list[str]:
-    out = []
-    for key in sorted(recorded):
-        if key in _NOT_COMPARED:
-            continue
-        x, y = recorded[key], current.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += _diff(x, y, f"{prefix}{key}.")
-        elif x != y:
-            out.append(f"{prefix}{key}: index {x!r}, encoder {y!r}")
-    return out

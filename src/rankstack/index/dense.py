@@ -331,7 +331,7 @@ class DenseIndexWriter(LockedWriter):
                 self.manifest = read_manifest(self.path)
                 self._check(factory=factory, dim=dim, metric=metric, vector_dtype=store_vectors)
                 if encoder is not None and self.manifest["encoder"]:
-                    from rankstack.encoders.loading import check_compatible
+                    from rankstack.records import check_compatible
                     check_compatible(self.manifest["encoder"], encoder)
                 snapshot = DenseIndex(self.path, gpu=False)
                 self.index = snapshot.index

@@ -381,7 +381,7 @@ class PlaidIndex:
 
     def check_encoder(self, info: dict[str, Any]) -> None:
         """IncompatibleIndexError unless `info` (an encoder's model_info) matches what the index recorded."""
-        from rankstack.encoders.loading import check_compatible
+        from rankstack.records import check_compatible
 
         if info.get("dimension") not in (None, self.dim):
             raise IncompatibleIndexError(f"{self.path} holds {self.dim}-dimensional vectors; the encoder makes "

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from rankstack.encoders.loading import select_device
+from rankstack.devices import select_device
 from rankstack.errors import InputError
 
 Queries = sp.csr_matrix | Sequence[tuple[np.ndarray, np.ndarray]]

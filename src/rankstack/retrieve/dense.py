@@ -91,7 +91,7 @@ class Dense(Stage):
                  nprobe: int | None = None, ef_search: int | None = None, rescore: bool = False,
                  rescore_depth: int | None = None, gpu: bool | None = None, device: str | None = None,
                  batch_size: int | None = None, progress: bool | None = None):
-        from rankstack.encoders.loading import check_compatible
+        from rankstack.records import check_compatible
 
         self.index = index if isinstance(index, DenseIndex) else DenseIndex(index, gpu=gpu)
         self._encoder_arg = os.fspath(encoder) if isinstance(encoder, (str, os.PathLike)) else None

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
-from rankstack.encoders.loading import check_compatible
+from rankstack.records import check_compatible
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.inverted import ALGORITHMS as EXACT_ALGORITHMS
 from rankstack.index.inverted import IndexWriter, InvertedIndex

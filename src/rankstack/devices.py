@@ -1,0 +1,42 @@
+"""Device and precision choice for the neural parts (encoders, rerankers, GPU scoring); imports torch only when called."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rankstack.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+_DTYPES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16", "half": "float16",
+           "bf16": "bfloat16", "bfloat16": "bfloat16"}
+
+
+def select_device(device: str | None = None) -> torch.device:
+    """'cpu', 'cuda', 'cuda:N' or None/'auto' (CUDA when available, else CPU)."""
+    import torch
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InputError(f"unknown device {device!r} (expected 'cpu', 'cuda', 'cuda:N' or 'auto')") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but CUDA is not available here; use device='cpu'")
+    return dev
+
+
+def select_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """None/'auto': float32 on CPU, float16 on CUDA; else 'fp32', 'fp16' or 'bf16' (fp16 only on CUDA)."""
+    import torch
+    if isinstance(dtype, torch.dtype):
+        dtype = str(dtype).removeprefix("torch.")
+    if dtype in (None, "auto"):
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise InputError(f"unknown dtype {dtype!r} (expected 'fp32', 'fp16' or 'bf16')")
+    result = getattr(torch, _DTYPES[dtype])
+    if result == torch.float16 and device.type == "cpu":
+        raise InputError("fp16 is not supported on CPU: use fp32 (the default there) or bf16")
+    return result
