@@ -43,6 +43,14 @@ def test_cutoff_and_then():
         CutOff(0)
 
 
+def test_steps_yield_each_stage_with_its_output():
+    pipeline = A % 2 >> Negate()
+    steps = list(pipeline.steps(Q))
+    assert [type(s).__name__ for s, _ in steps] == ["Fixed", "CutOff", "Negate"]
+    assert [r.ids("q") for _, r in steps] == [["a", "b", "c"], ["a", "b"], ["b", "a"]]
+    assert steps[-1][1].hits("q") == pipeline(Q).hits("q")
+
+
 def test_rrf_by_hand():
     run = (A | B).rrf(k=60)(Q)
     expected = {"a": 1 / 61 + 1 / 63, "b": 1 / 62, "c": 1 / 63 + 1 / 61, "d": 1 / 62}

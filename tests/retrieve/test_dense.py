@@ -167,3 +167,31 @@ def test_rocchio_moves_ranking_towards_feedback(tmp_path, encoder):
     np.testing.assert_allclose(scores[0], [5.8, 5.32, 3.0, 2.84], rtol=1e-5)
     with pytest.raises(InputError):
         DenseRocchio(dense, fb_docs=0)
+
+
+def test_bi_encoder_rescores_with_the_dense_index_vectors_and_sees_writes(tmp_path, encoder):
+    from rankstack.data.run import Run
+    from rankstack.rerank.bi_encoder import BiEncoder
+
+    docs = make_docs()
+    dense = Dense.build(docs, tmp_path / "idx", encoder)
+    rescore = BiEncoder(index=dense, depth=3)
+    candidates = Run.from_dict({"q1": {"d5": 4.0, "d1": 3.0, "d7": 2.0, "d2": 1.0}})
+    run = rescore(QUERIES.subset(["q1"]), candidates)
+    query = encoder.encode_queries([QUERIES["q1"]])[0]
+    texts = {d.id: d.contents for d in docs}
+    expected = encoder.encode_documents([texts[d] for d in ("d5", "d1", "d7")]) @ query
+    got = dict(run.hits("q1"))
+    assert [got[d] for d in ("d5", "d1", "d7")] == pytest.approx(expected.tolist(), rel=1e-4, abs=1e-5)
+    assert run.ids("q1")[3] == "d2"  # below depth: kept, last
+    assert parse(repr(rescore)).config() == rescore.config()  # rebuilt from the index directory
+    dense.add([Document("new", "vitamin bone density")])  # the stage's current snapshot is read at each call
+    run = rescore(QUERIES.subset(["q1"]), Run.from_dict({"q1": {"new": 1.0}}))
+    assert run.hits("q1")[0][1] == pytest.approx(float(encoder.encode_documents(["vitamin bone density"])[0] @ query),
+                                                 rel=1e-4, abs=1e-5)
+    with pytest.raises(InputError, match="not in the dense index"):
+        rescore(QUERIES.subset(["q1"]), Run.from_dict({"q1": {"unknown": 1.0}}))
+    with pytest.raises(InputError, match="exactly one source"):
+        BiEncoder(encoder)
+    with pytest.raises(InputError, match="exactly one source"):
+        BiEncoder(encoder, ["text"], index=dense)

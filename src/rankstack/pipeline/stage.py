@@ -11,7 +11,7 @@ batched over all queries. Stages compose:
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
@@ -133,9 +133,16 @@ class Pipeline(Stage):
         self.first_stage = flat[0].first_stage
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        for _, run in self.steps(queries, run):
+            pass
+        return run
+
+    def steps(self, queries: Queries, run: Run | None = None) -> Iterator[tuple[Stage, Run]]:
+        """Each stage with its output, in order; the last output is the pipeline's. Lets a caller time each
+        stage, read its scores, or stop between stages."""
         for stage in self.stages:
             run = stage(queries, run)
-        return run
+            yield stage, run
 
     def config(self) -> dict[str, Any]:
         return {"stages": [{"stage": type(s).__name__, **s.config()} for s in self.stages]}
