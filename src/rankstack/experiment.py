@@ -147,8 +147,6 @@ def run_config(path: str | Path) -> tuple[Experiment, Path | None]:
     directory (optional); latency_sample: queries timed one at a time (default 50).
     """
     from rankstack.data import resolve
-    from rankstack.pipeline.config import parse
-    from rankstack.retrieve.bm25 import BM25
 
     path = Path(path)
     try:
@@ -159,14 +157,7 @@ def run_config(path: str | Path) -> tuple[Experiment, Path | None]:
     if missing:
         raise InputError(f"experiment config lacks {sorted(missing)}", path)
     root = path.parent
-    for directory, corpus in config.get("indexes", {}).items():
-        if not (root / directory / "manifest.json").exists():
-            BM25.build(_resolve(corpus, root, resolve.corpus), root / directory)
-    stages: dict[str, Stage] = {}
-    with _working_directory(root):
-        for name, expression in config.get("stages", {}).items():
-            stages[name] = parse(expression, stages)
-        pipelines = {name: parse(expression, stages) for name, expression in config["pipelines"].items()}
+    _, pipelines = load_pipelines(config, root)
     if config.get("cache"):
         pipelines = {name: p.cached(root / config["cache"]) for name, p in pipelines.items()}
     names = list(pipelines)
@@ -176,6 +167,25 @@ def run_config(path: str | Path) -> tuple[Experiment, Path | None]:
                             config["measures"], baseline=baseline, latency_sample=config.get("latency_sample", 50))
     report = experiment.report(root / config["report"]) if config.get("report") else None
     return experiment, report
+
+
+def load_pipelines(config: Mapping, root: Path) -> tuple[dict[str, Stage], dict[str, Stage]]:
+    """The named stages and pipelines of a config (keys `indexes`, `stages`, `pipelines`; see `run_config`),
+    after building the BM25 indexes it lists that are missing. Relative paths are relative to `root`. Shared by
+    `rankstack experiment` and `rankstack serve`."""
+    from rankstack.data import resolve
+    from rankstack.pipeline.config import parse
+    from rankstack.retrieve.bm25 import BM25
+
+    for directory, corpus in config.get("indexes", {}).items():
+        if not (root / directory / "manifest.json").exists():
+            BM25.build(_resolve(corpus, root, resolve.corpus), root / directory)
+    stages: dict[str, Stage] = {}
+    with _working_directory(root):
+        for name, expression in config.get("stages", {}).items():
+            stages[name] = parse(expression, stages)
+        pipelines = {name: parse(expression, stages) for name, expression in config["pipelines"].items()}
+    return stages, pipelines
 
 
 def _resolve(value: str, root: Path, reader):
