@@ -248,7 +248,7 @@ def _check_path_id(doc_id: str) -> None:
 def _static(name: str) -> Response:
     if name not in STATIC:
         raise NotFound(f"no such file {name!r}")
-    data = resources.files("rankstack.serve").joinpath("static", name).read_bytes()
+    data = resources.files("rankstack.serve").joinpath("static").joinpath(name).read_bytes()
     return Response(data, media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
 
 
