@@ -254,14 +254,18 @@ class Service:
 
     def fuse_runs(self, runs: Sequence[Sequence[tuple[str, float]]], method: str, k: int, rrf_k: int,
                   weights: Sequence[float] | None, norm: str) -> dict:
-        from rankstack.pipeline.fusion import fuse
-
         if len(runs) < 2:
             raise InputError("fusion needs at least two runs")
         self.limits.check("batch", len(runs), "the number of runs")
-        self.limits.check("k", k, "k")
         for hits in runs:
             self.limits.check("candidates", len(hits), "the number of hits of a run")
+        return self._fuse(runs, method, k, rrf_k, weights, norm)
+
+    def _fuse(self, runs: Sequence[Sequence[tuple[str, float]]], method: str, k: int, rrf_k: int,
+              weights: Sequence[float] | None, norm: str) -> dict:
+        from rankstack.pipeline.fusion import fuse
+
+        self.limits.check("k", k, "k")
         fused = fuse([Run.from_dict({QID: list(hits)}, name=f"run{i}") for i, hits in enumerate(runs)], method,
                      weights, rrf_k, norm)
         hits = fused.hits(QID)[:k] if QID in fused else []
@@ -269,11 +273,13 @@ class Service:
 
     def fuse_pipelines(self, names: Sequence[str], query: str, method: str, k: int, rrf_k: int,
                        weights: Sequence[float] | None, norm: str) -> dict:
-        runs = []
-        for name in names:
-            hits = self.search(name, query, self.limits.k if method != "rrf" else max(k, 100))["hits"]
-            runs.append([(h["id"], h["score"]) for h in hits])
-        return {**self.fuse_runs(runs, method, k, rrf_k, weights, norm), "pipelines": list(names), "query": query}
+        """Fuse the results of pipelines for one query, each searched at depth max(k, 100) (within the k limit)."""
+        if len(names) < 2:
+            raise InputError("fusion needs at least two pipelines")
+        self.limits.check("batch", len(names), "the number of pipelines")
+        depth = min(max(k, 100), self.limits.k)
+        runs = [[(h["id"], h["score"]) for h in self.search(name, query, depth)["hits"]] for name in names]
+        return {**self._fuse(runs, method, k, rrf_k, weights, norm), "pipelines": list(names), "query": query}
 
     # --- documents ------------------------------------------------------------------------------------------
 
