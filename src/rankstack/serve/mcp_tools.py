@@ -7,11 +7,31 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel
 
 from rankstack.serve.errors import from_exception
 from rankstack.serve.service import Service
 
 PATH = "/mcp"
+
+
+class FoundDocument(BaseModel):
+    id: str
+    score: float
+    title: str
+    snippet: str
+
+
+class SearchResult(BaseModel):
+    pipeline: str
+    query: str
+    hits: list[FoundDocument]
+
+
+class FullDocument(BaseModel):
+    id: str
+    title: str
+    text: str
 
 
 def _plain(segments: list) -> str:
@@ -30,20 +50,20 @@ def build(service: Service) -> MCPServer:
             raise ToolError(from_exception(e).body()["message"]) from None
 
     @server.tool()
-    async def search(query: str, pipeline: str | None = None, k: int = 10) -> dict:
+    async def search(query: str, pipeline: str | None = None, k: int = 10) -> SearchResult:
         """Search the collection. Returns the top k hits best first: id, score, title and a snippet of the text
         around the query's terms. `pipeline`: one of the server's pipelines (default: the first)."""
         if k < 1:
             raise ToolError("k must be at least 1")
         result = await run(service.search, pipeline, query, k, None, None, False, True)
-        hits = [{"id": h["id"], "score": h["score"], "title": _plain(h.get("title", [])),
-                 "snippet": _plain(h.get("snippet", []))} for h in result["hits"]]
-        return {"pipeline": result["pipeline"], "query": query, "hits": hits}
+        hits = [FoundDocument(id=h["id"], score=h["score"], title=_plain(h.get("title", [])),
+                              snippet=_plain(h.get("snippet", []))) for h in result["hits"]]
+        return SearchResult(pipeline=result["pipeline"], query=query, hits=hits)
 
     @server.tool()
-    async def fetch_document(id: str) -> dict:
+    async def fetch_document(id: str) -> FullDocument:
         """The whole document with this id: id, title and text."""
-        return await run(service.document, id)
+        return FullDocument(**await run(service.document, id))
 
     return server
 
