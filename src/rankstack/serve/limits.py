@@ -63,6 +63,11 @@ def set_deadline(seconds: float, start: float | None = None) -> None:
     _deadline.set(((time.monotonic() if start is None else start) + seconds, seconds))
 
 
+def clear_deadline() -> None:
+    """No time limit for the rest of the current request (a write that has started)."""
+    _deadline.set(None)
+
+
 def deadline() -> float | None:
     """The monotonic time by which the current request must be done (None: no limit)."""
     value = _deadline.get()

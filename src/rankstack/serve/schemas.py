@@ -68,7 +68,7 @@ class RerankRequest(Strict):
 
 class Hit(Strict):
     id: DocId
-    score: float
+    score: float = Field(ge=-3.4e38, le=3.4e38, description="a finite float32")
 
 
 class FuseRequest(Strict):

@@ -143,13 +143,17 @@ class Service:
         self.require_ready()
         seconds, start = self.limits.request_seconds, time.monotonic()
         return await asyncio.get_running_loop().run_in_executor(
-            self.executor, contextvars.copy_context().run, self._locked, self.lock.write, seconds, start, fn, args)
+            self.executor, contextvars.copy_context().run, self._locked, self.lock.write, seconds, start, fn, args,
+            False)
 
     @staticmethod
-    def _locked(lock: Callable, seconds: float, start: float, fn: Callable, args: tuple) -> Any:
+    def _locked(lock: Callable, seconds: float, start: float, fn: Callable, args: tuple, bounded: bool = True) -> Any:
+        """fn(*args) holding `lock` (waited for until the deadline); `bounded`: the deadline holds for fn too."""
         limits.set_deadline(seconds, start)
         limits.check_deadline()
         with lock(limits.remaining()):
+            if not bounded:
+                limits.clear_deadline()
             return fn(*args)
 
     # --- pipelines ------------------------------------------------------------------------------------------
@@ -300,11 +304,13 @@ class Service:
         ids = [d.id for d in documents]
         if len(set(ids)) != len(ids):
             raise InputError("a document id is listed twice")
+        _check_documents(documents)
         self.require_ready().add(list(documents))
         self.metrics.writes.labels("add").inc(len(documents))
         return {"added": len(documents), "ids": ids}
 
     def replace(self, document: Document) -> dict:
+        _check_documents([document])
         collection = self.require_ready()
         existed = collection.reader is not None and collection.document(document.id) is not None
         collection.add([document])
@@ -347,6 +353,13 @@ class Service:
             hit["relevance"] = judged.get(hit["id"])
         return {"qid": qid, "judged": True, "ndcg@10": ndcg10(qid, hits, judged),
                 "relevant": sum(1 for r in judged.values() if r > 0)}
+
+
+def _check_documents(documents: Sequence[Document]) -> None:
+    """Refuse what some stage would refuse after others had committed it: a document without a word."""
+    for doc in documents:
+        if not doc.contents.strip():
+            raise InputError(f"document {doc.id!r} has no text (title and text are empty)")
 
 
 def ndcg10(qid: str, hits: list[dict], judged: Mapping[str, int]) -> float:
