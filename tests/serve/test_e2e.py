@@ -5,8 +5,6 @@ the MCP tools over streamable HTTP."""
 import asyncio
 import concurrent.futures
 
-import pytest
-
 from tests.serve.conftest import TOKEN, ServerProcess
 
 ZEBRA = {"id": "zebra-1", "title": "Zebra stripes", "text": "Zebra stripes deter biting horseflies from landing."}
@@ -122,12 +120,10 @@ def test_a_config_that_cannot_load_stops_the_server_with_a_message(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("content, message", [("{", "cannot read the server config"),
-                                             ('{"pipelines": {}}', "at least one"),
-                                             ('{"pipelines": {"a": "x"}, "serve": {"limits": {"k": 0}}}', "limit k")])
-def test_bad_configs_are_refused_before_serving(tmp_path, content, message):
+def test_a_bad_config_is_refused_before_serving(tmp_path, capsys):
     from rankstack.cli import main
 
     config = tmp_path / "serve.json"
-    config.write_text(content)
+    config.write_text('{"pipelines": {"a": "x"}, "serve": {"limits": {"k": 0}}}')
     assert main(["serve", str(config)]) == 2
+    assert "limit k must be a positive number" in capsys.readouterr().err

@@ -213,6 +213,9 @@ document.addEventListener("DOMContentLoaded", () => {
     state.qid = qid || null;
     if (qid) { state.judgedText = state.queries[qid]; $("query").value = state.judgedText; }
   });
+  $("query").addEventListener("input", () => {
+    if (state.qid && $("query").value.trim() !== state.judgedText) { state.qid = null; $("judged").value = ""; }
+  });
   $("doc-close").addEventListener("click", () => $("doc-dialog").close());
   $("doc-dialog").addEventListener("close", () => { if (lastFocus) lastFocus.focus(); });
   $("doc-dialog").addEventListener("click", (e) => { if (e.target === $("doc-dialog")) $("doc-dialog").close(); });
