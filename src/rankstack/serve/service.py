@@ -86,10 +86,12 @@ class Service:
         self.metrics = metrics or Metrics()
         self.collection: Collection | None = None
         self.state, self.failure = "loading", None
-        self.executor = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="rankstack-worker")
+        self.executor = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="rankstack-worker",
+                                           initializer=_one_numba_thread)
         self.lock = ReadWriteLock()
         self.batchers: list[batching.MicroBatcher] = []
         self.highlighter: Highlighter | None = None
+        self._serial: Any = contextlib.nullcontext()
 
     # --- life cycle -----------------------------------------------------------------------------------------
 
@@ -106,6 +108,7 @@ class Service:
             for served in collection.pipelines.values():
                 if served.first_stage:
                     served.stage(Queries({QID: "warm up"}))  # compiles kernels, loads lazily opened models
+            self._serial = _kernel_lock()
             self.collection, self.state = collection, "ready"
             log.info("ready: %d pipelines (%s)", len(collection.pipelines), ", ".join(collection.pipelines))
         except Exception as e:  # noqa: BLE001 - reported by /ready and the log
@@ -170,10 +173,10 @@ class Service:
                ) -> tuple[Run, list[tuple[str | None, Run]]]:
         """Run `stage` (the served pipeline, maybe with a cut-off added) step by step: the final run and each step's
         (label, run), with each step timed and the deadline checked between steps."""
-        steps = stage.steps(queries, run) if isinstance(stage, Pipeline) else iter([(stage, stage(queries, run))])
+        steps = stage.steps(queries, run) if isinstance(stage, Pipeline) else _one_step(stage, queries, run)
         trace, start = [], time.perf_counter()
         last = start
-        for (_, out), label in zip(steps, step_labels(stage)):
+        for (_, out), label in zip(_serially(steps, self._serial), step_labels(stage)):
             now = time.perf_counter()
             if label is not None:
                 self.metrics.stage_seconds.labels(served.name, label).observe(now - last)
@@ -226,7 +229,8 @@ class Service:
         for text in queries.values():
             self._check_query(text)
         self.metrics.search_batch.observe(len(queries))
-        final, _ = self._trace(served, served.stage % k, Queries(queries))
+        with _numba_threads(None):  # a batch uses every core (a single query, one: the other cores serve others)
+            final, _ = self._trace(served, served.stage % k, Queries(queries))
         return {"pipeline": served.name, "k": k,
                 "results": [{"id": q, "hits": [{"id": d, "score": s} for d, s in final.hits(q)] if q in final else []}
                             for q in queries]}
@@ -353,6 +357,56 @@ class Service:
             hit["relevance"] = judged.get(hit["id"])
         return {"qid": qid, "judged": True, "ndcg@10": ndcg10(qid, hits, judged),
                 "relevant": sum(1 for r in judged.values() if r > 0)}
+
+
+def _one_step(stage: Stage, queries: Queries, run: Run | None) -> Iterator[tuple[Stage, Run]]:
+    yield stage, stage(queries, run)
+
+
+def _serially(steps: Iterator, lock: Any) -> Iterator:
+    """The steps, each computed holding `lock` (a no-op unless the kernels may not run concurrently)."""
+    while True:
+        with lock:
+            step = next(steps, None)
+        if step is None:
+            return
+        yield step
+
+
+def _one_numba_thread() -> None:
+    """Worker threads run numba kernels on one thread each (numba's setting is per thread): concurrent requests,
+    not one request's kernel, share the cores."""
+    import numba
+
+    numba.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def _numba_threads(threads: int | None) -> Iterator[None]:
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def _kernel_lock() -> Any:
+    """A lock around pipeline steps if numba's threading layer is 'workqueue', which is not thread-safe (concurrent
+    parallel kernels would abort the process); else a no-op. Install tbb, or have libgomp, to serve concurrently."""
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run: nothing to guard
+        return contextlib.nullcontext()
+    if layer != "workqueue":
+        return contextlib.nullcontext()
+    log.warning("numba's threading layer is 'workqueue', which is not thread-safe: pipeline steps run one at a "
+                "time (pip install tbb, or install libgomp, to serve requests concurrently)")
+    return threading.Lock()
 
 
 def _check_documents(documents: Sequence[Document]) -> None:
