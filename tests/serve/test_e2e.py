@@ -53,7 +53,8 @@ def test_search_write_kill_restart(make_config, token_file):
 
             # writes interleaved with concurrent reads: every request answered
             def read(i):
-                return reader.post("/api/search", json={"query": "cancer cells", "pipeline": "BM25 >> dense"}).status_code
+                body = {"query": "cancer cells", "pipeline": "BM25 >> dense"}
+                return reader.post("/api/search", json=body).status_code
 
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
                 reads = [pool.submit(read, i) for i in range(24)]

@@ -26,7 +26,7 @@ from rankstack.serve.access import Access, BodyLimit, RequireToken
 from rankstack.serve.config import ServeConfig
 from rankstack.serve.errors import NotFound, ServiceError, from_exception, public_message
 from rankstack.serve.metrics import CONTENT_TYPE, Metrics
-from rankstack.serve.schemas import (BatchSearchRequest, Candidate, DocumentBody, DocumentsRequest, FuseRequest,
+from rankstack.serve.schemas import (BatchSearchRequest, DocumentBody, DocumentsRequest, FuseRequest,
                                      RerankRequest, SearchRequest)
 from rankstack.serve.service import Service
 
@@ -70,7 +70,7 @@ def create_app(config: ServeConfig, token: str | None = None, host: str = "127.0
             yield
         service.close()
 
-    app = FastAPI(title="rankstack", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="rankstack", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Multi-stage search over HTTP: search, batch search, rerank, fuse, documents. Errors "
                               "are JSON: {error, message[, limit]}.")
     app.state.service, app.state.metrics = service, metrics
@@ -104,7 +104,8 @@ def create_app(config: ServeConfig, token: str | None = None, host: str = "127.0
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "bad_request")
-        message = "no such endpoint (the API is under /api; see /docs)" if e.status_code == 404 else str(e.detail)
+        message = ("no such endpoint (the API is under /api; its schema is /openapi.json)" if e.status_code == 404
+                   else str(e.detail))
         return JSONResponse({"error": kind, "message": public_message(message)}, e.status_code,
                             headers=getattr(e, "headers", None))
 

@@ -72,12 +72,12 @@ class Settings:
                 raise InputError(f"unknown batching settings {unknown}; known: ['max_items', 'window_ms']")
             window_ms, max_items = batching.get("window_ms", cls.window_ms), batching.get("max_items", cls.max_items)
             if isinstance(window_ms, bool) or not isinstance(window_ms, (int, float)) or not 0 <= window_ms <= 1000:
-                raise InputError(f"batching.window_ms must be a number of milliseconds from 0 to 1000, got {window_ms!r}")
+                raise InputError(f"batching.window_ms must be milliseconds from 0 to 1000, got {window_ms!r}")
             if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
                 raise InputError(f"batching.max_items must be a positive integer, got {max_items!r}")
             batching_on = True
         else:
-            raise InputError(f"serve.batching must be false or {{'window_ms': ..., 'max_items': ...}}, got {batching!r}")
+            raise InputError(f"serve.batching must be false or {{'window_ms': .., 'max_items': ..}}, got {batching!r}")
         return cls(reads=reads, cors=tuple(cors), threads=threads, batching=batching_on, window_ms=float(window_ms),
                    max_items=max_items, limits=Limits.from_config(values.get("limits")))
 
