@@ -9,7 +9,7 @@ import pytest
 faiss = pytest.importorskip("faiss")
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError, RankstackError  # noqa: E402
-from rankstack.index import dense as dense_module  # noqa: E402
+from rankstack.index import commit  # noqa: E402
 from rankstack.index.dense import DenseIndex, DenseIndexWriter  # noqa: E402
 
 DIM = 8
@@ -208,24 +208,31 @@ def test_writer_lock(tmp_path):
 
 def test_corrupt_or_missing_files(tmp_path):
     build(tmp_path)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    text = (tmp_path / "manifest.json").read_text()
+    manifest = json.loads(text)
     with pytest.raises(IndexFormatError, match="does not exist"):
         DenseIndex(tmp_path / "x")
     (tmp_path / "x").mkdir()
     with pytest.raises(IndexFormatError, match="no manifest.json"):
         DenseIndex(tmp_path / "x")
-    (tmp_path / "manifest.json").write_text('{"format": "rankstack-dense-index", "version": 1, "factory"')
-    with pytest.raises(IndexFormatError, match="corrupt"):
+    (tmp_path / "manifest.json").write_text('{"format": "rankstack-dense-index", "version": 2, "factory"')
+    with pytest.raises(IndexFormatError, match="is damaged .not JSON"):
         DenseIndex(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "version": 99}))
     with pytest.raises(IndexFormatError, match="version 99"):
         DenseIndex(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "dim"}))
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "settings": {**manifest["settings"], "dim": 7}}))
+    with pytest.raises(IndexFormatError, match="fails its checksum"):
+        DenseIndex(tmp_path)
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    body["settings"] = {k: v for k, v in body["settings"].items() if k != "dim"}
+    (tmp_path / "manifest.json").write_text(json.dumps({**body, "checksum": commit._checksum(body)}))
     with pytest.raises(IndexFormatError, match="lacks dim"):
         DenseIndex(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    (tmp_path / manifest["files"]["index"]).write_bytes(b"garbage")
-    with pytest.raises(IndexFormatError, match="corrupt"):
+    (tmp_path / "manifest.json").write_text(text)
+    faiss_file = tmp_path / manifest["segments"][0]["files"]["faiss"][0]
+    faiss_file.write_bytes(b"garbage")
+    with pytest.raises(IndexFormatError, match=f"{faiss_file.name} is damaged"):
         DenseIndex(tmp_path)
 
 
@@ -237,7 +244,7 @@ def test_crash_during_commit_keeps_last_commit(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("simulated crash before the manifest is replaced")
 
-    monkeypatch.setattr(dense_module, "write_json_atomic", crash)
+    monkeypatch.setattr(commit, "write_atomic", crash)
     w = DenseIndexWriter(tmp_path)
     w.delete(ids[:50])
     w.add(["new"], np.ones((1, DIM), np.float32))
