@@ -69,7 +69,7 @@ def _align(n: int) -> int:
 
 def write_container(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> FileRef:
     """Write arrays (numeric, any shape) and JSON-able `meta` into a new file, fsynced; return its FileRef."""
-    entries, blobs, offset = {}, [], 0
+    entries, blobs, offset, body = {}, [], 0, 0
     for name, array in arrays.items():
         a = np.ascontiguousarray(array)
         if a.dtype.kind not in _KINDS:
@@ -77,8 +77,8 @@ def write_container(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[
         data = memoryview(a).cast("B") if a.size else b""
         entries[name] = [a.dtype.str, list(a.shape), offset, a.nbytes, crc32(data)]
         blobs.append((offset, data))
-        offset = _align(offset + a.nbytes)
-    body = offset
+        body = offset + a.nbytes  # the file ends with the last array: no unchecked bytes after it
+        offset = _align(body)
     toc = {"size": 0, "meta": dict(meta or {}), "arrays": entries}
     for _ in range(2):  # the size field is part of the table: settle it (its length may change once)
         text = json.dumps(toc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
