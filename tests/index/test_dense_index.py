@@ -272,3 +272,18 @@ def test_gpu_search_equals_cpu(tmp_path):
     r2, s2 = gpu.search_arrays(q, 10)
     np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-4)
     assert (r1 == r2).mean() > 0.95
+
+
+def test_hnsw_returns_k_hits_or_says_why_not(tmp_path):
+    rng = np.random.default_rng(0)
+    with DenseIndexWriter(tmp_path, factory="HNSW32", dim=DIM, metric="ip", encoder={}) as w:
+        w.add([f"d{i}" for i in range(2000)], rng.standard_normal((2000, DIM)))
+    q = rng.standard_normal((5, DIM)).astype(np.float32)
+    rows, _ = DenseIndex(tmp_path).search_arrays(q, 1000)  # the graph is searched at efSearch >= k
+    assert (rows >= 0).sum(1).min() >= 990
+    with DenseIndexWriter(tmp_path) as w:
+        w.delete([f"d{i}" for i in range(0, 2000, 2)])
+    with pytest.warns(UserWarning, match="fewer than k=1000 hits from HNSW32.*ef_search"):
+        rows, _ = DenseIndex(tmp_path).search_arrays(q, 1000)  # 1,000 live: the filtered graph misses some
+    rows, _ = DenseIndex(tmp_path).search_arrays(q, 1000, ef_search=4000)
+    assert ((rows >= 0).sum(1) == 1000).all()

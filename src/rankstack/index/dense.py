@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -217,8 +218,13 @@ class DenseIndex:
         filter_after = self._selector is not None and self.on_gpu
         if filter_after:  # GPU indexes take no IDSelector: fetch more, drop deleted rows
             depth = min(self.total, depth + self.num_deleted, GPU_MAX_K)
-        params = self._params(nprobe, ef_search, selector=None if filter_after else self._selector)
+        params = self._params(nprobe, ef_search, None if filter_after else self._selector, depth)
         scores, rows = self.search_index.search(q, depth, params=params)
+        short = int(((rows >= 0).sum(1) < min(k, self.num_live)).sum())
+        if short:
+            warnings.warn(f"{short} of {len(q)} queries got fewer than k={k} hits from {self.factory} (an approximate "
+                          "index that did not reach them): raise ef_search (HNSW) or nprobe (IVF), or use 'Flat'",
+                          stacklevel=3)
         if self.metric == "l2":
             np.negative(scores, out=scores)
         if filter_after:
@@ -238,20 +244,22 @@ class DenseIndex:
             raise InputError(f"{len(qids)} query ids for {len(rows)} query vectors")
         return to_run(qids, rows, scores, self.doc_ids)
 
-    def _params(self, nprobe: int | None, ef_search: int | None, selector: Any) -> Any:
-        """FAISS search parameters carrying the knobs and the deleted-rows filter (None: the index's own)."""
-        if selector is None and nprobe is None and ef_search is None:
-            return None
+    def _params(self, nprobe: int | None, ef_search: int | None, selector: Any, depth: int) -> Any:
+        """FAISS search parameters carrying the knobs and the deleted-rows filter (None: the index's own). An HNSW
+        graph is searched with a candidate list of at least `depth` (efSearch >= k, as FAISS means it)."""
         faiss = _faiss()
         index, wrap = faiss.downcast_index(self.search_index), None
         if isinstance(index, faiss.IndexPreTransform):
             wrap, index = faiss.SearchParametersPreTransform(), faiss.downcast_index(index.index)
+        hnsw = isinstance(index, faiss.IndexHNSW)
+        if selector is None and nprobe is None and ef_search is None and not hnsw:
+            return None
         if faiss.try_extract_index_ivf(index) is not None:
             params = faiss.SearchParametersIVF()
             params.nprobe = nprobe or faiss.try_extract_index_ivf(index).nprobe
-        elif isinstance(index, faiss.IndexHNSW):
+        elif hnsw:
             params = faiss.SearchParametersHNSW()
-            params.efSearch = ef_search or index.hnsw.efSearch
+            params.efSearch = max(ef_search or index.hnsw.efSearch, depth)
         else:
             params = faiss.SearchParameters()
         if selector is not None:
