@@ -183,21 +183,26 @@ class InvertedIndex:
 
     # --- search --------------------------------------------------------------------------------
 
-    def search(self, query: Query, k: int = 10, algorithm: str = "maxscore", theta: float = 1.0
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (global doc numbers, scores) for a bag of query terms, best first, ties by doc number."""
+    def search(self, query: Query, k: int = 10, algorithm: str = "maxscore", theta: float = 1.0,
+               k1: float | None = None, b: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (global doc numbers, scores) for a bag of query terms, best first, ties by doc number.
+        BM25's `k1` and `b` default to the index's settings."""
         if not 1 <= k <= 1_000_000:
             raise InputError(f"k must be between 1 and 1,000,000, got {k}")
-        scoring = self._scoring()
+        scoring = self._scoring(k1, b)
         parts = [searcher.search(term_ids, weights, k, algorithm=algorithm, theta=theta, **scoring)
                  for searcher, (term_ids, weights) in zip(self.searchers, self._segment_queries(query))]
         return self._merge_top_k(parts, k)
 
-    def _scoring(self) -> dict[str, float]:
-        return {"k1": self.settings["k1"], "b": self.settings["b"], "avgdl": self.avgdl or 1.0}
+    def _scoring(self, k1: float | None = None, b: float | None = None) -> dict[str, float]:
+        """BM25 parameters: the given k1 and b, else the index's (stored lengths allow any)."""
+        k1 = self.settings.get("k1", 0.9) if k1 is None else k1
+        b = self.settings.get("b", 0.4) if b is None else b
+        return {"k1": k1, "b": b, "avgdl": self.avgdl or 1.0}
 
     def search_batch(self, queries: Sequence[Query], k: int = 10, algorithm: str = "maxscore",
-                     theta: float = 1.0, threads: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                     theta: float = 1.0, threads: int | None = None, k1: float | None = None,
+                     b: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Search many queries; `threads` (default: all cores) share them across segments' kernels."""
         if algorithm not in ALGORITHMS:
             raise InputError(f"unknown search algorithm {algorithm!r} (expected one of {ALGORITHMS})")
@@ -205,7 +210,7 @@ class InvertedIndex:
             raise InputError(f"k must be between 1 and 1,000,000, got {k}")
         per_query = [self._segment_queries(q) for q in queries]
         per_segment = [searcher.search_batch([pq[s] for pq in per_query], k, algorithm=algorithm, theta=theta,
-                                             threads=threads, **self._scoring())
+                                             threads=threads, **self._scoring(k1, b))
                        for s, searcher in enumerate(self.searchers)]
         return [self._merge_top_k(parts, k) for parts in zip(*per_segment)] if per_segment else \
             [self._merge_top_k([], k) for _ in queries]

@@ -54,17 +54,25 @@ class BM25(Stage):
 
     >>> bm25 = BM25.build(corpus, "indexes/scifact")        # or BM25("indexes/scifact")
     >>> run = bm25(queries)                                   # top `k` hits per query
+    >>> BM25("indexes/scifact", k1=1.2, b=0.75)              # other BM25 parameters, same index
+
+    `k1` and `b` default to those the index was built with; any others may be chosen per stage (the index
+    stores document lengths, not norms), as Pyserini's `set_bm25`.
     """
 
     first_stage = True
 
     def __init__(self, index: str | Path | InvertedIndex, k: int = 1000, algorithm: str = "maxscore",
-                 theta: float = 1.0, threads: int | None = None, progress: bool | None = None):
+                 theta: float = 1.0, threads: int | None = None, progress: bool | None = None,
+                 k1: float | None = None, b: float | None = None):
         self.index = index if isinstance(index, InvertedIndex) else InvertedIndex(index)
         if self.index.mode != "bm25":
             raise IncompatibleIndexError(f"{self.index.path} is an {self.index.mode!r} index, not a BM25 index")
         self.analyzer = Analyzer.from_config(self.index.settings["metadata"]["analyzer"])
+        if (k1 is not None and not k1 >= 0) or (b is not None and not 0 <= b <= 1):
+            raise InputError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
         self.k, self.algorithm, self.theta, self.threads, self.progress = k, algorithm, theta, threads, progress
+        self.k1, self.b = k1, b
 
     @classmethod
     def build(cls, corpus: Corpus | Iterable[Document] | str | Path, index_path: str | Path,
@@ -111,7 +119,7 @@ class BM25(Stage):
             for start in range(0, len(qids), QUERY_CHUNK):
                 chunk = qids[start:start + QUERY_CHUNK]
                 hits = self.index.search_batch([self.query_terms(queries[q]) for q in chunk], self.k,
-                                               self.algorithm, self.theta, self.threads)
+                                               self.algorithm, self.theta, self.threads, self.k1, self.b)
                 results.update(zip(chunk, hits))
                 bar.update(len(chunk))
         return Run(results, self.index.doc_ids, name="BM25", presorted=True)
@@ -125,4 +133,6 @@ class BM25(Stage):
         return Document(doc_id, fields["text"], fields["title"])
 
     def config(self) -> dict[str, Any]:
-        return {"index": str(self.index.path), "k": self.k, "algorithm": self.algorithm, "theta": self.theta}
+        config = {"index": str(self.index.path), "k": self.k, "algorithm": self.algorithm, "theta": self.theta}
+        config.update({key: value for key, value in (("k1", self.k1), ("b", self.b)) if value is not None})
+        return config
