@@ -169,7 +169,7 @@ class InvertedIndex:
         """For a query vocabulary: each term's id in each segment ([segments, terms], -1 where absent) and its
         document frequency in this snapshot. Looked up once per vocabulary (an encoder's is reused across batches)
         and per term (the cache holds at most TERM_CACHE terms, then starts over)."""
-        known = self._vocabularies.get(vocabulary.key)
+        known = self._vocabularies.get(vocabulary.key) if vocabulary.shared else None
         if known is not None:
             return known
         cache = self._terms
@@ -189,9 +189,10 @@ class InvertedIndex:
                 cache.update(zip(names, (found[i] for i in missing)))
         columns = (np.array([f[0] for f in found], dtype=np.int64).reshape(len(terms), len(self.segments)).T,
                    np.array([f[1] for f in found], dtype=np.int64))
-        if len(self._vocabularies) >= 16:
-            self._vocabularies.clear()
-        self._vocabularies[vocabulary.key] = columns
+        if vocabulary.shared:
+            if len(self._vocabularies) >= 16:
+                self._vocabularies.clear()
+            self._vocabularies[vocabulary.key] = columns
         return columns
 
     def _factors(self, vocabulary: Vocabulary, df: np.ndarray, stats: CollectionStats | None) -> np.ndarray:
@@ -225,8 +226,12 @@ class InvertedIndex:
             ids = term_ids[s][queries.indices]
             per_query = [(ids[a:b][ids[a:b] >= 0], weights[a:b][ids[a:b] >= 0])
                          for a, b in zip(queries.indptr[:-1].tolist(), queries.indptr[1:].tolist())]
-            per_segment.append(searcher.search_batch(per_query, k, algorithm=params.algorithm, theta=params.theta,
-                                                     threads=params.threads, **scoring))
+            if len(per_query) == 1:  # one query: the plain kernel, without the parallel batch's set-up
+                per_segment.append([searcher.search(*per_query[0], k, algorithm=params.algorithm,
+                                                    theta=params.theta, **scoring)])
+            else:
+                per_segment.append(searcher.search_batch(per_query, k, algorithm=params.algorithm,
+                                                         theta=params.theta, threads=params.threads, **scoring))
         if not per_segment:
             return [EMPTY] * len(queries)
         return [self._merge_top_k(parts, k) for parts in zip(*per_segment)]
