@@ -1,12 +1,12 @@
-"""PLAID stored full-precision vectors: exact rescoring, persistence, updates, errors, older indexes."""
-
-import json
+"""PLAID stored full-precision vectors: exact rescoring, persistence, updates, errors."""
 
 import numpy as np
 import pytest
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
+from rankstack.index.search import PlaidParams
 from rankstack.index.plaid import PlaidIndex
+from tests.index.manifests import edit_manifest
 
 DIM = 32
 INFO = {"model": "tiny", "content_hash": "sha256:abc", "encoder": "multivector", "dimension": DIM, "projection": None}
@@ -56,7 +56,7 @@ def check_exact(index, live_docs: dict, dtype="float16"):
         expected = brute_force(q, vectors)
         order = np.argsort(-expected, kind="stable")
         for k in (10, len(ids)):
-            hits = index.search(q, k=k, rescore=True, **EVERYTHING)
+            hits = index.search([q], k, PlaidParams(rescore=True, **EVERYTHING))[0]
             assert index.doc_ids.take(hits.docnos) == [ids[i] for i in order[:k]]
             assert np.allclose(hits.scores, expected[order[:k]], rtol=1e-6, atol=2e-6)
 
@@ -67,8 +67,8 @@ def test_rescore_with_every_document_kept_is_brute_force(tmp_path, docs, dtype):
     check_exact(index, {f"d{i}": d for i, d in enumerate(docs)}, dtype)
     # The decompressed 2-bit scores differ: rescoring really reads the stored vectors.
     q = queries(1)[0]
-    assert not np.allclose(index.search(q, k=10, **EVERYTHING).scores, index.search(q, k=10, rescore=True,
-                                                                                     **EVERYTHING).scores)
+    decompressed = index.search([q], 10, PlaidParams(**EVERYTHING))[0].scores
+    assert not np.allclose(decompressed, index.search([q], 10, PlaidParams(rescore=True, **EVERYTHING))[0].scores)
 
 
 def test_pruned_rescore_scores_the_kept_candidates_exactly(tmp_path, docs):
@@ -76,7 +76,7 @@ def test_pruned_rescore_scores_the_kept_candidates_exactly(tmp_path, docs):
     stored = rounded(docs)
     for q in queries():
         kept = index.candidates(q, nprobe=2, ncandidates=30)
-        hits = index.search(q, k=10, nprobe=2, ncandidates=30, rescore=True)
+        hits = index.search([q], 10, PlaidParams(nprobe=2, ncandidates=30, rescore=True))[0]
         expected = brute_force(q, [stored[i] for i in kept])
         top = np.argsort(-expected, kind="stable")[:10]
         assert np.array_equal(hits.docnos, kept[top])
@@ -86,12 +86,12 @@ def test_pruned_rescore_scores_the_kept_candidates_exactly(tmp_path, docs):
 def test_persistence_round_trip(tmp_path, docs):
     index = make(tmp_path / "idx", docs)
     again = PlaidIndex(tmp_path / "idx")
-    assert again.vector_dtype == "float16" and again.manifest["vector_dtype"] == "float16"
-    assert again.chunks[0].stored.dtype == np.float16 and isinstance(again.chunks[0].stored.base, np.memmap)
+    assert again.vector_dtype == "float16" and again.manifest.settings["vector_dtype"] == "float16"
+    assert again.chunks[0].stored.dtype == np.float16 and not again.chunks[0].stored.flags.writeable
     assert again.chunks[0].stored.shape == (sum(len(d) for d in docs), DIM)
     assert all(np.array_equal(a, b) for a, b in zip(again.vectors([7, 2], stored=True), rounded([docs[7], docs[2]])))
     for q in queries():
-        a, b = index.search(q, k=10, rescore=True), again.search(q, k=10, rescore=True)
+        a, b = index.search([q], 10, PlaidParams(rescore=True))[0], again.search([q], 10, PlaidParams(rescore=True))[0]
         assert np.array_equal(a.docnos, b.docnos) and np.array_equal(a.scores, b.scores)
     assert "float16 vectors" in repr(again)
     plain = make(tmp_path / "plain", docs, store_vectors=None)
@@ -116,7 +116,7 @@ def test_deleted_documents_never_return(tmp_path, docs):
     index.delete(["d3", "d7"])
     for reopened in (index, PlaidIndex(tmp_path / "idx")):
         for q in [docs[3][:4], docs[7][:4], *queries()]:
-            hits = reopened.search(q, k=len(docs), rescore=True, **EVERYTHING)
+            hits = reopened.search([q], len(docs), PlaidParams(rescore=True, **EVERYTHING))[0]
             assert len(hits.docnos) == len(docs) - 2
             assert not {"d3", "d7"} & set(reopened.doc_ids.take(hits.docnos))
     check_exact(index, {f"d{i}": d for i, d in enumerate(docs) if i not in (3, 7)})
@@ -125,9 +125,9 @@ def test_deleted_documents_never_return(tmp_path, docs):
 def test_rescore_without_stored_vectors_is_refused(tmp_path, docs):
     index = make(tmp_path / "idx", docs[:30], store_vectors=None)
     assert index.vector_dtype is None and index.chunks[0].stored is None
-    assert not (index.chunks[0].path / "vectors.npy").exists()
+    assert "vectors" not in index.chunks[0].container
     with pytest.raises(IncompatibleIndexError, match="stored vectors.*store_vectors='float16'"):
-        index.search(docs[0], k=5, rescore=True)
+        index.search([docs[0]], 5, PlaidParams(rescore=True))[0]
     with pytest.raises(IncompatibleIndexError, match="stored vectors"):
         index.vectors([0], stored=True)
     with pytest.raises(InputError, match="store_vectors"):
@@ -135,38 +135,17 @@ def test_rescore_without_stored_vectors_is_refused(tmp_path, docs):
     assert not (tmp_path / "bad").exists()
 
 
-def test_index_written_before_stored_vectors_still_opens(tmp_path, docs):
-    path = tmp_path / "old"
-    index = make(path, docs[:60], store_vectors=None)
-    q = queries(1)[0]
-    before = index.search(q, k=10)
-    manifest = json.loads((path / "manifest.json").read_text())
-    del manifest["vector_dtype"]  # as written before this option existed
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    old = PlaidIndex(path)
-    assert old.vector_dtype is None
-    after = old.search(q, k=10)
-    assert np.array_equal(before.docnos, after.docnos) and np.array_equal(before.scores, after.scores)
-    with pytest.raises(IncompatibleIndexError, match="stored vectors"):
-        old.search(q, k=10, rescore=True)
-    old.add(["new"], [docs[70]])  # still updatable, still without stored vectors
-    assert PlaidIndex(path).num_docs == 61 and not (old.chunks[-1].path / "vectors.npy").exists()
-
-
 def test_missing_or_wrong_stored_vectors_are_a_format_error(tmp_path, docs):
     path = tmp_path / "idx"
-    index = make(path, docs[:30])
-    stored = index.chunks[0].path / "vectors.npy"
-    np.save(stored, np.zeros((3, DIM), np.float16))
-    with pytest.raises(IndexFormatError, match="does not match the manifest"):
+    make(path, docs[:30], store_vectors=None)
+    edit_manifest(path, lambda m: m["settings"].update(vector_dtype="float16"))  # chunks without vectors
+    with pytest.raises(IndexFormatError, match="lacks array 'vectors'"):
         PlaidIndex(path)
-    np.save(stored, np.concatenate(docs[:30]).astype(np.float32))  # right shape, wrong type
-    with pytest.raises(IndexFormatError, match="does not match the manifest"):
-        PlaidIndex(path)
-    stored.unlink()
-    with pytest.raises(IndexFormatError, match="vectors.npy is missing"):
-        PlaidIndex(path)
-    manifest = json.loads((path / "manifest.json").read_text())
-    (path / "manifest.json").write_text(json.dumps({**manifest, "vector_dtype": "bfloat16"}))
+    edit_manifest(path, lambda m: m["settings"].update(vector_dtype="bfloat16"))
     with pytest.raises(IndexFormatError, match="vector_dtype"):
         PlaidIndex(path)
+    wide = tmp_path / "wide"
+    make(wide, docs[:30], store_vectors="float32")
+    edit_manifest(wide, lambda m: m["settings"].update(vector_dtype="float16"))  # stored as float32
+    with pytest.raises(IndexFormatError, match="does not match the manifest"):
+        PlaidIndex(wide)

@@ -195,3 +195,14 @@ def test_bi_encoder_rescores_with_the_dense_index_vectors_and_sees_writes(tmp_pa
         BiEncoder(encoder)
     with pytest.raises(InputError, match="exactly one source"):
         BiEncoder(encoder, ["text"], index=dense)
+
+
+def test_a_cached_dense_stage_follows_its_index(tmp_path, encoder):
+    dense = Dense.build(make_docs(20), tmp_path / "idx", encoder, k=5)
+    cached = dense.cached(tmp_path / "cache")
+    queries = Queries({"q": "vaccine virus infection"})
+    before = cached(queries).ids("q")
+    dense.add([Document("new", "vaccine virus infection vaccine virus")])
+    assert cached(queries).ids("q") == dense(queries).ids("q") != before
+    dense.delete(["new"])
+    assert cached(queries).ids("q") == before

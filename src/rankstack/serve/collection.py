@@ -75,16 +75,6 @@ class Collection:
         except KeyError:
             return None
 
-    def texts(self, doc_ids: Sequence[str]) -> list[str]:
-        """Title + text of documents by id (InputError naming an unknown one)."""
-        out = []
-        for doc_id in doc_ids:
-            doc = self.document(doc_id)
-            if doc is None:
-                raise InputError(f"document {doc_id!r} is not in the collection")
-            out.append(doc.contents)
-        return out
-
     def add(self, documents: list[Document]) -> None:
         """Add or replace documents in every writing stage; each commits before this returns."""
         if not self.writers:
@@ -119,13 +109,13 @@ class Collection:
                 continue
             base = stage.texts
             source = getattr(base, "source", None)
-            read = None
+            reader = None
             if source is not None and Path(source).absolute() in written:
-                if self.reader is None or _index_path(self.reader) != Path(source).absolute():
-                    raise InputError(f"{type(stage).__name__} reads texts from an index that takes writes, but no "
-                                     "writing stage of it stores documents")
-                read = self.texts
-            stage.texts = RequestTexts(base, read)
+                reader = written[Path(source).absolute()]
+                if not callable(getattr(reader, "document", None)):
+                    raise InputError(f"{type(stage).__name__} reads texts from an index that takes writes, but its "
+                                     f"writing stage ({type(reader).__name__}) cannot read documents by id")
+            stage.texts = RequestTexts(base, reader)
 
     def _load_judgments(self) -> None:
         from rankstack.data import resolve

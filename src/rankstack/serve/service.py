@@ -196,7 +196,7 @@ class Service:
             raise InputError(f"pipeline {served.name!r} is a second stage: it reranks candidates (use rerank)")
         self._check_query(query)
         self.limits.check("k", k, "k")
-        stage = served.stage if ids is not None else served.stage % k
+        stage = served.stage if ids is not None else _at_depth(served.stage, k)
         start = time.perf_counter()
         final, trace = self._trace(served, stage, Queries({QID: query}))
         hits = final.get(QID)
@@ -230,7 +230,7 @@ class Service:
             self._check_query(text)
         self.metrics.search_batch.observe(len(queries))
         with _numba_threads(None):  # a batch uses every core (a single query, one: the other cores serve others)
-            final, _ = self._trace(served, served.stage % k, Queries(queries))
+            final, _ = self._trace(served, _at_depth(served.stage, k), Queries(queries))
         return {"pipeline": served.name, "k": k,
                 "results": [{"id": q, "hits": [{"id": d, "score": s} for d, s in final.hits(q)] if q in final else []}
                             for q in queries]}
@@ -357,6 +357,11 @@ class Service:
             hit["relevance"] = judged.get(hit["id"])
         return {"qid": qid, "judged": True, "ndcg@10": ndcg10(qid, hits, judged),
                 "relevant": sum(1 for r in judged.values() if r > 0)}
+
+
+def _at_depth(stage: Stage, k: int) -> Stage:
+    """The stage asked for k hits (Stage.at_depth: a first stage searches at depth k), else followed by a cut-off."""
+    return stage.at_depth(k) or stage % k
 
 
 def _one_step(stage: Stage, queries: Queries, run: Run | None) -> Iterator[tuple[Stage, Run]]:
