@@ -63,10 +63,10 @@ def build_indexes(model: Path) -> None:
         print(f"encoded SciFact with MiniLM in {time.perf_counter() - start:.0f}s", file=sys.stderr)
 
 
-def write_config(name: str, batching: bool) -> Path:
+def write_config(name: str, batching: bool, model_threads: int | None) -> Path:
     config = {"stages": {"bm25": "BM25('bm25')", "dense": "Dense('minilm')"}, "pipelines": PIPELINES,
               "serve": {"threads": 96, "batching": {"window_ms": 2, "max_items": 256} if batching else False,
-                        "limits": {"request_seconds": 120}}}
+                        "model_threads": model_threads, "limits": {"request_seconds": 120}}}
     path = WORK / f"{name}.json"
     path.write_text(json.dumps(config, indent=1))
     return path
@@ -149,13 +149,29 @@ class Connection:
         self.writer.close()
 
 
-async def load(port: int, pipeline: str, queries: list[str], clients: int, seconds: float, warmup: float) -> dict:
-    """`clients` concurrent clients for warmup + seconds; statistics of the requests that ended after the warm-up."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(port: int, pipeline: str, queries: list[str], clients: int, seconds: float, warmup: float,
+               pid: int | None = None) -> dict:
+    """`clients` concurrent clients for warmup + seconds; statistics of the requests that ended after the warm-up,
+    and the server's CPU time per request over the measured window (`pid`: the server process)."""
     bodies = [json.dumps({"query": q, "pipeline": pipeline, "k": 10}).encode() for q in queries]
     start = time.perf_counter()
     measure_from, end = start + warmup, start + warmup + seconds
     latencies: list[float] = []
     errors = {"count": 0, "examples": []}
+    cpu: list[float] = []
+
+    async def sample(at: float) -> None:
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        if pid is not None:
+            cpu.append(cpu_seconds(pid))
+
+    samplers = [asyncio.create_task(sample(measure_from)), asyncio.create_task(sample(end))]
 
     async def client(i: int) -> None:
         conn = await Connection.open(port)
@@ -182,10 +198,12 @@ async def load(port: int, pipeline: str, queries: list[str], clients: int, secon
         conn.close()
 
     await asyncio.gather(*(client(i) for i in range(clients)))
-    window = time.perf_counter() - measure_from
+    await asyncio.gather(*samplers)
+    window = end - measure_from
     lat = np.array(latencies) * 1000
+    cpu_ms = round((cpu[1] - cpu[0]) * 1000 / len(latencies), 2) if len(cpu) == 2 and latencies else None
     return {"pipeline": pipeline, "clients": clients, "requests": len(latencies), "seconds": round(window, 2),
-            "requests_per_s": round(len(latencies) / window, 1),
+            "requests_per_s": round(len(latencies) / window, 1), "server_cpu_ms_per_request": cpu_ms,
             "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
             "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
             "errors": errors["count"], "error_examples": errors["examples"]}
@@ -206,14 +224,16 @@ def batch_means(metrics: str) -> dict[str, float]:
 
 
 async def bench_batching(args, queries: list[str]) -> dict:
-    servers = {"batched": Server(write_config("batched", True)), "unbatched": Server(write_config("unbatched", False))}
+    servers = {"batched": Server(write_config("batched", True, args.model_threads)),
+               "unbatched": Server(write_config("unbatched", False, args.model_threads))}
     try:
         for server in servers.values():
             await server.wait_ready()
         rounds = []
         for r in range(args.rounds):
             for name, server in servers.items():
-                result = await load(server.port, "BM25 >> dense", queries, args.clients, args.seconds, args.warmup)
+                result = await load(server.port, "BM25 >> dense", queries, args.clients, args.seconds, args.warmup,
+                                    server.process.pid)
                 rounds.append({"server": name, "round": r + 1, **result})
                 print(json.dumps(rounds[-1]), file=sys.stderr)
         batches = batch_means(await servers["batched"].metrics())
@@ -226,6 +246,8 @@ async def bench_batching(args, queries: list[str]) -> dict:
         summary[name] = {"requests_per_s": round(float(np.median([x["requests_per_s"] for x in mine])), 1),
                          "p50_ms": round(float(np.median([x["p50_ms"] for x in mine])), 1),
                          "p99_ms": round(float(np.median([x["p99_ms"] for x in mine])), 1),
+                         "server_cpu_ms_per_request": round(float(np.median([x["server_cpu_ms_per_request"]
+                                                                              for x in mine])), 2),
                          "errors": sum(x["errors"] for x in mine)}
     summary["speedup"] = round(summary["batched"]["requests_per_s"] / summary["unbatched"]["requests_per_s"], 2)
     return {"benchmark": "micro-batching", "pipeline": PIPELINES["BM25 >> dense"], "clients": args.clients,
@@ -233,13 +255,14 @@ async def bench_batching(args, queries: list[str]) -> dict:
 
 
 async def bench_load(args, queries: list[str]) -> dict:
-    server = Server(write_config("load", True))
+    server = Server(write_config("load", True, args.model_threads))
     results = []
     try:
         await server.wait_ready()
         for pipeline in PIPELINES:
             for clients in args.concurrency:
-                results.append(await load(server.port, pipeline, queries, clients, args.seconds, args.warmup))
+                results.append(await load(server.port, pipeline, queries, clients, args.seconds, args.warmup,
+                                          server.process.pid))
                 print(json.dumps(results[-1]), file=sys.stderr)
         batches = batch_means(await server.metrics())
     finally:
@@ -249,14 +272,17 @@ async def bench_load(args, queries: list[str]) -> dict:
 
 def table(result: dict) -> str:
     if result["benchmark"] == "load":
-        rows = [f"{'pipeline':<16}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"]
+        rows = [f"{'pipeline':<16}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>11}"
+                f"{'errors':>8}"]
         rows += [f"{r['pipeline']:<16}{r['clients']:>8}{r['requests_per_s']:>9.1f}{r['p50_ms']:>9.1f}"
-                 f"{r['p99_ms']:>9.1f}{r['errors']:>8}" for r in result["results"]]
+                 f"{r['p99_ms']:>9.1f}{r['server_cpu_ms_per_request']:>11.2f}{r['errors']:>8}"
+                 for r in result["results"]]
     else:
         s = result["summary"]
-        rows = [f"{'server':<12}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"]
+        rows = [f"{'server':<12}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>11}{'errors':>8}"]
         rows += [f"{name:<12}{s[name]['requests_per_s']:>9.1f}{s[name]['p50_ms']:>9.1f}{s[name]['p99_ms']:>9.1f}"
-                 f"{s[name]['errors']:>8}" for name in ("batched", "unbatched")]
+                 f"{s[name]['server_cpu_ms_per_request']:>11.2f}{s[name]['errors']:>8}"
+                 for name in ("batched", "unbatched")]
         rows.append(f"speed-up {s['speedup']}x; batches: {result['batched_server_batches']}")
     return "\n".join(rows)
 
@@ -271,6 +297,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="batching: alternations of the two servers")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64], help="load: client counts")
     parser.add_argument("--model", default=None, help=f"MiniLM folder (default: shared/{MINILM})")
+    parser.add_argument("--model-threads", type=int, default=None,
+                        help="the servers' torch threads (default: torch's, one per core; 1 where other jobs share "
+                             "the machine: OpenMP threads spin waiting for descheduled partners)")
     args = parser.parse_args()
     args.seconds = args.seconds or (20.0 if args.benchmark == "batching" else 12.0)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

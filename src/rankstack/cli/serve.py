@@ -16,6 +16,8 @@ def register(sub) -> None:
                                         "default: $RANKSTACK_TOKEN; without either, writes are refused")
     p.add_argument("--reads", choices=["open", "token"], help="whether reads need the token too (default: config)")
     p.add_argument("--threads", type=int, help="worker threads (default: config, else 64)")
+    p.add_argument("--model-threads", type=int, help="torch threads for model calls (default: config, else torch's: "
+                                                     "one per core; 1 on a machine other jobs share)")
     p.add_argument("--no-batching", action="store_true", help="run model calls per request, not micro-batched")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log every request (method, path, status)")
@@ -40,6 +42,8 @@ def run(args) -> None:
         overrides["reads"] = args.reads
     if args.threads is not None:
         overrides["threads"] = args.threads
+    if args.model_threads is not None:
+        overrides["model_threads"] = args.model_threads
     if args.no_batching:
         overrides["batching"] = False
     config = read_config(args.config, overrides)

@@ -6,7 +6,7 @@
       "pipelines": {"BM25": "bm25 % 100", "BM25 >> dense": "bm25 % 100 >> BiEncoder(index=dense)"},
       "documents": ["bm25", "dense"],          # the named stages document writes go to (default: none)
       "queries": "beir/scifact/test", "qrels": "beir/scifact/test",  # optional: judged queries for the page
-      "serve": {"reads": "open", "cors": [], "threads": 64,
+      "serve": {"reads": "open", "cors": [], "threads": 64, "model_threads": null,
                 "batching": {"window_ms": 2, "max_items": 256},     # or false
                 "limits": {"query_chars": 1000, "k": 1000, "batch": 256, "candidates": 1000,
                            "body_bytes": 4000000, "request_seconds": 30}}
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 SERVED_KEYS = {"indexes", "stages", "pipelines", "documents", "queries", "qrels", "serve"}
 EXPERIMENT_KEYS = {"measures", "baseline", "report", "latency_sample", "cache"}
-SETTINGS_KEYS = {"reads", "cors", "threads", "batching", "limits"}
+SETTINGS_KEYS = {"reads", "cors", "threads", "model_threads", "batching", "limits"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Settings:
     reads: str = "open"                 # "open", or "token": reads need the bearer token too
     cors: tuple[str, ...] = ()          # origins allowed to call the API from a browser ("*": any)
     threads: int = 64                   # worker threads running requests (at least the expected concurrency)
+    model_threads: int | None = None    # torch's threads for model calls (None: torch's default, one per core)
     batching: bool = True               # gather concurrent model calls into batches
     window_ms: float = 2.0              # how long a batch waits for more requests after its first
     max_items: int = 256                # texts or pairs per model batch at most
@@ -63,6 +64,10 @@ class Settings:
         threads = values.get("threads", 64)
         if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
             raise InputError(f"serve.threads must be an integer from 1 to 1024, got {threads!r}")
+        model_threads = values.get("model_threads")
+        if model_threads is not None and (isinstance(model_threads, bool) or not isinstance(model_threads, int)
+                                          or not 1 <= model_threads <= 1024):
+            raise InputError(f"serve.model_threads must be an integer from 1 to 1024, got {model_threads!r}")
         batching = values.get("batching", {})
         if batching is False:
             batching_on, window_ms, max_items = False, cls.window_ms, cls.max_items
@@ -78,7 +83,8 @@ class Settings:
             batching_on = True
         else:
             raise InputError(f"serve.batching must be false or {{'window_ms': .., 'max_items': ..}}, got {batching!r}")
-        return cls(reads=reads, cors=tuple(cors), threads=threads, batching=batching_on, window_ms=float(window_ms),
+        return cls(reads=reads, cors=tuple(cors), threads=threads, model_threads=model_threads, batching=batching_on,
+                   window_ms=float(window_ms),
                    max_items=max_items, limits=Limits.from_config(values.get("limits")))
 
 

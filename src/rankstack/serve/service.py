@@ -99,6 +99,8 @@ class Service:
         """Build the pipelines (and any missing BM25 index), install micro-batching, warm every first-stage
         pipeline up with one query. Sets `state` to "ready", or "failed" with the message in `failure`."""
         try:
+            if self.settings.model_threads is not None:
+                _torch_threads(self.settings.model_threads)
             collection = Collection(self.config)
             if self.settings.batching:
                 self.batchers = batching.install(
@@ -396,6 +398,15 @@ def _numba_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(before)
+
+
+def _torch_threads(n: int) -> None:
+    """torch's intra-op threads (process-wide), where torch is installed."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(n)
 
 
 def _kernel_lock() -> Any:
