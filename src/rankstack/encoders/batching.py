@@ -62,14 +62,16 @@ def plan_batches(lengths: np.ndarray, batch_size: int, token_budget: int | None 
     return batches
 
 
-def pad(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad token ids to one width: (input_ids, attention_mask) as int64 arrays."""
+def pad(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None,
+        left: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Pad token ids to one width, on the right (or the left): (input_ids, attention_mask) as int64 arrays."""
     width = width or max(len(s) for s in seqs)
     ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(seqs), width), dtype=np.int64)
     for i, s in enumerate(seqs):
-        ids[i, :len(s)] = s
-        mask[i, :len(s)] = 1
+        at = slice(width - len(s), width) if left else slice(0, len(s))
+        ids[i, at] = s
+        mask[i, at] = 1
     return ids, mask
 
 
@@ -88,16 +90,18 @@ Finalize = Callable[[Any], Any]
 
 def run_batches(texts: Sequence[str], tokenize: Tokenize, forward: Forward, finalize: Finalize, *,
                 device: torch.device, pad_id: int, batch_size: int, token_budget: int | None = None,
-                pad_to: int | None = None, progress: bool | None = None, desc: str = "encoding") -> Iterator[tuple[np.ndarray, Any]]:
+                pad_to: int | None = None, left: bool = False, progress: bool | None = None,
+                desc: str = "encoding") -> Iterator[tuple[np.ndarray, Any]]:
     """Encode `texts` batch by batch; yield (positions, finalize(forward(batch))) in batch order.
 
-    `forward` runs on the device; `finalize` turns its outputs into host data (it must copy to the CPU). On CUDA,
+    `forward` runs on the device; `finalize` turns its outputs into host data (it must copy to the CPU). Rows are
+    padded on the right, or with `left` on the left (decoder embedders). On CUDA,
     inputs are prepared in a background thread and `finalize` of batch i runs on a side stream while batch i+1
     computes. `progress`: None shows a bar only on a terminal.
     """
     cuda = device.type == "cuda"
     stream = torch.cuda.current_stream(device) if cuda else None  # inputs are copied on the stream that computes
-    batches = _batches(texts, tokenize, device, stream, pad_id, batch_size, token_budget, pad_to)
+    batches = _batches(texts, tokenize, device, stream, pad_id, batch_size, token_budget, pad_to, left)
     with tqdm(total=len(texts), desc=desc, unit="text", disable=None if progress is None else not progress,
               leave=False) as bar:
         if not cuda:
@@ -131,13 +135,14 @@ def _finish(pending: tuple, side: torch.cuda.Stream, finalize: Finalize, bar: tq
 
 
 def _batches(texts: Sequence[str], tokenize: Tokenize, device: torch.device, stream: torch.cuda.Stream | None,
-             pad_id: int, batch_size: int, token_budget: int | None, pad_to: int | None) -> Iterator[Batch]:
+             pad_id: int, batch_size: int, token_budget: int | None, pad_to: int | None,
+             left: bool) -> Iterator[Batch]:
     start, size = 0, min(CHUNK_TEXTS, max(FIRST_CHUNK_TEXTS, 4 * batch_size))
     while start < len(texts):
         seqs = tokenize(list(texts[start:start + size]))
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         for rows in plan_batches(lengths, batch_size, token_budget, pad_to):
-            ids, mask = pad([seqs[i] for i in rows], pad_id, pad_to)
+            ids, mask = pad([seqs[i] for i in rows], pad_id, pad_to, left)
             full = bool(mask.all())
             ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
             if stream is not None:

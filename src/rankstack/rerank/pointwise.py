@@ -22,15 +22,15 @@ import numpy as np
 import torch
 
 from rankstack.encoders.batching import default_batching
-from rankstack.encoders.loading import PathLike
+from rankstack.encoders.loading import PathLike, load_model
 from rankstack.errors import InputError
 from rankstack.rerank.base import check_depth
 from rankstack.rerank.cache import ScoreCache
 from rankstack.rerank.cross_encoder import CPU_TOKEN_BUDGET
 from rankstack.rerank.model import ModelPairReranker
 from rankstack.rerank.llm import (Prompter, batches, causal_logits, check_template, encode_fitted,
-                                  is_seq2seq, left_pad, load_lm, model_key, right_pad)
-from rankstack.rerank.texts import Texts, texts_from
+                                  is_seq2seq, left_pad, model_key, right_pad)
+from rankstack.rerank.texts import Texts, texts_config, texts_from
 
 #: monoT5's prompt.
 DEFAULT_TEMPLATE = "Query: {query} Document: {document} Relevant:"
@@ -40,7 +40,7 @@ class Pointwise(ModelPairReranker):
     """Rerank the top `depth` candidates of each query by log P(`tokens[0]`) against `tokens[1]` at the first
     answer position.
 
-    `model`: a hub id, a local folder, a `.gguf` file or "package:NAME" (rankstack.rerank.llm), encoder-decoder or
+    `model`: a hub id, a local folder, a `.gguf` file or "package:NAME" (rankstack.encoders.names), encoder-decoder or
     causal. `template`: the prompt, with `{query}` and `{document}`. `tokens`: the (relevant, not relevant) answer
     words, each one token where it follows the prompt (a space precedes them after a plain causal prompt).
     `chat`: use the tokenizer's chat template (causal models). Other arguments as for CrossEncoder; documents
@@ -60,12 +60,13 @@ class Pointwise(ModelPairReranker):
         self.template = check_template(template, ["query", "document"])
         self.texts = None if texts is None else texts_from(texts)
         self.depth, self.threads, self.progress = depth, threads, progress
-        self._args = {"model": os.fspath(model), "texts": getattr(self.texts, "source", None), "depth": depth,
+        self._args = {"model": os.fspath(model), "texts": texts_config(self.texts), "depth": depth,
                       "template": template, "tokens": tuple(tokens), "chat": chat, "max_length": max_length,
                       "batch_size": batch_size, "token_budget": token_budget, "device": device, "dtype": dtype,
                       "threads": threads, "cache": os.fspath(cache) if isinstance(cache, (str, os.PathLike)) else cache,
                       "revision": revision}
-        self.loaded = load_lm(model, device=device, dtype=dtype, max_length=max_length, revision=revision)
+        self.loaded = load_model(model, task="generative", device=device, dtype=dtype, max_length=max_length,
+                                 revision=revision)
         self.tokenizer, self.model, self.device = self.loaded.tokenizer, self.loaded.model, self.loaded.device
         self.max_length, self.seq2seq = self.loaded.max_length, is_seq2seq(self.loaded)
         self.prompter = Prompter(self.tokenizer, chat, seq2seq=self.seq2seq)

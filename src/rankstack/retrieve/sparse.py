@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
+from rankstack.encoders.base import encoder_from_record
 from rankstack.records import check_compatible
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.inverted import ALGORITHMS as EXACT_ALGORITHMS
@@ -165,7 +166,7 @@ class LearnedSparse(Stage):
     def encoder(self) -> Any:
         """The query/document encoder (loaded from the index's record on first use when none was given)."""
         if self._encoder is None:
-            self._encoder = encoder_from_record(self.recorded, self.index.path, device=self.device,
+            self._encoder = encoder_from_record(self.recorded, folder=self.index.path, device=self.device,
                                                 progress=self.progress)
         return self._encoder
 
@@ -241,29 +242,6 @@ class LearnedSparse(Stage):
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def encoder_from_record(info: dict[str, Any], index_path: Path | None = None, **options) -> Any:
-    """The encoder an index's recorded `model_info` describes (checked against the record)."""
-    from rankstack.encoders import InferenceFreeSparseEncoder, SpladeEncoder
-
-    model = info["path"] if info.get("path") and Path(info["path"]).exists() else info["model"]
-    common = dict(document_max_length=info.get("document_max_length"), document_top_k=info.get("document_top_k"),
-                  activation=info.get("activation", "relu"), query_max_length=info.get("query_max_length"),
-                  revision=info.get("revision"), **options)
-    if info.get("encoder") == "splade":
-        query = info.get("query_model")
-        query_model = None if not query else (query["path"] if Path(query.get("path", "")).exists()
-                                              else query["model"])
-        encoder = SpladeEncoder(model, query_model=query_model, query_top_k=info.get("query_top_k"), **common)
-    elif info.get("encoder") == "inference-free-sparse":
-        idf = index_path / QUERY_IDF if index_path is not None and (index_path / QUERY_IDF).exists() else None
-        encoder = InferenceFreeSparseEncoder(model, idf=idf, **common)
-    else:
-        raise IncompatibleIndexError(f"the index records an encoder of kind {info.get('encoder')!r}; "
-                                     "LearnedSparse knows 'splade' and 'inference-free-sparse'")
-    check_compatible(info, encoder.model_info())
-    return encoder
 
 
 def document_matrix(index: InvertedIndex, vocabulary: list[str]) -> sp.csr_matrix:
@@ -345,4 +323,4 @@ def _rows(matrices: Iterator[sp.csr_matrix]) -> Iterator[tuple[np.ndarray, np.nd
             yield m.indices[ptr[i]:ptr[i + 1]], m.data[ptr[i]:ptr[i + 1]]
 
 
-__all__ = ["LearnedSparse", "document_matrix", "encoder_from_record"]
+__all__ = ["LearnedSparse", "document_matrix"]
