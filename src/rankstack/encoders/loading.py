@@ -432,7 +432,8 @@ def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         if task == "generative":
-            auto = AutoModelForSeq2SeqLM if AutoConfig.from_pretrained(path).is_encoder_decoder else AutoModelForCausalLM
+            seq2seq = AutoConfig.from_pretrained(path).is_encoder_decoder
+            auto = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
         else:
             auto = {"base": AutoModel, "mlm": AutoModelForMaskedLM,
                     "sequence-classification": AutoModelForSequenceClassification}[task]

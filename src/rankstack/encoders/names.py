@@ -40,7 +40,8 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
-def locate(name: PathLike, *, revision: str | None = None, cache_dir: PathLike | None = None) -> tuple[Path, str | None]:
+def locate(name: PathLike, *, revision: str | None = None,
+           cache_dir: PathLike | None = None) -> tuple[Path, str | None]:
     """(local model folder, hub commit or None) for a model name (see the module docstring).
 
     `cache_dir`: the hub cache for hub ids, the conversion cache for GGUF files. InputError for a name that

@@ -142,9 +142,9 @@ class SpladeEncoder(Encoder):
     @classmethod
     def record_arguments(cls, record: dict[str, Any]) -> dict[str, Any]:
         query = record.get("query_model")
-        return {"document_max_length": record.get("document_max_length"), "document_top_k": record.get("document_top_k"),
-                "activation": record.get("activation", "relu"), "query_max_length": record.get("query_max_length"),
-                "query_top_k": record.get("query_top_k"), "query_model": query["model"] if query else None}
+        return {**{key: record.get(key) for key in ("document_max_length", "document_top_k", "query_max_length",
+                                                    "query_top_k")},
+                "activation": record.get("activation", "relu"), "query_model": query["model"] if query else None}
 
     @classmethod
     def from_record(cls, record: dict[str, Any], **options: Any) -> SpladeEncoder:
