@@ -10,29 +10,24 @@ is computed for the [CLS] token only, the one the classification head reads (che
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rankstack.encoders.batching import Batch, default_batching, pad, run_batches
-from rankstack.encoders.loading import ModelSpec, PathLike, activation_module, load_model, read_json, weights_id
+from rankstack.encoders.batching import Batch, pad, run_batches
+from rankstack.encoders.loading import ModelSpec, PathLike, activation_module, read_json, weights_id
 from rankstack.errors import InputError, RankstackError
-from rankstack.rerank.base import check_depth
 from rankstack.rerank.cache import ScoreCache
 from rankstack.rerank.model import ModelPairReranker
-from rankstack.rerank.texts import Texts, texts_config, texts_from
+from rankstack.rerank.texts import Texts
 
 log = logging.getLogger(__name__)
 
 #: Each row's first-segment length rides to the device in the high bits of its first token id (see `_tokenize`).
 _SEGMENT_SHIFT = 32
 _ID_MASK = (1 << _SEGMENT_SHIFT) - 1
-#: Padded tokens per batch on CPU: small batches keep activations in the caches (~20% faster than 32 pairs of
-#: 100 tokens, measured on MiniLM-L6).
-CPU_TOKEN_BUDGET = 2048
 #: Classifiers whose head reads only the first token of the last layer (candidates for the [CLS]-only last layer).
 _FIRST_TOKEN_HEADS = {"BertForSequenceClassification", "RobertaForSequenceClassification",
                       "XLMRobertaForSequenceClassification", "ElectraForSequenceClassification",
@@ -68,23 +63,13 @@ class CrossEncoder(ModelPairReranker):
                 "here (1.0-1.1x, same GEMM-bound work). Use backend='torch' (with threads=N on CPU).")
         if backend != "torch":
             raise InputError(f"unknown backend {backend!r} (expected 'torch')")
-        if threads is not None and threads < 1:
-            raise InputError(f"threads must be at least 1, got {threads}")
-        self.texts = None if texts is None else texts_from(texts)
-        self.depth, self.threads, self.progress = check_depth(depth), threads, progress
-        self._args = {"model": os.fspath(model), "texts": texts_config(self.texts), "depth": depth,
-                      "max_length": max_length, "batch_size": batch_size, "token_budget": token_budget,
-                      "device": device, "dtype": dtype, "threads": threads, "activation": activation, "label": label,
-                      "cache": os.fspath(cache) if isinstance(cache, (str, os.PathLike)) else cache,
-                      "backend": backend, "revision": revision}
-
-        self.loaded = load_model(model, task="sequence-classification", device=device, dtype=dtype,
-                                 max_length=max_length, revision=revision)
-        self.spec, self.device, self.dtype = self.loaded.spec, self.loaded.device, self.loaded.dtype
+        self._setup(model, "sequence-classification", texts, depth, threads, batch_size, token_budget, progress,
+                    device=device, dtype=dtype, max_length=max_length, revision=revision)
+        self._keep_args(model=model, depth=depth, max_length=max_length, batch_size=batch_size,
+                        token_budget=token_budget, device=device, dtype=dtype, threads=threads, activation=activation,
+                        label=label, cache=cache, backend=backend, revision=revision)
+        self.spec, self.dtype = self.loaded.spec, self.loaded.dtype
         self.tokenizer, self.model, self.max_length = self.loaded.tokenizer, self.loaded.model, self.loaded.max_length
-        if self.device.type == "cpu" and token_budget is None:
-            token_budget = CPU_TOKEN_BUDGET
-        self.batch_size, self.token_budget = default_batching(self.device, batch_size, token_budget)
         self.num_labels = int(self.model.config.num_labels)
         self.label = 0 if self.num_labels == 1 else (1 if label is None else label)
         if not 0 <= self.label < self.num_labels:
