@@ -116,3 +116,16 @@ def test_scifact_ndcg_matches_anserini(tmp_path):
     result = evaluate(run, ds.qrels, ["nDCG@10", "R@100"]).aggregate
     assert abs(result["nDCG@10"] - 0.6789) < 0.005
     assert result["R@100"] > 0.9
+
+
+def test_k1_and_b_chosen_per_search_score_as_a_fresh_build(bm25, tmp_path):
+    """The stored lengths allow any k1 and b (Pyserini's set_bm25): the same scores as an index built with them."""
+    queries = Queries({"q1": "cat", "q2": "dog cat mat"})
+    rebuilt = BM25.build(DOCS, tmp_path / "idx-12", k1=1.2, b=0.75, length_norm="exact", progress=False)
+    per_search = BM25(bm25.index, k1=1.2, b=0.75)
+    for qid in queries:
+        assert per_search(queries).hits(qid) == rebuilt(queries).hits(qid)
+    assert per_search(queries).hits("q2") != bm25(queries).hits("q2")
+    assert "k1=1.2" in repr(per_search) and "b=0.75" in repr(per_search)
+    with pytest.raises(InputError, match="k1"):
+        BM25(bm25.index, k1=-1)

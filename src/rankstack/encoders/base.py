@@ -50,22 +50,26 @@ class Encoder:
         """Constructor arguments (other than the model and runtime options) that rebuild what `record` describes."""
         raise NotImplementedError
 
+    def index_files(self) -> dict[str, bytes]:
+        """Files an index keeps beside the record, by name (none by default; an inference-free encoder's IDF)."""
+        return {}
+
     @classmethod
-    def from_record(cls, record: dict[str, Any], *, model: Any = None, folder: str | os.PathLike | None = None,
+    def from_record(cls, record: dict[str, Any], *, model: Any = None, files: Any = None,
                     **options: Any) -> Encoder:
         """The encoder a record describes, checked against it. `model` replaces the recorded model (a folder where
-        the same model now lies); `folder` holds files an index keeps beside its record; `options` are runtime
-        options (device, dtype, batch_size, progress...)."""
+        the same model now lies); `files` gives back what `index_files()` stored (`files.read_file(name)` -> bytes
+        or None; an index); `options` are runtime options (device, dtype, batch_size, progress...)."""
         from rankstack.encoders.loading import recorded_spec
 
-        arguments = {**cls.record_arguments(record), **cls._files(folder), **options}
+        arguments = {**cls.record_arguments(record), **cls._files(files), **options}
         encoder = cls(recorded_spec(record, model), **arguments)
         check_compatible(record, encoder.to_record())
         return encoder
 
     @classmethod
-    def _files(cls, folder: str | os.PathLike | None) -> dict[str, Any]:
-        """Constructor arguments read from the files an index keeps beside its record (none by default)."""
+    def _files(cls, files: Any) -> dict[str, Any]:
+        """Constructor arguments read from the files an index keeps beside the record (none by default)."""
         return {}
 
     # --- the repr --------------------------------------------------------------------------------------------

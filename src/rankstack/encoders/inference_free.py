@@ -20,8 +20,8 @@ from rankstack.encoders.splade import SpladeEncoder, format_sparse
 from rankstack.errors import InputError
 from rankstack.records import InMemory
 
-#: The IDF table an index keeps beside its record (LearnedSparse writes it there).
-QUERY_IDF = "query_idf.json"
+#: The name of the IDF table an index keeps beside the encoder's record (`index_files`).
+QUERY_IDF = "query_idf"
 
 
 class InferenceFreeSparseEncoder(Encoder):
@@ -121,11 +121,13 @@ class InferenceFreeSparseEncoder(Encoder):
         """Write the IDF table as {token: weight} JSON (tokens with the missing weight left out)."""
         if self.idf is None:
             raise InputError("no IDF table to save: pass idf= or call fit_idf first")
+        Path(path).write_bytes(self._idf_json())
+
+    def _idf_json(self) -> bytes:
+        """The IDF table as {token: weight} JSON (tokens with the missing weight left out)."""
         vocab = self.splade.vocabulary()
         table = {vocab[i]: float(self.idf[i]) for i in np.flatnonzero(self.idf != self.missing_weight)}
-        Path(path).write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
-        if isinstance(self._idf_source, InMemory):  # the table now has a file that rebuilds it
-            self._idf_source = os.fspath(path)
+        return json.dumps(table, ensure_ascii=False).encode("utf-8")
 
     def encode_queries(self, texts: Sequence[str], *, output: str = "csr") -> Any:
         """Query vectors without a model: each distinct token weighted by its IDF (or 1.0 with no table)."""
@@ -158,10 +160,13 @@ class InferenceFreeSparseEncoder(Encoder):
         return {key: record.get(key) for key in ("document_max_length", "document_top_k", "activation",
                                                  "query_max_length")}
 
+    def index_files(self) -> dict[str, bytes]:
+        return {} if self.idf is None else {QUERY_IDF: self._idf_json()}
+
     @classmethod
-    def _files(cls, folder: str | os.PathLike | None) -> dict[str, Any]:
-        idf = None if folder is None else Path(folder) / QUERY_IDF
-        return {"idf": idf} if idf is not None and idf.exists() else {}
+    def _files(cls, files: Any) -> dict[str, Any]:
+        data = None if files is None else files.read_file(QUERY_IDF)
+        return {} if data is None else {"idf": _parse_idf(data, QUERY_IDF)}
 
     def _unrecorded(self) -> dict[str, Any]:
         out: dict[str, Any] = {} if self._idf_source is None else {"idf": self._idf_source}
@@ -172,9 +177,17 @@ class InferenceFreeSparseEncoder(Encoder):
 
 def _read_idf(path: Path) -> dict[str, float]:
     try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        data = path.read_bytes()
+    except OSError as e:
         raise InputError(f"cannot read IDF table: {e}", path) from e
+    return _parse_idf(data, path)
+
+
+def _parse_idf(data: bytes, where: Any) -> dict[str, float]:
+    try:
+        table = json.loads(data)
+    except ValueError as e:
+        raise InputError(f"cannot read IDF table: {e}", where) from e
     if not isinstance(table, dict) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in table.values()):
-        raise InputError("an IDF table must be a JSON object of token: number", path)
+        raise InputError("an IDF table must be a JSON object of token: number", where)
     return table

@@ -16,7 +16,7 @@ from rankstack.data.queries import Queries
 from rankstack.data.run import Run
 from rankstack.errors import IncompatibleIndexError, InputError
 from rankstack.index.inverted import IndexWriter, InvertedIndex
-from rankstack.index.storage import clear_for_build
+from rankstack.index.commit import refuse_existing
 from rankstack.pipeline.stage import Stage
 from rankstack.text.analyzer import Analyzer
 
@@ -54,17 +54,25 @@ class BM25(Stage):
 
     >>> bm25 = BM25.build(corpus, "indexes/scifact")        # or BM25("indexes/scifact")
     >>> run = bm25(queries)                                   # top `k` hits per query
+    >>> BM25("indexes/scifact", k1=1.2, b=0.75)              # other BM25 parameters, same index
+
+    `k1` and `b` default to those the index was built with; any others may be chosen per stage (the index
+    stores document lengths, not norms), as Pyserini's `set_bm25`.
     """
 
     first_stage = True
 
     def __init__(self, index: str | Path | InvertedIndex, k: int = 1000, algorithm: str = "maxscore",
-                 theta: float = 1.0, threads: int | None = None, progress: bool | None = None):
+                 theta: float = 1.0, threads: int | None = None, progress: bool | None = None,
+                 k1: float | None = None, b: float | None = None):
         self.index = index if isinstance(index, InvertedIndex) else InvertedIndex(index)
         if self.index.mode != "bm25":
             raise IncompatibleIndexError(f"{self.index.path} is an {self.index.mode!r} index, not a BM25 index")
         self.analyzer = Analyzer.from_config(self.index.settings["metadata"]["analyzer"])
+        if (k1 is not None and not k1 >= 0) or (b is not None and not 0 <= b <= 1):
+            raise InputError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
         self.k, self.algorithm, self.theta, self.threads, self.progress = k, algorithm, theta, threads, progress
+        self.k1, self.b = k1, b
 
     @classmethod
     def build(cls, corpus: Corpus | Iterable[Document] | str | Path, index_path: str | Path,
@@ -75,7 +83,7 @@ class BM25(Stage):
         Defaults follow Anserini: k1=0.9, b=0.4, Lucene's lossy document-length encoding
         (`length_norm="lucene"`; "exact" uses true lengths), Porter stemming, Lucene's stopwords.
         """
-        index_path = clear_for_build(index_path, overwrite, "BM25")
+        refuse_existing(index_path, overwrite, "BM25")
         if length_norm not in ("lucene", "exact"):
             raise InputError(f"length_norm must be 'lucene' or 'exact', got {length_norm!r}")
         if isinstance(corpus, (str, Path)):
@@ -83,7 +91,7 @@ class BM25(Stage):
         analyzer = analyzer or Analyzer()
         settings = {"mode": "bm25", "k1": k1, "b": b, "length_norm": length_norm, "store": store,
                     "metadata": {"analyzer": analyzer.config(), "fields": "title + text"}}
-        with IndexWriter(index_path, settings) as writer:
+        with IndexWriter(index_path, settings, overwrite=overwrite) as writer:
             index_documents(writer, corpus, analyzer, progress)
         return cls(index_path, progress=progress, **search_options)
 
@@ -111,7 +119,7 @@ class BM25(Stage):
             for start in range(0, len(qids), QUERY_CHUNK):
                 chunk = qids[start:start + QUERY_CHUNK]
                 hits = self.index.search_batch([self.query_terms(queries[q]) for q in chunk], self.k,
-                                               self.algorithm, self.theta, self.threads)
+                                               self.algorithm, self.theta, self.threads, self.k1, self.b)
                 results.update(zip(chunk, hits))
                 bar.update(len(chunk))
         return Run(results, self.index.doc_ids, name="BM25", presorted=True)
@@ -125,4 +133,6 @@ class BM25(Stage):
         return Document(doc_id, fields["text"], fields["title"])
 
     def config(self) -> dict[str, Any]:
-        return {"index": str(self.index.path), "k": self.k, "algorithm": self.algorithm, "theta": self.theta}
+        config = {"index": str(self.index.path), "k": self.k, "algorithm": self.algorithm, "theta": self.theta}
+        config.update({key: value for key, value in (("k1", self.k1), ("b", self.b)) if value is not None})
+        return config

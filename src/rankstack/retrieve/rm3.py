@@ -43,7 +43,8 @@ class RM3(Stage):
     def _expand_batch(self, texts: list[str]) -> list[dict[str, float]]:
         index, analyzer = self.bm25.index, self.bm25.analyzer
         originals = [self.bm25.query_terms(t) for t in texts]
-        feedback = index.search_batch(originals, self.fb_docs, self.bm25.algorithm, threads=self.bm25.threads)
+        feedback = index.search_batch(originals, self.fb_docs, self.bm25.algorithm, threads=self.bm25.threads,
+                                      k1=self.bm25.k1, b=self.bm25.b)
         expanded = []
         for original, (docnos, scores) in zip(originals, feedback):
             if not original:
@@ -69,7 +70,7 @@ class RM3(Stage):
         qids = list(queries)
         expanded = self._expand_batch([queries[q] for q in qids])
         hits = self.bm25.index.search_batch(expanded, self.k, self.bm25.algorithm, self.bm25.theta,
-                                            self.bm25.threads)
+                                            self.bm25.threads, self.bm25.k1, self.bm25.b)
         return Run(dict(zip(qids, hits)), self.bm25.index.doc_ids, name="BM25+RM3", presorted=True)
 
     def config(self) -> dict[str, Any]:

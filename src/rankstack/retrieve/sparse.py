@@ -33,12 +33,11 @@ from rankstack.records import check_compatible
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.inverted import ALGORITHMS as EXACT_ALGORITHMS
 from rankstack.index.inverted import IndexWriter, InvertedIndex
-from rankstack.index.storage import WriterLock, clear_for_build
+from rankstack.index.commit import WriterLock, refuse_existing
 from rankstack.pipeline.stage import Stage
 
 ALGORITHMS = (*EXACT_ALGORITHMS, "seismic", "matmul")
 APPROXIMATE_DIR = "seismic"   # the Seismic index, inside the inverted index's directory
-QUERY_IDF = "query_idf.json"  # an inference-free encoder's query weights, kept with the index
 QUERY_CHUNK = 1024            # queries encoded and searched together
 
 
@@ -88,7 +87,7 @@ class LearnedSparse(Stage):
         after a crash skips the shards already written. With `algorithm="seismic"` in `search_options` the
         approximate index is built too (default parameters; call `build_approximate` for others).
         """
-        index_path = clear_for_build(index_path, overwrite, "LearnedSparse")
+        refuse_existing(index_path, overwrite, "LearnedSparse")
         if impact_bits not in (8, 16):
             raise InputError(f"impact_bits must be 8 or 16, got {impact_bits!r}")
         if search_options.get("algorithm", "maxscore") not in ALGORITHMS:
@@ -106,9 +105,8 @@ class LearnedSparse(Stage):
             raise InputError(f"impact_scale must be > 0, got {impact_scale}")
         settings = {"mode": "impact", "impact_bits": impact_bits, "impact_scale": impact_scale, "store": store,
                     "metadata": {"encoder": encoder.model_info(), "terms": "tokens", "fields": "title + text"}}
-        index_path.mkdir(parents=True, exist_ok=True)
-        _save_query_idf(encoder, index_path)
-        with IndexWriter(index_path, settings) as writer:
+        with IndexWriter(index_path, settings, overwrite=overwrite) as writer:
+            _save_index_files(encoder, writer)
             _add_encoded(writer, docs, matrices(), vocab, store, progress)
         algorithm = search_options.pop("algorithm", "maxscore")
         stage = cls(index_path, encoder, progress=progress, **search_options)
@@ -154,7 +152,7 @@ class LearnedSparse(Stage):
             SeismicIndex.build(index.path / APPROXIMATE_DIR, document_matrix(index, self.vocabulary),
                                n_postings=n_postings, centroid_fraction=centroid_fraction,
                                summary_energy=summary_energy, small_list=small_list, value_bits=value_bits,
-                               seed=seed, metadata={"generation": index.generation}, threads=self.threads)
+                               seed=seed, metadata={"commit": index.commit_id}, threads=self.threads)
         finally:
             lock.release()
         self.index = index
@@ -166,7 +164,7 @@ class LearnedSparse(Stage):
     def encoder(self) -> Any:
         """The query/document encoder (loaded from the index's record on first use when none was given)."""
         if self._encoder is None:
-            self._encoder = encoder_from_record(self.recorded, folder=self.index.path, device=self.device,
+            self._encoder = encoder_from_record(self.recorded, files=self.index, device=self.device,
                                                 progress=self.progress)
         return self._encoder
 
@@ -184,10 +182,9 @@ class LearnedSparse(Stage):
             raise IndexFormatError(f"{self.index.path} has no approximate (Seismic) index: call "
                                    "build_approximate() on a LearnedSparse stage of it first")
         seismic = SeismicIndex(path)
-        built = seismic.metadata.get("generation")
-        if built != self.index.generation:
-            raise IncompatibleIndexError(f"the Seismic index of {self.index.path} was built from commit {built}, the "
-                                         f"index is at commit {self.index.generation}: call build_approximate()")
+        if seismic.metadata.get("commit") != self.index.commit_id:
+            raise IncompatibleIndexError(f"the Seismic index of {self.index.path} was built from another commit of "
+                                         "the index: call build_approximate()")
         return seismic
 
     def _matmul(self) -> Any:
@@ -274,9 +271,11 @@ def _vocabulary(encoder: Any) -> list[str]:
     return vocab
 
 
-def _save_query_idf(encoder: Any, index_path: Path) -> None:
-    if getattr(encoder, "idf", None) is not None and hasattr(encoder, "save_idf"):
-        encoder.save_idf(index_path / QUERY_IDF)
+def _save_index_files(encoder: Any, writer: IndexWriter) -> None:
+    """Keep the files an encoder needs beside its record (an inference-free encoder's query weights) with the
+    index, committed with its documents."""
+    for name, data in getattr(encoder, "index_files", dict)().items():
+        writer.set_file(name, data)
 
 
 def _encode_documents(encoder: Any, docs: Corpus | list[Document], shards: str | Path | None,
