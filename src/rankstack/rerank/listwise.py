@@ -112,7 +112,7 @@ class Listwise(Stage):
     """Rerank the top `depth` candidates of each query by sliding a window of `window` passages from the bottom up,
     `stride` ranks at a time; the rest keep their order below.
 
-    `model`: for the local backend a hub id, folder, `.gguf` file or "package:NAME" (rankstack.rerank.llm); with
+    `model`: for the local backend a hub id, folder, `.gguf` file or "package:NAME" (rankstack.encoders.names); with
     `base_url` (an OpenAI-compatible server, e.g. "http://localhost:8000/v1") the model name the server knows.
     `first_token`: FIRST ranking by first-token logits (letters as identifiers, window <= 26). `passage_words`:
     each passage cut to this many words (RankGPT's 300 tokens, roughly). `chat`: use the tokenizer's chat template
