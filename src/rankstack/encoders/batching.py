@@ -1,7 +1,7 @@
 """Batching shared by the encoders: length-sorted token-budget batches padded per batch, prefetched to the
 device in a background thread, results fetched on a side stream one batch behind (no per-batch stall of the
 GPU), original order restored by the caller through the positions each batch carries; and resumable
-encoding of large corpora into atomically written shards."""
+encoding of large corpora into atomically written shards (rankstack.index.commit.write_atomic)."""
 
 from __future__ import annotations
 
@@ -205,13 +205,14 @@ def encode_corpus_to_shards(encoder: Any, texts: Iterable[str], out_dir: str | o
     `on_shard(index, path)` is called after each newly written shard. Returns the shard paths in order;
     `load_shards(out_dir)` reads the whole result back.
     """
+    from rankstack.index.commit import write_atomic
     from rankstack.records import check_compatible
 
     if shard_size < 1:
         raise InputError(f"shard_size must be at least 1, got {shard_size}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp-*"):  # half-written files of a crashed run
+    for stale in out.glob("*.tmp"):  # half-written files of a crashed run
         stale.unlink(missing_ok=True)
     meta_path = out / "meta.json"
     meta = {"format": SHARDS_FORMAT, "shard_size": shard_size, "encoder": encoder.model_info()}
@@ -222,7 +223,7 @@ def encode_corpus_to_shards(encoder: Any, texts: Iterable[str], out_dir: str | o
                              "resume with the same size or use a new directory", out)
         check_compatible(recorded.get("encoder", {}), meta["encoder"])
     else:
-        _atomic_write(meta_path, json.dumps(meta, indent=1).encode())
+        write_atomic(meta_path, json.dumps(meta, indent=1).encode())
     (out / "complete.json").unlink(missing_ok=True)
     paths, total = [], 0
     for index, chunk in enumerate(_chunks(texts, shard_size)):
@@ -237,12 +238,12 @@ def encode_corpus_to_shards(encoder: Any, texts: Iterable[str], out_dir: str | o
             arrays = _to_arrays(encoder.encode_documents(chunk))
             buf = io.BytesIO()
             np.savez(buf, n=np.int64(len(chunk)), texts_hash=np.str_(digest), **arrays)
-            _atomic_write(path, buf.getvalue())
+            write_atomic(path, buf.getvalue())
             if on_shard is not None:
                 on_shard(index, path)
         paths.append(path)
         total += len(chunk)
-    _atomic_write(out / "complete.json", json.dumps({"shards": len(paths), "texts": total}).encode())
+    write_atomic(out / "complete.json", json.dumps({"shards": len(paths), "texts": total}).encode())
     return paths
 
 
@@ -308,24 +309,3 @@ def _from_arrays(z: dict[str, np.ndarray]) -> Any:
         return np.split(z["vectors"], np.cumsum(z["lengths"])[:-1]) if len(z["lengths"]) else []
     import scipy.sparse as sp
     return sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so that it exists either whole or not at all, even across a crash."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # directories cannot be fsynced on some platforms
-        pass
