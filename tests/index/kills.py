@@ -83,26 +83,27 @@ while True:
 def live_count(kind: str, path: Path) -> int:
     """Open the index, search it, and return its number of live documents."""
     import numpy as np
+    from rankstack.index.search import DenseParams, SparseQueries
     if kind == "inverted":
         from rankstack.index.inverted import InvertedIndex
         index = InvertedIndex(path)
-        index.search({"t1": 1}, 10)
+        index.search([{"t1": 1}], 10)
         return index.num_live
     if kind == "dense":
         from rankstack.index.dense import DenseIndex
         index = DenseIndex(path, gpu=False)
-        index.search_arrays(np.ones((1, 16), np.float32), 5, rescore=True)
+        index.search(np.ones((1, 16), np.float32), 5, DenseParams(rescore=True))
         return index.num_live
     if kind == "plaid":
         from rankstack.index.plaid import PlaidIndex
         index = PlaidIndex(path)
         if index.num_docs:
-            index.search(np.ones((2, 16), np.float32) / 4, k=5)
+            index.search([np.ones((2, 16), np.float32) / 4], 5)
         return index.num_docs
     from rankstack.index.seismic import SeismicIndex
     import scipy.sparse as sp
     index = SeismicIndex(path)
-    index.search_batch(sp.csr_matrix(np.ones((1, 50), np.float32)), 5)
+    index.search(SparseQueries.from_matrix(sp.csr_matrix(np.ones((1, 50), np.float32)), [str(i) for i in range(50)]), 5)
     return len(index)
 
 

@@ -20,6 +20,7 @@ from rankstack.data.run import Run
 from rankstack.encoders.base import as_encoder
 from rankstack.errors import InputError
 from rankstack.index.dense import DenseIndex, DenseIndexWriter, to_run
+from rankstack.index.search import DenseParams
 from rankstack.index.commit import refuse_existing
 from rankstack.pipeline.stage import Stage
 
@@ -138,8 +139,12 @@ class Dense(Stage):
 
     def search_vectors(self, vectors: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) of the top-k hits of query vectors, with this stage's knobs."""
-        return self.index.search_arrays(vectors, k or self.k, nprobe=self.nprobe, ef_search=self.ef_search,
-                                        rescore=self.rescore, rescore_depth=self.rescore_depth)
+        return self.index.search_arrays(vectors, k or self.k, self.params)
+
+    @property
+    def params(self) -> DenseParams:
+        """This stage's knobs, as the index takes them."""
+        return DenseParams(self.nprobe, self.ef_search, self.rescore, self.rescore_depth)
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         qids, vectors = self.encode_queries(queries)

@@ -16,6 +16,7 @@ from rankstack.data.run import Run
 from rankstack.encoders.base import as_encoder
 from rankstack.errors import InputError
 from rankstack.index.plaid import PlaidIndex
+from rankstack.index.search import PlaidParams
 from rankstack.pipeline.stage import Stage
 
 CHUNK_DOCS = 10_000  # documents encoded and added (one index chunk) at a time
@@ -105,10 +106,11 @@ class LateInteraction(Stage):
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         qids = list(queries)
         vectors = self.encoder.encode_queries([queries[q] for q in qids]) if qids else []
+        params = PlaidParams(self.nprobe, self.ncandidates, self.rescore)
         results = {}
         for qid, q in tqdm(zip(qids, vectors), total=len(qids), desc="LateInteraction", unit=" queries",
                            disable=None if self.progress is None else not self.progress):
-            results[qid] = self.index.search(q, self.k, self.nprobe, self.ncandidates, self.rescore)
+            results[qid] = self.index.search([q], self.k, params)[0]
         return Run(results, self.index.doc_ids, name="LateInteraction", presorted=True)
 
     def config(self) -> dict[str, Any]:

@@ -27,12 +27,13 @@ from tqdm.auto import tqdm
 
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
-from rankstack.data.run import Run
+from rankstack.data.run import Hits, Run
 from rankstack.encoders.base import encoder_from_record
 from rankstack.records import check_compatible
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.inverted import ALGORITHMS as EXACT_ALGORITHMS
 from rankstack.index.inverted import IndexWriter, InvertedIndex
+from rankstack.index.search import InvertedParams, SeismicParams, SparseQueries, Vocabulary
 from rankstack.index.commit import WriterLock, refuse_existing
 from rankstack.pipeline.stage import Stage
 
@@ -67,7 +68,7 @@ class LearnedSparse(Stage):
         self.k, self.algorithm, self.theta = k, algorithm, theta
         self.query_cut, self.heap_factor, self.device = query_cut, heap_factor, device
         self.threads, self.progress = threads, progress
-        self._vocab: list[str] | None = None
+        self._vocab: Vocabulary | None = None
         self._backend: Any = None
         if algorithm == "seismic":
             self._backend = self._open_seismic()
@@ -169,9 +170,10 @@ class LearnedSparse(Stage):
         return self._encoder
 
     @property
-    def vocabulary(self) -> list[str]:
+    def vocabulary(self) -> Vocabulary:
+        """The encoder's token strings, which name the index's terms."""
         if self._vocab is None:
-            self._vocab = _vocabulary(self.encoder)
+            self._vocab = Vocabulary(_vocabulary(self.encoder))
         return self._vocab
 
     def _open_seismic(self) -> Any:
@@ -195,22 +197,15 @@ class LearnedSparse(Stage):
 
     # --- search --------------------------------------------------------------------------------
 
-    def search_vectors(self, queries: sp.csr_matrix, k: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    def search_vectors(self, queries: sp.csr_matrix, k: int | None = None) -> list[Hits]:
         """Top-k (global doc numbers, scores) of encoded queries (CSR rows [queries, vocabulary])."""
         k = k or self.k
-        if queries.shape[1] != len(self.vocabulary):
-            raise InputError(f"queries have {queries.shape[1]} dimensions, the encoder's vocabulary "
-                             f"{len(self.vocabulary)}")
+        batch = SparseQueries.from_matrix(queries, self.vocabulary)
         if self.algorithm == "seismic":
-            return self._backend.search_batch(queries, k, query_cut=self.query_cut, heap_factor=self.heap_factor,
-                                              threads=self.threads)
+            return self._backend.search(batch, k, SeismicParams(self.query_cut, self.heap_factor, self.threads))
         if self.algorithm == "matmul":
-            return self._matmul().search_batch(queries, k)
-        vocab, ptr = self.vocabulary, queries.indptr
-        bags = [{vocab[j]: w for j, w in zip(queries.indices[ptr[i]:ptr[i + 1]].tolist(),
-                                              queries.data[ptr[i]:ptr[i + 1]].tolist())}
-                for i in range(queries.shape[0])]
-        return self.index.search_batch(bags, k, self.algorithm, self.theta, self.threads)
+            return self._matmul().search(batch, k)
+        return self.index.search(batch, k, InvertedParams(self.algorithm, self.theta, threads=self.threads))
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         qids = list(queries)
