@@ -1,4 +1,5 @@
-"""Search speed of two rankstack source trees in one run: BM25 on pypi-summaries, one thread, k=10 and k=1000.
+"""Search speed of two rankstack source trees in one run: BM25 on pypi-summaries, one thread, k=10 and k=1000, and
+the pipelines `bm25 % 10` and `bm25 % 100` (a cut-off after a first stage of k=1000).
 
     git worktree add /tmp/before <commit>
     .venv/bin/python bench/ab_search.py --old /tmp/before/src --new src [--rounds 5]
@@ -25,7 +26,7 @@ WORKER = r"""
 import json, sys, time
 from pathlib import Path
 import orjson
-from rankstack import BM25, Document
+from rankstack import BM25, Document, Queries
 from rankstack.index.inverted import InvertedIndex
 
 index_dir, data, n, rounds_in = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.stdin
@@ -41,7 +42,7 @@ if not (index_dir / "manifest.json").exists():
     print(json.dumps({"build_s": time.perf_counter() - t}), flush=True)
 else:
     print(json.dumps({"build_s": None}), flush=True)
-bm25 = BM25(index_dir, progress=False)
+bm25 = BM25(index_dir, progress=False, threads=1)
 index = bm25.index
 queries = [orjson.loads(l)["text"] for l in (data / "queries.msmarco-dev-small.jsonl").read_text().splitlines()][:n]
 bags = [bm25.query_terms(q) for q in queries]
@@ -54,10 +55,14 @@ else:
     single = InvertedParams(threads=1)
     one = lambda bag, k: index.search([bag], k, single)[0]
     batch = lambda k: index.search(bags, k, single)
+batch_queries = Queries({str(i): q for i, q in enumerate(queries)})
+pipelines = {"pipeline_cut10": bm25 % 10, "pipeline_cut100": bm25 % 100}
 for k in (10, 1000):  # compile and warm up
     for bag in bags[:200]:
         one(bag, k)
     batch(k)
+for p in pipelines.values():
+    p(Queries({"0": queries[0]}))
 for line in rounds_in:
     out = {}
     for k in (10, 1000):
@@ -68,6 +73,10 @@ for line in rounds_in:
         t = time.perf_counter()
         batch(k)
         out[f"batch_k{k}"] = len(bags) / (time.perf_counter() - t)
+    for name, p in pipelines.items():
+        t = time.perf_counter()
+        p(batch_queries)
+        out[name] = len(bags) / (time.perf_counter() - t)
     print(json.dumps(out), flush=True)
 """
 
@@ -101,7 +110,7 @@ def main() -> None:
           f"(q/s: best / median); builds: old {builds['old']}, new {builds['new']} s")
     print("| | old best | old median | new best | new median | new/old (best) |")
     print("|---|---|---|---|---|---|")
-    for key in ("one_k10", "one_k1000", "batch_k10", "batch_k1000"):
+    for key in ("one_k10", "one_k1000", "batch_k10", "batch_k1000", "pipeline_cut10", "pipeline_cut100"):
         o = [r[key] for r in results["old"]]
         n = [r[key] for r in results["new"]]
         print(f"| {key} | {max(o):,.0f} | {statistics.median(o):,.0f} | {max(n):,.0f} | {statistics.median(n):,.0f} "

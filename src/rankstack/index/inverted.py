@@ -9,7 +9,6 @@ replacing the manifest, so a crash at any moment leaves the last commit intact.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index import commit
-from rankstack.index.commit import LockedWriter, Manifest, WriterLock, check_hint, new_name
+from rankstack.index.commit import LockedWriter, Manifest, Snapshot, WriterLock, check_hint, new_name
 from rankstack.index.container import file_ref, read_checked
 from rankstack.data.run import Hits
 from rankstack.index.query import SegmentSearcher
@@ -78,7 +77,7 @@ class IndexDocIds:
         return out
 
 
-class InvertedIndex:
+class InvertedIndex(Snapshot):
     """A read-only snapshot of an index directory.
 
     Opening reads the manifest and the segments' headers; the first search checks every file's checksums and
@@ -88,8 +87,6 @@ class InvertedIndex:
     def __init__(self, path: str | Path):
         self.path = Path(path).absolute()
         self.manifest: Manifest = commit.open_snapshot(self.path, lambda: read_manifest(self.path), self._open)
-        self._verify_lock = threading.Lock()
-        self._verified = False
 
     def _open(self, manifest: Manifest) -> Manifest:
         hint = check_hint(self.path)
@@ -116,11 +113,6 @@ class InvertedIndex:
         return manifest
 
     @property
-    def commit_id(self) -> str:
-        """The identity of this snapshot's content: it changes with every commit (add, delete, merge, rebuild)."""
-        return self.manifest.commit
-
-    @property
     def mode(self) -> str:
         return self.settings["mode"]
 
@@ -145,14 +137,9 @@ class InvertedIndex:
         ref = self.manifest.files.get(role)
         return None if ref is None else read_checked(self.path / ref.name, ref, check_hint(self.path))
 
-    def verify(self) -> None:
-        """Check every segment's checksums and structures (once per snapshot; see Segment.verify)."""
-        if self._verified:
-            return
-        with self._verify_lock:
-            for seg in self.segments:
-                seg.verify()
-            self._verified = True
+    def _verify(self) -> None:
+        for seg in self.segments:
+            seg.verify()
 
     # --- statistics and weights ----------------------------------------------------------------
 

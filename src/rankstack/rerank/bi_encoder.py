@@ -7,9 +7,9 @@
 Any rankstack encoder with `encode_queries` / `encode_documents` works: dense ones give float arrays, sparse
 ones SciPy CSR matrices. With `texts`, each distinct candidate is encoded once per call and no index is needed,
 which makes this the way to put a neural first-stage model on top of another stage's candidates (e.g. TREC DL's
-BM25 top 100). With `index` (a Dense stage or a dense index directory), only the queries are encoded (by the
-index's own encoder unless one is given) and the candidates' vectors come from the index, as it is after any
-add or delete through that stage.
+BM25 top 100). With `index` (a Dense stage or a dense index directory), only the queries are encoded, by the
+index's own encoder, and the candidates' vectors come from the index, as it is after any add or delete through
+that stage.
 """
 
 from __future__ import annotations
@@ -23,17 +23,20 @@ from rankstack.data.queries import Queries
 from rankstack.data.run import DocIds
 from rankstack.errors import InputError
 from rankstack.rerank.base import Reranker, check_depth, head_texts, split
-from rankstack.rerank.texts import Texts, texts_from
+from rankstack.rerank.texts import Texts, texts_config, texts_from
 
 
 class BiEncoder(Reranker):
     """Rerank the top `depth` candidates of each query by the encoder's query-document dot product.
 
-    Exactly one source of document representations: `texts` (encoded by `encoder`) or `index` (a Dense stage or
-    a dense index directory, whose stored or reconstructed vectors are used)."""
+    Exactly one source of documents: `texts` (a CorpusTexts, an IndexTexts or a path; encoded by `encoder`, any
+    rankstack encoder, whose repr rebuilds it) or `index` (a Dense stage or a dense index directory: its vectors,
+    and its encoder for the queries; `encoder` may then only be a model path, checked against the index's record).
+    """
 
     def __init__(self, encoder: Any = None, texts: Texts | str | None = None, depth: int | None = 100, *,
                  index: Any = None):
+        check_depth(depth)
         if (texts is None) == (index is None):
             raise InputError("BiEncoder needs exactly one source of documents: texts=... (encoded) or index=... "
                              "(a Dense stage or a dense index directory, whose vectors are used)")
@@ -41,14 +44,17 @@ class BiEncoder(Reranker):
         if index is not None:
             from rankstack.retrieve.dense import Dense
 
-            self.dense = Dense(index, encoder) if isinstance(index, (str, os.PathLike)) else index
-            if not isinstance(self.dense, Dense):
-                raise InputError(f"index must be a Dense stage or a dense index directory, got {index!r}")
-            encoder = self.dense.encoder if encoder is None else encoder
-        elif encoder is None:
-            raise InputError("BiEncoder with texts=... needs an encoder")
-        self._encoder_arg = os.fspath(encoder) if isinstance(encoder, (str, os.PathLike)) else None
-        self.encoder, self.depth = encoder, check_depth(depth)
+            if isinstance(index, (str, os.PathLike)):
+                index = Dense(index, encoder)
+            elif encoder is not None:
+                raise InputError("BiEncoder(index=<Dense stage>) encodes queries with that stage's encoder: "
+                                 "give no encoder")
+            if not isinstance(index, Dense):
+                raise InputError(f"index must be a Dense stage or a dense index directory, got {index!r:.80}")
+            self.dense, encoder = index, index.encoder
+        if not (hasattr(encoder, "encode_queries") and hasattr(encoder, "encode_documents")):
+            raise InputError(f"BiEncoder needs an encoder (e.g. DenseEncoder(model)), got {encoder!r:.80}")
+        self.encoder, self.depth = encoder, depth
         self.texts = None if texts is None else texts_from(texts)
 
     def score(self, queries: Queries, heads: Mapping[str, np.ndarray], doc_ids: DocIds) -> dict[str, np.ndarray]:
@@ -85,8 +91,5 @@ class BiEncoder(Reranker):
 
     def config(self) -> dict[str, Any]:
         if self.dense is not None:
-            out: dict[str, Any] = {"index": str(self.dense.index.path)}
-            if self._encoder_arg is not None:
-                out["encoder"] = self._encoder_arg
-            return {**out, "depth": self.depth}
-        return {"encoder": repr(self.encoder), "texts": getattr(self.texts, "source", None), "depth": self.depth}
+            return {"index": str(self.dense.index.path), "depth": self.depth}
+        return {"encoder": self.encoder, "texts": texts_config(self.texts), "depth": self.depth}
