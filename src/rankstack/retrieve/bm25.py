@@ -118,16 +118,17 @@ class BM25(Stage):
         return Counter(self.analyzer.analyze(text))
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        index = self.index  # one snapshot for hits and ids, whatever a concurrent add() does
         qids = list(queries)
         results = {}
         with tqdm(total=len(qids), desc="BM25", unit=" queries", disable=None if self.progress is None
                   else not self.progress) as bar:
             for start in range(0, len(qids), QUERY_CHUNK):
                 chunk = qids[start:start + QUERY_CHUNK]
-                hits = self.index.search([self.query_terms(queries[q]) for q in chunk], self.k, self.params)
+                hits = index.search([self.query_terms(queries[q]) for q in chunk], self.k, self.params)
                 results.update(zip(chunk, hits))
                 bar.update(len(chunk))
-        return Run(results, self.index.doc_ids, name="BM25", presorted=True)
+        return Run(results, index.doc_ids, name="BM25", presorted=True)
 
     def document(self, doc_id: str) -> Document:
         """A stored document by id."""

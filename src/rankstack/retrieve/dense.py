@@ -137,9 +137,11 @@ class Dense(Stage):
                              f"{', '.join(map(repr, empty[:5]))}: a dense encoder needs at least one word")
         return qids, self.encoder.encode_queries([queries[q] for q in qids])
 
-    def search_vectors(self, vectors: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, scores) of the top-k hits of query vectors, with this stage's knobs."""
-        return self.index.search_arrays(vectors, k or self.k, self.params)
+    def search_vectors(self, vectors: np.ndarray, k: int | None = None, index: DenseIndex | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the top-k hits of query vectors in `index` (default: this stage's snapshot), with this
+        stage's knobs."""
+        return (index or self.index).search_arrays(vectors, k or self.k, self.params)
 
     @property
     def params(self) -> DenseParams:
@@ -147,11 +149,12 @@ class Dense(Stage):
         return DenseParams(self.nprobe, self.ef_search, self.rescore, self.rescore_depth)
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        index = self.index  # one snapshot for hits and ids, whatever a concurrent add() does
         qids, vectors = self.encode_queries(queries)
         if not qids:
-            return Run({}, self.index.doc_ids, name="Dense")
-        rows, scores = self.search_vectors(vectors)
-        return to_run(qids, rows, scores, self.index.doc_ids, name="Dense")
+            return Run({}, index.doc_ids, name="Dense")
+        rows, scores = self.search_vectors(vectors, index=index)
+        return to_run(qids, rows, scores, index.doc_ids, name="Dense")
 
     def config(self) -> dict[str, Any]:
         out: dict[str, Any] = {"index": str(self.index.path)}

@@ -199,15 +199,23 @@ class LearnedSparse(Stage):
 
     def search_vectors(self, queries: sp.csr_matrix, k: int | None = None) -> list[Hits]:
         """Top-k (global doc numbers, scores) of encoded queries (CSR rows [queries, vocabulary])."""
-        k = k or self.k
+        return self._search(self.index, self._searcher(), queries, k or self.k)
+
+    def _searcher(self) -> Any:
+        """What answers this stage's queries: the inverted index, or its Seismic or matmul backend."""
+        return self._matmul() if self.algorithm == "matmul" else self._backend if self.algorithm == "seismic" \
+            else self.index
+
+    def _search(self, index: InvertedIndex, searcher: Any, queries: sp.csr_matrix, k: int) -> list[Hits]:
         batch = SparseQueries.from_matrix(queries, self.vocabulary)
+        if searcher is index:
+            return index.search(batch, k, InvertedParams(self.algorithm, self.theta, threads=self.threads))
         if self.algorithm == "seismic":
-            return self._backend.search(batch, k, SeismicParams(self.query_cut, self.heap_factor, self.threads))
-        if self.algorithm == "matmul":
-            return self._matmul().search(batch, k)
-        return self.index.search(batch, k, InvertedParams(self.algorithm, self.theta, threads=self.threads))
+            return searcher.search(batch, k, SeismicParams(self.query_cut, self.heap_factor, self.threads))
+        return searcher.search(batch, k)
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        index, searcher = self.index, self._searcher()  # one snapshot, whatever a concurrent add() does
         qids = list(queries)
         empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
         results = {q: empty for q in qids}  # an empty query finds nothing, as in BM25
@@ -217,9 +225,9 @@ class LearnedSparse(Stage):
             for start in range(0, len(todo), QUERY_CHUNK):
                 chunk = todo[start:start + QUERY_CHUNK]
                 matrix = self.encoder.encode_queries([queries[q] for q in chunk])
-                results.update(zip(chunk, self.search_vectors(matrix)))
+                results.update(zip(chunk, self._search(index, searcher, matrix, self.k)))
                 bar.update(len(chunk))
-        return Run(results, self.index.doc_ids, name="LearnedSparse", presorted=True)
+        return Run(results, index.doc_ids, name="LearnedSparse", presorted=True)
 
     def config(self) -> dict[str, Any]:
         config = {"index": str(self.index.path), "k": self.k, "algorithm": self.algorithm}
