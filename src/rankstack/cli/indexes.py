@@ -1,0 +1,119 @@
+"""An index directory's type, read from its manifest's "format" field, and the first stage that searches it.
+
+    index_kind("indexes/scifact")                      # "bm25", "sparse", "seismic", "dense" or "late"
+    open_stage("indexes/scifact", k=10, k1=1.2)        # BM25("indexes/scifact", k=10, k1=1.2)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rankstack.errors import IndexFormatError, InputError
+
+#: The manifest "format" of each index type (the inverted index: by its settings' mode).
+FORMATS = {"rankstack-inverted-index": None, "rankstack-dense-index": "dense", "rankstack-plaid": "late",
+           "rankstack-seismic-index": "seismic"}
+INVERTED_MODES = {"bm25": "bm25", "impact": "sparse"}
+NAMES = {"bm25": "BM25", "sparse": "learned sparse", "seismic": "Seismic", "dense": "dense", "late": "late-interaction"}
+#: Search algorithms each index type offers (the first is the default).
+ALGORITHMS = {"bm25": ("maxscore", "bmw", "exhaustive"),
+              "sparse": ("maxscore", "bmw", "exhaustive", "seismic", "matmul"),
+              "seismic": ("seismic",), "dense": (), "late": ()}
+#: Search options and the index types they apply to.
+OPTIONS = {"theta": ("bm25", "sparse"), "threads": ("bm25", "sparse", "seismic"), "k1": ("bm25",), "b": ("bm25",),
+           "query_cut": ("sparse", "seismic"), "heap_factor": ("sparse", "seismic"), "nprobe": ("dense", "late"),
+           "ef_search": ("dense",), "rescore": ("dense", "late"), "ncandidates": ("late",),
+           "encoder": ("sparse", "seismic", "dense", "late"), "device": ("sparse", "seismic", "dense", "late"),
+           "batch_size": ("sparse", "seismic", "dense"), "dtype": ("sparse", "seismic", "dense")}
+
+
+def index_kind(path: str | Path) -> str:
+    """The type of the index in `path`: "bm25", "sparse" (learned sparse), "seismic" (the approximate index inside a
+    learned sparse one), "dense" or "late". IndexFormatError for a folder without a manifest or of an unknown type."""
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise IndexFormatError(f"{path} is not an index directory (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise IndexFormatError(f"{manifest_path} cannot be read ({e})") from None
+    fmt = manifest.get("format") if isinstance(manifest, dict) else None
+    if fmt not in FORMATS:
+        raise IndexFormatError(f"{path}: unknown index type {fmt!r} (rankstack reads {', '.join(FORMATS)})")
+    if FORMATS[fmt] is not None:
+        return FORMATS[fmt]
+    mode = (manifest.get("settings") or {}).get("mode", manifest.get("mode"))
+    if mode not in INVERTED_MODES:
+        raise IndexFormatError(f"{path}: unknown inverted index mode {mode!r} (expected bm25 or impact)")
+    return INVERTED_MODES[mode]
+
+
+def open_stage(path: str | Path, *, k: int = 1000, algorithm: str | None = None, progress: bool | None = None,
+               **options: Any) -> Any:
+    """The first stage over the index in `path`, with search `options` (None values are left out; an option the
+    index type does not take is an InputError naming it). A "seismic" folder opens its learned sparse index."""
+    path = Path(path)
+    kind = index_kind(path)
+    options = {name: value for name, value in options.items() if value is not None and value is not False}
+    unknown = [name for name in options if name not in OPTIONS]
+    if unknown:
+        raise TypeError(f"unknown search options {unknown}")
+    wrong = [name for name in options if kind not in OPTIONS[name]]
+    if wrong:
+        flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
+        raise InputError(f"{flags} do{'es' if len(wrong) == 1 else ''} not apply to a {NAMES[kind]} index ({path})")
+    if algorithm is not None and algorithm not in ALGORITHMS[kind]:
+        offered = (f"choose {', '.join(ALGORITHMS[kind])}" if ALGORITHMS[kind] else
+                   "it takes no --algorithm; its knobs are --nprobe, --ef-search, --rescore")
+        raise InputError(f"algorithm {algorithm!r} does not apply to a {NAMES[kind]} index ({offered})")
+    if kind == "bm25":
+        from rankstack.retrieve.bm25 import BM25
+
+        return BM25(path, k=k, algorithm=algorithm or "maxscore", progress=progress, **options)
+    if kind in ("sparse", "seismic"):
+        return _learned_sparse(path.parent if kind == "seismic" else path, k, algorithm or ALGORITHMS[kind][0],
+                               progress, options)
+    if kind == "dense":
+        from rankstack.index.dense import DenseIndex
+        from rankstack.retrieve.dense import Dense, load_encoder
+
+        index = DenseIndex(path)
+        encoder_options = {key: options.pop(key) for key in ("device", "batch_size", "dtype") if key in options}
+        encoder = load_encoder(options.pop("encoder", None), index.encoder_info, progress=progress, **encoder_options)
+        return Dense(index, encoder, k=k, **options)
+    from rankstack.index.plaid import PlaidIndex
+    from rankstack.retrieve.late import LateInteraction, multivector_encoder
+
+    index = PlaidIndex(path)
+    model = options.pop("encoder", None) or _recorded_model(index.encoder_info, path)
+    encoder = multivector_encoder(model, index.encoder_info, options.pop("device", None))
+    return LateInteraction(index, encoder, k=k, progress=progress, **options)
+
+
+def _learned_sparse(path: Path, k: int, algorithm: str, progress: bool | None, options: dict[str, Any]) -> Any:
+    from rankstack.index.inverted import InvertedIndex
+    from rankstack.retrieve.sparse import LearnedSparse, encoder_from_record
+
+    encoder_options = {key: options.pop(key) for key in ("batch_size", "dtype") if key in options}
+    model = options.pop("encoder", None)
+    encoder = None
+    if model is not None or encoder_options:
+        recorded = InvertedIndex(path).settings.get("metadata", {}).get("encoder") or {}
+        if model is not None:
+            recorded = {**recorded, "model": str(model), "path": str(model)}
+        encoder = encoder_from_record(recorded, path, device=options.get("device"), progress=progress,
+                                      **encoder_options)
+    return LearnedSparse(path, encoder, k=k, algorithm=algorithm, progress=progress, **options)
+
+
+def _recorded_model(record: dict[str, Any], path: Path) -> str:
+    """The folder (when it still exists) or the hub id of the model an index records."""
+    for key in ("path", "model"):
+        value = record.get(key)
+        if value and (key == "model" or Path(value).is_dir()):
+            return str(value)
+    raise InputError(f"{path} records no model: pass --encoder MODEL")
+
