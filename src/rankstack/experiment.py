@@ -209,8 +209,8 @@ def _read_config(path: Path) -> dict:
     for key, kind in (("queries", str), ("qrels", str), ("measures", list), ("pipelines", dict), ("stages", dict),
                       ("indexes", dict), ("baseline", str), ("cache", str), ("report", str), ("latency_sample", int)):
         if key in config and not isinstance(config[key], kind):
-            raise InputError(f"{key!r} must be a {'JSON ' + {list: 'list', dict: 'object'}.get(kind, kind.__name__)}, "
-                             f"got {json.dumps(config[key])[:60]}", path)
+            expected = {str: "a string", int: "an integer", list: "a list", dict: "an object"}[kind]
+            raise InputError(f"{key!r} must be {expected}, got {json.dumps(config[key])[:60]}", path)
     if not config["pipelines"]:
         raise InputError("'pipelines' is empty: name at least one pipeline", path)
     parse_measures(config["measures"])
