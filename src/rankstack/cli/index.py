@@ -3,6 +3,8 @@ collection (the flags follow the Python API: BM25.build, LearnedSparse.build, De
 
 from __future__ import annotations
 
+import sys
+
 from rankstack.cli import common
 
 TYPES = ("bm25", *common.ENCODER_TYPES)
@@ -57,6 +59,9 @@ def run(args) -> None:
     common.check_overwrite(args.index, args.overwrite)
     corpus = resolve.corpus(args.corpus, args.corpus_format)
     progress = common.progress(args)
+    quiet = progress is False or (progress is None and not sys.stderr.isatty())
+    common.report(f"indexing {args.corpus} into {args.index} ({args.type})"
+                  + ("; --progress shows progress bars here too" if quiet and progress is None else ""))
     with common.Timer() as timer:
         if args.type == "bm25":
             from rankstack.retrieve.bm25 import BM25

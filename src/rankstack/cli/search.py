@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rankstack.cli import common
+from rankstack.errors import InputError
 
 #: Named collections whose queries are documents of the corpus: BEIR evaluates them without the hit whose id is the
 #: query's (`ignore_identical_ids`; Anserini's -removeQuery), so searches of them drop it by default.
@@ -85,12 +86,12 @@ def run(args) -> None:
     single = args.query is not None
     k = args.k or (10 if single else 1000)
     if args.show_text and not single:
-        raise _input_error("--show-text prints one query's hits: use it with --query")
+        raise InputError("--show-text prints one query's hits: use it with --query")
     if args.show_text and not args.corpus and index_kind(args.index) in ("dense", "late"):
-        raise _input_error(f"{args.index} stores no document texts: pass --corpus (the corpus file or collection "
+        raise InputError(f"{args.index} stores no document texts: pass --corpus (the corpus file or collection "
                            "it was built from)")
     if single and args.remove_query:
-        raise _input_error("--remove-query needs query ids: use it with --queries")
+        raise InputError("--remove-query needs query ids: use it with --queries")
     remove = not single and remove_query_default(args, args.queries)
     stage = open_stage(args.index, k=k + 1 if remove else k, algorithm=args.algorithm,
                        progress=common.progress(args), **search_options(args))
@@ -125,7 +126,7 @@ def _documents(args, stage, doc_ids: list[str]) -> dict:
 
         index = getattr(stage, "index", None)
         if getattr(index, "stored", None) is None or not index.settings.get("store"):
-            raise _input_error(f"{args.index} stores no document texts: pass --corpus (the corpus file or collection "
+            raise InputError(f"{args.index} stores no document texts: pass --corpus (the corpus file or collection "
                                "it was built from)")
         texts = IndexTexts(index).texts(doc_ids)
         from rankstack.data.corpus import Document
@@ -141,8 +142,3 @@ def _excerpt(doc, width: int = 110, lines: int = 3) -> str:
     wrapped = textwrap.wrap(" ".join(text.split()), width - 6, max_lines=lines, placeholder=" ...")
     return "\n".join("      " + line for line in wrapped)
 
-
-def _input_error(message: str):
-    from rankstack.errors import InputError
-
-    return InputError(message)
