@@ -226,8 +226,8 @@ def test_bad_input_is_one_line_and_exit_code_2(data, indexes, tiny, capsys, tmp_
     (tmp_path / "other.trec").write_text("x1 Q0 4983 1 2.0 r\nx2 Q0 4983 1 1.0 r\n")
     assert run_cli(capsys, "search", indexes / "bm25", "--queries", "beir/scifact", "-o", tmp_path / "b.trec")[0] == 0
     cases = [
-        (["search", weird, "-q", "x"], "unknown index type 'lucene-index'"),
-        (["search", tmp_path / "nowhere", "-q", "x"], "not an index directory"),
+        (["search", weird, "-q", "x"], "index of unknown type 'lucene-index'"),
+        (["search", tmp_path / "nowhere", "-q", "x"], "is not an index directory"),
         (["search", indexes / "dense", "-q", "cells", "--encoder", tiny["other"]], "differs from the one"),
         (["search", indexes / "splade", "-q", "cells", "--encoder", tiny["other"]], "differs from the one"),
         (["search", indexes / "late", "-q", "cells", "--encoder", tiny["other"]], "differs from the one"),
@@ -240,7 +240,7 @@ def test_bad_input_is_one_line_and_exit_code_2(data, indexes, tiny, capsys, tmp_
           "-o", tmp_path / "o.trec"], "a run for other queries"),
         (["fuse", tmp_path / "b.trec", tmp_path / "other.trec", "-o", tmp_path / "o.trec"], "shares no query"),
         (["search", indexes / "bm25", "--queries", "beir/scifact", "-o", tmp_path / "no" / "dir" / "r.trec"],
-         "No such file or directory"),
+         "cannot write the file"),
         (["eval", "beir/scifact", tmp_path / "missing.trec"], "file not found"),
         (["search", indexes / "bm25", "--queries", "beir/nope"], "unknown collection"),
     ]

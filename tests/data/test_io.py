@@ -1,4 +1,6 @@
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -110,12 +112,14 @@ def test_run_round_trip(tmp_path, name):
     assert [back.ids(q) for q in back] == [run.ids(q) for q in run]
 
 
-def test_run_with_ties_warns_and_keeps_file_order(tmp_path):
+def test_run_with_ties_keeps_file_order_without_warning(tmp_path):
+    """Ties are reported at evaluation, where they can change a value (tests/evaluate/test_ties.py)."""
     path = tmp_path / "r.trec"
-    path.write_text("1 Q0 z 1 2.0 t\n1 Q0 a 2 2.0 t\n1 Q0 m 3 1.0 t\n")
-    with pytest.warns(UserWarning, match="tied scores"):
+    path.write_text("1 Q0 z 1 2.0 t\n1 Q0 a 2 2.0 t\n1 Q0 m 3 1.0 t\n1 Q0 b 5 1.0 t\n1 Q0 c 4 1.0 t\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         run = Run.read(path)
-    assert run.ids("1") == ["z", "a", "m"]
+    assert run.ids("1") == ["z", "a", "m", "c", "b"]
 
 
 def test_run_errors(tmp_path):

@@ -13,10 +13,12 @@ from rankstack.data.qrels import Qrels
 from rankstack.data.run import Run
 from rankstack.errors import InputError
 from rankstack.evaluate import Comparison, Evaluation, compare, evaluate, parse_measures
+from rankstack.evaluate.measures import parse_measure
 from rankstack.evaluate.report import MARKER
 from rankstack.evaluate.significance import adjust_pvalues, paired_pvalue
+from tests.conftest import SHARED_DATA
 
-DL19 = Path(__file__).resolve().parents[3] / "shared" / "data" / "trec-dl-2019-passage"  # ../shared beside the repo
+DL19 = SHARED_DATA / "trec-dl-2019-passage"
 
 # --- a toy example, computed by hand ---------------------------------------------------------------
 
@@ -62,6 +64,55 @@ def test_parse_measures_aliases(spec, expected):
     assert [str(m) for m in parse_measures([spec])] == [expected]
 
 
+@pytest.mark.parametrize("spec, expected", [
+    ("ndcg_cut.10", "nDCG@10"), ("ndcg_cut_10", "nDCG@10"), ("recall_100", "R@100"), ("recall.100", "R@100"),
+    ("P_10", "P@10"), ("P.10", "P@10"), ("map", "AP"), ("recip_rank", "RR"), ("map_cut_100", "AP@100"),
+    ("ndcg", "nDCG"), ("success.10", "Success@10"), ("Rprec", "Rprec"), ("bpref", "Bpref"),
+    ("recall_1000 rel>=2", "R(rel=2)@1000"),
+])
+def test_trec_eval_measure_names(spec, expected):
+    assert [str(m) for m in parse_measures(spec)] == [expected]
+    assert str(parse_measure(spec)) == expected
+
+
+def test_trec_eval_names_with_several_cutoffs_expand_in_parse_measures_only():
+    assert [str(m) for m in parse_measures(["ndcg_cut.5,10", "P.10"])] == ["nDCG@5", "nDCG@10", "P@10"]
+    assert [str(m) for m in parse_measures("P")][:2] == ["P@5", "P@10"]  # trec_eval -m P: every cut-off
+    with pytest.raises(InputError, match="'ndcg_cut.5,10' names 2 measures"):
+        parse_measure("ndcg_cut.5,10")
+
+
+def test_trec_eval_names_give_trec_eval_values():
+    result = evaluate(TOY_RUN, TOY_QRELS, ["ndcg_cut.3", "recip_rank", "P_2", "map", "recall.3"])
+    assert result.aggregate == evaluate(TOY_RUN, TOY_QRELS, ["nDCG@3", "RR", "P@2", "AP", "R@3"]).aggregate
+
+
+def test_modules_depend_one_way():
+    """The evaluate modules import each other (at the top or inside functions; TYPE_CHECKING imports aside)
+    without a circle."""
+    import ast
+
+    import rankstack.evaluate
+
+    folder = Path(rankstack.evaluate.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        tree = ast.parse(path.read_text())
+        typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and "TYPE_CHECKING" in ast.unparse(block.test) for node in ast.walk(block)}
+        graph[path.stem] = {node.module.rsplit(".", 1)[-1] for node in ast.walk(tree)
+                            if isinstance(node, ast.ImportFrom) and id(node) not in typing_only
+                            and (node.module or "").startswith("rankstack.evaluate.")}
+    assert graph["significance"] and graph["evaluation"]  # the walk found imports
+
+    def reaches(start, target, seen=()):
+        return any(n == target or (n not in seen and reaches(n, target, (*seen, n))) for n in graph.get(start, ()))
+
+    assert [m for m in graph if reaches(m, m)] == []
+
+
 def test_parse_measures_keeps_order_and_drops_duplicates():
     import ir_measures
 
@@ -70,7 +121,7 @@ def test_parse_measures_keeps_order_and_drops_duplicates():
 
 
 @pytest.mark.parametrize("spec", ["foo@10", "nDCG@ten", "nDCG@10 rel>=2", "nDCG(rel=2)@10", "R(rel=1)@10 rel>=2",
-                                  'nDCG(dcg="bogus")@10', ""])
+                                  'nDCG(dcg="bogus")@10', "", "ndcg_cut.10 rel>=2", "relstring", "ndcg_cut.x"])
 def test_unknown_measure_is_an_input_error(spec):
     with pytest.raises(InputError) as error:
         parse_measures(["nDCG@10", spec])

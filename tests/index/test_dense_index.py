@@ -9,7 +9,7 @@ import pytest
 faiss = pytest.importorskip("faiss")
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError, RankstackError  # noqa: E402
-from rankstack.index import dense as dense_module  # noqa: E402
+from rankstack.index import commit  # noqa: E402
 from rankstack.index.dense import DenseIndex, DenseIndexWriter  # noqa: E402
 
 DIM = 8
@@ -208,24 +208,31 @@ def test_writer_lock(tmp_path):
 
 def test_corrupt_or_missing_files(tmp_path):
     build(tmp_path)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    text = (tmp_path / "manifest.json").read_text()
+    manifest = json.loads(text)
     with pytest.raises(IndexFormatError, match="does not exist"):
         DenseIndex(tmp_path / "x")
     (tmp_path / "x").mkdir()
     with pytest.raises(IndexFormatError, match="no manifest.json"):
         DenseIndex(tmp_path / "x")
-    (tmp_path / "manifest.json").write_text('{"format": "rankstack-dense-index", "version": 1, "factory"')
-    with pytest.raises(IndexFormatError, match="corrupt"):
+    (tmp_path / "manifest.json").write_text('{"format": "rankstack-dense-index", "version": 2, "factory"')
+    with pytest.raises(IndexFormatError, match="is damaged .not JSON"):
         DenseIndex(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "version": 99}))
     with pytest.raises(IndexFormatError, match="version 99"):
         DenseIndex(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "dim"}))
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "settings": {**manifest["settings"], "dim": 7}}))
+    with pytest.raises(IndexFormatError, match="fails its checksum"):
+        DenseIndex(tmp_path)
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    body["settings"] = {k: v for k, v in body["settings"].items() if k != "dim"}
+    (tmp_path / "manifest.json").write_text(json.dumps({**body, "checksum": commit._checksum(body)}))
     with pytest.raises(IndexFormatError, match="lacks dim"):
         DenseIndex(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    (tmp_path / manifest["files"]["index"]).write_bytes(b"garbage")
-    with pytest.raises(IndexFormatError, match="corrupt"):
+    (tmp_path / "manifest.json").write_text(text)
+    faiss_file = tmp_path / manifest["segments"][0]["files"]["faiss"][0]
+    faiss_file.write_bytes(b"garbage")
+    with pytest.raises(IndexFormatError, match=f"{faiss_file.name} is damaged"):
         DenseIndex(tmp_path)
 
 
@@ -237,7 +244,7 @@ def test_crash_during_commit_keeps_last_commit(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("simulated crash before the manifest is replaced")
 
-    monkeypatch.setattr(dense_module, "write_json_atomic", crash)
+    monkeypatch.setattr(commit, "write_atomic", crash)
     w = DenseIndexWriter(tmp_path)
     w.delete(ids[:50])
     w.add(["new"], np.ones((1, DIM), np.float32))
@@ -265,3 +272,18 @@ def test_gpu_search_equals_cpu(tmp_path):
     r2, s2 = gpu.search_arrays(q, 10)
     np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-4)
     assert (r1 == r2).mean() > 0.95
+
+
+def test_hnsw_returns_k_hits_or_says_why_not(tmp_path):
+    rng = np.random.default_rng(0)
+    with DenseIndexWriter(tmp_path, factory="HNSW32", dim=DIM, metric="ip", encoder={}) as w:
+        w.add([f"d{i}" for i in range(2000)], rng.standard_normal((2000, DIM)))
+    q = rng.standard_normal((5, DIM)).astype(np.float32)
+    rows, _ = DenseIndex(tmp_path).search_arrays(q, 1000)  # the graph is searched at efSearch >= k
+    assert (rows >= 0).sum(1).min() >= 990
+    with DenseIndexWriter(tmp_path) as w:
+        w.delete([f"d{i}" for i in range(0, 2000, 2)])
+    with pytest.warns(UserWarning, match="fewer than k=1000 hits from HNSW32.*ef_search"):
+        rows, _ = DenseIndex(tmp_path).search_arrays(q, 1000)  # 1,000 live: the filtered graph misses some
+    rows, _ = DenseIndex(tmp_path).search_arrays(q, 1000, ef_search=4000)
+    assert ((rows >= 0).sum(1) == 1000).all()

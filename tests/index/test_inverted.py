@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError, RankstackError
-from rankstack.index.inverted import IndexWriter, InvertedIndex
+from rankstack.index.inverted import IndexWriter, InvertedIndex, read_manifest
 
 WORDS = [f"w{i}" for i in range(60)]
 
@@ -144,7 +144,7 @@ def test_bad_states_are_clear_errors(tmp_path):
     assert InvertedIndex(path).num_live == 1  # the failed commits changed nothing
     manifest = path / "manifest.json"
     manifest.write_text(manifest.read_text()[:20])
-    with pytest.raises(IndexFormatError, match="corrupt"):
+    with pytest.raises(IndexFormatError, match="damaged"):
         InvertedIndex(path)
     with pytest.raises(IndexFormatError, match="no manifest.json"):
         InvertedIndex(tmp_path)
@@ -189,28 +189,24 @@ def test_killed_writer_leaves_last_commit_intact(tmp_path, phase):
         if phase == "add":
             assert index.num_live == 300 and index.docno("n0") == -1
         else:  # the merge either committed whole or not at all
-            assert index.num_live == 300 and len(index.segments) in (1, json.loads(
-                (path / "manifest.json").read_text())["segments"].__len__())
+            assert index.num_live == 300 and len(index.segments) in (1, len(read_manifest(path).segments))
         got = results(index, [{"t1": 1, "t5": 1}, {"t42": 1}], k=50)
         reference = reference or got
         assert got == reference
         with IndexWriter(path) as w:  # a new writer cleans up what the dead one left behind
             w.add("after", ["t1"])
         names = {p.name for p in path.iterdir()}
-        manifest = json.loads((path / "manifest.json").read_text())
-        assert names <= {"manifest.json", "write.lock"} | {s["name"] for s in manifest["segments"]} | \
-            {s["deletes"] for s in manifest["segments"] if s["deletes"]}
+        assert names == {"manifest.json", "write.lock"} | read_manifest(path).file_names()
         assert InvertedIndex(path).num_live == 301
 
 
-def test_a_segment_of_another_format_is_refused_by_name(tmp_path):
+def test_an_index_of_another_format_is_refused_by_name(tmp_path):
     path = tmp_path / "idx"
     with IndexWriter(path) as w:
         w.add("a", ["x"])
-    (segment,) = path.glob("seg_*/segment.json")
-    meta = json.loads(segment.read_text())
-    segment.write_text(json.dumps({**meta, "format": 1}))  # as written by an older rankstack
-    with pytest.raises(IndexFormatError, match="has format 1, this rankstack reads format 2"):
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))  # as written by an older rankstack
+    with pytest.raises(IndexFormatError, match="version 1; this rankstack reads version 2: rebuild"):
         InvertedIndex(path)
 
 

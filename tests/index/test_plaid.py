@@ -8,7 +8,8 @@ import pytest
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError, RankstackError
 from rankstack.index import plaid_kernels as K
 from rankstack.index.plaid import PlaidIndex, assign, maxsim_scores
-from rankstack.index.storage import WriterLock
+from rankstack.index import commit
+from rankstack.index.commit import WriterLock
 
 DIM = 32
 INFO = {"model": "tiny", "content_hash": "sha256:abc", "encoder": "multivector", "dimension": DIM, "projection": None}
@@ -143,7 +144,7 @@ def test_persistence_round_trip(tmp_path, docs):
     assert np.array_equal(before.docnos, after.docnos) and np.array_equal(before.scores, after.scores)
     assert again.encoder_info == INFO and again.nbits == 4 and again.num_docs == len(docs)
     assert again.doc_ids.take(after.docnos) == [f"d{i}" for i in after.docnos.tolist()]
-    assert isinstance(again.chunks[0].residuals.base, np.memmap)
+    assert not again.chunks[0].residuals.flags.writeable  # a view of the container file, not a copy
     assert np.array_equal(np.concatenate(again.vectors([3, 1])), np.concatenate(index.vectors([3, 1])))
     assert again.num_tokens == sum(len(d) for d in docs)
     assert again.size_bytes() > again.num_tokens * (DIM * 4 // 8)
@@ -186,12 +187,12 @@ def test_delete(tmp_path, docs):
 
 def test_crashed_writer_leaves_previous_snapshot(tmp_path, docs):
     index = make(tmp_path / "idx", docs[:50])
-    stray = tmp_path / "idx" / f"chunk-{index.manifest['generation'] + 1:06d}"
-    stray.mkdir()
-    (stray / "codes.npy").write_bytes(b"half-written")
+    stray = tmp_path / "idx" / "chunk_0123456789ab.rsx"
+    stray.write_bytes(b"half-written")
     assert PlaidIndex(tmp_path / "idx").num_docs == 50  # the manifest does not list it
     index.add(["x"], [docs[60]])
     assert PlaidIndex(tmp_path / "idx").num_docs == 51
+    assert not stray.exists()  # the next commit removed it
 
 
 def test_errors(tmp_path, docs):
@@ -226,19 +227,26 @@ def test_errors(tmp_path, docs):
     finally:
         lock.release()
     assert PlaidIndex(path).num_docs == 30  # nothing lost by the rejected changes
-    manifest = json.loads((path / "manifest.json").read_text())
+    text = (path / "manifest.json").read_text()
+    manifest = json.loads(text)
     (path / "manifest.json").write_text(json.dumps({**manifest, "version": 99}))
     with pytest.raises(IndexFormatError, match="version 99"):
         PlaidIndex(path)
-    (path / "manifest.json").write_text(json.dumps({**manifest, "chunks": [{**manifest["chunks"][0], "tokens": 1}]}))
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    body["segments"][0]["meta"]["tokens"] = 1
+    (path / "manifest.json").write_text(json.dumps(body))
+    with pytest.raises(IndexFormatError, match="fails its checksum"):
+        PlaidIndex(path)
+    (path / "manifest.json").write_text(json.dumps({**body, "checksum": commit._checksum(body)}))
     with pytest.raises(IndexFormatError, match="does not match the manifest"):
         PlaidIndex(path)
     (path / "manifest.json").write_text('{"format": "rankstack-plaid", "vers')
-    with pytest.raises(IndexFormatError, match="corrupt"):
+    with pytest.raises(IndexFormatError, match="damaged"):
         PlaidIndex(path)
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    (path / manifest["chunks"][0]["name"] / "codes.npy").unlink()
-    with pytest.raises(IndexFormatError, match="codes.npy is missing"):
+    (path / "manifest.json").write_text(text)
+    chunk = path / manifest["segments"][0]["files"]["data"][0]
+    chunk.unlink()
+    with pytest.raises(IndexFormatError, match=f"{chunk.name} is missing"):
         PlaidIndex(path)
     with pytest.raises(IndexFormatError, match="not an index directory"):
         PlaidIndex(tmp_path / "b")  # the rejected create left nothing

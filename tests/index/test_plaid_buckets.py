@@ -5,7 +5,9 @@ import pytest
 
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import plaid_kernels as K
+from rankstack.index.container import write_container
 from rankstack.index.plaid import PlaidIndex, bucket_quantiles
+from tests.index.manifests import edit_manifest
 
 DIM = 16
 INFO = {"model": "tiny", "content_hash": "sha256:abc", "encoder": "multivector", "dimension": DIM, "projection": None}
@@ -73,7 +75,7 @@ def test_per_dimension_buckets_reconstruct_better(tmp_path, nbits):
         decompressed = np.concatenate(index.vectors(np.arange(len(docs))))
         errors[buckets] = float(((decompressed - x) ** 2).sum(1).mean())
         again = PlaidIndex(tmp_path / buckets)  # persisted: shapes, manifest, identical decompression
-        assert again.manifest["buckets"] == buckets
+        assert again.manifest.settings["buckets"] == buckets
         assert again.weights.shape == ((DIM, 1 << nbits) if buckets == "per_dimension" else (1 << nbits,))
         assert np.array_equal(np.concatenate(again.vectors([2, 0])), np.concatenate(index.vectors([2, 0])))
         query = x[:6]
@@ -89,7 +91,9 @@ def test_bad_buckets(tmp_path):
     with pytest.raises(InputError, match="buckets"):
         PlaidIndex.create(tmp_path / "a", INFO, docs, nbits=2, num_centroids=4, buckets="per_token")
     index = make(tmp_path / "b", docs, 2, "per_dimension")
-    np.save(tmp_path / "b" / "weights.npy", np.zeros((DIM + 1, 4), np.float32))  # does not match the dimension
+    codec = write_container(tmp_path / "b" / "codec_0123456789ab.rsx", {  # weights that do not match the dimension
+        "centroids": index.centroids, "cutoffs": index.cutoffs, "weights": np.zeros((DIM + 1, 4), np.float32)})
+    edit_manifest(index.path, lambda m: m["files"].update(codec=codec.to_json()))
     with pytest.raises(IndexFormatError, match="buckets"):
         PlaidIndex(index.path)
 

@@ -1,12 +1,11 @@
-"""PLAID stored full-precision vectors: exact rescoring, persistence, updates, errors, older indexes."""
-
-import json
+"""PLAID stored full-precision vectors: exact rescoring, persistence, updates, errors."""
 
 import numpy as np
 import pytest
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.plaid import PlaidIndex
+from tests.index.manifests import edit_manifest
 
 DIM = 32
 INFO = {"model": "tiny", "content_hash": "sha256:abc", "encoder": "multivector", "dimension": DIM, "projection": None}
@@ -86,8 +85,8 @@ def test_pruned_rescore_scores_the_kept_candidates_exactly(tmp_path, docs):
 def test_persistence_round_trip(tmp_path, docs):
     index = make(tmp_path / "idx", docs)
     again = PlaidIndex(tmp_path / "idx")
-    assert again.vector_dtype == "float16" and again.manifest["vector_dtype"] == "float16"
-    assert again.chunks[0].stored.dtype == np.float16 and isinstance(again.chunks[0].stored.base, np.memmap)
+    assert again.vector_dtype == "float16" and again.manifest.settings["vector_dtype"] == "float16"
+    assert again.chunks[0].stored.dtype == np.float16 and not again.chunks[0].stored.flags.writeable
     assert again.chunks[0].stored.shape == (sum(len(d) for d in docs), DIM)
     assert all(np.array_equal(a, b) for a, b in zip(again.vectors([7, 2], stored=True), rounded([docs[7], docs[2]])))
     for q in queries():
@@ -125,7 +124,7 @@ def test_deleted_documents_never_return(tmp_path, docs):
 def test_rescore_without_stored_vectors_is_refused(tmp_path, docs):
     index = make(tmp_path / "idx", docs[:30], store_vectors=None)
     assert index.vector_dtype is None and index.chunks[0].stored is None
-    assert not (index.chunks[0].path / "vectors.npy").exists()
+    assert "vectors" not in index.chunks[0].container
     with pytest.raises(IncompatibleIndexError, match="stored vectors.*store_vectors='float16'"):
         index.search(docs[0], k=5, rescore=True)
     with pytest.raises(IncompatibleIndexError, match="stored vectors"):
@@ -135,38 +134,17 @@ def test_rescore_without_stored_vectors_is_refused(tmp_path, docs):
     assert not (tmp_path / "bad").exists()
 
 
-def test_index_written_before_stored_vectors_still_opens(tmp_path, docs):
-    path = tmp_path / "old"
-    index = make(path, docs[:60], store_vectors=None)
-    q = queries(1)[0]
-    before = index.search(q, k=10)
-    manifest = json.loads((path / "manifest.json").read_text())
-    del manifest["vector_dtype"]  # as written before this option existed
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    old = PlaidIndex(path)
-    assert old.vector_dtype is None
-    after = old.search(q, k=10)
-    assert np.array_equal(before.docnos, after.docnos) and np.array_equal(before.scores, after.scores)
-    with pytest.raises(IncompatibleIndexError, match="stored vectors"):
-        old.search(q, k=10, rescore=True)
-    old.add(["new"], [docs[70]])  # still updatable, still without stored vectors
-    assert PlaidIndex(path).num_docs == 61 and not (old.chunks[-1].path / "vectors.npy").exists()
-
-
 def test_missing_or_wrong_stored_vectors_are_a_format_error(tmp_path, docs):
     path = tmp_path / "idx"
-    index = make(path, docs[:30])
-    stored = index.chunks[0].path / "vectors.npy"
-    np.save(stored, np.zeros((3, DIM), np.float16))
-    with pytest.raises(IndexFormatError, match="does not match the manifest"):
+    make(path, docs[:30], store_vectors=None)
+    edit_manifest(path, lambda m: m["settings"].update(vector_dtype="float16"))  # chunks without vectors
+    with pytest.raises(IndexFormatError, match="lacks array 'vectors'"):
         PlaidIndex(path)
-    np.save(stored, np.concatenate(docs[:30]).astype(np.float32))  # right shape, wrong type
-    with pytest.raises(IndexFormatError, match="does not match the manifest"):
-        PlaidIndex(path)
-    stored.unlink()
-    with pytest.raises(IndexFormatError, match="vectors.npy is missing"):
-        PlaidIndex(path)
-    manifest = json.loads((path / "manifest.json").read_text())
-    (path / "manifest.json").write_text(json.dumps({**manifest, "vector_dtype": "bfloat16"}))
+    edit_manifest(path, lambda m: m["settings"].update(vector_dtype="bfloat16"))
     with pytest.raises(IndexFormatError, match="vector_dtype"):
         PlaidIndex(path)
+    wide = tmp_path / "wide"
+    make(wide, docs[:30], store_vectors="float32")
+    edit_manifest(wide, lambda m: m["settings"].update(vector_dtype="float16"))  # stored as float32
+    with pytest.raises(IndexFormatError, match="does not match the manifest"):
+        PlaidIndex(wide)

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rankstack.errors import InputError
+from rankstack.index import postings
 from rankstack.index.postings import encode_postings
 from rankstack.index.query import SegmentSearcher
 
@@ -188,17 +189,36 @@ def test_rejects_bad_queries():
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
-def test_postings_of_format_1_search_the_same(case):
-    """Segments written before the per-term bound ranges became sparse (format 1) open and search alike."""
-    corpus, q, w, k, params = case
+def test_check_accepts_every_segment_the_encoder_writes(case):
+    corpus = case[0]
     arrays = encode_postings(corpus.offsets, corpus.docnos, corpus.values, corpus.lengths, corpus.mode)
-    dense = np.zeros(len(corpus.offsets), np.int32)  # format 1: a point range for every term
-    for j, t in enumerate(arrays["ub_terms"]):
-        dense[t + 1:] = arrays["ub_offsets"][j + 1]
-    old = {name: a for name, a in arrays.items() if name not in ("ub_terms", "ub_offsets")}
-    old.update(term_ub_offsets=dense, meta=np.array([1, *arrays["meta"][1:]], np.int64))
-    for algorithm in ("maxscore", "bmw"):
-        got = SegmentSearcher(old, corpus.lengths, corpus.live).search(q, w, k, algorithm=algorithm, **params)
-        want = corpus.searcher.search(q, w, k, algorithm=algorithm, **params)
-        np.testing.assert_array_equal(got[0], want[0])
-        np.testing.assert_array_equal(got[1], want[1])
+    assert postings.check(arrays, corpus.n_docs, postings.MODES[corpus.mode], corpus.lengths) is None
+
+
+def test_check_names_each_damage_the_kernels_would_trip_over():
+    corpus = Corpus(7, 3000, 40, "bm25", ties=False, deletes=0.0)
+    good = encode_postings(corpus.offsets, corpus.docnos, corpus.values, corpus.lengths, corpus.mode)
+    long_term = int(np.argmax(np.diff(good["term_blocks"])))
+    b = int(good["term_blocks"][long_term]) + 1  # a full block that is not its term's first
+
+    def damaged(name, change):
+        arrays = {k: v.copy() for k, v in good.items()}
+        change(arrays[name])
+        return postings.check(arrays, corpus.n_docs, 0, corpus.lengths)
+
+    def swap(a):
+        a[long_term], a[long_term + 1] = a[long_term + 1] + 1, a[long_term]
+
+    cases = {
+        "term_blocks is not ascending": damaged("term_blocks", swap),
+        "bit widths exceed 32": damaged("block_doc_bits", lambda a: a.__setitem__(b, 40)),
+        "data lies outside": damaged("block_offsets", lambda a: a.__setitem__(b, len(good["data"]))),
+        "exceeds the documents": damaged("block_last", lambda a: a.__setitem__(-1, corpus.n_docs)),
+        "do not end at its block_last": damaged("data", lambda a: a.__setitem__(
+            int(good["block_offsets"][b]), a[int(good["block_offsets"][b])] ^ 0xFFFF)),
+        "above its block_max": damaged("block_max", lambda a: a.__setitem__(b, 0)),
+        "wrong type": postings.check({**good, "data": good["data"].astype(np.int64)}, corpus.n_docs, 0),
+        "meta does not match": postings.check(good, corpus.n_docs + 1, 0),
+    }
+    for expected, problem in cases.items():
+        assert problem is not None and expected in problem, (expected, problem)

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import seismic_kernels as K
+from rankstack.index.container import write_container
 from rankstack.index.seismic import SeismicIndex
+from tests.index.manifests import edit_manifest
 
 
 def random_matrix(rows, dim, density, seed):
@@ -80,13 +82,13 @@ def test_16_bit_weights_and_wide_vocabularies(tmp_path):
     q[0, d[0].indices] = 1.0  # at least one query with hits
     q = q.tocsr()
     wide = SeismicIndex.build(tmp_path / "wide", d, n_postings=None, summary_energy=1.0)
-    assert wide.manifest["forward"] == "split"
+    assert wide.manifest.settings["forward"] == "split"
     assert_exact(wide.search_batch(q, 5, query_cut=None, heap_factor=1.0), q, rounded(d), 5)
     narrow = random_matrix(300, 500, 0.05, 9)
     q = random_matrix(8, 500, 0.05, 10)
     fast = SeismicIndex.build(tmp_path / "16", narrow, n_postings=None, summary_energy=1.0)
     full = SeismicIndex.build(tmp_path / "32", narrow, n_postings=None, summary_energy=1.0, value_bits=32)
-    assert (fast.manifest["forward"], full.manifest["forward"]) == ("packed", "split")
+    assert (fast.manifest.settings["forward"], full.manifest.settings["forward"]) == ("packed", "split")
     for (docs, got), (_, want) in zip(fast.search_batch(q, 10, query_cut=None, heap_factor=1.0),
                                       full.search_batch(q, 10, query_cut=None, heap_factor=1.0)):
         assert np.allclose(got, want, rtol=1e-3)  # 16-bit rounding moves scores only slightly
@@ -125,34 +127,43 @@ def test_reopen_and_threads(tmp_path):
     SeismicIndex.build(tmp_path / "idx", d[:100], n_postings=40)  # rebuild in place: one data folder remains
     assert len(SeismicIndex(tmp_path / "idx")) == 100
     assert len([p for p in (tmp_path / "idx").iterdir() if p.name.startswith("data_")]) == 1
+    assert {p.name for p in (tmp_path / "idx").iterdir()} == {"manifest.json", "write.lock", *SeismicIndex(
+        tmp_path / "idx").manifest.file_names()}  # the old build's file is gone
 
 
 def test_half_written_or_corrupt(tmp_path):
     d = random_matrix(200, 50, 0.1, 5)
     path = tmp_path / "idx"
+    with pytest.raises(IndexFormatError, match="does not exist"):
+        SeismicIndex(path)
+    path.mkdir()
     with pytest.raises(IndexFormatError, match="no manifest"):
         SeismicIndex(path)
     SeismicIndex.build(path, d)
-    manifest = json.loads((path / "manifest.json").read_text())
-    data = path / manifest["data"]
-    (data / "block_docs.npy").write_bytes((data / "block_docs.npy").read_bytes()[:100])  # truncated
-    with pytest.raises(IndexFormatError):
+    data = path / SeismicIndex(path).manifest.segments[0].files["data"].name
+    data.write_bytes(data.read_bytes()[:-100])  # truncated
+    with pytest.raises(IndexFormatError, match="truncated"):
         SeismicIndex(path)
+    index = SeismicIndex.build(path, d)
+    arrays = {name: np.array(index.container[name]) for name in index.container}
+    arrays["block_docs"][:] = 10**6  # written wrong: valid checksums, documents that do not exist
+    wrong = write_container(path / "data_0123456789ab.rsx", arrays)
+    edit_manifest(path, lambda m: m["segments"][0]["files"].update(data=wrong.to_json()))
+    opened = SeismicIndex(path)
+    with pytest.raises(IndexFormatError, match="block_docs holds values outside"):
+        opened.search_batch(random_matrix(2, 50, 0.2, 9), 5)
     SeismicIndex.build(path, d)
-    manifest = json.loads((path / "manifest.json").read_text())
-    np.save(path / manifest["data"] / "block_docs.npy", np.full(10, 10**6, np.int32))  # wrong content
-    with pytest.raises(IndexFormatError, match="corrupt"):
-        SeismicIndex(path)
-    SeismicIndex.build(path, d)
-    manifest = json.loads((path / "manifest.json").read_text())
     for key, value in (("forward", "sideways"), ("value_scale", -1)):
-        (path / "manifest.json").write_text(json.dumps({**manifest, key: value}))
+        text = (path / "manifest.json").read_text()
+        edit_manifest(path, lambda m: m["settings"].update({key: value}))
         with pytest.raises(IndexFormatError, match=key if key == "value_scale" else "layout"):
             SeismicIndex(path)
+        (path / "manifest.json").write_text(text)
+    manifest = json.loads(text)
     (path / "manifest.json").write_text("{not json")
     with pytest.raises(IndexFormatError):
         SeismicIndex(path)
-    for version in (1, 2, 99):  # 1 and 2: earlier layouts (float summaries per block, float32 forward index)
+    for version in (1, 2, 3, 99):  # 1-3: earlier layouts (float summaries, float32 forward index, .npy folders)
         manifest["version"] = version
         (path / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(IndexFormatError, match="version"):

@@ -86,3 +86,47 @@ def test_from_run_replays_a_run_file_as_a_first_stage(tmp_path):
     run = (stage % 1)(Queries({"q": "x", "unknown": "y"}))
     assert run.hits("q") == [("a", 3.0)] and "unknown" not in run and "other" not in run
     assert parse(repr(stage))(Q).ids("q") == ["a", "b"]  # the repr rebuilds it
+
+
+def test_a_cut_off_asks_the_first_stage_for_only_that_many_hits(tmp_path, monkeypatch):
+    from rankstack import BM25, Document
+    from rankstack.index.inverted import InvertedIndex
+
+    docs = [Document(f"d{i}", f"cell {'growth ' * (i % 7)}{i}") for i in range(3000)]
+    bm25 = BM25.build(docs, tmp_path / "idx", progress=False)
+    asked = []
+    search_batch = InvertedIndex.search_batch
+    monkeypatch.setattr(InvertedIndex, "search_batch", lambda self, qs, k, *a, **kw: (
+        asked.append(k), search_batch(self, qs, k, *a, **kw))[1])
+    queries = Queries({"q": "cell growth"})
+    assert len((bm25 % 10)(queries)["q"].docnos) == 10 and asked == [10]  # the kernel ran at k=10, not 1000
+    assert (bm25 % 10)(queries).hits("q") == bm25(queries).cut(10).hits("q")
+    assert len((bm25 % 100 >> Negate())(queries)["q"].docnos) == 100 and asked[-1] == 100
+    assert repr(bm25 % 10) == f"{bm25!r} % 10"  # the pipeline still reads as written
+    assert len(bm25.search("cell", k=3000)) == 3000 and asked[-1] == 3000  # beyond the stage's own k=1000
+    assert len((bm25 % 10).search("cell", k=3000)) == 10  # an explicit cut-off still holds
+    assert len((bm25 % 50).search("cell", k=5)) == 5 and asked[-1] == 5
+    assert (bm25 | bm25).rrf().at_depth(5) is None  # a fused ranking is cut after fusing
+    for bad in (2.5, "10", 0, True):
+        with pytest.raises(InputError, match="k must be"):
+            bm25.search("cell", k=bad)
+    with pytest.raises(InputError, match="query must be a string"):
+        bm25.search(123)
+
+
+def test_a_cached_stage_never_serves_results_of_an_older_index(tmp_path):
+    from rankstack import BM25, Document
+
+    docs = [Document("a", "horses and cows"), Document("b", "cows in fields")]
+    bm25 = BM25.build(docs, tmp_path / "idx", progress=False)
+    cached = bm25.cached(tmp_path / "cache")
+    queries = Queries({"q1": "zebra", "q2": "cows"})
+    assert cached(queries)["q1"].docnos.tolist() == []
+    bm25.add([Document("z", "zebra stripes")])
+    assert cached.search("zebra") == bm25.search("zebra") and cached.search("zebra")[0][0] == "z"
+    assert cached(queries).hits("q2") == bm25(queries).hits("q2")
+    rebuilt = BM25.build([Document("n", "zebra crossing")], tmp_path / "idx", overwrite=True, progress=False)
+    again = BM25(tmp_path / "idx").cached(tmp_path / "cache")  # same repr, same cache folder, new content
+    assert again.search("zebra") == rebuilt.search("zebra") and again.search("zebra")[0][0] == "n"
+    first = again(queries)
+    assert again.hits == 0 and again(queries).hits("q1") == first.hits("q1") and again.hits == 2  # unchanged: cached

@@ -167,3 +167,14 @@ def test_rocchio_moves_ranking_towards_feedback(tmp_path, encoder):
     np.testing.assert_allclose(scores[0], [5.8, 5.32, 3.0, 2.84], rtol=1e-5)
     with pytest.raises(InputError):
         DenseRocchio(dense, fb_docs=0)
+
+
+def test_a_cached_dense_stage_follows_its_index(tmp_path, encoder):
+    dense = Dense.build(make_docs(20), tmp_path / "idx", encoder, k=5)
+    cached = dense.cached(tmp_path / "cache")
+    queries = Queries({"q": "vaccine virus infection"})
+    before = cached(queries).ids("q")
+    dense.add([Document("new", "vaccine virus infection vaccine virus")])
+    assert cached(queries).ids("q") == dense(queries).ids("q") != before
+    dense.delete(["new"])
+    assert cached(queries).ids("q") == before

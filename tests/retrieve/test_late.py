@@ -112,7 +112,7 @@ def test_other_encoder_settings_are_refused(late, encoder, tmp_path):
 def test_per_dimension_buckets(encoder, tmp_path):
     late = LateInteraction.build(DOCS, tmp_path / "perdim", encoder, nbits=2, num_centroids=8, k=5,
                                  buckets="per_dimension", progress=False, **EXHAUSTIVE)
-    assert late.index.manifest["buckets"] == "per_dimension" and late.index.weights.shape == (encoder.dimension, 4)
+    assert late.index.manifest.settings["buckets"] == "per_dimension" and late.index.weights.shape == (encoder.dimension, 4)
     run, expected = late(QUERIES), brute_force(late, encoder, QUERIES)
     assert all(run.ids(qid) == expected[qid][:5] for qid in QUERIES)
 

@@ -127,7 +127,7 @@ def test_seismic_backend(tmp_path, encoder):
     exact.add([Document("new", "vitamin bone")])  # a commit through another stage: the Seismic index is rebuilt
     assert "new" in LearnedSparse(path, encoder, algorithm="seismic")(QUERIES).ids("q1")
     exact.build_approximate(n_postings=None, summary_energy=1.0, value_bits=32)  # float32 weights: exact scores
-    assert json.loads((path / APPROXIMATE_DIR / "manifest.json").read_text())["value_bits"] == 32
+    assert json.loads((path / APPROXIMATE_DIR / "manifest.json").read_text())["settings"]["value_bits"] == 32
     approx = LearnedSparse(path, encoder, k=5, algorithm="seismic", query_cut=None, heap_factor=1.0)
     a, e = approx(QUERIES), exact(QUERIES)
     for q in QUERIES:

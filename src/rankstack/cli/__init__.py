@@ -24,6 +24,7 @@ COMMANDS = (
     "experiment",
     "demo",
     "datasets",
+    "check",
 )
 
 

@@ -3,8 +3,6 @@ collection (the flags follow the Python API: BM25.build, LearnedSparse.build, De
 
 from __future__ import annotations
 
-import sys
-
 from rankstack.cli import common
 
 TYPES = ("bm25", *common.ENCODER_TYPES)
@@ -59,11 +57,9 @@ def run(args) -> None:
     common.check_overwrite(args.index, args.overwrite)
     corpus = resolve.corpus(args.corpus, args.corpus_format)
     progress = common.progress(args)
-    quiet = progress is False or (progress is None and not sys.stderr.isatty())
-    common.report(f"indexing {args.corpus} into {args.index} ({args.type})"
-                  + ("; --progress shows progress bars here too" if quiet and progress is None else ""))
+    encoder = None if args.type == "bm25" else common.make_encoder(args.type, args)
     with common.Timer() as timer:
-        if args.type == "bm25":
+        if encoder is None:
             from rankstack.retrieve.bm25 import BM25
             from rankstack.text.analyzer import Analyzer
 
@@ -71,10 +67,8 @@ def run(args) -> None:
                                k1=args.k1, b=args.b, length_norm=args.length_norm, store=not args.no_store,
                                overwrite=args.overwrite, progress=progress)
         else:
-            encoder = common.make_encoder(args.type, args)
             stage = _build_neural(args, corpus, encoder, progress)
-    count = _count(stage)
-    common.report(f"indexed {common.rate(count, 'documents', timer.seconds)} into {args.index} ({args.type})")
+    common.report(f"indexed {common.rate(_count(stage), 'documents', timer.seconds)} into {args.index} ({args.type})")
 
 
 def _build_neural(args, corpus, encoder, progress):

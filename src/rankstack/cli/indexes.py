@@ -12,9 +12,8 @@ from typing import Any
 
 from rankstack.errors import IndexFormatError, InputError
 
-#: The manifest "format" of each index type (the inverted index: by its settings' mode).
-FORMATS = {"rankstack-inverted-index": None, "rankstack-dense-index": "dense", "rankstack-plaid": "late",
-           "rankstack-seismic-index": "seismic"}
+#: Index types by the manifest's "format" (rankstack.index.check.index_format); an inverted index's by its mode.
+KINDS = {"rankstack-dense-index": "dense", "rankstack-plaid": "late", "rankstack-seismic-index": "seismic"}
 INVERTED_MODES = {"bm25": "bm25", "impact": "sparse"}
 NAMES = {"bm25": "BM25", "sparse": "learned sparse", "seismic": "Seismic", "dense": "dense", "late": "late-interaction"}
 #: Search algorithms each index type offers (the first is the default).
@@ -26,26 +25,20 @@ OPTIONS = {"theta": ("bm25", "sparse"), "threads": ("bm25", "sparse", "seismic")
            "query_cut": ("sparse", "seismic"), "heap_factor": ("sparse", "seismic"), "nprobe": ("dense", "late"),
            "ef_search": ("dense",), "rescore": ("dense", "late"), "ncandidates": ("late",),
            "encoder": ("sparse", "seismic", "dense", "late"), "device": ("sparse", "seismic", "dense", "late"),
-           "batch_size": ("sparse", "seismic", "dense"), "dtype": ("sparse", "seismic", "dense")}
+           "batch_size": ("sparse", "seismic", "dense")}
 
 
 def index_kind(path: str | Path) -> str:
     """The type of the index in `path`: "bm25", "sparse" (learned sparse), "seismic" (the approximate index inside a
     learned sparse one), "dense" or "late". IndexFormatError for a folder without a manifest or of an unknown type."""
+    from rankstack.index.check import index_format
+
     path = Path(path)
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
-        raise IndexFormatError(f"{path} is not an index directory (no manifest.json)")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise IndexFormatError(f"{manifest_path} cannot be read ({e})") from None
-    fmt = manifest.get("format") if isinstance(manifest, dict) else None
-    if fmt not in FORMATS:
-        raise IndexFormatError(f"{path}: unknown index type {fmt!r} (rankstack reads {', '.join(FORMATS)})")
-    if FORMATS[fmt] is not None:
-        return FORMATS[fmt]
-    mode = (manifest.get("settings") or {}).get("mode", manifest.get("mode"))
+    fmt = index_format(path)
+    if fmt in KINDS:
+        return KINDS[fmt]
+    manifest = json.loads((path / "manifest.json").read_bytes())  # read whole by index_format just before
+    mode = (manifest.get("settings") or {}).get("mode")
     if mode not in INVERTED_MODES:
         raise IndexFormatError(f"{path}: unknown inverted index mode {mode!r} (expected bm25 or impact)")
     return INVERTED_MODES[mode]
@@ -77,13 +70,9 @@ def open_stage(path: str | Path, *, k: int = 1000, algorithm: str | None = None,
         return _learned_sparse(path.parent if kind == "seismic" else path, k, algorithm or ALGORITHMS[kind][0],
                                progress, options)
     if kind == "dense":
-        from rankstack.index.dense import DenseIndex
-        from rankstack.retrieve.dense import Dense, load_encoder
+        from rankstack.retrieve.dense import Dense
 
-        index = DenseIndex(path)
-        encoder_options = {key: options.pop(key) for key in ("device", "batch_size", "dtype") if key in options}
-        encoder = load_encoder(options.pop("encoder", None), index.encoder_info, progress=progress, **encoder_options)
-        return Dense(index, encoder, k=k, **options)
+        return Dense(path, options.pop("encoder", None), k=k, progress=progress, **options)
     from rankstack.index.plaid import PlaidIndex
     from rankstack.retrieve.late import LateInteraction, multivector_encoder
 
@@ -97,16 +86,16 @@ def _learned_sparse(path: Path, k: int, algorithm: str, progress: bool | None, o
     from rankstack.index.inverted import InvertedIndex
     from rankstack.retrieve.sparse import LearnedSparse, encoder_from_record
 
-    encoder_options = {key: options.pop(key) for key in ("batch_size", "dtype") if key in options}
-    model = options.pop("encoder", None)
+    index = InvertedIndex(path)
+    model, batch_size = options.pop("encoder", None), options.pop("batch_size", None)
     encoder = None
-    if model is not None or encoder_options:
-        recorded = InvertedIndex(path).settings.get("metadata", {}).get("encoder") or {}
+    if model is not None or batch_size is not None:  # the recorded encoder's settings, with this model / batch size
+        recorded = index.settings.get("metadata", {}).get("encoder") or {}
         if model is not None:
             recorded = {**recorded, "model": str(model), "path": str(model)}
-        encoder = encoder_from_record(recorded, path, device=options.get("device"), progress=progress,
-                                      **encoder_options)
-    return LearnedSparse(path, encoder, k=k, algorithm=algorithm, progress=progress, **options)
+        runtime = {"device": options.get("device"), "batch_size": batch_size, "progress": progress}
+        encoder = encoder_from_record(recorded, index, **{key: v for key, v in runtime.items() if v is not None})
+    return LearnedSparse(index, encoder, k=k, algorithm=algorithm, progress=progress, **options)
 
 
 def _recorded_model(record: dict[str, Any], path: Path) -> str:

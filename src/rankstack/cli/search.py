@@ -53,13 +53,12 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                                                       "records; another model is refused)")
     g.add_argument("--device", help="neural indexes: cpu, cuda, cuda:N")
     g.add_argument("--batch-size", type=int, help="neural indexes: queries encoded per batch")
-    g.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="neural indexes: query encoder precision")
 
 
 def search_options(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in ("theta", "threads", "k1", "b", "query_cut", "heap_factor", "nprobe",
                                                    "ef_search", "rescore", "ncandidates", "encoder", "device",
-                                                   "batch_size", "dtype")}
+                                                   "batch_size")}
 
 
 def remove_query_default(args: argparse.Namespace, queries_source: str | None) -> bool:

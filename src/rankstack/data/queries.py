@@ -3,27 +3,49 @@
 from __future__ import annotations
 
 import json
+import numbers
 import re
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from rankstack.data.files import PathLike, json_lines, open_text, require_str, tsv_rows
+from rankstack.data.fields import check_text, require_str
+from rankstack.data.files import PathLike, header_of, json_lines, read_text, tsv_rows, writing
 from rankstack.errors import InputError
+
+#: First-line column names that make a TSV queries file's first line a header, skipped when both columns match.
+TSV_HEADER = header_of({"id", "_id", "qid", "query_id", "query-id", "queryid", "topic", "topic_id", "num"},
+                       {"text", "query", "query_text", "querytext", "title", "question"})
 
 
 class Queries(Mapping[str, str]):
-    """Ordered query id -> text. Small enough to live in memory (thousands, not millions)."""
+    """Ordered query id -> text. Small enough to live in memory (thousands, not millions).
+
+    Ids are non-empty strings (integers are converted); texts are strings. Neither may hold a lone surrogate
+    (such as "\\ud800"): no run file or index can store it. Anything else is an InputError naming the query.
+    """
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = (), name: str = "queries"):
         self._texts: dict[str, str] = {}
         pairs = items.items() if isinstance(items, Mapping) else items
         for qid, text in pairs:
-            qid = str(qid)
-            if qid in self._texts:
-                raise InputError(f"duplicate query id {qid!r}")
-            self._texts[qid] = text
+            self._add(qid, text)
         self.name = name
+
+    def _add(self, qid, text, path: PathLike | None = None, line: int | None = None) -> None:
+        """Check and add one query; errors name the file and line when given."""
+        try:
+            if isinstance(qid, numbers.Integral) and not isinstance(qid, bool):
+                qid = str(qid)
+            qid = check_text(qid, "query id")
+            if not qid:
+                raise InputError("query id is empty")
+            text = check_text(text, f"text of query {qid!r}")
+        except InputError as e:
+            raise InputError(str(e), path, line) from None
+        if qid in self._texts:
+            raise InputError(f"duplicate query id {qid!r}", path, line)
+        self._texts[qid] = text
 
     def __getitem__(self, qid: str) -> str:
         try:
@@ -49,9 +71,10 @@ class Queries(Mapping[str, str]):
 
     @classmethod
     def read(cls, path: PathLike, format: str | None = None) -> "Queries":
-        """Read queries from BEIR/plain JSONL (``_id``/``id``, ``text``/``query``), TSV (``id<TAB>text``)
-        or TREC topics (``<top><num>... <title>...``). Empty query texts are kept with a warning;
-        they retrieve nothing."""
+        """Read queries from BEIR/plain JSONL (``_id``/``id``, ``text``/``query``), TSV (``id<TAB>text``, or the
+        id and the text separated by spaces on a line without a tab) or TREC topics (``<top><num>... <title>...``).
+        A TSV header line is skipped where its two columns are names such as ``qid<TAB>query`` or
+        ``id<TAB>text`` (see TSV_HEADER). Empty query texts are kept with a warning; they retrieve nothing."""
         path = Path(path)
         format = format or _guess_format(path)
         readers = {"jsonl": _read_jsonl, "tsv": _read_tsv, "trec": _read_trec_topics}
@@ -59,20 +82,18 @@ class Queries(Mapping[str, str]):
             raise InputError(f"unknown queries format {format!r} (expected one of {sorted(readers)})", path)
         queries = cls(name=path.name)
         for line, qid, text in readers[format](path):
-            if qid in queries._texts:
-                raise InputError(f"duplicate query id {qid!r}", path, line)
+            queries._add(qid, text, path, line)
             if not text.strip():
                 warnings.warn(f"{path}, line {line}: query {qid!r} is empty; it will retrieve nothing", stacklevel=2)
-            queries._texts[qid] = text
         return queries
 
     def write_jsonl(self, path: PathLike) -> None:
-        with open_text(path, "w") as f:
+        with writing(path) as f:
             for qid, text in self._texts.items():
                 f.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
 
     def write_tsv(self, path: PathLike) -> None:
-        with open_text(path, "w") as f:
+        with writing(path) as f:
             for qid, text in self._texts.items():
                 if "\t" in text or "\n" in text:
                     text = " ".join(text.split())
@@ -85,9 +106,7 @@ def _guess_format(path: Path) -> str:
         return "jsonl"
     if name.endswith(".tsv"):
         return "tsv"
-    with open_text(path) as f:
-        head = f.read(4096)
-    return "trec" if "<top>" in head.lower() else "tsv"
+    return "trec" if "<top>" in read_text(path, 4096).lower() else "tsv"
 
 
 def _read_jsonl(path: Path):
@@ -98,7 +117,7 @@ def _read_jsonl(path: Path):
 
 
 def _read_tsv(path: Path):
-    for line, cols in tsv_rows(path, min_columns=1):
+    for line, cols in tsv_rows(path, min_columns=1, is_header=TSV_HEADER):
         yield line, cols[0].strip(), " ".join(cols[1:]).strip()
 
 
@@ -108,8 +127,7 @@ _TITLE = re.compile(r"<title>\s*(?:Topic:)?(.*?)(?=<\w+>|$)", re.S | re.I)
 
 
 def _read_trec_topics(path: Path):
-    with open_text(path) as f:
-        content = f.read()
+    content = read_text(path)
     found = False
     for match in _TOPIC.finditer(content):
         found = True

@@ -8,13 +8,12 @@ sorted by descending score, ties broken by ascending doc number.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
-from rankstack.data.files import PathLike, numbered_lines, open_text
+from rankstack.data.files import PathLike, json_lines, numbered_lines, writing
 from rankstack.errors import InputError
 
 
@@ -161,22 +160,24 @@ class Run(Mapping[str, Hits]):
 
     @classmethod
     def read_trec(cls, path: PathLike, name: str | None = None) -> "Run":
-        """Read a TREC run file. Hits are ordered by score; tied scores keep the file's order, with a
-        warning, since trec_eval itself orders ties by descending doc id when evaluating."""
+        """Read a TREC run file (whitespace-separated ``qid Q0 docid rank score tag``, as trec_eval reads it).
+        Hits are ordered by score, tied scores by the rank column, then by the file's order. Evaluation may order
+        ties otherwise: see ``rankstack.evaluate.evaluate``. A qrels file given in place of a run is an error."""
         path = Path(path)
         ids = IdList()
         per_query: dict[str, tuple[list[int], list[float], list[int]]] = {}
         seen: dict[str, set[int]] = {}
-        tag = None
         for line, text in numbered_lines(path):
             cols = text.split()
             if len(cols) != 6:
-                raise InputError(f"expected 6 columns 'qid Q0 docid rank score tag', found {len(cols)}", path, line)
-            qid, _, doc_id, rank, score, tag = cols
+                raise InputError(_wrong_columns(cols), path, line)
+            qid, _, doc_id, rank, score, _ = cols
             try:
                 score_value, rank_value = float(score), int(rank)
             except ValueError:
                 raise InputError(f"rank {rank!r} or score {score!r} is not a number", path, line) from None
+            if score_value != score_value:
+                raise InputError(f"score {score!r} is not a number", path, line)
             docno = ids.number(doc_id)
             if docno in seen.setdefault(qid, set()):
                 raise InputError(f"document {doc_id!r} appears twice for query {qid!r}", path, line)
@@ -187,46 +188,71 @@ class Run(Mapping[str, Hits]):
             ranks.append(rank_value)
         if not per_query:
             raise InputError("empty run file", path)
-        columns, tied = {}, 0
+        columns = {}
         for qid, (docnos, scores, ranks) in per_query.items():
             d, s, r = np.array(docnos, np.int32), np.array(scores, np.float32), np.array(ranks)
-            order = np.lexsort((r, -s))
-            d, s = d[order], s[order]
-            tied += bool(np.any(s[1:] == s[:-1]))
-            columns[qid] = (d, s)
-        if tied:
-            warnings.warn(f"{path}: {tied} of {len(columns)} queries have tied scores; rankstack keeps the "
-                          "file's rank order for them, while trec_eval (and so evaluation) orders ties by "
-                          "descending doc id", stacklevel=2)
+            order = np.lexsort((r, -s))  # stable: equal score and rank keep the file's order
+            columns[qid] = (d[order], s[order])
         return cls(columns, ids, name=name or path.stem, presorted=True)
 
     @classmethod
     def read_jsonl(cls, path: PathLike, name: str | None = None) -> "Run":
-        """Read rankstack's JSONL run: one line per query, ``{"qid", "hits": [[doc id, score], ...]}``."""
-        from rankstack.data.files import json_lines
-
+        """Read rankstack's JSONL run: one line per query, ``{"qid", "hits": [[doc id, score], ...]}``. A query on
+        two lines is an error (a run written twice into one file, or two runs concatenated, would otherwise
+        lose hits silently, or mix two rankings if merged)."""
         path = Path(path)
-        results = {}
+        results, lines = {}, {}
         for line, obj in json_lines(path):
             if "qid" not in obj or not isinstance(obj.get("hits"), list):
                 raise InputError("expected {'qid': ..., 'hits': [[doc id, score], ...]}", path, line)
+            qid = str(obj["qid"])
+            if qid in lines:
+                raise InputError(f"query {qid!r} is on line {lines[qid]} already; a JSONL run has one line per query",
+                                 path, line)
+            lines[qid] = line
             try:
-                results[str(obj["qid"])] = [(str(d), float(s)) for d, s in obj["hits"]]
+                results[qid] = [(str(d), float(s)) for d, s in obj["hits"]]
             except (TypeError, ValueError):
                 raise InputError("each hit must be a [doc id, score] pair", path, line) from None
-        return cls.from_dict(results, name=name or path.stem)
+        try:
+            return cls.from_dict(results, name=name or path.stem)
+        except InputError as e:
+            raise InputError(str(e), path) from None
 
     def write_trec(self, path: PathLike, tag: str | None = None) -> None:
-        """Write the run in TREC format; ranks start at 1."""
-        tag = (tag or self.name or "rankstack").replace(" ", "_")
-        with open_text(path, "w") as f:
+        """Write the run in TREC format; ranks start at 1. An id that is empty or holds whitespace is an
+        InputError: TREC columns are separated by whitespace (write JSONL instead)."""
+        tag = "_".join((tag or self.name or "rankstack").split()) or "rankstack"
+        with writing(path) as f:
             for qid, h in self._results.items():
                 ids = self.doc_ids.take(h.docnos)
+                _check_trec_ids(qid, ids)
                 f.writelines(f"{qid} Q0 {d} {r} {s:.6f} {tag}\n"
                              for r, (d, s) in enumerate(zip(ids, h.scores.tolist()), start=1))
 
     def write_jsonl(self, path: PathLike) -> None:
-        with open_text(path, "w") as f:
+        """Write the run as JSONL, one line per query (see ``read_jsonl``)."""
+        with writing(path) as f:
             for qid in self._results:
                 f.write(json.dumps({"qid": qid, "hits": [[d, round(s, 6)] for d, s in self.hits(qid)]},
                                    ensure_ascii=False) + "\n")
+
+
+def _check_trec_ids(qid: str, ids: list[str]) -> None:
+    """Refuse ids a TREC line cannot hold: splitting the joined ids on whitespace gives them back only if each is
+    non-empty and free of whitespace."""
+    if qid.split() != [qid]:
+        raise InputError(f"query id {qid!r} is empty or holds whitespace, which a TREC run file cannot hold; "
+                         "write JSONL instead")
+    if "\n".join(ids).split() != ids:
+        bad = next(d for d in ids if d.split() != [d])
+        raise InputError(f"document id {bad!r} (query {qid!r}) is empty or holds whitespace, which a TREC run "
+                         "file cannot hold; write JSONL instead")
+
+
+def _wrong_columns(cols: list[str]) -> str:
+    """Why a TREC run line without 6 columns was refused, naming a qrels file where the line is one."""
+    expected = "expected 6 columns 'qid Q0 docid rank score tag'"
+    if len(cols) == 4 and cols[3].lstrip("-").isdigit():
+        return f"this is a line of a qrels file ('qid iter docid rel'), not of a run: {expected}"
+    return f"{expected}, found {len(cols)}"

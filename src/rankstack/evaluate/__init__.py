@@ -1,7 +1,11 @@
-"""Evaluation of runs with ir_measures, and paired significance tests between runs."""
+"""Evaluation of runs with ir_measures, and paired significance tests between runs.
 
-from rankstack.evaluate.evaluation import Evaluation, evaluate
+Modules depend one way: ``evaluation`` (evaluate, compare) -> ``significance`` (tests, Comparison) -> ``report``
+(tables, JSON, CSV); ``evaluation`` and ``significance`` parse measures with ``measures``.
+"""
+
+from rankstack.evaluate.evaluation import Evaluation, compare, evaluate
 from rankstack.evaluate.measures import parse_measures
-from rankstack.evaluate.significance import Comparison, compare
+from rankstack.evaluate.significance import Comparison
 
 __all__ = ["evaluate", "compare", "parse_measures", "Evaluation", "Comparison"]

@@ -1,21 +1,24 @@
-"""Comparing runs with paired significance tests, corrected for testing several runs against one baseline."""
+"""Paired significance tests, corrected for testing several runs against one baseline, and the Comparison of
+evaluations they make. Evaluations come from ``evaluation`` (which imports this module, never the reverse)."""
 
 from __future__ import annotations
 
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 from scipy import stats
 
-from rankstack.data.run import Run
 from rankstack.errors import InputError
-from rankstack.evaluate.evaluation import Evaluation, evaluate
-from rankstack.evaluate.measures import Measure, parse_measure, parse_measures
+from rankstack.evaluate.measures import Measure, parse_measure
+from rankstack.evaluate.report import format_csv, format_json, format_table
 
-__all__ = ["Comparison", "MeasureComparison", "compare", "paired_pvalue", "adjust_pvalues"]
+if TYPE_CHECKING:  # for annotations only
+    from rankstack.evaluate.evaluation import Evaluation
+
+__all__ = ["Comparison", "MeasureComparison", "paired_pvalue", "adjust_pvalues"]
 
 Test = Literal["t-test", "wilcoxon"]
 Correction = Literal["holm", "bonferroni"] | None
@@ -83,7 +86,7 @@ class Comparison:
     @classmethod
     def of(cls, evaluations: Sequence[Evaluation], baseline: int | str = 0, test: Test = "t-test",
            correction: Correction = "holm", alpha: float = 0.05) -> "Comparison":
-        """Compare evaluations of the same measures (see ``compare``)."""
+        """Compare evaluations of the same measures (see ``rankstack.evaluate.compare``)."""
         evaluations = list(evaluations)
         if not evaluations:
             raise InputError("no runs to compare")
@@ -130,37 +133,16 @@ class Comparison:
         return self.results[_run_index(self.names, run)][str(parse_measure(measure))]
 
     def to_table(self, extra_columns: dict[str, list[str]] | None = None) -> str:
-        from rankstack.evaluate.report import format_table
-
         return format_table(self, extra_columns)
 
     def to_json(self) -> str:
-        from rankstack.evaluate.report import format_json
-
         return format_json(self)
 
     def to_csv(self) -> str:
-        from rankstack.evaluate.report import format_csv
-
         return format_csv(self)
 
     def __str__(self) -> str:
         return self.to_table()
-
-
-def compare(runs: Sequence[Run], qrels: Mapping[str, Mapping[str, int]],
-            measures: Iterable[str | Measure] | str | Measure, baseline: int | str = 0,
-            test: Test = "t-test", correction: Correction = "holm", alpha: float = 0.05,
-            complete: bool = False) -> Comparison:
-    """Evaluate `runs` and test each against the baseline (index or run name) on every measure.
-
-    Tests are paired (``scipy.stats.ttest_rel`` or ``wilcoxon``, two-sided) over the queries evaluated for
-    both runs; with ``complete=True`` that is every judged query, missing ones counting as 0. P-values are
-    corrected across the non-baseline runs, per measure; a run is significant where the corrected p < alpha.
-    """
-    measures = parse_measures(measures)
-    evaluations = [evaluate(run, qrels, measures, complete=complete) for run in runs]
-    return Comparison.of(evaluations, baseline, test, correction, alpha)
 
 
 def _run_index(names: list[str], run: int | str) -> int:

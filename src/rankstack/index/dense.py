@@ -5,20 +5,21 @@
     index = DenseIndex("idx")
     run = index.search(query_vectors, k=10)             # a Run: qids "0", "1", ... unless given
 
-On disk: `manifest.json` (format version, factory, dim, metric, encoder model_info, counts, file names) and,
-per commit, one FAISS file, one StringTable of doc ids (FAISS id = row), a boolean array of deleted rows and
-optionally the vectors (float16 or float32) for exact rescoring and feedback. A commit writes new files, then
-atomically replaces the manifest, then removes files the manifest no longer names: a crash at any moment
-leaves the last commit intact. Deleted rows are skipped during search by a FAISS IDSelector (or, on GPU, by
-fetching more and filtering); `DenseIndexWriter.compact()` rebuilds the index without them.
+On disk: an index directory of rankstack.index.commit: `manifest.json` (factory, dim, metric, the encoder's
+model_info) names one segment: a FAISS file, a container file holding the doc ids (a StringTable; FAISS id = row)
+and optionally the vectors (float16 or float32) for exact rescoring and feedback, and a tombstone file of deleted
+rows. A commit that adds vectors writes a new FAISS file and container; one that only deletes writes a new
+tombstone file; then the manifest is published atomically and files it no longer names are removed: a crash at
+any moment leaves the last commit intact. Every file is checksummed. Deleted rows are skipped during search by a
+FAISS IDSelector (or, on GPU, by fetching more and filtering); `DenseIndexWriter.compact()` rebuilds the index
+without them.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import uuid
+import threading
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -26,17 +27,19 @@ import numpy as np
 
 from rankstack.data.run import Run
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
+from rankstack.records import check_compatible
+from rankstack.index import commit
+from rankstack.index.commit import LockedWriter, WriterLock, check_hint, new_name
+from rankstack.index.container import Container, FileRef, crc32, read_checked, write_container
+from rankstack.index.segment import read_tombstones, write_tombstones
 from rankstack.index.strings import StringTable
-from rankstack.index.storage import (LockedWriter, WriterLock, fsync_dir, load_array, open_snapshot, read_json,
-                                     save_arrays, write_json_atomic)
 
 FORMAT = "rankstack-dense-index"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+FORMAT_VERSION = 2  # 2: checksummed container files (rankstack.index.commit)
+WHAT = "dense index"
 METRICS = ("ip", "l2")
 VECTOR_DTYPES = ("float16", "float32")
 GPU_MAX_K = 2048  # FAISS GPU indexes return at most this many hits
-_COMMIT_FILE = re.compile(r"(g\d{6}_[0-9a-f]{8})\.")  # files of one commit share this prefix
 
 
 def _faiss():
@@ -47,22 +50,12 @@ def _faiss():
     return faiss
 
 
-def read_manifest(path: Path) -> dict:
-    manifest_path = path / MANIFEST
-    if not path.is_dir():
-        raise IndexFormatError(f"{path} is not an index directory (it does not exist)")
-    if not manifest_path.exists():
-        raise IndexFormatError(f"{path} has no {MANIFEST}: not an index, or one whose first commit never finished")
-    manifest = read_json(manifest_path)
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise IndexFormatError(f"{manifest_path} is not a rankstack dense index manifest")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise IndexFormatError(f"{path} has dense index format version {manifest.get('version')}; this rankstack "
-                               f"reads version {FORMAT_VERSION}: rebuild the index")
-    missing = [k for k in ("factory", "dim", "metric", "encoder", "count", "total", "files", "generation")
-               if k not in manifest]
-    if missing:
-        raise IndexFormatError(f"{manifest_path} is corrupt: it lacks {', '.join(missing)}")
+def read_manifest(path: Path) -> commit.Manifest:
+    manifest = commit.read_manifest(path, FORMAT, FORMAT_VERSION, WHAT)
+    missing = [k for k in ("factory", "dim", "metric", "encoder") if k not in manifest.settings]
+    if missing or len(manifest.segments) > 1:
+        raise IndexFormatError(f"{path / commit.MANIFEST} is malformed: "
+                               + (f"it lacks {', '.join(missing)}" if missing else "it names several segments"))
     return manifest
 
 
@@ -104,28 +97,52 @@ class DenseIndex:
 
     def __init__(self, path: str | Path, gpu: bool | None = None):
         self.path = Path(path).absolute()
-        self.manifest = open_snapshot(lambda: read_manifest(self.path), self._open)  # retried if a commit races
+        self.manifest = commit.open_snapshot(self.path, lambda: read_manifest(self.path), self._open)
         self._use_gpu(gpu)
 
-    def _open(self, m: dict) -> None:
+    def _open(self, m: commit.Manifest) -> commit.Manifest:
         faiss = _faiss()
-        files = m["files"]
-        self.factory, self.dim, self.metric = m["factory"], int(m["dim"]), m["metric"]
-        self.generation, self.total, self.num_live = m["generation"], int(m["total"]), int(m["count"])
-        self.encoder_info: dict = m["encoder"] or {}
-        self.index = _read_faiss(self.path / files["index"]) if files.get("index") else _new_faiss(m)
-        self.doc_ids = StringTable(self.path, files["ids"]) if files.get("ids") else _EmptyIds()
-        self.deleted = (load_array(self.path, files["deleted"], mmap=False) if files.get("deleted")
-                        else np.zeros(self.total, dtype=bool))
-        self.stored_vectors = load_array(self.path, files["vectors"]) if files.get("vectors") else None
-        if self.index.ntotal != self.total or len(self.doc_ids) != self.total or len(self.deleted) != self.total:
-            raise IndexFormatError(f"{self.path} is corrupt: the FAISS index holds {self.index.ntotal} vectors, "
-                                   f"the id table {len(self.doc_ids)}, the manifest {self.total}")
+        hint = check_hint(self.path)
+        settings = m.settings
+        self.factory, self.dim, self.metric = settings["factory"], int(settings["dim"]), settings["metric"]
+        self.generation = m.generation
+        self.encoder_info: dict = settings["encoder"] or {}
+        segment = m.segments[0] if m.segments else None
+        self.total = segment.num_docs if segment else 0
+        self.num_live = segment.num_live if segment else 0
+        self.data = None
+        if segment is None:
+            self.index, self.doc_ids, self.stored_vectors = _new_faiss(settings), _EmptyIds(), None
+        else:
+            self.index = _read_faiss(self.path / segment.files["faiss"].name, segment.files["faiss"], hint)
+            self.data = Container(self.path / segment.files["data"].name, segment.files["data"], hint)
+            self.doc_ids = StringTable(self.data, "ids", where=f"{self.data.path}:ids")
+            self.stored_vectors = self.data["vectors"] if "vectors" in self.data else None
+        self.deleted = (~read_tombstones(self.path / segment.deletes.name, segment.deletes, self.total, hint)
+                        if segment is not None and segment.deletes else np.zeros(self.total, dtype=bool))
+        if self.index.ntotal != self.total or len(self.doc_ids) != self.total or (
+                self.stored_vectors is not None and self.stored_vectors.shape != (self.total, self.dim)):
+            raise IndexFormatError(f"{self.path} is damaged: the FAISS index holds {self.index.ntotal} vectors, "
+                                   f"the id table {len(self.doc_ids)}, the manifest {self.total}{hint}")
         self._live_bitmap = self._selector = None
         if self.deleted.any():
             self._live_bitmap = np.packbits(~self.deleted, bitorder="little")
             self._selector = faiss.IDSelectorBitmap(self.total, faiss.swig_ptr(self._live_bitmap))
         self._positions: dict[str, int] | None = None
+        self._verify_lock = threading.Lock()
+        return m
+
+    @property
+    def commit_id(self) -> str:
+        """The identity of this snapshot's content: it changes with every commit."""
+        return self.manifest.commit
+
+    def verify(self) -> None:
+        """Check the checksums of the stored vectors and ids (the FAISS file is checked when it is read)."""
+        if self.data is not None and not self.data.verified:
+            with self._verify_lock:
+                self.data.verify()
+                self.doc_ids.check()
 
     def _use_gpu(self, gpu: bool | None) -> None:
         faiss = _faiss()
@@ -149,7 +166,7 @@ class DenseIndex:
 
     @property
     def vector_dtype(self) -> str | None:
-        return self.manifest.get("vector_dtype")
+        return self.manifest.settings.get("vector_dtype")
 
     def __len__(self) -> int:
         return self.num_live
@@ -167,7 +184,10 @@ class DenseIndex:
     def vectors(self, positions: np.ndarray) -> np.ndarray:
         """float32 vectors of rows: the stored copy, else reconstructed by FAISS (exact for Flat and HNSW)."""
         positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) and (positions.min() < 0 or positions.max() >= self.total):
+            raise InputError(f"row out of range (index of {self.total} vectors)")
         if self.stored_vectors is not None:
+            self.verify()
             return np.asarray(self.stored_vectors[positions], dtype=np.float32)
         try:
             return self.index.reconstruct_batch(positions)
@@ -189,6 +209,7 @@ class DenseIndex:
             raise InputError(f"k must be between 1 and 1,000,000, got {k}")
         if self.num_live == 0:
             raise InputError(f"{self.path} holds no documents: add some before searching")
+        self.verify()
         if rescore and self.stored_vectors is None:
             raise IncompatibleIndexError(f"rescore=True needs stored vectors: {self.path} was built without them "
                                          "(store_vectors='float16' or 'float32')")
@@ -197,8 +218,13 @@ class DenseIndex:
         filter_after = self._selector is not None and self.on_gpu
         if filter_after:  # GPU indexes take no IDSelector: fetch more, drop deleted rows
             depth = min(self.total, depth + self.num_deleted, GPU_MAX_K)
-        params = self._params(nprobe, ef_search, selector=None if filter_after else self._selector)
+        params = self._params(nprobe, ef_search, None if filter_after else self._selector, depth)
         scores, rows = self.search_index.search(q, depth, params=params)
+        short = int(((rows >= 0).sum(1) < min(k, self.num_live)).sum())
+        if short:
+            warnings.warn(f"{short} of {len(q)} queries got fewer than k={k} hits from {self.factory} (an approximate "
+                          "index that did not reach them): raise ef_search (HNSW) or nprobe (IVF), or use 'Flat'",
+                          stacklevel=3)
         if self.metric == "l2":
             np.negative(scores, out=scores)
         if filter_after:
@@ -218,20 +244,22 @@ class DenseIndex:
             raise InputError(f"{len(qids)} query ids for {len(rows)} query vectors")
         return to_run(qids, rows, scores, self.doc_ids)
 
-    def _params(self, nprobe: int | None, ef_search: int | None, selector: Any) -> Any:
-        """FAISS search parameters carrying the knobs and the deleted-rows filter (None: the index's own)."""
-        if selector is None and nprobe is None and ef_search is None:
-            return None
+    def _params(self, nprobe: int | None, ef_search: int | None, selector: Any, depth: int) -> Any:
+        """FAISS search parameters carrying the knobs and the deleted-rows filter (None: the index's own). An HNSW
+        graph is searched with a candidate list of at least `depth` (efSearch >= k, as FAISS means it)."""
         faiss = _faiss()
         index, wrap = faiss.downcast_index(self.search_index), None
         if isinstance(index, faiss.IndexPreTransform):
             wrap, index = faiss.SearchParametersPreTransform(), faiss.downcast_index(index.index)
+        hnsw = isinstance(index, faiss.IndexHNSW)
+        if selector is None and nprobe is None and ef_search is None and not hnsw:
+            return None
         if faiss.try_extract_index_ivf(index) is not None:
             params = faiss.SearchParametersIVF()
             params.nprobe = nprobe or faiss.try_extract_index_ivf(index).nprobe
-        elif isinstance(index, faiss.IndexHNSW):
+        elif hnsw:
             params = faiss.SearchParametersHNSW()
-            params.efSearch = ef_search or index.hnsw.efSearch
+            params.efSearch = max(ef_search or index.hnsw.efSearch, depth)
         else:
             params = faiss.SearchParameters()
         if selector is not None:
@@ -294,14 +322,16 @@ def _drop_rows(rows: np.ndarray, scores: np.ndarray, deleted: np.ndarray) -> tup
     return rows, np.take_along_axis(scores, order, 1)
 
 
-def _read_faiss(path: Path) -> Any:
+def _read_faiss(path: Path, expect: FileRef, hint: str) -> Any:
+    data = read_checked(path, expect, hint)
     try:
-        return _faiss().read_index(str(path))
+        return _faiss().deserialize_index(np.frombuffer(data, dtype=np.uint8))
     except RuntimeError as e:
-        raise IndexFormatError(f"{path} is missing or corrupt ({str(e).strip().splitlines()[-1][:200]})") from None
+        raise IndexFormatError(f"{path} is damaged ({str(e).strip().splitlines()[-1][:200]}){hint}") from None
 
 
 def _new_faiss(m: dict) -> Any:
+    """An empty FAISS index of the settings' factory, dimension and metric."""
     faiss = _faiss()
     metric = faiss.METRIC_INNER_PRODUCT if m["metric"] == "ip" else faiss.METRIC_L2
     try:
@@ -321,38 +351,39 @@ class DenseIndexWriter(LockedWriter):
     """
 
     def __init__(self, path: str | Path, *, factory: str | None = None, dim: int | None = None,
-                 metric: str | None = None, encoder: dict | None = None, store_vectors: str | None = None):
+                 metric: str | None = None, encoder: dict | None = None, store_vectors: str | None = None,
+                 overwrite: bool = False):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         self._lock = WriterLock(self.path)
         self._lock.acquire()
         try:
-            if (self.path / MANIFEST).exists():
-                self.manifest = read_manifest(self.path)
+            if (self.path / commit.MANIFEST).exists() and not overwrite:
+                self.manifest = commit.start(self.path, FORMAT, FORMAT_VERSION, WHAT, None, overwrite=False)
                 self._check(factory=factory, dim=dim, metric=metric, vector_dtype=store_vectors)
-                if encoder is not None and self.manifest["encoder"]:
-                    from rankstack.records import check_compatible
-                    check_compatible(self.manifest["encoder"], encoder)
+                if encoder is not None and self.manifest.settings["encoder"]:
+                    check_compatible(self.manifest.settings["encoder"], encoder)
                 snapshot = DenseIndex(self.path, gpu=False)
+                snapshot.verify()
                 self.index = snapshot.index
                 self.ids: list[str] = list(snapshot.doc_ids)
                 self.deleted = np.array(snapshot.deleted, dtype=bool)
                 self._vectors = ([np.array(snapshot.stored_vectors)] if snapshot.stored_vectors is not None
                                  and len(snapshot.stored_vectors) else [])
             else:
-                self.manifest = self._new_manifest(factory, dim, metric, encoder, store_vectors)
-                self.index = _new_faiss(self.manifest)
+                settings = self._new_settings(factory, dim, metric, encoder, store_vectors)
+                self.manifest = commit.start(self.path, FORMAT, FORMAT_VERSION, WHAT, settings, overwrite=True)
+                self.index = _new_faiss(settings)
                 self.ids, self.deleted, self._vectors = [], np.zeros(0, dtype=bool), []
-            self._remove_unnamed()
         except BaseException:
             self._lock.release()
             raise
-        self.dim, self.metric = int(self.manifest["dim"]), self.manifest["metric"]
+        self.settings = self.manifest.settings
+        self.dim, self.metric = int(self.settings["dim"]), self.settings["metric"]
         self._positions = {d: i for i, d in enumerate(self.ids) if not self.deleted[i]}
-        self._dirty = False
+        self._vectors_changed = self._deletes_changed = False
 
     @staticmethod
-    def _new_manifest(factory, dim, metric, encoder, store_vectors) -> dict:
+    def _new_settings(factory, dim, metric, encoder, store_vectors) -> dict:
         if factory is None or dim is None:
             raise InputError("a new dense index needs factory (e.g. 'Flat', 'HNSW32', 'IVF256,PQ32x8') and dim")
         if not isinstance(dim, int) or dim < 1:
@@ -362,14 +393,14 @@ class DenseIndexWriter(LockedWriter):
             raise InputError(f"unknown metric {metric!r} (expected one of {METRICS})")
         if store_vectors not in (None, *VECTOR_DTYPES):
             raise InputError(f"store_vectors must be None, 'float16' or 'float32', got {store_vectors!r}")
-        return {"format": FORMAT, "version": FORMAT_VERSION, "generation": 0, "factory": factory, "dim": dim,
-                "metric": metric, "vector_dtype": store_vectors, "encoder": encoder or {}, "count": 0, "total": 0,
-                "files": {}}
+        return {"factory": factory, "dim": dim, "metric": metric, "vector_dtype": store_vectors,
+                "encoder": encoder or {}}
 
     def _check(self, **given) -> None:
+        settings = self.manifest.settings
         for key, value in given.items():
-            if value is not None and self.manifest.get(key) != value:
-                raise IncompatibleIndexError(f"{self.path} was built with {key}={self.manifest.get(key)!r}, not "
+            if value is not None and settings.get(key) != value:
+                raise IncompatibleIndexError(f"{self.path} was built with {key}={settings.get(key)!r}, not "
                                              f"{value!r}; open it without that setting or build a new index")
 
     @property
@@ -398,12 +429,12 @@ class DenseIndexWriter(LockedWriter):
         need = self.min_train_vectors
         if need:
             if len(x) < need:
-                raise InputError(f"{self.manifest['factory']!r} must be trained first: its first add needs at least "
+                raise InputError(f"{self.settings['factory']!r} must be trained first: its first add needs at least "
                                  f"{need} vectors, got {len(x)}; add more at once (or use 'Flat' / 'HNSW32')")
             try:
                 self.index.train(x)
             except RuntimeError as e:
-                raise InputError(f"training {self.manifest['factory']!r} on {len(x)} vectors failed: "
+                raise InputError(f"training {self.settings['factory']!r} on {len(x)} vectors failed: "
                                  f"{str(e).strip().splitlines()[-1][:300]}; add more vectors at once") from None
         self.index.add(x)
         start = len(self.ids)
@@ -414,9 +445,9 @@ class DenseIndexWriter(LockedWriter):
                 self.deleted[old] = True
             self._positions[doc_id] = start + i
         self.ids += doc_ids
-        if self.manifest["vector_dtype"]:
-            self._vectors.append(x.astype(self.manifest["vector_dtype"]))
-        self._dirty = True
+        if self.settings["vector_dtype"]:
+            self._vectors.append(x.astype(self.settings["vector_dtype"]))
+        self._vectors_changed = True
 
     def delete(self, doc_ids: Iterable[str], missing: str = "error") -> None:
         """Delete documents by id; an unknown id raises InputError (nothing deleted) unless missing='ignore'."""
@@ -429,7 +460,7 @@ class DenseIndexWriter(LockedWriter):
             pos = self._positions.pop(doc_id, None)
             if pos is not None:
                 self.deleted[pos] = True
-                self._dirty = True
+                self._deletes_changed = True
 
     def compact(self) -> None:
         """Rebuild the FAISS index without deleted rows (keeps its training); needs the vectors back."""
@@ -443,7 +474,7 @@ class DenseIndexWriter(LockedWriter):
             try:
                 vectors = self.index.reconstruct_n(0, self.index.ntotal)
             except RuntimeError as e:
-                raise IncompatibleIndexError(f"compact() cannot read back {self.manifest['factory']} vectors ({e}); "
+                raise IncompatibleIndexError(f"compact() cannot read back {self.settings['factory']} vectors ({e}); "
                                              "build the index with store_vectors") from None
         vectors = np.ascontiguousarray(vectors[live], dtype=np.float32)
         fresh = faiss.clone_index(self.index)
@@ -455,41 +486,38 @@ class DenseIndexWriter(LockedWriter):
         self.deleted = np.zeros(len(live), dtype=bool)
         self._positions = {d: i for i, d in enumerate(self.ids)}
         if self._vectors:
-            self._vectors = [vectors.astype(self.manifest["vector_dtype"])]
-        self._dirty = True
+            self._vectors = [vectors.astype(self.settings["vector_dtype"])]
+        self._vectors_changed = True
 
     def commit(self) -> None:
-        """Write the index and atomically make it the committed state."""
-        if not self._dirty and self.manifest["generation"] > 0:
+        """Write what changed (vectors: a new FAISS file and container; deletions only: a new tombstone file) and
+        atomically make it the committed state."""
+        first = not self.manifest.segments
+        if not (self._vectors_changed or self._deletes_changed or first):
             return
-        faiss = _faiss()
-        manifest = json.loads(json.dumps(self.manifest))
-        manifest["generation"] += 1
-        prefix = f"g{manifest['generation']:06d}_{uuid.uuid4().hex[:8]}"
-        files = {"index": f"{prefix}.faiss", "ids": f"{prefix}.ids", "deleted": f"{prefix}.deleted"}
-        faiss.write_index(self.index, str(self.path / files["index"]))
-        StringTable.write(self.path, files["ids"], self.ids)
-        arrays = {files["deleted"]: self.deleted}
-        if self.manifest["vector_dtype"]:
-            files["vectors"] = f"{prefix}.vectors"
-            vectors = (np.concatenate(self._vectors) if self._vectors
-                       else np.zeros((0, self.dim), dtype=self.manifest["vector_dtype"]))
-            self._vectors = [vectors]
-            arrays[files["vectors"]] = vectors
-        save_arrays(self.path, arrays)
-        with open(self.path / files["index"], "rb+") as f:  # faiss does not fsync
-            os.fsync(f.fileno())
-        fsync_dir(self.path)
-        manifest.update(files=files, count=len(self._positions), total=len(self.ids))
-        write_json_atomic(self.path / MANIFEST, manifest)
-        self.manifest = manifest
-        self._dirty = False
-        self._remove_unnamed()
-
-    def _remove_unnamed(self) -> None:
-        """Delete files a crashed or earlier commit left behind: anything the manifest does not name."""
-        named = {name.split(".")[0] for name in (self.manifest.get("files") or {}).values()}
-        for child in self.path.iterdir():
-            match = _COMMIT_FILE.match(child.name)
-            if child.name.endswith(".tmp") or (match and match.group(1) not in named):
-                child.unlink(missing_ok=True)
+        manifest = self.manifest.copy()
+        if self._vectors_changed or first:
+            name = new_name("vec")
+            faiss_bytes = _faiss().serialize_index(self.index).tobytes()
+            faiss_path = self.path / f"{name}.faiss"
+            with open(faiss_path, "xb") as f:
+                f.write(faiss_bytes)
+                f.flush()
+                os.fsync(f.fileno())
+            arrays = StringTable.arrays("ids", self.ids)
+            if self.settings["vector_dtype"]:
+                vectors = (np.concatenate(self._vectors) if self._vectors
+                           else np.zeros((0, self.dim), dtype=self.settings["vector_dtype"]))
+                self._vectors = [vectors]
+                arrays["vectors"] = vectors
+            segment = commit.Segment(name, {"faiss": FileRef(faiss_path.name, len(faiss_bytes), crc32(faiss_bytes)),
+                                            "data": write_container(self.path / f"{name}.rsx", arrays)}, len(self.ids))
+        else:
+            segment = manifest.segments[0]
+        segment.deletes, segment.num_deleted = None, 0
+        if self.deleted.any():
+            segment.deletes = write_tombstones(self.path / new_name("del", ".rsx"), self.deleted)
+            segment.num_deleted = int(self.deleted.sum())
+        manifest.segments = [segment]
+        self.manifest = commit.publish(self.path, manifest)
+        self._vectors_changed = self._deletes_changed = False

@@ -1,4 +1,4 @@
-"""The inverted index: a manifest naming immutable segments and their tombstones.
+"""The inverted index: a manifest naming immutable segment files and their tombstones (rankstack.index.commit).
 
 Reading: `InvertedIndex(path)` opens a consistent snapshot (the manifest as committed when opened)
 and searches all its segments with global statistics. Writing: `IndexWriter(path)` adds documents
@@ -8,25 +8,28 @@ replacing the manifest, so a crash at any moment leaves the last commit intact.
 
 from __future__ import annotations
 
-import json
-import uuid
+import os
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
+from rankstack.index import commit
+from rankstack.index.commit import LockedWriter, Manifest, WriterLock, check_hint, new_name
+from rankstack.index.container import file_ref, read_checked
 from rankstack.index.query import SegmentSearcher
-from rankstack.index.segment import MODES, Segment, SegmentBuilder, merge_segments, remove_segment
+from rankstack.index.segment import (MODES, Segment, SegmentBuilder, merge_segments, read_tombstones,
+                                     write_tombstones)
 from rankstack.index.strings import StringTable
-from rankstack.index.storage import (LockedWriter, WriterLock, fsync_dir, open_snapshot, read_json, save_arrays,
-                                     write_json_atomic)
 
 FORMAT = "rankstack-inverted-index"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+FORMAT_VERSION = 2  # 2: segments and tombstones are checksummed container files
+WHAT = "inverted index"
 ALGORITHMS = ("maxscore", "bmw", "exhaustive")
-TERM_CACHE = 1 << 20  # terms whose lookups a snapshot remembers (then it starts over)
+TERM_CACHE = 1 << 16  # terms whose lookups a snapshot remembers (then it starts over): about 20 MB at most
+MAX_QUERY_WEIGHT = 1e6  # larger query weights would overflow float32 scores
 # impact_scale None: set at the first flush so that the largest weight seen maps to the top quantum.
 DEFAULT_SETTINGS = {"mode": "bm25", "k1": 0.9, "b": 0.4, "length_norm": "lucene", "impact_bits": 8,
                     "impact_scale": None,
@@ -35,23 +38,8 @@ DEFAULT_SETTINGS = {"mode": "bm25", "k1": 0.9, "b": 0.4, "length_norm": "lucene"
 Query = Mapping[str, float]  # term -> count (bm25) or weight (impact)
 
 
-def _empty_manifest(settings: dict) -> dict:
-    return {"format": FORMAT, "version": FORMAT_VERSION, "generation": 0, "settings": settings, "segments": []}
-
-
-def read_manifest(path: Path) -> dict:
-    manifest_path = path / MANIFEST
-    if not path.is_dir():
-        raise IndexFormatError(f"{path} is not an index directory (it does not exist)")
-    if not manifest_path.exists():
-        raise IndexFormatError(f"{path} has no {MANIFEST}: not an index, or one whose first commit never finished")
-    manifest = read_json(manifest_path)
-    if manifest.get("format") != FORMAT:
-        raise IndexFormatError(f"{manifest_path} is not a rankstack inverted index manifest")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise IndexFormatError(f"{path} has index format version {manifest.get('version')}; this rankstack "
-                               f"reads version {FORMAT_VERSION}: rebuild the index")
-    return manifest
+def read_manifest(path: Path) -> Manifest:
+    return commit.read_manifest(path, FORMAT, FORMAT_VERSION, WHAT)
 
 
 class IndexDocIds:
@@ -84,36 +72,45 @@ class IndexDocIds:
 
 
 class InvertedIndex:
-    """A read-only snapshot of an index directory."""
+    """A read-only snapshot of an index directory.
+
+    Opening reads the manifest and the segments' headers; the first search checks every file's checksums and
+    structures once (`verify`), so that damage is an IndexFormatError naming the file, never a crash.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path).absolute()
-        self.manifest = open_snapshot(lambda: read_manifest(self.path), self._open)  # retried if a merge races
+        self.manifest: Manifest = commit.open_snapshot(self.path, lambda: read_manifest(self.path), self._open)
+        self._verify_lock = threading.Lock()
+        self._verified = False
 
-    def _open(self, manifest: dict) -> None:
-        self.settings: dict[str, Any] = manifest["settings"]
-        self.generation: int = manifest["generation"]
-        self.segments = [Segment(self.path / s["name"]) for s in manifest["segments"]]
-        self.live = [self._load_tombstones(s) for s in manifest["segments"]]
+    def _open(self, manifest: Manifest) -> Manifest:
+        hint = check_hint(self.path)
+        self.settings: dict[str, Any] = manifest.settings
+        self.generation: int = manifest.generation
+        self.segments = [Segment(self.path / s.files["data"].name, s.files["data"], hint) for s in manifest.segments]
+        self.live = [read_tombstones(self.path / s.deletes.name, s.deletes, s.num_docs, hint) if s.deletes else None
+                     for s in manifest.segments]
+        for entry, seg in zip(manifest.segments, self.segments):
+            if seg.num_docs != entry.num_docs:
+                raise IndexFormatError(f"segment {seg.path} holds {seg.num_docs} documents, the manifest "
+                                              f"says {entry.num_docs}{hint}")
         self.bases = np.zeros(len(self.segments) + 1, dtype=np.int64)
         np.cumsum([s.num_docs for s in self.segments], out=self.bases[1:])
         self.doc_ids = IndexDocIds(self.segments, self.bases)
         # Like Lucene, statistics count deleted documents until a merge removes them.
         self.num_docs = int(self.bases[-1])
-        self.num_deleted = sum(s.get("num_deleted", 0) for s in manifest["segments"])
-        self.sum_lengths = sum(s.meta["sum_lengths"] for s in self.segments)
+        self.num_deleted = sum(s.num_deleted for s in manifest.segments)
+        self.sum_lengths = sum(s.sum_lengths for s in self.segments)
         self.searchers = [SegmentSearcher(seg.postings, seg.length_codes, live, seg.length_table)
                           for seg, live in zip(self.segments, self.live)]
         self._terms: dict[str, tuple[float, tuple[int, ...]]] = {}  # see _term_info
+        return manifest
 
-    def _load_tombstones(self, entry: dict) -> np.ndarray | None:
-        if not entry.get("deletes"):
-            return None
-        try:
-            return ~np.load(self.path / entry["deletes"], allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise IndexFormatError(f"tombstone file {entry['deletes']} of {self.path} is missing or corrupt ({e})") \
-                from None
+    @property
+    def commit_id(self) -> str:
+        """The identity of this snapshot's content: it changes with every commit (add, delete, merge, rebuild)."""
+        return self.manifest.commit
 
     @property
     def mode(self) -> str:
@@ -134,15 +131,25 @@ class InvertedIndex:
         return (f"InvertedIndex({str(self.path)!r}, {self.mode}, {self.num_live} documents, "
                 f"{len(self.segments)} segments)")
 
+    def read_file(self, role: str) -> bytes | None:
+        """The content of an index-level file the manifest names (see IndexWriter.set_file), checked; None if
+        there is none."""
+        ref = self.manifest.files.get(role)
+        return None if ref is None else read_checked(self.path / ref.name, ref, check_hint(self.path))
+
+    def verify(self) -> None:
+        """Check every segment's checksums and structures (once per snapshot; see Segment.verify)."""
+        if self._verified:
+            return
+        with self._verify_lock:
+            for seg in self.segments:
+                seg.verify()
+            self._verified = True
+
     # --- statistics and weights ----------------------------------------------------------------
 
     def document_frequency(self, term: str) -> int:
-        df = 0
-        for seg in self.segments:
-            t = seg.terms.position(term)
-            if t >= 0:
-                df += int(seg.term_df[t])
-        return df
+        return int(sum(seg.term_df(np.array([seg.terms.position(term)]))[0] for seg in self.segments))
 
     def idf(self, df: np.ndarray) -> np.ndarray:
         """Lucene's BM25 idf of document frequencies, as float32."""
@@ -156,9 +163,10 @@ class InvertedIndex:
         known = {t: cache.get(t) for t in terms}  # (read once: another thread may clear the cache meanwhile)
         missing = [t for t, info in known.items() if info is None]
         if missing:
-            positions = np.array([seg.terms.positions(missing) for seg in self.segments]).reshape(-1, len(missing))
+            positions = np.array([seg.terms.positions(missing) for seg in self.segments],
+                                 dtype=np.int64).reshape(-1, len(missing))
             if self.mode == "bm25":
-                dfs = sum((np.where(pos >= 0, seg.term_df[pos], 0) for seg, pos in zip(self.segments, positions)),
+                dfs = sum((seg.term_df(pos) for seg, pos in zip(self.segments, positions)),
                           np.zeros(len(missing), np.int64))
                 factors = self.idf(dfs).tolist()
             else:
@@ -172,6 +180,14 @@ class InvertedIndex:
 
     def _segment_queries(self, query: Query) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per segment: (term ids, float32 weights) of the query's terms present in that segment."""
+        if not isinstance(query, Mapping):
+            raise InputError(f"a query is a mapping of term -> weight, got {type(query).__name__}")
+        for term, w in query.items():
+            if not isinstance(term, str):
+                raise InputError(f"query terms must be strings, got {term!r}")
+            if not (isinstance(w, (int, float, np.number)) and 0 <= w <= MAX_QUERY_WEIGHT):
+                raise InputError(f"query weight of {term!r} must be a number between 0 and {MAX_QUERY_WEIGHT:g}, "
+                                 f"got {w!r}")
         terms = [t for t, w in query.items() if w > 0]
         infos = self._term_info(terms)
         weights = [factor * query[t] for t, (factor, _) in zip(terms, infos)]
@@ -187,12 +203,7 @@ class InvertedIndex:
                k1: float | None = None, b: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (global doc numbers, scores) for a bag of query terms, best first, ties by doc number.
         BM25's `k1` and `b` default to the index's settings."""
-        if not 1 <= k <= 1_000_000:
-            raise InputError(f"k must be between 1 and 1,000,000, got {k}")
-        scoring = self._scoring(k1, b)
-        parts = [searcher.search(term_ids, weights, k, algorithm=algorithm, theta=theta, **scoring)
-                 for searcher, (term_ids, weights) in zip(self.searchers, self._segment_queries(query))]
-        return self._merge_top_k(parts, k)
+        return self.search_batch([query], k, algorithm, theta, 1, k1, b)[0]
 
     def _scoring(self, k1: float | None = None, b: float | None = None) -> dict[str, float]:
         """BM25 parameters: the given k1 and b, else the index's (stored lengths allow any)."""
@@ -206,10 +217,11 @@ class InvertedIndex:
         """Search many queries; `threads` (default: all cores) share them across segments' kernels."""
         if algorithm not in ALGORITHMS:
             raise InputError(f"unknown search algorithm {algorithm!r} (expected one of {ALGORITHMS})")
-        if not 1 <= k <= 1_000_000:
-            raise InputError(f"k must be between 1 and 1,000,000, got {k}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 1_000_000:
+            raise InputError(f"k must be an integer between 1 and 1,000,000, got {k!r}")
+        self.verify()
         per_query = [self._segment_queries(q) for q in queries]
-        per_segment = [searcher.search_batch([pq[s] for pq in per_query], k, algorithm=algorithm, theta=theta,
+        per_segment = [searcher.search_batch([pq[s] for pq in per_query], int(k), algorithm=algorithm, theta=theta,
                                              threads=threads, **self._scoring(k1, b))
                        for s, searcher in enumerate(self.searchers)]
         return [self._merge_top_k(parts, k) for parts in zip(*per_segment)] if per_segment else \
@@ -238,7 +250,10 @@ class InvertedIndex:
 
     def stored(self, docnos: Iterable[int]) -> list[str]:
         """Stored documents (JSON strings) of global doc numbers."""
-        seg, local = self.doc_ids.locate(np.fromiter(docnos, dtype=np.int64))
+        docnos = np.fromiter(docnos, dtype=np.int64)
+        if len(docnos) and (docnos.min() < 0 or docnos.max() >= self.num_docs):
+            raise InputError(f"doc number out of range (index of {self.num_docs} documents)")
+        seg, local = self.doc_ids.locate(docnos)
         out = []
         for s, i in zip(seg.tolist(), local.tolist()):
             docs = self.segments[s].docs
@@ -249,44 +264,53 @@ class InvertedIndex:
 
 
 class IndexWriter(LockedWriter):
-    """The one writer of an index directory (guarded by a lock file).
+    """The one writer of an index directory (guarded by its lock).
 
-    Documents added since the last commit are buffered and written as a new segment at `commit()`
-    (or earlier, when the buffer fills). Adding an id that exists in an earlier commit replaces it;
-    adding the same id twice before one commit is an error. Nothing is visible to readers, and
-    nothing already committed is at risk, until `commit()` atomically replaces the manifest.
+    Documents added since the last commit are buffered and written as a new segment at `commit()` (or earlier,
+    when the buffer fills). Adding an id that exists in an earlier commit replaces it; adding the same id twice
+    before one commit is an error unless it was deleted in between. Operations apply in order, as in Lucene: a
+    delete removes the documents with that id added before it (committed or not), and a document added after a
+    delete of its id survives. Nothing is visible to readers, and nothing already committed is at risk, until
+    `commit()` atomically replaces the manifest.
+
+    `overwrite=True` starts a new index with `settings` in place of an existing one, which it replaces at the
+    commit (readers keep the old one until then; a crash before it loses nothing).
     """
 
-    def __init__(self, path: str | Path, settings: Mapping[str, Any] | None = None, *,
+    def __init__(self, path: str | Path, settings: Mapping[str, Any] | None = None, *, overwrite: bool = False,
                  buffer_tokens: int = 20_000_000, merge_factor: int = 10):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         self._lock = WriterLock(self.path)
         self._lock.acquire()
         try:
-            if (self.path / MANIFEST).exists():
-                self.manifest = read_manifest(self.path)
-                if settings:
-                    self._check_settings(settings)
-            else:
-                full = {**DEFAULT_SETTINGS, **(settings or {})}
+            exists = (self.path / commit.MANIFEST).exists()
+            full = {**DEFAULT_SETTINGS, **(settings or {})}
+            if not exists or overwrite:
                 if full["mode"] not in MODES:
                     raise InputError(f"unknown index mode {full['mode']!r} (expected one of {MODES})")
                 if full["impact_bits"] not in (8, 16):
                     raise InputError(f"impact_bits must be 8 or 16, got {full['impact_bits']!r}")
-                self.manifest = _empty_manifest(full)
-            self._remove_uncommitted()
+            self.manifest = commit.start(self.path, FORMAT, FORMAT_VERSION, WHAT, full, overwrite)
+            if exists and not overwrite and settings:
+                self._check_settings(settings)
         except BaseException:
             self._lock.release()
             raise
-        self.settings = self.manifest["settings"]
+        self.settings = self.manifest.settings
         self.buffer_tokens, self.merge_factor = buffer_tokens, merge_factor
+        self._segments: dict[str, Segment] = {}  # opened segment files, by file name
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget the uncommitted changes."""
         self._builder = self._new_builder()
-        self._pending: list[dict] = []  # segments written since the last commit
+        self._builder_dead: set[int] = set()  # buffered documents deleted after being added
+        self._pending: list[tuple[str, Any, set[int]]] = []  # flushed this commit: (file name, FileRef, dead)
         self._deletes: set[str] = set()
+        self._files: dict[str, Any] = {}  # index-level files set this commit, by role
 
     def _check_settings(self, settings: Mapping[str, Any]) -> None:
-        current = self.manifest["settings"]
+        current = self.manifest.settings
         for key, value in settings.items():
             if key in current and current[key] != value:
                 raise IncompatibleIndexError(f"{self.path} was built with {key}={current[key]!r}, not {value!r}; "
@@ -295,17 +319,12 @@ class IndexWriter(LockedWriter):
     def _new_builder(self) -> SegmentBuilder:
         return SegmentBuilder(self.settings["mode"], self.settings["store"], self.settings["length_norm"])
 
-    def _remove_uncommitted(self) -> None:
-        """Delete files a crashed writer left behind: anything the manifest does not name."""
-        named = {s["name"] for s in self.manifest["segments"]} | {s.get("deletes") for s in self.manifest["segments"]}
-        for child in self.path.iterdir():
-            if child.name in (MANIFEST, "write.lock") or child.name in named:
-                continue
-            if child.name.startswith(("seg_", "del_")) or child.name.endswith(".tmp"):
-                if child.is_dir():
-                    remove_segment(child)
-                else:
-                    child.unlink()
+    def _segment(self, ref: Any) -> Segment:
+        """A segment file of this directory, opened once (its postings are verified before a merge decodes them)."""
+        seg = self._segments.get(ref.name)
+        if seg is None:
+            seg = self._segments[ref.name] = Segment(self.path / ref.name, ref, check_hint(self.path))
+        return seg
 
     # --- changes -------------------------------------------------------------------------------
 
@@ -332,102 +351,128 @@ class IndexWriter(LockedWriter):
             self._flush()
 
     def delete(self, doc_ids: Iterable[str]) -> None:
-        """Mark documents deleted at the next commit; unknown ids are ignored."""
-        self._deletes.update(doc_ids)
+        """Delete documents by id at the next commit: committed ones, and those added before this call (a later
+        add of the same id survives); unknown ids are ignored."""
+        ids = {d for d in doc_ids}
+        self._deletes |= ids
+        self._builder_dead.update(i for i, d in enumerate(self._builder.doc_ids) if d in ids)
+        for name, ref, dead in self._pending:
+            positions = self._segment(ref).ids.positions(ids)
+            dead.update(positions[positions >= 0].tolist())
 
     def commit(self) -> None:
         """Make all changes durable and visible, then merge segments if the policy asks for it."""
         self._flush()
-        manifest = json.loads(json.dumps(self.manifest))
-        new_entries = [{"name": m["name"], "num_docs": m["num_docs"], "num_deleted": 0, "deletes": None}
-                       for m in self._pending]
-        # Re-added ids replace their earlier versions; explicit deletes hit every segment.
-        added = [Segment(self.path / m["name"]).ids for m in self._pending]
-        self._apply_deletes(manifest["segments"], self._deletes, added)
-        self._apply_deletes(new_entries, self._deletes, [])
-        manifest["segments"] += new_entries
+        manifest = self.manifest.copy()
+        # Explicit deletes and re-added ids remove committed documents; the new segments keep their own
+        # tombstones (documents deleted after they were added).
+        added = [self._segment(ref).ids for _, ref, _ in self._pending]
+        for entry in manifest.segments:
+            self._delete_in(entry, self._segment(entry.files["data"]), self._deletes, added)
+        for name, ref, dead in self._pending:
+            entry = commit.Segment(name, {"data": ref}, self._segment(ref).num_docs)
+            if dead:
+                deleted = np.zeros(entry.num_docs, dtype=bool)
+                deleted[sorted(dead)] = True
+                self._set_tombstones(entry, deleted)
+            manifest.segments.append(entry)
+        manifest.segments = [s for s in manifest.segments if s.num_live > 0]  # nothing left: drop the segment
+        manifest.files.update(self._files)
         self._publish(manifest)
-        self._pending, self._deletes = [], set()
+        self._reset()
         self._maybe_merge()
 
     def _flush(self) -> None:
         if not len(self._builder):
             return
-        builder, self._builder = self._builder, self._new_builder()
-        _check_unique(builder, [Segment(self.path / m["name"]) for m in self._pending])
+        builder, dead = self._builder, self._builder_dead
+        self._builder, self._builder_dead = self._new_builder(), set()
+        _check_unique(builder, dead, [(self._segment(ref), d) for _, ref, d in self._pending])
         if self.settings["mode"] == "impact" and not self.settings["impact_scale"]:
             self.settings["impact_scale"] = (builder.max_weight() or 1.0) / (2 ** self.settings["impact_bits"] - 1)
-        name = f"seg_{uuid.uuid4().hex[:12]}"
-        meta = builder.write(self.path / name, self.settings["impact_scale"] or 1.0, self.settings["impact_bits"])
-        fsync_dir(self.path)
-        self._pending.append({"name": name, **meta})
+        file_name = new_name("seg", ".rsx")
+        ref = builder.write(self.path / file_name, self.settings["impact_scale"] or 1.0, self.settings["impact_bits"])
+        self._pending.append((file_name.removesuffix(".rsx"), ref, dead))
 
-    def _apply_deletes(self, entries: list[dict], doc_ids: set[str], tables: list[StringTable]) -> None:
-        """Delete `doc_ids` and every id of `tables` from the entries' segments, writing new tombstone
-        files for those that lose documents (entries are updated in place)."""
+    def _delete_in(self, entry: commit.Segment, seg: Segment, doc_ids: set[str], tables: list[StringTable]) -> None:
+        """Delete `doc_ids` and every id of `tables` from a committed segment (a new tombstone file if any goes)."""
         if not doc_ids and not tables:
             return
-        for entry in entries:
-            seg = Segment(self.path / entry["name"])
-            deleted = (np.load(self.path / entry["deletes"]) if entry.get("deletes")
-                       else np.zeros(seg.num_docs, dtype=bool))
-            before = int(deleted.sum())
-            positions = seg.ids.positions(doc_ids)
-            deleted[positions[positions >= 0]] = True
-            for table in tables:
-                deleted[seg.ids.common(table)] = True
-            if int(deleted.sum()) != before:
-                name = f"del_{uuid.uuid4().hex[:12]}"
-                save_arrays(self.path, {name: deleted})
-                entry["deletes"], entry["num_deleted"] = name + ".npy", int(deleted.sum())
+        live = read_tombstones(self.path / entry.deletes.name, entry.deletes, entry.num_docs) if entry.deletes \
+            else np.ones(entry.num_docs, dtype=bool)
+        deleted = ~live
+        before = int(deleted.sum())
+        positions = seg.ids.positions(doc_ids)
+        deleted[positions[positions >= 0]] = True
+        for table in tables:
+            deleted[seg.ids.common(table)] = True
+        if int(deleted.sum()) != before:
+            self._set_tombstones(entry, deleted)
 
-    def _publish(self, manifest: dict) -> None:
+    def set_file(self, role: str, data: bytes, ext: str = ".json") -> None:
+        """Store `data` as an index-level file named by the manifest under `role` from the next commit on
+        (replacing any earlier one), e.g. a learned-sparse index's query weights."""
+        path = self.path / new_name("file", ext)
+        with open(path, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self._files[role] = file_ref(path)
+
+    def _set_tombstones(self, entry: commit.Segment, deleted: np.ndarray) -> None:
+        entry.deletes = write_tombstones(self.path / new_name("del", ".rsx"), deleted)
+        entry.num_deleted = int(deleted.sum())
+
+    def _publish(self, manifest: Manifest) -> None:
         """Atomically make `manifest` the committed state, then remove files it no longer names."""
-        manifest["generation"] += 1
-        fsync_dir(self.path)
-        write_json_atomic(self.path / MANIFEST, manifest)
-        self.manifest, self.settings = manifest, manifest["settings"]
-        self._remove_uncommitted()
+        self.manifest = commit.publish(self.path, manifest)
+        self.settings = self.manifest.settings
+        live = self.manifest.file_names()
+        self._segments = {name: seg for name, seg in self._segments.items() if name in live}
 
     # --- merging -------------------------------------------------------------------------------
 
     def _maybe_merge(self) -> None:
         """Tiered policy: when more than `merge_factor` segments exist, merge the smallest ones together."""
-        segments = self.manifest["segments"]
+        segments = self.manifest.segments
         if len(segments) > self.merge_factor:
-            smallest = sorted(segments, key=lambda s: s["num_docs"] - s["num_deleted"])[:self.merge_factor]
-            self._merge([s["name"] for s in smallest])
+            smallest = sorted(segments, key=lambda s: s.num_live)[:self.merge_factor]
+            self._merge([s.name for s in smallest])
 
     def force_merge(self, max_segments: int = 1) -> None:
         """Merge until at most `max_segments` remain, dropping deleted documents."""
         self.commit()
-        segments = sorted(self.manifest["segments"], key=lambda s: s["num_docs"] - s["num_deleted"])
-        if len(segments) > max_segments or (max_segments >= 1 and any(s["num_deleted"] for s in segments)):
+        segments = sorted(self.manifest.segments, key=lambda s: s.num_live)
+        if len(segments) > max_segments or (max_segments >= 1 and any(s.num_deleted for s in segments)):
             count = max(len(segments) - max_segments + 1, 1)
-            names = [s["name"] for s in segments[:count]]
-            if len(names) > 1 or any(s["num_deleted"] for s in segments[:count]):
+            names = [s.name for s in segments[:count]]
+            if len(names) > 1 or any(s.num_deleted for s in segments[:count]):
                 self._merge(names)
 
     def _merge(self, names: list[str]) -> None:
-        entries = {s["name"]: s for s in self.manifest["segments"]}
-        segments = [Segment(self.path / name) for name in names]
-        lives = [(~np.load(self.path / entries[n]["deletes"])) if entries[n].get("deletes") else None for n in names]
-        merged = f"seg_{uuid.uuid4().hex[:12]}"
-        meta = merge_segments(segments, lives, self.path / merged, self.settings["length_norm"])
-        fsync_dir(self.path)
-        manifest = json.loads(json.dumps(self.manifest))
-        first = min(i for i, s in enumerate(manifest["segments"]) if s["name"] in names)
-        kept = [s for s in manifest["segments"] if s["name"] not in names]
-        kept.insert(min(first, len(kept)), {"name": merged, "num_docs": meta["num_docs"], "num_deleted": 0,
-                                            "deletes": None})
-        manifest["segments"] = kept
+        entries = {s.name: s for s in self.manifest.segments}
+        chosen = [entries[n] for n in names]
+        segments = [self._segment(e.files["data"]) for e in chosen]
+        lives = [read_tombstones(self.path / e.deletes.name, e.deletes, e.num_docs) if e.deletes else None
+                 for e in chosen]
+        merged = new_name("seg")
+        ref = merge_segments(segments, lives, self.path / f"{merged}.rsx", self.settings["length_norm"])
+        manifest = self.manifest.copy()
+        first = min(i for i, s in enumerate(manifest.segments) if s.name in names)
+        kept = [s for s in manifest.segments if s.name not in names]
+        if sum(e.num_live for e in chosen):
+            kept.insert(min(first, len(kept)), commit.Segment(merged, {"data": ref}, sum(e.num_live for e in chosen)))
+        manifest.segments = kept
         self._publish(manifest)
 
 
-def _check_unique(builder: SegmentBuilder, pending: list[Segment]) -> None:
-    """Ids must be unique among the documents of one commit."""
+def _check_unique(builder: SegmentBuilder, dead: set[int], pending: list[tuple[Segment, set[int]]]) -> None:
+    """Ids must be unique among the live documents of one commit."""
     ids = np.array(builder.doc_ids, dtype=object)
-    order = np.argsort(ids, kind="stable")
+    alive = np.ones(len(ids), dtype=bool)
+    alive[list(dead)] = False
+    live_positions = np.flatnonzero(alive)
+    order = live_positions[np.argsort(ids[live_positions], kind="stable")]
     sorted_ids = ids[order]
     dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
     if len(dup):
@@ -435,8 +480,10 @@ def _check_unique(builder: SegmentBuilder, pending: list[Segment]) -> None:
         where = [builder.doc_locations[i] for i in (first, second)]
         detail = f" (at {where[0]} and {where[1]})" if all(where) else ""
         raise InputError(f"duplicate document id {sorted_ids[dup[0]]!r}{detail}")
-    for seg in pending:
-        found = np.flatnonzero(seg.ids.positions(builder.doc_ids) >= 0)
-        if len(found):
+    for seg, seg_dead in pending:
+        positions = seg.ids.positions(builder.doc_ids)
+        found = np.flatnonzero((positions >= 0) & alive)
+        found = [i for i in found.tolist() if int(positions[i]) not in seg_dead]
+        if found:
             where, doc_id = builder.doc_locations[found[0]], builder.doc_ids[found[0]]
             raise InputError(f"{where + ': ' if where else ''}duplicate document id {doc_id!r}")

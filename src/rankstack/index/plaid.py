@@ -20,19 +20,19 @@ residuals are decompressed and they are rescored with exact MaxSim. An index cre
     >>> index = PlaidIndex.create("idx16", info, sample_vectors, nbits=2, store_vectors="float16")
     >>> index.add(doc_ids, vectors); index.search(query_vectors, k=10, rescore=True)   # exact rescoring
 
-Directory: `manifest.json` (format, encoder `model_info`, dimension, nbits, chunks, deletions; replaced
-atomically last, so a crash leaves the previous snapshot), `centroids.npy`, `cutoffs.npy`, `weights.npy`, and
-per `add` a chunk directory (codes, packed residuals, token offsets, doc ids, inverted lists, and `vectors.npy`
-when the manifest's `vector_dtype` is set; indexes written before stored vectors existed have no such key).
-Re-adding an id replaces its earlier version; deleted documents are tombstones (`deleted-<generation>.npy`).
-Arrays are memory-mapped.
+Directory (rankstack.index.commit): `manifest.json` (encoder `model_info`, dimension, nbits, the codec file and the
+chunks, each with its tombstones; published atomically last, so a crash leaves the previous snapshot), a codec
+container file (centroids, bucket cut-offs and values), and per `add` a chunk: one container file (codes, packed
+residuals, token offsets, doc ids, inverted lists, and the vectors when the settings' `vector_dtype` is set).
+Re-adding an id replaces its earlier version; deleted documents are per-chunk tombstones. Every file is
+checksummed; arrays are memory-mapped; the first search checks checksums and structure.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -40,13 +40,17 @@ import numpy as np
 
 from rankstack.data.run import Hits, sort_hits
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
+from rankstack.index import commit
 from rankstack.index import plaid_kernels as K
-from rankstack.index.storage import (WriterLock, clear_for_build, fsync_dir, load_array, read_json, save_arrays,
-                                     write_json_atomic)
+from rankstack.index.commit import WriterLock, check_hint, new_name
+from rankstack.index.container import Container, write_container
+from rankstack.index.segment import read_tombstones, write_tombstones
 from rankstack.index.strings import StringTable
+from rankstack.records import check_compatible
 
 FORMAT = "rankstack-plaid"
-VERSION = 1
+VERSION = 2  # 2: checksummed container files (rankstack.index.commit)
+WHAT = "PLAID index"
 VECTOR_DTYPES = ("float16", "float32")  # store_vectors: full-precision copies for exact rescoring
 _ASSIGN_BLOCK = 1 << 24  # floats of the [rows, centroids] score block when assigning vectors to centroids
 
@@ -148,73 +152,103 @@ class PlaidDocIds:
 
 
 class _Chunk:
-    def __init__(self, directory: Path, entry: dict, base: int, dim: int, nbits: int, num_centroids: int,
-                 vector_dtype: str | None):
-        self.path, self.base = directory, base
-        self.codes = load_array(directory, "codes")
-        self.residuals = load_array(directory, "residuals")
-        self.offsets = load_array(directory, "offsets")
-        self.ivf_offsets = load_array(directory, "ivf_offsets")
-        self.ivf_docs = load_array(directory, "ivf_docs")
-        self.ids = StringTable(directory, "ids")
-        self.stored = load_array(directory, "vectors") if vector_dtype else None  # [tokens, dim] or None
-        n, t = entry["docs"], entry["tokens"]
+    """One chunk's container file: codes, packed residuals, token offsets, inverted lists, ids, stored vectors."""
+
+    def __init__(self, path: Path, entry: commit.Segment, base: int, dim: int, nbits: int, num_centroids: int,
+                 vector_dtype: str | None, hint: str):
+        self.path, self.base, self.num_centroids = path, base, num_centroids
+        self.container = c = Container(path / entry.files["data"].name, entry.files["data"], hint)
+        self.codes, self.residuals, self.offsets = c["codes"], c["residuals"], c["offsets"]
+        self.ivf_offsets, self.ivf_docs = c["ivf_offsets"], c["ivf_docs"]
+        self.ids = StringTable(c, "ids", where=f"{c.path}:ids")
+        self.stored = c["vectors"] if vector_dtype else None  # [tokens, dim] or None
+        n, t = entry.num_docs, entry.meta.get("tokens")
         if (len(self.offsets) != n + 1 or self.offsets[-1] != t or len(self.codes) != t or len(self.ids) != n
                 or self.residuals.shape != (t, dim * nbits // 8) or len(self.ivf_offsets) != num_centroids + 1
                 or (vector_dtype and (self.stored.shape != (t, dim) or self.stored.dtype != vector_dtype))):
-            raise IndexFormatError(f"{directory} does not match the manifest ({n} documents, {t} tokens): "
-                                   "the index is corrupt")
+            raise IndexFormatError(f"{c.path} does not match the manifest ({n} documents, {t} tokens){hint}")
         self.num_docs = n
+        self.live = read_tombstones(path / entry.deletes.name, entry.deletes, n, hint) if entry.deletes \
+            else np.ones(n, dtype=bool)
+        self._hint = hint
+
+    def verify(self) -> None:
+        """Checksums, and every offset and id the kernels index with (IndexFormatError if any is off)."""
+        self.container.verify()
+        off, ivf = self.offsets.astype(np.int64), self.ivf_offsets.astype(np.int64)
+        problems = []
+        if off[0] != 0 or np.any(np.diff(off) < 0):
+            problems.append("token offsets are not ascending")
+        if len(self.codes) and (int(self.codes.min()) < 0 or int(self.codes.max()) >= self.num_centroids):
+            problems.append("codes name centroids that do not exist")
+        if ivf[0] != 0 or np.any(np.diff(ivf) < 0) or ivf[-1] != len(self.ivf_docs):
+            problems.append("inverted list offsets are not ascending to the end of the lists")
+        if len(self.ivf_docs) and (int(self.ivf_docs.min()) < 0 or int(self.ivf_docs.max()) >= self.num_docs):
+            problems.append("inverted lists name documents that do not exist")
+        if problems:
+            raise IndexFormatError(f"{self.container.path} is damaged: {'; '.join(problems)}{self._hint}")
+        self.ids.check()
 
 
 class PlaidIndex:
     """A read-mostly PLAID index directory; `add` and `delete` commit a new snapshot and reload it."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.is_dir():
-            raise IndexFormatError(f"{self.path} is not an index directory")
-        m = read_json(self.path / "manifest.json")
-        if not isinstance(m, dict) or m.get("format") != FORMAT:
-            raise IndexFormatError(f"{self.path} is not a PLAID index (manifest format "
-                                   f"{m.get('format') if isinstance(m, dict) else None!r})")
-        if m.get("version") != VERSION:
-            raise IndexFormatError(f"{self.path}: PLAID index version {m.get('version')!r}, this rankstack reads "
-                                   f"version {VERSION}")
+        self.path = Path(path).absolute()
+        self.manifest = commit.open_snapshot(self.path, self._read_manifest, self._open)
+        self._verify_lock = threading.Lock()
+        self._verified = False
+
+    def _read_manifest(self) -> commit.Manifest:
+        return commit.read_manifest(self.path, FORMAT, VERSION, WHAT)
+
+    def _open(self, m: commit.Manifest) -> commit.Manifest:
+        hint = check_hint(self.path)
         try:
-            self.manifest = m
-            self.dim, self.nbits, self.normalize = int(m["dim"]), int(m["nbits"]), bool(m["normalize"])
-            self.encoder_info: dict[str, Any] = m["encoder"]
-            chunks, deleted = list(m["chunks"]), m["deleted"]
-            self.vector_dtype: str | None = m.get("vector_dtype")  # absent before stored vectors existed
+            settings = m.settings
+            self.dim, self.nbits, self.normalize = int(settings["dim"]), int(settings["nbits"]), \
+                bool(settings["normalize"])
+            self.encoder_info: dict[str, Any] = settings["encoder"]
+            self.vector_dtype: str | None = settings["vector_dtype"]
+            codec = m.files["codec"]
         except (KeyError, TypeError, ValueError) as e:
-            raise IndexFormatError(f"{self.path}/manifest.json is corrupt (missing or bad {e})") from None
-        self.centroids = np.ascontiguousarray(load_array(self.path, "centroids", mmap=False), np.float32)
-        self.cutoffs = load_array(self.path, "cutoffs", mmap=False)
-        self.weights = load_array(self.path, "weights", mmap=False)
+            raise IndexFormatError(f"{self.path}/manifest.json is malformed (missing or bad {e}){hint}") from None
         if self.vector_dtype not in (None, *VECTOR_DTYPES):
-            raise IndexFormatError(f"{self.path}/manifest.json is corrupt (vector_dtype {self.vector_dtype!r})")
+            raise IndexFormatError(f"{self.path}/manifest.json is malformed (vector_dtype {self.vector_dtype!r})")
+        c = Container(self.path / codec.name, codec, hint)
+        self.centroids = np.ascontiguousarray(c["centroids"], np.float32)
+        self.cutoffs, self.weights = np.array(c["cutoffs"]), np.array(c["weights"])
         n = 1 << self.nbits
-        if self.centroids.shape[1:] != (self.dim,) or (self.cutoffs.shape, self.weights.shape) not in (
-                ((n - 1,), (n,)), ((self.dim, n - 1), (self.dim, n))):
-            raise IndexFormatError(f"{self.path}: centroids or buckets do not match the manifest")
+        if self.nbits not in (1, 2, 4, 8) or self.centroids.shape[1:] != (self.dim,) or not len(self.centroids) \
+                or (self.cutoffs.shape, self.weights.shape) not in (((n - 1,), (n,)), ((self.dim, n - 1),
+                                                                                        (self.dim, n))):
+            raise IndexFormatError(f"{self.path}: centroids or buckets do not match the manifest{hint}")
+        self.manifest_generation = m.generation
         self._table = K.byte_tables(self.weights, self.nbits, self.dim)
         self._cutoffs = np.ascontiguousarray(np.broadcast_to(self.cutoffs, (self.dim, n - 1)))
         self.chunks: list[_Chunk] = []
         base = 0
-        for entry in chunks:
-            try:
-                directory, docs = self.path / entry["name"], int(entry["docs"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise IndexFormatError(f"{self.path}/manifest.json is corrupt (bad chunk entry: {e})") from None
-            self.chunks.append(_Chunk(directory, entry, base, self.dim, self.nbits, len(self.centroids),
-                                      self.vector_dtype))
-            base += docs
+        for entry in m.segments:
+            self.chunks.append(_Chunk(self.path, entry, base, self.dim, self.nbits, len(self.centroids),
+                                      self.vector_dtype, hint))
+            base += entry.num_docs
         self._bases = np.array([c.base for c in self.chunks] + [base], dtype=np.int64)
         self.doc_ids = PlaidDocIds([c.ids for c in self.chunks], self._bases)
-        self.live = np.ones(base, dtype=np.bool_)
-        if deleted is not None:
-            self.live[load_array(self.path, deleted, mmap=False)] = False
+        self.live = np.concatenate([c.live for c in self.chunks] + [np.zeros(0, bool)])
+        return m
+
+    @property
+    def commit_id(self) -> str:
+        return self.manifest.commit
+
+    def verify(self) -> None:
+        """Check every chunk's checksums and structure (once per snapshot)."""
+        if self._verified:
+            return
+        with self._verify_lock:
+            for chunk in self.chunks:
+                chunk.verify()
+            self._verified = True
 
     # --- building ----------------------------------------------------------------------------------------------
 
@@ -248,7 +282,7 @@ class PlaidIndex:
             raise InputError(f"dimension {dim} is not a multiple of {8 // nbits}, as {nbits}-bit packing needs")
         if not np.isfinite(x).all():
             raise InputError("the training sample holds NaN or infinite values")
-        path = clear_for_build(path, overwrite, "PlaidIndex")
+        commit.refuse_existing(path, overwrite, "PlaidIndex")
         rng = np.random.default_rng(seed)
         x = x[rng.permutation(len(x))]
         held = len(x) // 20 if len(x) >= 200 else 0
@@ -267,16 +301,16 @@ class PlaidIndex:
         check = heldout if held else train
         cutoffs, weights = bucket_quantiles(check - centroids[assign(check, centroids)], nbits,
                                             per_dimension=buckets == "per_dimension")
-        path.mkdir(parents=True, exist_ok=True)
-        save_arrays(path, {"centroids": centroids, "cutoffs": cutoffs, "weights": weights})
-        fsync_dir(path)
-        write_json_atomic(path / "manifest.json", {
-            "format": FORMAT, "version": VERSION, "generation": 0, "encoder": encoder_info, "dim": dim,
-            "nbits": nbits, "normalize": normalize, "num_centroids": k, "buckets": buckets,
-            "vector_dtype": store_vectors,
-            "training": {"vectors": min(len(train), kmeans_sample or 256 * k), "heldout": held,
-                         "kmeans_iters": kmeans_iters, "seed": seed},
-            "chunks": [], "deleted": None})
+        settings = {"encoder": encoder_info, "dim": dim, "nbits": nbits, "normalize": normalize, "num_centroids": k,
+                    "buckets": buckets, "vector_dtype": store_vectors,
+                    "training": {"vectors": min(len(train), kmeans_sample or 256 * k), "heldout": held,
+                                 "kmeans_iters": kmeans_iters, "seed": seed}}
+        with WriterLock(path):
+            commit.refuse_existing(path, overwrite, "PlaidIndex")  # (again: another writer may have been faster)
+            manifest = commit.start(path, FORMAT, VERSION, WHAT, settings, overwrite=True)
+            manifest.files["codec"] = write_container(path / new_name("codec", ".rsx"),
+                                                      {"centroids": centroids, "cutoffs": cutoffs, "weights": weights})
+            commit.publish(path, manifest)
         return cls(path)
 
     def compress(self, vectors: np.ndarray, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -310,28 +344,21 @@ class PlaidIndex:
         lengths = np.array([self._check_vectors(v, f"document {i!r}") for i, v in zip(doc_ids, vectors)])
         with WriterLock(self.path):
             self._reload_if_changed()
-            gen = self.manifest["generation"] + 1
-            name = f"chunk-{gen:06d}"
-            directory = self.path / name
-            if directory.exists():
-                shutil.rmtree(directory)  # left by a crashed writer: never in a manifest
-            directory.mkdir()
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
             flat = np.concatenate([np.asarray(v, np.float32) for v in vectors])
             codes, packed = self.compress(flat, codes)
             ivf_offsets, ivf_docs = _inverted_lists(codes, offsets, len(self.centroids))
             arrays = {"codes": codes, "residuals": packed, "offsets": offsets, "ivf_offsets": ivf_offsets,
-                      "ivf_docs": ivf_docs}
+                      "ivf_docs": ivf_docs, **StringTable.arrays("ids", doc_ids, lookup=True)}
             if self.vector_dtype:
                 arrays["vectors"] = flat.astype(self.vector_dtype)
             del flat
-            save_arrays(directory, arrays)
-            StringTable.write(directory, "ids", doc_ids, lookup=True)
-            fsync_dir(directory)
+            name = new_name("chunk")
+            ref = write_container(self.path / f"{name}.rsx", arrays)
             replaced = self.docnos(doc_ids)
-            entry = {"name": name, "docs": len(doc_ids), "tokens": int(offsets[-1])}
-            self._publish(gen, self.manifest["chunks"] + [entry], replaced[replaced >= 0])
+            chunk = commit.Segment(name, {"data": ref}, len(doc_ids), meta={"tokens": int(offsets[-1])})
+            self._publish(chunk, replaced[replaced >= 0])
         return len(doc_ids)
 
     def delete(self, doc_ids: Iterable[str]) -> int:
@@ -345,27 +372,26 @@ class PlaidIndex:
                 raise InputError(f"unknown document id(s), nothing deleted: {', '.join(map(repr, unknown[:5]))}"
                                  + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
             if len(docnos):
-                self._publish(self.manifest["generation"] + 1, self.manifest["chunks"], docnos)
+                self._publish(None, docnos)
         return len(docnos)
 
-    def _publish(self, gen: int, chunks: list[dict], newly_deleted: np.ndarray) -> None:
-        """Write the deletions file and then the manifest (atomically): the new snapshot; drop stale files."""
-        deleted = np.union1d(np.flatnonzero(~self.live), newly_deleted).astype(np.int64)
-        manifest = {**self.manifest, "generation": gen, "chunks": chunks, "deleted": None}
-        if len(deleted):
-            manifest["deleted"] = f"deleted-{gen:06d}"
-            save_arrays(self.path, {manifest["deleted"]: deleted})
-            fsync_dir(self.path)
-        write_json_atomic(self.path / "manifest.json", manifest)
-        keep = {c["name"] for c in chunks} | {f"{manifest['deleted']}.npy"}
-        for stale in self.path.iterdir():  # readers that opened them keep their memory maps
-            if (stale.name.startswith("chunk-") and stale.is_dir() or stale.name.startswith("deleted-")) \
-                    and stale.name not in keep:
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    def _publish(self, chunk: commit.Segment | None, newly_deleted: np.ndarray) -> None:
+        """Publish a snapshot with `chunk` added (if any) and the documents `newly_deleted` (global doc numbers)
+        tombstoned, then reload it."""
+        manifest = self.manifest.copy()
+        which = np.searchsorted(self._bases, newly_deleted, side="right") - 1
+        for ci in np.unique(which).tolist():
+            entry, c = manifest.segments[ci], self.chunks[ci]
+            deleted = ~c.live
+            deleted[newly_deleted[which == ci] - c.base] = True
+            entry.deletes = write_tombstones(self.path / new_name("del", ".rsx"), deleted)
+            entry.num_deleted = int(deleted.sum())
+        manifest.segments = [e for e in manifest.segments if e.num_live > 0] + ([chunk] if chunk else [])
+        commit.publish(self.path, manifest)
         self.__init__(self.path)
 
     def _reload_if_changed(self) -> None:
-        if read_json(self.path / "manifest.json").get("generation") != self.manifest["generation"]:
+        if self._read_manifest().commit != self.manifest.commit:
             self.__init__(self.path)
 
     def _check_vectors(self, v: np.ndarray, what: str) -> int:
@@ -381,8 +407,6 @@ class PlaidIndex:
 
     def check_encoder(self, info: dict[str, Any]) -> None:
         """IncompatibleIndexError unless `info` (an encoder's model_info) matches what the index recorded."""
-        from rankstack.records import check_compatible
-
         if info.get("dimension") not in (None, self.dim):
             raise IncompatibleIndexError(f"{self.path} holds {self.dim}-dimensional vectors; the encoder makes "
                                          f"{info.get('dimension')}-dimensional ones")
@@ -402,9 +426,8 @@ class PlaidIndex:
 
     def size_bytes(self) -> int:
         """Bytes of every file of the current snapshot."""
-        names = {"manifest.json", "centroids.npy", "cutoffs.npy", "weights.npy", f"{self.manifest['deleted']}.npy"}
-        total = sum((self.path / n).stat().st_size for n in names if (self.path / n).exists())
-        return total + sum(f.stat().st_size for c in self.chunks for f in c.path.iterdir())
+        names = {commit.MANIFEST} | self.manifest.file_names()
+        return sum((self.path / n).stat().st_size for n in names)
 
     def docnos(self, doc_ids: Sequence[str]) -> np.ndarray:
         """Global doc numbers of live documents by id (-1 where absent or deleted)."""
@@ -436,6 +459,7 @@ class PlaidIndex:
             self.require_stored()
         if len(docnos) and (docnos.min() < 0 or docnos.max() >= len(self.live)):
             raise InputError(f"doc number out of range (index of {len(self.live)} documents)")
+        self.verify()
         which = np.searchsorted(self._bases, docnos, side="right") - 1
         parts, lengths = [None] * len(docnos), np.zeros(len(docnos), np.int64)
         for ci in np.unique(which).tolist():
@@ -486,6 +510,8 @@ class PlaidIndex:
         tokens' top `nprobe` centroids (candidate generation), cut to the best `ncandidates` by centroid
         interaction when there are more (None: no cut)."""
         q = np.ascontiguousarray(query, np.float32)
+        self._check_vectors(q, "the query")
+        self.verify()
         scores = q @ self.centroids.T  # [query tokens, centroids]
         nprobe = min(nprobe, scores.shape[1])
         probes = np.unique(np.argpartition(-scores, nprobe - 1, axis=1)[:, :nprobe]).astype(np.int64)

@@ -1,7 +1,6 @@
 """Block-compressed posting lists: building (`encode_postings`) and decoding.
 
-Format (version 2; version 1 stored ``term_ub_offsets`` [V+1] instead of ``ub_terms`` + ``ub_offsets``
-and is upgraded on loading by `upgrade`). Each term's posting list is cut into blocks of ``BLOCK`` (128) postings;
+Format (version 2). Each term's posting list is cut into blocks of ``BLOCK`` (128) postings;
 a block holds ``n`` docno gaps then ``n`` values, each bit-packed at a per-block width:
 
 * gaps: ``doc[i] - doc[i-1] - 1``, where ``doc[-1]`` is the previous block's last docno, or,
@@ -379,13 +378,103 @@ def _sparse_ub_offsets(term_ub_offsets: np.ndarray) -> dict[str, np.ndarray]:
             "ub_offsets": np.append(term_ub_offsets[has], term_ub_offsets[-1]).astype(np.int32)}
 
 
-def upgrade(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Arrays of an older postings format in the current layout (in memory; the files stay as they are)."""
-    version = int(np.asarray(arrays["meta"])[0])
-    if version == 1:
-        arrays = {**arrays, **_sparse_ub_offsets(np.asarray(arrays["term_ub_offsets"], np.int64))}
-        arrays["meta"] = np.array([FORMAT_VERSION, *np.asarray(arrays["meta"])[1:]], np.int64)
-    return arrays
+DTYPES = {"meta": np.int64, "term_blocks": np.int32, "term_last_count": np.uint8, "ub_terms": np.int32,
+          "ub_offsets": np.int32, "ub_values": np.uint32, "ub_lengths": np.int32, "block_last": np.int32,
+          "block_offsets": np.uint32, "block_doc_bits": np.uint8, "block_val_bits": np.uint8, "block_max": np.uint16,
+          "block_min_len": np.uint16, "data": np.uint32}
+_PROBLEMS = {
+    0: "an array has the wrong type or shape",
+    1: "meta does not match the segment (version, mode, document count or block size)",
+    2: "an array has the wrong size",
+    3: "term_blocks is not ascending from 0 to the number of blocks",
+    4: "term_last_count is not between 1 and 128 for a term with postings",
+    5: "ub_terms / ub_offsets are out of order or out of range",
+    6: "a block's bit widths exceed 32",
+    7: "a block's data lies outside the data array",
+    8: "block_last is not ascending within a term, leaves no room for the block's postings, or exceeds the documents",
+    9: "a block's decoded document numbers do not end at its block_last (damaged gaps)",
+    10: "a block holds a value above its block_max",
+    11: "a document length is negative",
+}
+
+
+def check(arrays: dict[str, np.ndarray], n_docs: int, mode: int, lengths: np.ndarray | None = None) -> str | None:
+    """What is wrong with a segment's posting arrays, as the query kernels would meet it (None: nothing). Checks
+    every invariant the kernels rely on to stay inside their arrays, decoding every block once: O(postings)."""
+    a = arrays
+    if any(a[name].dtype != dtype or a[name].ndim != 1 for name, dtype in DTYPES.items()):
+        return _PROBLEMS[0]
+    meta = np.asarray(a["meta"])
+    if meta.shape != (4,) or int(meta[0]) != FORMAT_VERSION or int(meta[1]) != mode or int(meta[2]) != n_docs \
+            or int(meta[3]) != BLOCK:
+        return _PROBLEMS[1]
+    V, B = len(a["term_blocks"]) - 1, len(a["block_last"])
+    sizes = {"term_last_count": V, "block_offsets": B, "block_doc_bits": B, "block_val_bits": B, "block_max": B,
+             "block_min_len": B if mode == MODE_BM25 else 0, "ub_offsets": len(a["ub_terms"]) + 1,
+             "ub_lengths": len(a["ub_values"])}
+    if V < 0 or any(a[name].ndim != 1 or len(a[name]) != size for name, size in sizes.items()) \
+            or len(a["data"]) < 8:
+        return _PROBLEMS[2]
+    if lengths is not None and len(lengths) and lengths.dtype != np.uint8 and int(lengths.min()) < 0:
+        return _PROBLEMS[11]
+    code = _check(a["term_blocks"], a["term_last_count"], a["ub_terms"], a["ub_offsets"], a["ub_values"],
+                  a["block_last"], a["block_offsets"], a["block_doc_bits"], a["block_val_bits"], a["block_max"],
+                  a["data"], n_docs)
+    return _PROBLEMS[code] if code else None
+
+
+@njit(cache=True, nogil=True)
+def _check(term_blocks, term_last, ub_terms, ub_offsets, ub_values, block_last, block_offsets, dbits, vbits, bmax,
+           data, n_docs) -> int:
+    V, B = term_blocks.shape[0] - 1, block_last.shape[0]
+    if term_blocks[0] != 0 or term_blocks[V] != B:
+        return 3
+    for t in range(V):
+        if term_blocks[t + 1] < term_blocks[t]:
+            return 3
+        if term_blocks[t + 1] > term_blocks[t] and not 1 <= term_last[t] <= BLOCK:
+            return 4
+    if ub_offsets[0] != 0 or ub_offsets[-1] != ub_values.shape[0]:
+        return 5
+    for j in range(ub_terms.shape[0]):
+        if ub_offsets[j + 1] < ub_offsets[j] or ub_terms[j] < 0 or ub_terms[j] >= V or \
+                (j and ub_terms[j] <= ub_terms[j - 1]):
+            return 5
+    words = np.int64(data.shape[0]) - 8  # the decoders may read up to 8 words past a block
+    docs = np.empty((1, BLOCK), np.int32)
+    vals = np.empty((1, BLOCK), np.uint32)
+    for t in range(V):
+        first, end = np.int64(term_blocks[t]), np.int64(term_blocks[t + 1])
+        prev = np.int64(-1)
+        for b in range(first, end):
+            n = BLOCK if b + 1 < end else np.int64(term_last[t])
+            db, vb = np.int64(dbits[b]), np.int64(vbits[b])
+            if db > 32 or vb > 32:
+                return 6
+            is_first = b == first
+            need = (1 if is_first else 0) + _gap_words(n, is_first, db) + _stream_words(n, vb)
+            off = np.int64(block_offsets[b])
+            if off + need > words:
+                return 7
+            last = np.int64(block_last[b])
+            if last - prev < n or last >= n_docs:
+                return 8
+            if is_first and not 0 <= np.int64(data[off]) <= last:
+                return 9
+            decode_block_docs(block_offsets, dbits, block_last, data, b, is_first, n, docs, 0)
+            below = prev
+            for i in range(n):  # strictly ascending, after the previous block, ending at block_last
+                if np.int64(docs[0, i]) <= below:
+                    return 9
+                below = np.int64(docs[0, i])
+            if below != last:
+                return 9
+            decode_block_values(block_offsets, dbits, vbits, data, b, is_first, n, vals, 0)
+            for i in range(n):
+                if vals[0, i] > bmax[b] and bmax[b] < 65535:
+                    return 10
+            prev = last
+    return 0
 
 
 def term_df(arrays: dict[str, np.ndarray], terms: np.ndarray | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ from numba import njit
 
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import kernels
-from rankstack.index.postings import FORMAT_VERSION, MODE_BM25, upgrade
+from rankstack.index.postings import FORMAT_VERSION, MODE_BM25
 
 _BATCH_CELLS = 1 << 22  # max queries*k result cells per parallel kernel call
 
@@ -28,7 +28,6 @@ class SegmentSearcher:
 
     def __init__(self, arrays: dict[str, np.ndarray], doc_lengths: np.ndarray | None = None,
                  live: np.ndarray | None = None, length_table: np.ndarray | None = None):
-        arrays = upgrade(arrays)
         meta = np.asarray(arrays["meta"])
         if int(meta[0]) != FORMAT_VERSION:
             raise IndexFormatError(f"postings format {int(meta[0])}, expected {FORMAT_VERSION}")

@@ -1,15 +1,12 @@
 """Immutable index segments: building one from documents' terms, and reading one back memory-mapped.
 
-A segment directory holds its vocabulary and doc-id tables (StringTable), document lengths, the
-compressed postings (rankstack.index.postings) and, optionally, the stored documents. Segments never
-change once written; deletions live in separate tombstone files named by the manifest.
+A segment is one container file (rankstack.index.container) holding its vocabulary and doc-id tables
+(StringTable), document lengths, the compressed postings (rankstack.index.postings) and, optionally, the stored
+documents. Segments never change once written; deletions live in separate tombstone files named by the manifest.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import shutil
 from array import array
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -18,10 +15,10 @@ import numpy as np
 
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import lucene, postings
-from rankstack.index.storage import fsync_dir, load_array, save_arrays
+from rankstack.index.container import Container, FileRef, write_container
 from rankstack.index.strings import StringTable
 
-SEGMENT_FORMAT = 2
+SEGMENT_FORMAT = 3  # 3: one container file; 2: a directory of .npy files
 MODES = ("bm25", "impact")
 
 
@@ -31,6 +28,8 @@ class SegmentBuilder:
     mode "bm25": each document is a sequence of terms (repeats = term frequency).
     mode "impact": each document maps terms to positive weights (learned sparse), quantised to
     integers of `impact_bits` bits with the index's scale when the segment is written.
+    A document may have no terms at all (only stopwords, or an empty text): it is stored and found by id, and
+    matches no query.
     """
 
     def __init__(self, mode: str, store: bool, length_norm: str = "exact"):
@@ -101,9 +100,9 @@ class SegmentBuilder:
     def max_weight(self) -> float:
         return max(self._values, default=0.0)
 
-    def write(self, directory: Path, impact_scale: float = 1.0, impact_bits: int = 8) -> dict:
-        """Write the segment into a new directory (fsynced); return its metadata. Impact-mode weights
-        become round(weight / impact_scale), clipped to 1 .. 2**impact_bits - 1."""
+    def write(self, path: Path, impact_scale: float = 1.0, impact_bits: int = 8) -> FileRef:
+        """Write the segment as a new container file (fsynced). Impact-mode weights become
+        round(weight / impact_scale), clipped to 1 .. 2**impact_bits - 1."""
         num_docs = len(self.doc_ids)
         lengths = np.array(self._lengths, dtype=np.int32)
         term_ids = np.array(self._term_ids, dtype=np.int64)
@@ -114,16 +113,15 @@ class SegmentBuilder:
         else:
             values = np.clip(np.rint(np.array(self._values, dtype=np.float64) / impact_scale), 1,
                              2**impact_bits - 1).astype(np.uint32)
-        return write_segment(directory, self.mode, self.length_norm, list(self.vocab), self.doc_ids,
+        return write_segment(path, self.mode, self.length_norm, list(self.vocab), self.doc_ids,
                              self.stored if self.store else None, term_ids, docs, values, lengths)
 
 
-def write_segment(directory: Path, mode: str, length_norm: str, terms: list[str], doc_ids: list[str],
+def write_segment(path: Path, mode: str, length_norm: str, terms: list[str], doc_ids: list[str],
                   stored: list[str] | None, term_ids: np.ndarray, docnos: np.ndarray, values: np.ndarray,
-                  lengths: np.ndarray) -> dict:
-    """Write a segment from postings (term id, docno, value), each term's in increasing docno order but terms
+                  lengths: np.ndarray) -> FileRef:
+    """Write a segment file from postings (term id, docno, value), each term's in increasing docno order but terms
     interleaved in any order, and exact document lengths."""
-    directory.mkdir(parents=True)
     num_docs = len(doc_ids)
     # Terms in sorted order: lookups binary-search the term table itself, no hash table on disk.
     by_term = sorted(range(len(terms)), key=terms.__getitem__)
@@ -142,22 +140,19 @@ def write_segment(directory: Path, mode: str, length_norm: str, terms: list[str]
     scoring_lengths = lucene.quantise_lengths(lengths).astype(np.int32) if lucene_norms else lengths
     encoded = postings.encode_postings(term_offsets, docnos, values, scoring_lengths, mode)
     stored_lengths = lucene.encode_lengths(lengths) if lucene_norms else scoring_lengths
-    save_arrays(directory, {"doc_lengths": stored_lengths, **encoded})
-    StringTable.write(directory, "terms", terms, block=16)  # sorted: long shared prefixes, lookups cached
-    StringTable.write(directory, "ids", doc_ids)  # looked up only by writers: hashes computed then
+    arrays = {"doc_lengths": stored_lengths, **encoded,
+              **StringTable.arrays("terms", terms, block=16),  # sorted: long shared prefixes
+              **StringTable.arrays("ids", doc_ids)}
     if stored is not None:
-        StringTable.write(directory, "docs", stored, block=1)  # long texts: no shared prefixes
+        arrays.update(StringTable.arrays("docs", stored, block=1))  # long texts: no shared prefixes
     meta = {"format": SEGMENT_FORMAT, "mode": mode, "num_docs": num_docs, "num_terms": len(terms),
-            "num_postings": int(len(docnos)), "sum_lengths": int(lengths.sum()), "stored": stored is not None,
-            "postings": sorted(encoded)}
-    (directory / "segment.json").write_text(json.dumps(meta))
-    fsync_dir(directory)
-    return meta
+            "num_postings": int(len(docnos)), "sum_lengths": int(lengths.sum()), "stored": stored is not None}
+    return write_container(path, arrays, meta)
 
 
-def merge_segments(segments: list["Segment"], lives: list[np.ndarray | None], directory: Path,
-                   length_norm: str) -> dict:
-    """Write the live documents of `segments`, in order, as one new segment."""
+def merge_segments(segments: list["Segment"], lives: list[np.ndarray | None], path: Path,
+                   length_norm: str) -> FileRef:
+    """Write the live documents of `segments`, in order, as one new segment file."""
     vocab: dict[str, int] = {}
     doc_ids: list[str] = []
     stored: list[str] | None = [] if all(s.docs is not None for s in segments) else None
@@ -180,40 +175,69 @@ def merge_segments(segments: list["Segment"], lives: list[np.ndarray | None], di
             exact_lengths.append(np.asarray(seg.doc_lengths)[kept])
         base += len(kept)
     term_ids, docnos, values = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    return write_segment(directory, segments[0].mode, length_norm, list(vocab), doc_ids, stored,
+    return write_segment(path, segments[0].mode, length_norm, list(vocab), doc_ids, stored,
                          term_ids, docnos, values, np.concatenate(exact_lengths))
 
 
 class Segment:
-    """A read-only, memory-mapped view of one segment directory."""
+    """A read-only, memory-mapped view of one segment file (`expect`: its FileRef in the manifest)."""
 
-    def __init__(self, directory: Path):
-        self.directory = directory
-        try:
-            self.meta = json.loads((directory / "segment.json").read_text())
-        except FileNotFoundError:
-            raise IndexFormatError(f"segment {directory} is missing or half-written (no segment.json)") from None
-        except json.JSONDecodeError as e:
-            raise IndexFormatError(f"segment {directory} is corrupt ({e})") from None
+    def __init__(self, path: Path, expect: FileRef | None = None, hint: str = ""):
+        self.path = path
+        self.container = c = Container(path, expect, hint)
+        self.meta = c.meta
         if self.meta.get("format") != SEGMENT_FORMAT:
-            raise IndexFormatError(f"segment {directory} has format {self.meta.get('format')}, "
+            raise IndexFormatError(f"segment {path} has format {self.meta.get('format')}, "
                                    f"this rankstack reads format {SEGMENT_FORMAT}")
-        self.num_docs: int = self.meta["num_docs"]
-        self.mode: str = self.meta["mode"]
+        try:
+            self.num_docs: int = int(self.meta["num_docs"])
+            self.mode: str = self.meta["mode"]
+            self.sum_lengths: int = int(self.meta["sum_lengths"])
+            stored = bool(self.meta["stored"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexFormatError(f"segment {path} has malformed metadata ({e}){hint}") from None
+        if self.mode not in MODES:
+            raise IndexFormatError(f"segment {path} has unknown mode {self.mode!r}")
         # Lucene's one-byte length codes (memory-mapped, read through LENGTH_TABLE), or exact int32 lengths.
-        self.length_codes = load_array(directory, "doc_lengths")
+        self.length_codes = c["doc_lengths"]
+        if self.length_codes.dtype not in (np.uint8, np.int32) or self.length_codes.ndim != 1:
+            raise IndexFormatError(f"segment {path} stores lengths of type {self.length_codes.dtype}{hint}")
         self.length_table = lucene.LENGTH_TABLE if self.length_codes.dtype == np.uint8 else None
-        self.postings = {name: load_array(directory, name) for name in self.meta["postings"]}
-        self.terms = StringTable(directory, "terms", sorted=True)
-        self.ids = StringTable(directory, "ids")
-        self.docs = StringTable(directory, "docs") if self.meta["stored"] else None
-        if len(self.ids) != self.num_docs or len(self.length_codes) != self.num_docs:
-            raise IndexFormatError(f"segment {directory} is inconsistent: {len(self.ids)} ids, "
-                                   f"{len(self.length_codes)} lengths, {self.num_docs} documents")
+        self.postings = {name: c[name] for name in postings.ARRAY_NAMES}
+        where = f"{path}:"
+        self.terms = StringTable(c, "terms", sorted=True, where=where + "terms")
+        self.ids = StringTable(c, "ids", where=where + "ids")
+        self.docs = StringTable(c, "docs", where=where + "docs") if stored else None
+        if len(self.ids) != self.num_docs or len(self.length_codes) != self.num_docs or \
+                (self.docs is not None and len(self.docs) != self.num_docs):
+            raise IndexFormatError(f"segment {path} is inconsistent: {len(self.ids)} ids, "
+                                   f"{len(self.length_codes)} lengths, {self.num_docs} documents{hint}")
+        self._hint = hint
+        self._verified = False
 
     @property
     def name(self) -> str:
-        return self.directory.name
+        return self.path.stem
+
+    def verify(self) -> None:
+        """Check every checksum and every structure the query kernels and lookups rely on (once): after this, no
+        kernel reads outside its arrays, even on a file that passes its checksums but was written wrong."""
+        if self._verified:
+            return
+        self.container.verify()
+        mode = postings.MODES[self.mode]
+        problem = postings.check(self.postings, self.num_docs, mode, self.length_codes)
+        if problem is None and len(self.terms) != len(self.postings["term_blocks"]) - 1:
+            problem = "the term table and the postings disagree on the number of terms"
+        if problem is None and self.length_table is None and \
+                int(self.length_codes.sum(dtype=np.int64)) != self.sum_lengths:
+            problem = "document lengths do not add up to the recorded total"
+        if problem is not None:
+            raise IndexFormatError(f"segment {self.path} is damaged: {problem}{self._hint}")
+        for table in (self.terms, self.ids, self.docs):
+            if table is not None:
+                table.check()
+        self._verified = True
 
     @property
     def doc_lengths(self) -> np.ndarray:
@@ -221,15 +245,29 @@ class Segment:
         codes = self.length_codes
         return codes if self.length_table is None else self.length_table[codes].astype(np.int32)
 
-    @functools.cached_property
-    def term_df(self) -> np.ndarray:
-        """Document frequency of every term of the segment."""
-        return postings.term_df(self.postings)
+    def term_df(self, term_ids: np.ndarray) -> np.ndarray:
+        """Document frequency of each term id (-1: absent, df 0)."""
+        term_ids = np.asarray(term_ids, dtype=np.int64)
+        out = np.zeros(len(term_ids), np.int64)
+        present = term_ids >= 0
+        out[present] = postings.term_df(self.postings, term_ids[present])
+        return out
 
     def decode_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All postings as CSR arrays (term_offsets, docnos, values), for merging."""
+        self.verify()
         return postings.decode_terms(self.postings, np.arange(len(self.terms)))
 
 
-def remove_segment(directory: Path) -> None:
-    shutil.rmtree(directory, ignore_errors=True)
+def read_tombstones(path: Path, expect: FileRef, num_docs: int, hint: str = "") -> np.ndarray:
+    """The live flags (True: live) of a segment from its tombstone file."""
+    c = Container(path, expect, hint)
+    deleted = c["deleted"]
+    if deleted.dtype != np.bool_ or deleted.shape != (num_docs,):
+        raise IndexFormatError(f"tombstone file {path} does not match its segment ({deleted.shape[0]} flags for "
+                               f"{num_docs} documents){hint}")
+    return ~deleted
+
+
+def write_tombstones(path: Path, deleted: np.ndarray) -> FileRef:
+    return write_container(path, {"deleted": np.asarray(deleted, dtype=np.bool_)})

@@ -28,15 +28,16 @@ What is stored (format version 3; see seismic_kernels for the array layout):
   term's summary entries are grouped by component (block number, code), so that scoring a term's summaries
   reads only the entries of the query's components.
 
-On disk: `manifest.json` (written last, atomically) names a data folder of `.npy` arrays, memory-mapped on
-opening; a rebuild writes a new folder, replaces the manifest, then removes the old folder. Versions 1 and 2
-(float summaries per block; float32 forward index) are refused with IndexFormatError: rebuild the index.
+On disk: an index directory of rankstack.index.commit: `manifest.json` (the build's settings) names one
+checksummed container file of arrays, memory-mapped on opening; a rebuild takes the directory's writer lock,
+writes a new file, publishes the manifest atomically and removes the old file (and whatever a killed build left).
+The first search checks the file's checksums and the arrays' structure. Older versions are refused with
+IndexFormatError: rebuild the index.
 """
 
 from __future__ import annotations
 
-import shutil
-import uuid
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -47,11 +48,13 @@ import scipy.sparse as sp
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import seismic_kernels as K
 from rankstack.index.query import numba_threads
-from rankstack.index.storage import fsync_dir, load_array, read_json, save_arrays, write_json_atomic
+from rankstack.index import commit
+from rankstack.index.commit import WriterLock, check_hint, new_name
+from rankstack.index.container import Container, write_container
 
 FORMAT = "rankstack-seismic-index"
-FORMAT_VERSION = 3  # 1: float summaries stored per block; 2: float32 forward index, never released
-MANIFEST = "manifest.json"
+FORMAT_VERSION = 4  # 1: float summaries per block; 2: float32 forward index; 3: a folder of .npy files
+WHAT = "Seismic index"
 BLOCK_ARRAYS = ("term_blocks", "block_offsets", "block_docs", "summary_scales", "term_comps", "summary_comps",
                 "summary_comp_offsets", "summary_blocks", "summary_codes", "fwd_offsets")
 FORWARD_ARRAYS = {"packed": ("fwd_packed",), "split": ("fwd_comps", "fwd_values")}
@@ -65,34 +68,52 @@ class SeismicIndex:
 
     def __init__(self, path: str | Path):
         self.path = Path(path).absolute()
-        if not (self.path / MANIFEST).exists():
-            raise IndexFormatError(f"{self.path} has no {MANIFEST}: not a Seismic index, or one whose build never "
-                                   "finished")
-        self.manifest = read_json(self.path / MANIFEST)
-        if self.manifest.get("format") != FORMAT:
-            raise IndexFormatError(f"{self.path / MANIFEST} is not a rankstack Seismic index manifest")
-        if self.manifest.get("version") != FORMAT_VERSION:
-            raise IndexFormatError(f"{self.path} has Seismic format version {self.manifest.get('version')}; this "
-                                   f"rankstack reads version {FORMAT_VERSION}: rebuild it")
-        data = self.path / self.manifest["data"]
-        layout = self.manifest.get("forward")
+        self.manifest = commit.open_snapshot(self.path, self._read_manifest, self._open)
+        self._verify_lock = threading.Lock()
+        self._verified = False
+
+    def _read_manifest(self) -> commit.Manifest:
+        return commit.read_manifest(self.path, FORMAT, FORMAT_VERSION, WHAT)
+
+    def _open(self, manifest: commit.Manifest) -> commit.Manifest:
+        hint = check_hint(self.path)
+        info = manifest.settings
+        try:
+            (segment,) = manifest.segments
+            self.container = Container(self.path / segment.files["data"].name, segment.files["data"], hint)
+            layout = info["forward"]
+            self.num_docs: int = int(info["num_docs"])
+            self.dim: int = int(info["dim"])
+            self.params: dict[str, Any] = info["params"]
+            self.metadata: dict[str, Any] = info.get("metadata", {})
+            scale = info["value_scale"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexFormatError(f"{self.path / commit.MANIFEST} is malformed ({e}){hint}") from None
         if layout not in FORWARD_ARRAYS:
-            raise IndexFormatError(f"{self.path / MANIFEST} names an unknown forward index layout {layout!r}")
-        self.arrays = {name: load_array(data, name) for name in (*BLOCK_ARRAYS, *FORWARD_ARRAYS[layout])}
-        self.num_docs: int = self.manifest["num_docs"]
-        self.dim: int = self.manifest["dim"]
-        self.params: dict[str, Any] = self.manifest["params"]
-        self.metadata: dict[str, Any] = self.manifest.get("metadata", {})
-        self._validate()
+            raise IndexFormatError(f"{self.path / commit.MANIFEST} names an unknown forward index layout {layout!r}")
+        if not isinstance(scale, (int, float)) or not scale > 0:
+            raise IndexFormatError(f"{self.path / commit.MANIFEST} has no valid value_scale (got {scale!r})")
+        self.arrays = {name: self.container[name] for name in (*BLOCK_ARRAYS, *FORWARD_ARRAYS[layout])}
         empty = np.zeros(0, np.uint32)
         self._args = (*(self.arrays[name] for name in BLOCK_ARRAYS),
                       *((self.arrays["fwd_packed"], empty, empty) if layout == "packed" else
                         (empty, self.arrays["fwd_comps"], self.arrays["fwd_values"])))
-        scale = self.manifest.get("value_scale")
-        if not isinstance(scale, (int, float)) or not scale > 0:
-            raise IndexFormatError(f"{self.path / MANIFEST} has no valid value_scale (got {scale!r})")
         self._value_scale = np.float32(scale)
-        self._max_blocks = max(int(np.diff(self.arrays["term_blocks"]).max(initial=0)), 1)
+        return manifest
+
+    @property
+    def commit_id(self) -> str:
+        return self.manifest.commit
+
+    def verify(self) -> None:
+        """Check the file's checksums and the arrays' structure (once): IndexFormatError naming what is wrong."""
+        if self._verified:
+            return
+        with self._verify_lock:
+            self.container.verify()
+            self._validate()
+            self._max_blocks = max(int(np.diff(self.arrays["term_blocks"]).max(initial=0)), 1)
+            self._verified = True
 
     def _validate(self) -> None:
         a, n, v = self.arrays, self.num_docs, self.dim
@@ -122,7 +143,8 @@ class SeismicIndex:
                 if columns[name].size and (int(columns[name].min()) < 0 or int(columns[name].max()) >= bound):
                     problems.append(f"{name} holds values outside 0..{bound - 1}")
         if problems:
-            raise IndexFormatError(f"Seismic index {self.path} is corrupt: " + "; ".join(problems))
+            raise IndexFormatError(f"Seismic index {self.path} is damaged: " + "; ".join(problems)
+                                   + check_hint(self.path))
 
     def __len__(self) -> int:
         return self.num_docs
@@ -241,6 +263,7 @@ class SeismicIndex:
             raise InputError(f"heap_factor must be > 0, got {heap_factor}")
         offsets, comps, values = _query_arrays(queries, self.dim)
         n_queries = len(offsets) - 1
+        self.verify()
         width = max(1, min(k, self.num_docs))
         cut = np.int64(query_cut or max(int(np.diff(offsets).max(initial=0)), 1))
         out: list[tuple[np.ndarray, np.ndarray]] = []
@@ -315,14 +338,12 @@ def _query_arrays(queries: Queries, dim: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _write(path: Path, arrays: dict[str, np.ndarray], info: dict) -> None:
-    """Write arrays into a new data folder, then atomically point the manifest at it; remove older folders."""
+    """Write the arrays into a new container file and publish it under the directory's writer lock (the
+    previous build's file, and any a killed build left, are removed)."""
     path.mkdir(parents=True, exist_ok=True)
-    name = f"data_{uuid.uuid4().hex[:12]}"
-    (path / name).mkdir()
-    save_arrays(path / name, arrays)
-    fsync_dir(path / name)
-    fsync_dir(path)
-    write_json_atomic(path / MANIFEST, {"format": FORMAT, "version": FORMAT_VERSION, "data": name, **info})
-    for child in path.iterdir():
-        if child.is_dir() and child.name.startswith("data_") and child.name != name:
-            shutil.rmtree(child, ignore_errors=True)
+    with WriterLock(path):
+        manifest = commit.start(path, FORMAT, FORMAT_VERSION, WHAT, info, overwrite=True)
+        name = new_name("data")
+        ref = write_container(path / f"{name}.rsx", arrays)
+        manifest.segments = [commit.Segment(name, {"data": ref}, info["num_docs"])]
+        commit.publish(path, manifest)

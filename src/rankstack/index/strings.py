@@ -4,21 +4,19 @@ Format: strings are cut into blocks of `block` consecutive strings. A block open
 (varint byte length, bytes); each later string gives the number of leading bytes it shares with the one before
 and the rest (varint prefix, varint suffix length, suffix bytes). Sorted vocabularies and document ids that
 share prefixes ("pkg-1", "pkg-2") shrink to a fraction, and no per-string offset is stored: a lookup decodes at
-most `block` strings. Files: ``{name}.fc`` (the bytes), ``{name}.fc_blocks`` (each block's first byte, then the
-end) and ``{name}.fc_meta`` (count, block size, longest string). Tables written before front coding
-(``{name}.blob`` + ``{name}.offsets``) are still read.
+most `block` strings. Arrays (stored in a container file with the rest of a segment): ``{name}.fc`` (the bytes),
+``{name}.fc_blocks`` (each block's first byte, then the end) and ``{name}.fc_meta`` (count, block size, longest
+string), plus ``{name}.hashes`` and ``{name}.order`` for tables written with `lookup=True`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numba
 import numpy as np
 
 from rankstack.errors import IndexFormatError
-from rankstack.index.storage import load_array, save_arrays
 
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
@@ -53,7 +51,9 @@ def _put_varint(out, o, x):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _varint(blob, o):
-    """(value, next position); (-1, o) when the bytes run out (a corrupt table)."""
+    """(value, next position); (-1, o) when the bytes run out or o is negative (a corrupt table)."""
+    if o < 0:
+        return np.int64(-1), o
     x, shift = np.int64(0), 0
     while o < len(blob):
         b = np.int64(blob[o])
@@ -62,6 +62,8 @@ def _varint(blob, o):
         if b < 128:
             return x, o
         shift += 7
+        if shift > 56:  # longer than any length a table holds
+            break
     return np.int64(-1), o
 
 
@@ -99,22 +101,19 @@ def _front_code(flat, offsets, block):
 @numba.njit(cache=True, nogil=True)
 def _gather(blob, index, block, max_len, positions):
     """The strings at `positions`, NUL-separated, where each starts (string i is out[starts[i]:starts[i+1]-1]), and
-    False for a corrupt table. block 0: a table from before front coding (`index` holds per-string offsets)."""
+    False for a corrupt table."""
     first = np.int64(0)  # read every block's start first: the cache misses then overlap
     for p in positions:
-        first += index[p // block] if block else index[p]
+        first += index[p // block]
     out = np.empty(len(positions) * 16 + max_len + 1 + (first & 1), np.uint8)  # (uses `first`: the reads stay)
     starts = np.empty(len(positions) + 1, np.int64)
     buf = np.empty(max_len, np.uint8)  # the string last decoded
-    step_pre = np.empty(max(block, 1), np.int64)
-    step_at = np.empty(max(block, 1), np.int64)
+    step_pre = np.empty(block, np.int64)
+    step_at = np.empty(block, np.int64)
     cur_b, cur_j, o, n, w = np.int64(-1), np.int64(-1), np.int64(0), np.int64(0), np.int64(0)
     for i, p in enumerate(positions):
         starts[i] = w
-        if block == 0:
-            n = index[p + 1] - index[p]
-            _copy(blob, index[p], buf, 0, n)
-        elif p // block == cur_b and p % block == cur_j + 1:  # the next string: extend the one in buf
+        if p // block == cur_b and p % block == cur_j + 1:  # the next string: extend the one in buf
             pre, o = _varint(blob, o)
             suf, o = _varint(blob, o)
             if pre < 0 or suf < 0 or pre > n or pre + suf > max_len or o + suf > len(blob):
@@ -171,18 +170,16 @@ def _compare(blob, s, e, query, qs, qe) -> int:
 @numba.njit(cache=True, nogil=True)
 def _sorted_lookup(blob, index, block, count, max_len, query, query_offsets) -> np.ndarray:
     """Position of each query string in a sorted table (-1 if absent, -2 for a corrupt table): binary search over
-    the blocks' first strings (over all strings for block 0), then a scan of one block."""
+    the blocks' first strings, then a scan of one block."""
     out = np.full(len(query_offsets) - 1, -1, dtype=np.int64)
     for q in range(len(out)):
         qs, qe = query_offsets[q], query_offsets[q + 1]
         lo, hi = 0, len(index) - 1  # the first block whose first string is greater than the query
         while lo < hi:
             mid = (lo + hi) // 2
-            s, e = index[mid], index[mid + 1]
-            if block:
-                n, s = _varint(blob, index[mid])
-                e = s + n
-            if s > e or e > len(blob):
+            n, s = _varint(blob, index[mid])
+            e = s + n
+            if n < 0 or e > len(blob):
                 out[q] = -2
                 break
             if _compare(blob, s, e, query, qs, qe) <= 0:
@@ -191,8 +188,8 @@ def _sorted_lookup(blob, index, block, count, max_len, query, query_offsets) -> 
                 hi = mid
         if lo == 0 or out[q] == -2:
             continue
-        first = (lo - 1) * max(block, 1)
-        strings, starts, ok = _gather(blob, index, block, max_len, np.arange(first, min(first + max(block, 1), count)))
+        first = (lo - 1) * block
+        strings, starts, ok = _gather(blob, index, block, max_len, np.arange(first, min(first + block, count)))
         if not ok:
             out[q] = -2
             continue
@@ -247,31 +244,33 @@ class StringTable:
         ['d3', 'd1']
     """
 
-    def __init__(self, directory: Path, name: str, sorted: bool = False):
+    def __init__(self, arrays: Mapping[str, np.ndarray], name: str, sorted: bool = False, where: str = ""):
+        """The table `name` among `arrays` (a Container, or any mapping of name -> array); `where` names it in
+        errors."""
         self.name, self.sorted = name, sorted
+        self._where = where or name
+        self._blob = arrays[f"{name}.fc"]
+        self._index = arrays[f"{name}.fc_blocks"]
+        meta = arrays[f"{name}.fc_meta"]
+        if meta.shape != (3,):
+            raise IndexFormatError(f"string table {self._where} is corrupt (bad metadata)")
+        self._count, self._block, self._max_len = (int(x) for x in meta)
+        if (self._block < 1 or self._count < 0 or self._max_len < 0 or self._index.ndim != 1
+                or len(self._index) != -(-self._count // self._block) + 1 or self._index[-1] != len(self._blob)
+                or (len(self._index) and self._index[0] != 0)):
+            raise IndexFormatError(f"string table {self._where} is corrupt (block index does not match its data)")
         self._hashes = self._order = None
-        if (directory / f"{name}.offsets.npy").exists():  # written before front coding
-            self._blob = load_array(directory, f"{name}.blob")
-            self._index = load_array(directory, f"{name}.offsets").astype(np.int64)
-            self._block, self._count = 0, len(self._index) - 1
-            self._max_len = int(np.diff(self._index).max(initial=0))
-        else:
-            self._blob = load_array(directory, f"{name}.fc")
-            self._index = load_array(directory, f"{name}.fc_blocks")
-            self._count, self._block, self._max_len = (int(x) for x in load_array(directory, f"{name}.fc_meta"))
-            if (self._block < 1 or len(self._index) != -(-self._count // self._block) + 1
-                    or self._index[-1] != len(self._blob)):
-                raise IndexFormatError(f"string table {directory / name} is corrupt (block index does not match "
-                                       "its data)")
-        self._where = directory / name
-        if (directory / f"{name}.hashes.npy").exists():
-            self._hashes = load_array(directory, f"{name}.hashes")
-            self._order = load_array(directory, f"{name}.order")
+        self._order_checked = True  # stored hash orders are checked before their first use
+        if f"{name}.hashes" in arrays:
+            self._hashes, self._order = arrays[f"{name}.hashes"], arrays[f"{name}.order"]
+            if self._hashes.shape != (self._count,) or self._order.shape != (self._count,):
+                raise IndexFormatError(f"string table {self._where} is corrupt (its hash index has the wrong size)")
+            self._order_checked = False
 
     @staticmethod
-    def write(directory: Path, name: str, strings: Iterable[str], lookup: bool = False, block: int = BLOCK) -> int:
-        """Write the strings, front-coded in blocks of `block` (1: no front coding, for long texts); return how
-        many were written."""
+    def arrays(name: str, strings: Iterable[str], lookup: bool = False, block: int = BLOCK) -> dict[str, np.ndarray]:
+        """The arrays of a table of `strings`, front-coded in blocks of `block` (1: no front coding, for long
+        texts); `lookup=True` adds a sorted hash index for `position`."""
         flat, offsets = _encode(strings)
         data, blocks = _front_code(flat, offsets, block)
         if blocks[-1] < 2**31:
@@ -284,8 +283,19 @@ class StringTable:
             order = np.argsort(hashes, kind="stable").astype(np.int32)
             arrays[f"{name}.hashes"] = hashes[order]
             arrays[f"{name}.order"] = order
-        save_arrays(directory, arrays)
-        return len(lengths)
+        return arrays
+
+    def check(self) -> None:
+        """Validate what lookups index with (every string decodes, positions in range): IndexFormatError if not."""
+        self._check_order()
+        for start in range(0, len(self), 1 << 16):
+            self._gather(np.arange(start, min(start + (1 << 16), len(self))))
+
+    def _check_order(self) -> None:
+        if self._order is not None and not self._order_checked:
+            if len(self._order) and (int(self._order.min()) < 0 or int(self._order.max()) >= self._count):
+                raise IndexFormatError(f"string table {self._where} is corrupt (its hash index points outside it)")
+            self._order_checked = True
 
     def __len__(self) -> int:
         return self._count
@@ -305,6 +315,8 @@ class StringTable:
         positions = np.asarray(positions, dtype=np.int64)
         if len(positions) == 0:
             return []
+        if int(positions.min()) < 0 or int(positions.max()) >= self._count:
+            raise IndexError(f"{self.name}: positions out of range (size {self._count})")
         strings, starts = self._gather(positions)
         if np.count_nonzero(strings == 0) == len(positions) - 1:  # no NUL inside a string: one decode, one split
             return strings.tobytes().decode("utf-8").split("\0")
@@ -326,6 +338,7 @@ class StringTable:
             found = _sorted_lookup(self._blob, self._index, self._block, self._count, self._max_len, query, offsets)
         else:
             self._hash_index()
+            self._check_order()
             found = _hashed_lookup(self._blob, self._index, self._block, self._max_len, self._hashes, self._order,
                                    query, offsets)
         if np.any(found == -2):

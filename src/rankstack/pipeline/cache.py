@@ -1,4 +1,5 @@
-"""On-disk caching of stage outputs, keyed by the stage's configuration, the query and its input.
+"""On-disk caching of stage outputs, keyed by the stage's configuration and content identity (the commit ids of the
+indexes it reads, its models' revisions: `Stage.identity`), the query and its input.
 
     cached = Cached(bm25 % 100, "cache/")      # or pipeline.cached("cache/") to cache every stage
     run = cached(queries)                        # computes and stores
@@ -21,9 +22,10 @@ from rankstack.pipeline.stage import Pipeline, Stage
 
 
 def stage_key(stage: Stage) -> str:
-    """A digest of what determines a stage's output: its class and configuration."""
-    description = json.dumps({"stage": type(stage).__qualname__, "repr": repr(stage), "config": stage.config()},
-                             sort_keys=True, default=str)
+    """A digest of what determines a stage's output: its class, configuration and content identity (so that an
+    add, delete, merge or rebuild of an index it reads invalidates exactly its entries)."""
+    description = json.dumps({"stage": type(stage).__qualname__, "repr": repr(stage), "config": stage.config(),
+                              "identity": stage.identity()}, sort_keys=True, default=str)
     return hashlib.sha256(description.encode()).hexdigest()[:32]
 
 
@@ -34,7 +36,6 @@ class Cached(Stage):
         self.stage, self.directory = stage, Path(directory)
         self.first_stage = stage.first_stage
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.key = stage_key(stage)
         self.hits = self.misses = 0  # per-query counts, for inspection
 
     def _db(self) -> sqlite3.Connection:
@@ -42,15 +43,16 @@ class Cached(Stage):
         db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, ids TEXT, scores BLOB)")
         return db
 
-    def _query_key(self, qid: str, text: str, run: Run | None) -> str:
-        digest = hashlib.sha256(f"{self.key}\0{qid}\0{text}".encode())
+    def _query_key(self, key: str, qid: str, text: str, run: Run | None) -> str:
+        digest = hashlib.sha256(f"{key}\0{qid}\0{text}".encode())
         if run is not None and qid in run:
             digest.update(json.dumps(run.ids(qid)).encode())
             digest.update(run[qid].scores.tobytes())
         return digest.hexdigest()
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
-        keys = {q: self._query_key(q, queries[q], run) for q in queries}
+        key = stage_key(self.stage)  # now: the stage's indexes may have changed since the last call
+        keys = {q: self._query_key(key, q, queries[q], run) for q in queries}
         with self._db() as db:
             stored = {}
             for key, ids, scores in db.execute(
@@ -71,6 +73,10 @@ class Cached(Stage):
         results = {q: (np.array([table.number(d) for d in stored[keys[q]][0]], dtype=np.int32), stored[keys[q]][1])
                    for q in queries}
         return Run(results, table, name=getattr(self.stage, "name", type(self.stage).__name__), presorted=True)
+
+    def at_depth(self, k: int) -> "Cached | None":
+        inner = self.stage.at_depth(k)
+        return None if inner is None else Cached(inner, self.directory)
 
     def config(self) -> dict[str, Any]:
         return {"stage": repr(self.stage), "directory": str(self.directory)}

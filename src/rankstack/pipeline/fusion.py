@@ -138,6 +138,9 @@ class Fusion(Stage):
         runs = [branch(queries, run) for branch in self.branches]
         return fuse(runs, self.method, self.weights, self.k, self.norm)
 
+    def at_depth(self, k: int) -> None:
+        return None  # a fused ranking's top k depends on each branch's full depth: cut after fusing
+
     def config(self) -> dict[str, Any]:
         return {"method": self.method, "weights": self.weights, "k": self.k, "norm": self.norm,
                 "branches": [repr(b) for b in self.branches]}

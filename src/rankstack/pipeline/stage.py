@@ -10,6 +10,7 @@ batched over all queries. Stages compose:
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Sequence
 
@@ -46,10 +47,43 @@ class Stage:
         return self.transform(queries, run)
 
     def search(self, query: str, k: int = 10) -> list[tuple[str, float]]:
-        """Convenience for one query: [(doc id, score), ...] best first."""
-        if not query or not query.strip():
+        """Convenience for one query: its top `k` [(doc id, score), ...], best first. A first stage searches at
+        depth `k` (more or fewer hits than its own `k`); a pipeline passes `k` down to what it can."""
+        if not isinstance(query, str):
+            raise InputError(f"a query must be a string, got {type(query).__name__}")
+        if not query.strip():
             raise InputError("empty query")
-        return self(Queries({"q": query})).cut(k).hits("q")
+        k = check_k(k)
+        return (self.at_depth(k) or self)(Queries({"q": query})).cut(k).hits("q")
+
+    def at_depth(self, k: int) -> "Stage | None":
+        """This stage asked for its top `k` hits instead of its own depth, or None when that cannot be pushed into
+        it (then its output is cut). First stages with a depth `k` return a copy searching at `k`: the same top
+        hits for exact searches, as asked directly for approximate ones (HNSW, IVF, Seismic, PLAID)."""
+        if not self.first_stage or not isinstance(getattr(self, "k", None), int):
+            return None
+        pushed = copy.copy(self)
+        pushed.k = k
+        return pushed
+
+    def identity(self) -> list:
+        """What determines this stage's output beyond its configuration (its repr): the content identity of every
+        index it reads (the commit id, new at every add, delete, merge or rebuild), of every model (its revision or
+        content hash) and of every text source, directly or through the stages it holds. Caches key on it."""
+        found: list = []
+        for value in vars(self).values():
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(v, Stage):
+                    found.append(v.identity())
+                elif hasattr(v, "commit_id"):
+                    found.append(v.commit_id)
+                elif callable(getattr(v, "identity", None)):
+                    found.append(v.identity())
+                elif callable(getattr(v, "model_info", None)):
+                    found.append(v.model_info().get("content_hash"))
+                elif hasattr(getattr(v, "spec", None), "revision"):
+                    found.append(v.spec.revision)
+        return found
 
     def config(self) -> dict[str, Any]:
         """A JSON-serialisable description of the stage (used in reprs and to reproduce pipelines)."""
@@ -86,16 +120,27 @@ class Stage:
         return f"{type(self).__name__}({args})"
 
 
+def check_k(k: Any) -> int:
+    """`k` as a positive int (an InputError for 2.5, "10", True or 0)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    return k
+
+
 class CutOff(Stage):
-    """Keep the top `k` hits of each query."""
+    """Keep the top `k` hits of each query. In a pipeline, the stage before it is asked for `k` hits when it can
+    be (`Stage.at_depth`), as PyTerrier's RankCutoff fuses into the transformer before it."""
 
     def __init__(self, k: int):
-        if not isinstance(k, int) or k < 1:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InputError(f"cut-off must be a positive integer, got {k!r}")
         self.k = k
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         return run.cut(self.k)
+
+    def at_depth(self, k: int) -> "CutOff":
+        return CutOff(min(self.k, k))
 
     def config(self) -> dict[str, Any]:
         return {"k": self.k}
@@ -121,7 +166,8 @@ class FromRun(Stage):
 
 
 class Pipeline(Stage):
-    """Stages applied in order, each receiving the previous one's run."""
+    """Stages applied in order, each receiving the previous one's run. A cut-off asks the stage before it for only
+    that many hits (`bm25 % 10` searches at k=10, `bm25 % 100 >> reranker` at k=100)."""
 
     def __init__(self, stages: Sequence[Stage]):
         flat: list[Stage] = []
@@ -132,8 +178,21 @@ class Pipeline(Stage):
         self.stages = flat
         self.first_stage = flat[0].first_stage
 
+    def plan(self) -> list[Stage]:
+        """The stages as run: each stage followed by a smaller cut-off replaced by itself at that depth."""
+        plan = list(self.stages)
+        for i in range(len(plan) - 1):
+            cut = plan[i + 1]
+            if isinstance(cut, CutOff) and cut.k < getattr(plan[i], "k", cut.k + 1):
+                plan[i] = plan[i].at_depth(cut.k) or plan[i]
+        return plan
+
+    def at_depth(self, k: int) -> "Pipeline | None":
+        last = self.stages[-1].at_depth(k)
+        return None if last is None else Pipeline([*self.stages[:-1], last])
+
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
-        for stage in self.stages:
+        for stage in self.plan():
             run = stage(queries, run)
         return run
 

@@ -6,6 +6,7 @@ A reranker sees a run's external doc ids and asks `texts(doc_ids)` for the docum
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
@@ -36,6 +37,7 @@ class CorpusTexts:
             corpus = Corpus(corpus)
         self.source = str(corpus.path) if isinstance(corpus, Corpus) else None
         self._texts = {doc.id: doc.contents for doc in corpus}
+        self._identity: str | None = None
 
     def texts(self, doc_ids: Sequence[str]) -> list[str]:
         texts = self._texts
@@ -46,6 +48,15 @@ class CorpusTexts:
 
     def __len__(self) -> int:
         return len(self._texts)
+
+    def identity(self) -> str:
+        """A digest of the texts held (caches key on it)."""
+        if self._identity is None:
+            digest = hashlib.sha256()
+            for doc_id, text in self._texts.items():
+                digest.update(f"{len(doc_id)}:{doc_id}{len(text)}:{text}".encode("utf-8", "surrogatepass"))
+            self._identity = digest.hexdigest()[:32]
+        return self._identity
 
     def __repr__(self) -> str:
         return f"CorpusTexts({self.source!r}, {len(self)} documents)"
@@ -80,6 +91,10 @@ class IndexTexts:
                 fields = orjson.loads(stored)
                 out.append(Document("", fields.get("text") or "", fields.get("title") or "").contents)
         return out
+
+    def identity(self) -> str:
+        """The index snapshot's commit id (caches key on it)."""
+        return self.index.commit_id
 
     def __repr__(self) -> str:
         return f"IndexTexts({self.source!r})"

@@ -16,7 +16,7 @@ from rankstack.data.queries import Queries
 from rankstack.data.run import Run
 from rankstack.errors import IncompatibleIndexError, InputError
 from rankstack.index.inverted import IndexWriter, InvertedIndex
-from rankstack.index.storage import clear_for_build
+from rankstack.index.commit import refuse_existing
 from rankstack.pipeline.stage import Stage
 from rankstack.text.analyzer import Analyzer
 
@@ -83,7 +83,7 @@ class BM25(Stage):
         Defaults follow Anserini: k1=0.9, b=0.4, Lucene's lossy document-length encoding
         (`length_norm="lucene"`; "exact" uses true lengths), Porter stemming, Lucene's stopwords.
         """
-        index_path = clear_for_build(index_path, overwrite, "BM25")
+        refuse_existing(index_path, overwrite, "BM25")
         if length_norm not in ("lucene", "exact"):
             raise InputError(f"length_norm must be 'lucene' or 'exact', got {length_norm!r}")
         if isinstance(corpus, (str, Path)):
@@ -91,7 +91,7 @@ class BM25(Stage):
         analyzer = analyzer or Analyzer()
         settings = {"mode": "bm25", "k1": k1, "b": b, "length_norm": length_norm, "store": store,
                     "metadata": {"analyzer": analyzer.config(), "fields": "title + text"}}
-        with IndexWriter(index_path, settings) as writer:
+        with IndexWriter(index_path, settings, overwrite=overwrite) as writer:
             index_documents(writer, corpus, analyzer, progress)
         return cls(index_path, progress=progress, **search_options)
 

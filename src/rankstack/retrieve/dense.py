@@ -19,7 +19,7 @@ from rankstack.data.queries import Queries
 from rankstack.data.run import Run
 from rankstack.errors import InputError
 from rankstack.index.dense import DenseIndex, DenseIndexWriter, to_run
-from rankstack.index.storage import clear_for_build
+from rankstack.index.commit import refuse_existing
 from rankstack.pipeline.stage import Stage
 
 ENCODE_BATCH = 8192  # documents encoded, then added, together (more when an IVF/PQ index must train first)
@@ -116,13 +116,13 @@ class Dense(Stage):
         `shards`: a directory for resumable encoding (rankstack.encoders.encode_corpus_to_shards): after a
         crash, building again with the same corpus skips the shards already written. `options` go to Dense().
         """
-        index_path = clear_for_build(index_path, overwrite, "Dense")
+        refuse_existing(index_path, overwrite, "Dense")
         if isinstance(corpus, (str, Path)):
             corpus = Corpus(corpus)
         encoder_options = {k: options[k] for k in ("device", "batch_size", "progress") if options.get(k) is not None}
         encoder = load_encoder(encoder, {}, **encoder_options)
         with DenseIndexWriter(index_path, factory=factory, dim=encoder.dimension, metric=metric,
-                              encoder=encoder.model_info(), store_vectors=store_vectors) as writer:
+                              encoder=encoder.model_info(), store_vectors=store_vectors, overwrite=overwrite) as writer:
             if shards is None:
                 index_documents(writer, corpus, encoder)
             else:

@@ -17,6 +17,7 @@ an index is never queried with another model. Queries are encoded at search time
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -32,12 +33,12 @@ from rankstack.records import check_compatible
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.inverted import ALGORITHMS as EXACT_ALGORITHMS
 from rankstack.index.inverted import IndexWriter, InvertedIndex
-from rankstack.index.storage import WriterLock, clear_for_build
+from rankstack.index.commit import WriterLock, refuse_existing
 from rankstack.pipeline.stage import Stage
 
 ALGORITHMS = (*EXACT_ALGORITHMS, "seismic", "matmul")
 APPROXIMATE_DIR = "seismic"   # the Seismic index, inside the inverted index's directory
-QUERY_IDF = "query_idf.json"  # an inference-free encoder's query weights, kept with the index
+QUERY_IDF = "query_idf"      # an inference-free encoder's query weights: an index-level file of the index
 QUERY_CHUNK = 1024            # queries encoded and searched together
 
 
@@ -87,7 +88,7 @@ class LearnedSparse(Stage):
         after a crash skips the shards already written. With `algorithm="seismic"` in `search_options` the
         approximate index is built too (default parameters; call `build_approximate` for others).
         """
-        index_path = clear_for_build(index_path, overwrite, "LearnedSparse")
+        refuse_existing(index_path, overwrite, "LearnedSparse")
         if impact_bits not in (8, 16):
             raise InputError(f"impact_bits must be 8 or 16, got {impact_bits!r}")
         if search_options.get("algorithm", "maxscore") not in ALGORITHMS:
@@ -105,9 +106,8 @@ class LearnedSparse(Stage):
             raise InputError(f"impact_scale must be > 0, got {impact_scale}")
         settings = {"mode": "impact", "impact_bits": impact_bits, "impact_scale": impact_scale, "store": store,
                     "metadata": {"encoder": encoder.model_info(), "terms": "tokens", "fields": "title + text"}}
-        index_path.mkdir(parents=True, exist_ok=True)
-        _save_query_idf(encoder, index_path)
-        with IndexWriter(index_path, settings) as writer:
+        with IndexWriter(index_path, settings, overwrite=overwrite) as writer:
+            _save_query_idf(encoder, writer)
             _add_encoded(writer, docs, matrices(), vocab, store, progress)
         algorithm = search_options.pop("algorithm", "maxscore")
         stage = cls(index_path, encoder, progress=progress, **search_options)
@@ -153,7 +153,7 @@ class LearnedSparse(Stage):
             SeismicIndex.build(index.path / APPROXIMATE_DIR, document_matrix(index, self.vocabulary),
                                n_postings=n_postings, centroid_fraction=centroid_fraction,
                                summary_energy=summary_energy, small_list=small_list, value_bits=value_bits,
-                               seed=seed, metadata={"generation": index.generation}, threads=self.threads)
+                               seed=seed, metadata={"commit": index.commit_id}, threads=self.threads)
         finally:
             lock.release()
         self.index = index
@@ -165,7 +165,7 @@ class LearnedSparse(Stage):
     def encoder(self) -> Any:
         """The query/document encoder (loaded from the index's record on first use when none was given)."""
         if self._encoder is None:
-            self._encoder = encoder_from_record(self.recorded, self.index.path, device=self.device,
+            self._encoder = encoder_from_record(self.recorded, self.index, device=self.device,
                                                 progress=self.progress)
         return self._encoder
 
@@ -183,10 +183,9 @@ class LearnedSparse(Stage):
             raise IndexFormatError(f"{self.index.path} has no approximate (Seismic) index: call "
                                    "build_approximate() on a LearnedSparse stage of it first")
         seismic = SeismicIndex(path)
-        built = seismic.metadata.get("generation")
-        if built != self.index.generation:
-            raise IncompatibleIndexError(f"the Seismic index of {self.index.path} was built from commit {built}, the "
-                                         f"index is at commit {self.index.generation}: call build_approximate()")
+        if seismic.metadata.get("commit") != self.index.commit_id:
+            raise IncompatibleIndexError(f"the Seismic index of {self.index.path} was built from another commit of "
+                                         "the index: call build_approximate()")
         return seismic
 
     def _matmul(self) -> Any:
@@ -243,7 +242,7 @@ class LearnedSparse(Stage):
 # helpers
 
 
-def encoder_from_record(info: dict[str, Any], index_path: Path | None = None, **options) -> Any:
+def encoder_from_record(info: dict[str, Any], index: InvertedIndex | None = None, **options) -> Any:
     """The encoder an index's recorded `model_info` describes (checked against the record)."""
     from rankstack.encoders import InferenceFreeSparseEncoder, SpladeEncoder
 
@@ -257,7 +256,8 @@ def encoder_from_record(info: dict[str, Any], index_path: Path | None = None, **
                                               else query["model"])
         encoder = SpladeEncoder(model, query_model=query_model, query_top_k=info.get("query_top_k"), **common)
     elif info.get("encoder") == "inference-free-sparse":
-        idf = index_path / QUERY_IDF if index_path is not None and (index_path / QUERY_IDF).exists() else None
+        stored = index.read_file(QUERY_IDF) if index is not None else None
+        idf = orjson.loads(stored) if stored is not None else None
         encoder = InferenceFreeSparseEncoder(model, idf=idf, **common)
     else:
         raise IncompatibleIndexError(f"the index records an encoder of kind {info.get('encoder')!r}; "
@@ -296,9 +296,12 @@ def _vocabulary(encoder: Any) -> list[str]:
     return vocab
 
 
-def _save_query_idf(encoder: Any, index_path: Path) -> None:
+def _save_query_idf(encoder: Any, writer: IndexWriter) -> None:
+    """Keep an inference-free encoder's query weights with the index (committed with its documents)."""
     if getattr(encoder, "idf", None) is not None and hasattr(encoder, "save_idf"):
-        encoder.save_idf(index_path / QUERY_IDF)
+        with tempfile.TemporaryDirectory() as tmp:
+            encoder.save_idf(Path(tmp) / "idf.json")
+            writer.set_file(QUERY_IDF, (Path(tmp) / "idf.json").read_bytes())
 
 
 def _encode_documents(encoder: Any, docs: Corpus | list[Document], shards: str | Path | None,
