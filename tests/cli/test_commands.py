@@ -256,7 +256,8 @@ def test_a_dead_listwise_endpoint_is_an_error(data, indexes, capsys, tmp_path):
         port = s.getsockname()[1]  # closed again: connections are refused
     assert run_cli(capsys, "search", indexes / "bm25", "--queries", "beir/scifact", "-k", 5,
                    "-o", tmp_path / "b.trec")[0] == 0
-    expression = f"Listwise('m', texts, base_url='http://127.0.0.1:{port}/v1', retries=1, backoff=0, window=3, stride=2)"
+    expression = (f"Listwise('m', texts, base_url='http://127.0.0.1:{port}/v1', retries=1, backoff=0, window=3, "
+                  "stride=2)")
     code, _, err = run_cli(capsys, "rerank", tmp_path / "b.trec", expression, "--queries", "beir/scifact", "--texts",
                            indexes / "bm25", "-o", tmp_path / "l.trec")
     assert code == 2 and "request failed after 2 attempts" in one_line_error(err)

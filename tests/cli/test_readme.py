@@ -6,8 +6,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
-
 from rankstack.cli import main
 from rankstack.data.run import Run
 from tests.conftest import SHARED_DATA

@@ -8,9 +8,7 @@ use: that is done first and reported on its own line, so that every speed printe
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
@@ -94,7 +92,7 @@ def run(args) -> None:
     print()
     print(comparison.to_table({"queries/s": [f"{len(queries) / s:,.0f}" if s > 0 else "-" for s in speeds]}))
     if not args.bm25_only:
-        print(f"† significant difference from BM25 (paired t-test, Holm-corrected, p < 0.05); the fused row "
+        print("† significant difference from BM25 (paired t-test, Holm-corrected, p < 0.05); the fused row "
               "searches both indexes")
     print(f"\ndemo finished in {time.perf_counter() - started:.0f}s")
 

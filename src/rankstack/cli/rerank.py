@@ -18,7 +18,9 @@ def register(sub) -> None:
     p.add_argument("--queries", required=True, help="queries file or a collection name (the run's queries)")
     p.add_argument("--texts", required=True, help="document texts: a corpus file, a collection name, or an index "
                                                   "that stores them (BM25, learned sparse)")
-    p.add_argument("--depth", type=int, default=100, help="hits reranked per query (default 100); the rest follow")
+    p.add_argument("--depth", type=int, default=100,
+                   help="hits a model given by name reranks per query (default 100; an expression sets its own depth); "
+                        "the rest follow")
     p.add_argument("--device", help="cpu, cuda, cuda:N (cross-encoder given by model)")
     p.add_argument("--batch-size", type=int, help="pairs per batch (cross-encoder given by model)")
     common.add_progress_option(p)

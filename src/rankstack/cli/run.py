@@ -41,6 +41,8 @@ def run(args) -> None:
         raise InputError(f"{args.expression!r} starts with a second stage: give the run it reranks with --run, or "
                          "start the expression with a first stage such as BM25('index')")
     remove = remove_query_default(args, args.queries)
+    if args.k:  # a cut-off the pipeline's first stage searches at (one more hit when the query's own is dropped)
+        stage = stage % (args.k + 1 if remove else args.k)
     with common.Timer() as timer:
         result = stage(queries, first)
     if remove:

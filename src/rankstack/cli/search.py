@@ -1,4 +1,4 @@
-"""`rankstack search`: one query, or a queries file into a run file, over any index (its type read from its manifest)."""
+"""`rankstack search`: one query, or a queries file into a run file, over any index (its type from its manifest)."""
 
 from __future__ import annotations
 

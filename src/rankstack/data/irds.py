@@ -20,7 +20,8 @@ def collection(dataset_id: str):
     try:
         import ir_datasets  # noqa: F401
     except ImportError:
-        raise DatasetNotFoundError(f"irds:{dataset_id} needs the ir_datasets package: pip install ir_datasets") from None
+        raise DatasetNotFoundError(f"irds:{dataset_id} needs the ir_datasets package: pip install ir_datasets") \
+            from None
     return Collection("irds/" + dataset_id.replace("/", "__"), "test", partial(_convert, dataset_id),
                       description=f"ir_datasets {dataset_id}")
 
