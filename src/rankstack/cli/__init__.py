@@ -26,6 +26,9 @@ COMMANDS = (
     "datasets",
     "check",
 )
+#: Packages of the optional extras: a command that misses one says which extra to install.
+OPTIONAL_PACKAGES = {"torch", "transformers", "faiss", "matplotlib", "sentence_transformers", "gguf", "accelerate",
+                     "huggingface_hub", "scipy", "ir_datasets"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,17 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # a file that cannot be written or read (a full disk, a missing folder, no permission)
         return _fail(f"{e.strerror or e}: {e.filename}" if e.filename else e)
     except ImportError as e:
+        if (e.name or "").split(".")[0] not in OPTIONAL_PACKAGES:
+            return _internal(e)
         return _fail(f"{e}; this command needs an optional extra: pip install 'rankstack[neural,faiss]' "
                      "(CPU torch: pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)")
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug: one line, and the traceback on request
-        if os.environ.get("RANKSTACK_DEBUG"):
-            raise
-        print(f"rankstack: internal error: {type(e).__name__}: {_one_line(e)} (RANKSTACK_DEBUG=1 shows the "
-              "traceback; please report it)", file=sys.stderr)
-        return 1
+        return _internal(e)
     return 0
+
+
+def _internal(error: Exception) -> int:
+    if os.environ.get("RANKSTACK_DEBUG"):
+        raise error
+    print(f"rankstack: internal error: {type(error).__name__}: {_one_line(error)} (RANKSTACK_DEBUG=1 shows the "
+          "traceback; please report it)", file=sys.stderr)
+    return 1
 
 
 def _quiet_transformers() -> None:
