@@ -74,12 +74,11 @@ def open_stage(path: str | Path, *, k: int = 1000, algorithm: str | None = None,
 
         return Dense(path, options.pop("encoder", None), k=k, progress=progress, **options)
     from rankstack.index.plaid import PlaidIndex
-    from rankstack.retrieve.late import LateInteraction, multivector_encoder
+    from rankstack.retrieve.late import LateInteraction
 
     index = PlaidIndex(path)
     model = options.pop("encoder", None) or _recorded_model(index.encoder_info, path)
-    encoder = multivector_encoder(model, index.encoder_info, options.pop("device", None))
-    return LateInteraction(index, encoder, k=k, progress=progress, **options)
+    return LateInteraction(index, model, k=k, progress=progress, **options)
 
 
 def _learned_sparse(path: Path, k: int, algorithm: str, progress: bool | None, options: dict[str, Any]) -> Any:
