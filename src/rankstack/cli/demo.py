@@ -35,9 +35,10 @@ def register(sub) -> None:
     p.add_argument("--bm25-only", action="store_true", help="BM25 alone: no neural model needed, seconds")
     p.add_argument("--encoder", metavar="MODEL", help=f"dense model (default: {PACKAGE_MODEL} when that package is "
                                                       f"installed, else {HUB_MODEL})")
-    p.add_argument("--int8", action="store_true",
-                   help="encode with int8 dynamically quantised linear layers (CPU): faster, slightly different "
-                        "scores (README: measured cost)")
+    p.add_argument("--precision", choices=["auto", "int8", "float32"], default="auto",
+                   help="dense encoder precision: auto (default) is int8 dynamic quantisation of the linear layers on "
+                        "CPU, which encodes faster at a small measured cost (README), and the encoder's own (fp16) on "
+                        "a GPU; float32 gives the model's exact scores")
     p.add_argument("--cache", help="folder for the demo's indexes, reused by later runs (default: "
                                    "$XDG_CACHE_HOME/rankstack/demo or ~/.cache/rankstack/demo)")
     p.add_argument("--no-cache", action="store_true", help="build everything anew and remove it at the end")
@@ -170,12 +171,14 @@ def _dense(corpus, folder: Path, documents: int, args):
         import torch
 
         torch.set_num_threads(args.threads)
-    encoder = DenseEncoder(model, progress=False)
-    precision = "int8" if args.int8 else str(encoder.loaded.dtype).removeprefix("torch.")
-    if args.int8:
+    encoder = DenseEncoder(model, progress=False, **({"dtype": "fp32"} if args.precision == "float32" else {}))
+    int8 = args.precision == "int8" or (args.precision == "auto" and encoder.device.type == "cpu")
+    precision = "int8" if int8 else encoder.model_info()["dtype"]
+    if int8:
         quantize_int8(encoder)
     label = "all-MiniLM-L6-v2" if model in (PACKAGE_MODEL, HUB_MODEL) else Path(model).name
-    key = f"{encoder.loaded.spec.content_hash.removeprefix('sha256:')[:12]}-{precision}"
+    label += f" ({precision})"
+    key = f"{encoder.model_info()['content_hash'].removeprefix('sha256:')[:12]}-{precision}"
     path, shards = folder / f"dense-{key}", folder / f"shards-{key}"
     try:
         dense = Dense(path, encoder, k=args.k)
@@ -187,9 +190,9 @@ def _dense(corpus, folder: Path, documents: int, args):
     shutil.rmtree(path, ignore_errors=True)
     import torch
 
-    print(f"dense index: encoding {documents:,} documents with {label} ({precision}, {torch.get_num_threads()} CPU "
-          f"threads{'' if encoder.device.type == 'cpu' else ', ' + str(encoder.device)}): minutes on a small CPU; an "
-          f"interrupted run resumes where it stopped", flush=True)
+    where = f"{torch.get_num_threads()} CPU threads" if encoder.device.type == "cpu" else str(encoder.device)
+    print(f"dense index: encoding {documents:,} documents with {label} on {where}: minutes on a small CPU; an "
+          "interrupted run resumes where it stopped", flush=True)
     with common.Timer() as timer:
         _encode(encoder, corpus, documents, shards, args)
     print(f"dense index: encoded {common.rate(documents, 'documents', timer.seconds)}", flush=True)
@@ -221,7 +224,7 @@ def quantize_int8(encoder) -> None:
     if encoder.device.type != "cpu":
         from rankstack.errors import InputError
 
-        raise InputError("--int8 quantises for CPU inference; on a GPU use fp16 (the default there)")
+        raise InputError("int8 quantisation is for CPU inference; on a GPU, fp16 is the default")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         encoder.loaded.model = quantize_dynamic(encoder.loaded.model, {torch.nn.Linear: per_channel_dynamic_qconfig},
