@@ -126,6 +126,7 @@ def _best_qps(fn, nq: int, rounds: int) -> float:
 def speed(args) -> dict:
     import faiss
     from rankstack.index.dense import DenseIndex, DenseIndexWriter
+    from rankstack.index.search import DenseParams
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.n, args.dim)).astype(np.float32)
@@ -158,9 +159,9 @@ def speed(args) -> dict:
             return id_array[rows]
 
         def ours():
-            return index.search(qs, args.k, **knobs)
+            return index.search(qs, args.k, DenseParams(**knobs))
 
-        assert [list(r) for r in peer()[:5]] == [ours().ids(str(i)) for i in range(5)]  # same hits
+        assert [list(r) for r in peer()[:5]] == [index.doc_ids.take(h.docnos) for h in ours()[:5]]  # same hits
         peer_qps = ours_qps = 0.0
         index.search_index = timed = _TimedSearch(index.search_index)
         total = 0.0

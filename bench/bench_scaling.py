@@ -30,6 +30,7 @@ import orjson
 
 from rankstack import BM25
 from rankstack.index.inverted import IndexWriter
+from rankstack.index.search import InvertedParams
 from rankstack.text.analyzer import Analyzer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pypi-summaries"
@@ -95,7 +96,7 @@ def queries_per_second(bm25: BM25, queries: list[str], k: int) -> float:
 
     def run(qs):
         for q in qs:
-            docnos, scores = index.search(bm25.query_terms(q), k)
+            docnos, scores = index.search([bm25.query_terms(q)], k)[0]
             doc_ids.take(docnos), scores.tolist()
 
     run(queries[:200])  # warm-up: compilation, page cache
@@ -130,8 +131,8 @@ def main() -> None:
         bm25 = BM25(path, progress=False)
         for q in queries[:args.check]:
             for k in (10, 1000):
-                fast = bm25.index.search(bm25.query_terms(q), k, "maxscore")
-                exact = bm25.index.search(bm25.query_terms(q), k, "exhaustive")
+                fast = bm25.index.search([bm25.query_terms(q)], k, InvertedParams("maxscore"))[0]
+                exact = bm25.index.search([bm25.query_terms(q)], k, InvertedParams("exhaustive"))[0]
                 assert all(np.array_equal(a, b) for a, b in zip(fast, exact)), f"MaxScore differs on {q!r}"
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         row = {"docs": n, "segments": len(bm25.index.segments), "build_s": round(seconds, 1),

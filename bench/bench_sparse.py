@@ -168,6 +168,7 @@ def seismic(args) -> dict:
     import numba
     import torch
     from rankstack.index.seismic import SeismicIndex
+    from rankstack.index.search import SeismicParams, SparseQueries
     from rankstack.index.sparse_gpu import SparseMatmulScorer
     from rankstack.retrieve.sparse import LearnedSparse
 
@@ -188,9 +189,9 @@ def seismic(args) -> dict:
         out[f"exact_{algorithm}_qps"] = q.shape[0] / (time.perf_counter() - t)
         out[f"exact_{algorithm}_recall"] = _recall(res, truth)  # < 1 only by 16-bit quantisation
     matmul = SparseMatmulScorer(d, device="cpu", memory_mb=256)
-    matmul.search_batch(q[:50], 10)
+    matmul.search(SparseQueries.over_columns(q[:50], matmul.dim), 10)
     t = time.perf_counter()
-    res = matmul.search_batch(q, 10)
+    res = matmul.search(SparseQueries.over_columns(q, matmul.dim), 10)
     out["exact_matmul_cpu_qps"] = q.shape[0] / (time.perf_counter() - t)
     out["exact_matmul_recall"] = _recall(res, truth)
 
@@ -200,11 +201,12 @@ def seismic(args) -> dict:
     out["rankstack_seismic_build_s"] = time.perf_counter() - t  # includes numba compilation on a cold cache
     ours = []
     for query_cut, heap_factor in GRID:
-        index.search_batch(q[:20], 10, query_cut=query_cut, heap_factor=heap_factor, threads=1)
+        knobs = SeismicParams(query_cut, heap_factor, threads=1)
+        index.search(SparseQueries.over_columns(q[:20], index.dim), 10, knobs)
         seconds = []
         for _ in range(args.repeats):  # the fastest of the repeats: the least disturbed by other processes
             t = time.perf_counter()
-            res = index.search_batch(q, 10, query_cut=query_cut, heap_factor=heap_factor, threads=1)
+            res = index.search(SparseQueries.over_columns(q, index.dim), 10, knobs)
             seconds.append(time.perf_counter() - t)
         ours.append({"query_cut": query_cut, "heap_factor": heap_factor, "recall": _recall(res, truth),
                      "qps": q.shape[0] / min(seconds)})

@@ -61,6 +61,7 @@ def main() -> None:
     from rankstack.encoders import load_shards
     from rankstack.evaluate import evaluate
     from rankstack.index.plaid import PlaidIndex, assign
+    from rankstack.index.search import PlaidParams
 
     out = Path(args.out)
     work = out / ("loss" if args.max_docs is None else f"loss-{args.max_docs}docs")
@@ -114,13 +115,13 @@ def main() -> None:
             print(json.dumps({"nbits": nbits, "nprobe": nprobe, "candidates_mean": round(float(np.mean(
                 [len(c) for c in cands])), 1), "exact_top10_in_candidates": round(float(np.mean(
                     [np.isin(e, c).mean() for e, c in zip(exact_top, cands)])), 4)}), flush=True)
-        index.search(queries[0], 10, rescore=args.rescore)  # compile the kernels outside the timings
+        index.search(queries[:1], 10, PlaidParams(rescore=args.rescore))  # compile the kernels outside the timings
         for setting in args.settings:
             nprobe, ncandidates = map(int, setting.split(":"))
             kept = [index.candidates(q, nprobe, ncandidates) for q in queries]
             exact_rescored = [c[np.argsort(-exact[i, c], kind="stable")[:10]] for i, c in enumerate(kept)]
             t = time.perf_counter()
-            hits = [index.search(q, 10, nprobe, ncandidates) for q in queries]
+            hits = index.search(queries, 10, PlaidParams(nprobe, ncandidates))
             qps = len(queries) / (time.perf_counter() - t)
             print(json.dumps({"nbits": nbits, "buckets": buckets, "nprobe": nprobe, "ncandidates": ncandidates,
                               "exact_top10_kept": round(float(np.mean([np.isin(e, c).mean()
@@ -131,7 +132,7 @@ def main() -> None:
                               "qps": round(qps, 2)}), flush=True)
             if args.rescore:
                 t = time.perf_counter()
-                rescored = [index.search(q, 10, nprobe, ncandidates, rescore=True) for q in queries]
+                rescored = index.search(queries, 10, PlaidParams(nprobe, ncandidates, rescore=True))
                 rescored_qps = len(queries) / (time.perf_counter() - t)
                 print(json.dumps({"nbits": nbits, "buckets": buckets, "nprobe": nprobe, "ncandidates": ncandidates,
                                   "rescore": "float16 stored vectors",

@@ -253,6 +253,7 @@ def make_rankstack(args):
     """rankstack itself, installed into this venv (`pip install --no-deps -e .`), Anserini's defaults."""
     import rankstack
     from rankstack import BM25, Document
+    from rankstack.index.search import InvertedParams
 
     def build(ids, texts, index_dir):
         BM25.build((Document(i, t) for i, t in zip(ids, texts)), index_dir, store=False, progress=False)
@@ -262,11 +263,11 @@ def make_rankstack(args):
         index, doc_ids = bm25.index, bm25.index.doc_ids
 
         def search(q, k):
-            docnos, scores = index.search(bm25.query_terms(q), k)
+            docnos, scores = index.search([bm25.query_terms(q)], k)[0]
             return doc_ids.take(docnos), scores.tolist()
 
         def batch(qs, k, threads):
-            hits = index.search_batch([bm25.query_terms(q) for q in qs], k, threads=threads)
+            hits = index.search([bm25.query_terms(q) for q in qs], k, InvertedParams(threads=threads))
             return [(doc_ids.take(d), s.tolist()) for d, s in hits]
 
         return search, batch

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rankstack.index.search import DenseParams, InvertedParams, PlaidParams, SeismicParams, SparseQueries
+
 KINDS = ("inverted", "impact", "dense", "plaid", "seismic")
 DIM = 16
 
@@ -77,7 +79,7 @@ def search(kind: str, path: Path) -> list:
         for q in range(6):
             query = {f"w{int(t)}": float(rng.integers(1, 3)) for t in rng.choice(60, size=3)}
             for k, algorithm in ((5, "maxscore"), (1000, "bmw"), (50, "exhaustive")):
-                docs, scores = index.search(query, k, algorithm)
+                docs, scores = index.search([query], k, InvertedParams(algorithm))[0]
                 out.append([index.doc_ids.take(docs), scores.tolist()])
         if kind == "inverted":
             out.append(index.stored([index.docno("p1-3")]))
@@ -85,22 +87,23 @@ def search(kind: str, path: Path) -> list:
     if kind == "dense":
         from rankstack.index.dense import DenseIndex
         index = DenseIndex(path, gpu=False)
-        run = index.search(rng.standard_normal((4, DIM)).astype(np.float32), 20, rescore=True)
-        return [[run.ids(q), run[q].scores.tolist()] for q in run]
+        hits = index.search(rng.standard_normal((4, DIM)).astype(np.float32), 20, DenseParams(rescore=True))
+        return [[index.doc_ids.take(h.docnos), h.scores.tolist()] for h in hits]
     if kind == "plaid":
         from rankstack.index.plaid import PlaidIndex
         index = PlaidIndex(path)
         out = []
         for _ in range(4):
             for rescore in (False, True):
-                hits = index.search(_unit(rng.standard_normal((3, DIM))), k=10, nprobe=2, rescore=rescore)
+                [hits] = index.search([_unit(rng.standard_normal((3, DIM)))], 10, PlaidParams(2, rescore=rescore))
                 out.append([index.doc_ids.take(hits.docnos), hits.scores.tolist()])
         return out
     import scipy.sparse as sp
     from rankstack.index.seismic import SeismicIndex
     index = SeismicIndex(path)
     queries = sp.random(4, 80, density=0.1, format="csr", random_state=3, dtype=np.float32)
-    return [[d.tolist(), s.tolist()] for d, s in index.search_batch(queries, 20, threads=1)]
+    batch = SparseQueries.from_matrix(queries, [str(i) for i in range(80)])
+    return [[d.tolist(), s.tolist()] for d, s in index.search(batch, 20, SeismicParams(threads=1))]
 
 
 def damage(path: Path, rng: random.Random) -> str:

@@ -10,7 +10,14 @@ faiss = pytest.importorskip("faiss")
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError, RankstackError  # noqa: E402
 from rankstack.index import commit  # noqa: E402
-from rankstack.index.dense import DenseIndex, DenseIndexWriter  # noqa: E402
+from rankstack.index.dense import DenseIndex, DenseIndexWriter, to_run  # noqa: E402
+from rankstack.index.search import DenseParams  # noqa: E402
+
+
+def run_of(index, q, k, qids=None):
+    """The hits of query vectors as a Run (query ids "0", "1", ...)."""
+    rows, scores = index.search_arrays(q, k)
+    return to_run(qids or [str(i) for i in range(len(rows))], rows, scores, index.doc_ids)
 
 DIM = 8
 
@@ -52,7 +59,7 @@ def test_flat_equals_numpy_brute_force(tmp_path, metric):
     ref_rows, ref_scores = brute(x, q, metric, 10)
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-4, atol=1e-4)
     assert (rows == ref_rows).mean() > 0.99  # ties aside, the same documents in the same order
-    run = index.search(q, 10, qids=[f"q{i}" for i in range(len(q))])
+    run = run_of(index, q, 10, qids=[f"q{i}" for i in range(len(q))])
     assert run.ids("q3") == [ids[i] for i in rows[3]]
     assert list(run) == [f"q{i}" for i in range(len(q))]
 
@@ -82,22 +89,22 @@ def test_persistence_round_trip(tmp_path, factory):
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     again = DenseIndex(tmp_path / "b")
     for options in ({}, {"nprobe": 8, "ef_search": 64}):
-        r1, s1 = first.search_arrays(q, 10, **options)
-        r2, s2 = again.search_arrays(q, 10, **options)
+        r1, s1 = first.search_arrays(q, 10, DenseParams(**options))
+        r2, s2 = again.search_arrays(q, 10, DenseParams(**options))
         np.testing.assert_array_equal(r1, r2)
         np.testing.assert_array_equal(s1, s2)
     assert again.factory == factory and again.dim == DIM and again.metric == "ip" and len(again) == len(ids)
     # exhaustive knobs find the exact top hits (PQ: after exact rescoring of the candidates)
     exact_rows, _ = brute(x, q, "ip", 5)
-    rows, _ = again.search_arrays(q, 5, nprobe=8, ef_search=300, rescore=True, rescore_depth=100)
+    rows, _ = again.search_arrays(q, 5, DenseParams(nprobe=8, ef_search=300, rescore=True, rescore_depth=100))
     assert (rows == exact_rows).mean() >= 0.9
 
 
 def test_rescore_equals_exact_scores_of_candidates(tmp_path):
     x, q, ids = build(tmp_path, factory="IVF8,PQ4x4np", store="float16")
     index = DenseIndex(tmp_path)
-    rows, scores = index.search_arrays(q, 5, nprobe=8, rescore=True, rescore_depth=40)
-    cand, _ = index.search_arrays(q, 40, nprobe=8)
+    rows, scores = index.search_arrays(q, 5, DenseParams(nprobe=8, rescore=True, rescore_depth=40))
+    cand, _ = index.search_arrays(q, 40, DenseParams(nprobe=8))
     x16 = x.astype(np.float16).astype(np.float32)
     for i in range(len(q)):
         exact = x16[cand[i]] @ q[i]
@@ -138,20 +145,20 @@ def test_incremental_add_delete_readd(tmp_path):
         w.add(["doc7", "doc5"], np.vstack([new, new * 0.5]))
     index = DenseIndex(tmp_path)
     assert len(index) == 59 and index.total == 62
-    run = index.search(new, 2)
+    run = run_of(index, new, 2)
     assert run.ids("0") == ["doc7", "doc5"]
     np.testing.assert_allclose(index.vectors([index.position("doc7")]), new)
     # the old doc7 vector is no longer found
     rows, _ = index.search_arrays(x[7], 60)
     assert 7 not in rows[0]
     # compaction drops deleted rows and keeps the results
-    before = index.search(q, 10)
+    before = run_of(index, q, 10)
     with DenseIndexWriter(tmp_path) as w:
         w.compact()
     after = DenseIndex(tmp_path)
     assert after.total == 59 and not after.deleted.any()
     for qid in before:
-        assert after.search(q, 10).ids(qid) == before.ids(qid)
+        assert run_of(after, q, 10).ids(qid) == before.ids(qid)
 
 
 def test_bad_input(tmp_path):
@@ -166,7 +173,7 @@ def test_bad_input(tmp_path):
     with pytest.raises(InputError, match="k must be"):
         index.search_arrays(q, 0)
     with pytest.raises(IncompatibleIndexError, match="stored vectors"):
-        index.search_arrays(q, 3, rescore=True)
+        index.search_arrays(q, 3, DenseParams(rescore=True))
     with DenseIndexWriter(tmp_path) as w:
         with pytest.raises(InputError, match="unknown document id 'nope'"):
             w.delete(["doc1", "nope"])
@@ -238,7 +245,7 @@ def test_corrupt_or_missing_files(tmp_path):
 
 def test_crash_during_commit_keeps_last_commit(tmp_path, monkeypatch):
     x, q, ids = build(tmp_path, n=100, store="float16")
-    before = DenseIndex(tmp_path).search(q, 5)
+    before = run_of(DenseIndex(tmp_path), q, 5)
     files_before = sorted(p.name for p in tmp_path.iterdir())
 
     def crash(*args, **kwargs):
@@ -255,7 +262,7 @@ def test_crash_during_commit_keeps_last_commit(tmp_path, monkeypatch):
     index = DenseIndex(tmp_path)  # the last commit, intact
     assert len(index) == 100 and index.position("new") == -1
     for qid in before:
-        assert index.search(q, 5).hits(qid) == before.hits(qid)
+        assert run_of(index, q, 5).hits(qid) == before.hits(qid)
     assert len(list(tmp_path.iterdir())) > len(files_before)  # the crashed commit's files are still there...
     DenseIndexWriter(tmp_path).close()  # ... until the next writer removes them
     assert sorted(p.name for p in tmp_path.iterdir()) == files_before
@@ -285,5 +292,5 @@ def test_hnsw_returns_k_hits_or_says_why_not(tmp_path):
         w.delete([f"d{i}" for i in range(0, 2000, 2)])
     with pytest.warns(UserWarning, match="fewer than k=1000 hits from HNSW32.*ef_search"):
         rows, _ = DenseIndex(tmp_path).search_arrays(q, 1000)  # 1,000 live: the filtered graph misses some
-    rows, _ = DenseIndex(tmp_path).search_arrays(q, 1000, ef_search=4000)
+    rows, _ = DenseIndex(tmp_path).search_arrays(q, 1000, DenseParams(ef_search=4000))
     assert ((rows >= 0).sum(1) == 1000).all()

@@ -11,13 +11,14 @@ from rankstack import BM25, Document
 from rankstack.errors import IndexFormatError, InputError, RankstackError
 from rankstack.index.check import check_index, open_index
 from rankstack.index.inverted import IndexWriter, InvertedIndex
+from rankstack.index.search import PlaidParams, SeismicParams, SparseQueries
 from rankstack.index.seismic import SeismicIndex
 
 DOCS = [Document("a", "cats and dogs"), Document("b", "dogs chase cats"), Document("c", "stock markets fell")]
 
 
 def ids(index, query, k=10):
-    return [index.doc_ids[d] for d in index.search(query, k)[0].tolist()]
+    return index.doc_ids.take(index.search([query], k)[0].docnos)
 
 
 def test_documents_without_indexable_terms_break_no_search(tmp_path):
@@ -29,7 +30,7 @@ def test_documents_without_indexable_terms_break_no_search(tmp_path):
         assert stage.document("stop").text == "the of and"
     with IndexWriter(tmp_path / "only") as w:
         w.add("x", [])
-    assert InvertedIndex(tmp_path / "only").search({"y": 1}, 5)[0].tolist() == []
+    assert InvertedIndex(tmp_path / "only").search([{"y": 1}], 5)[0].docnos.tolist() == []
 
 
 def test_operations_apply_in_order_within_one_commit(tmp_path):
@@ -115,11 +116,11 @@ def test_query_weights_must_be_finite_and_bounded(tmp_path):
     index = InvertedIndex(tmp_path / "idx")
     for bad in (float("nan"), float("inf"), -1.0, 1e38, "2"):
         with pytest.raises(InputError, match="query weight of 'x'"):
-            index.search({"x": bad, "y": 1.0})
-    assert np.isfinite(index.search({"x": 1e6})[1]).all()
+            index.search([{"x": bad, "y": 1.0}])
+    assert np.isfinite(index.search([{"x": 1e6}])[0].scores).all()
     for k in (2.5, 0, True):
         with pytest.raises(InputError, match="k must be"):
-            index.search({"x": 1}, k)
+            index.search([{"x": 1}], k)
 
 
 def test_a_snapshot_holds_at_most_one_descriptor_per_segment(tmp_path):
@@ -132,7 +133,7 @@ def test_a_snapshot_holds_at_most_one_descriptor_per_segment(tmp_path):
     before = len(os.listdir("/proc/self/fd"))
     snapshots = [InvertedIndex(path), InvertedIndex(path)]
     for s in snapshots:
-        s.search({"t1": 1}, 10)
+        s.search([{"t1": 1}], 10)
     opened = len(os.listdir("/proc/self/fd")) - before
     assert len(snapshots[0].segments) == 20 and opened <= 2 * 20  # was 21 per segment: 847 for two snapshots
 
@@ -218,7 +219,7 @@ while True:
 def test_inverted_readers_never_fail_under_a_writer(tmp_path):
     def read(path):
         index = InvertedIndex(path)
-        docs, _ = index.search({"x": 1}, 100)
+        docs, _ = index.search([{"x": 1}], 100)[0]
         assert len(docs) == index.num_live  # every live document matches "x": a consistent snapshot
 
     assert _concurrent(tmp_path, INVERTED_WRITER, read) > 20
@@ -251,7 +252,7 @@ def test_plaid_readers_never_fail_under_a_writer(tmp_path):
 
     def read(path):
         index = PlaidIndex(path)
-        hits = index.search(np.ones((2, 8), np.float32) / np.sqrt(8), k=200, nprobe=4, ncandidates=1000)
+        [hits] = index.search([np.ones((2, 8), np.float32) / np.sqrt(8)], 200, PlaidParams(4, 1000))
         assert len(hits.docnos) == index.num_docs
 
     assert _concurrent(tmp_path, PLAID_WRITER, read) > 10
@@ -291,6 +292,7 @@ SEISMIC_WRITER = """
 import sys
 import numpy as np
 import scipy.sparse as sp
+from rankstack.index.search import PlaidParams, SeismicParams, SparseQueries
 from rankstack.index.seismic import SeismicIndex
 path = sys.argv[1]
 i = 0
@@ -308,10 +310,11 @@ def test_seismic_readers_never_fail_under_rebuilds(tmp_path):
     import scipy.sparse as sp
 
     query = sp.csr_matrix(np.ones((1, 30), np.float32))
+    range30 = [str(i) for i in range(30)]
 
     def read(path):
         index = SeismicIndex(path)
-        docs, _ = index.search_batch(query, 500, query_cut=None, heap_factor=1.0)[0]
+        docs, _ = index.search(SparseQueries.from_matrix(query, range30), 500, SeismicParams(None, 1.0))[0]
         assert len(docs) <= len(index)
 
     assert _concurrent(tmp_path, SEISMIC_WRITER, read) > 20

@@ -13,6 +13,7 @@ import pytest
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError, RankstackError
 from rankstack.index.inverted import IndexWriter, InvertedIndex, read_manifest
+from rankstack.index.search import InvertedParams
 
 WORDS = [f"w{i}" for i in range(60)]
 
@@ -23,7 +24,7 @@ def random_docs(rng, n, prefix="d"):
 
 def results(index, queries, k=20, algorithm="exhaustive"):
     out = []
-    for docnos, scores in index.search_batch(queries, k, algorithm=algorithm):
+    for docnos, scores in index.search(queries, k, InvertedParams(algorithm)):
         out.append(list(zip(index.doc_ids.take(docnos), np.round(scores, 4).tolist())))
     return out
 
@@ -84,9 +85,9 @@ def test_pruned_search_equals_exhaustive_across_segments(tmp_path):
     index = InvertedIndex(path)
     assert len(index.segments) > 3 and index.num_deleted > 0
     for k in (1, 5, 50, 10_000):
-        reference = index.search_batch(QUERIES, k, algorithm="exhaustive")
+        reference = index.search(QUERIES, k, InvertedParams("exhaustive"))
         for algorithm in ("maxscore", "bmw"):
-            for (d1, s1), (d2, s2) in zip(reference, index.search_batch(QUERIES, k, algorithm=algorithm)):
+            for (d1, s1), (d2, s2) in zip(reference, index.search(QUERIES, k, InvertedParams(algorithm))):
                 assert np.array_equal(d1, d2) and np.array_equal(s1, s2)
 
 
@@ -111,14 +112,14 @@ def test_impact_mode_quantises_with_a_recorded_scale(tmp_path):
         w.add("b", {"x": 0.3, "z": 2.55})
     index = InvertedIndex(path)
     assert index.settings["impact_scale"] == pytest.approx(2.55 / 255)
-    (docnos, scores), = index.search_batch([{"x": 2.0, "z": 1.0}], 10)
+    (docnos, scores), = index.search([{"x": 2.0, "z": 1.0}], 10)
     assert index.doc_ids.take(docnos) == ["b", "a"]
     # b: 2 * 0.3 + 2.55 and a: 2 * 1.0, each weight rounded to a multiple of the scale
     assert scores.tolist() == pytest.approx([2 * 0.3 + 2.55, 2.0], abs=2 * 0.01)
-    assert index.search_batch([{"zero": 1.0}], 10)[0][0].size == 0  # zero weights are not indexed
+    assert index.search([{"zero": 1.0}], 10)[0][0].size == 0  # zero weights are not indexed
     with IndexWriter(path) as w:  # later, larger weights clip to the top quantum
         w.add("c", {"x": 100.0})
-    top = InvertedIndex(path).search_batch([{"x": 1.0}], 1)[0][1][0]
+    top = InvertedIndex(path).search([{"x": 1.0}], 1)[0][1][0]
     assert top == pytest.approx(2.55, abs=0.01)
     with IndexWriter(path) as w, pytest.raises(InputError, match="weight of 'x' must be a finite number"):
         w.add("d", {"x": float("nan")})
@@ -225,5 +226,7 @@ def test_term_cache_starts_over_when_full_and_changes_no_result(tmp_path, monkey
     assert len(index.segments) > 1
     assert results(index, queries) == expected
     assert [list(zip(index.doc_ids.take(d), np.round(s, 4).tolist())) for d, s in
-            (index.search(q, 20, "exhaustive") for q in queries)] == expected
+            index.search(queries, 20, InvertedParams("exhaustive"))] == expected
+    one_by_one = [index.search([q], 20, InvertedParams("exhaustive"))[0] for q in queries]  # small vocabularies
+    assert [list(zip(index.doc_ids.take(d), np.round(s, 4).tolist())) for d, s in one_by_one] == expected
     assert 0 < len(index._terms) <= 3

@@ -7,6 +7,7 @@ import pytest
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError, RankstackError
 from rankstack.index import plaid_kernels as K
+from rankstack.index.search import PlaidParams
 from rankstack.index.plaid import PlaidIndex, assign, maxsim_scores
 from rankstack.index import commit
 from rankstack.index.commit import WriterLock
@@ -64,11 +65,11 @@ def test_exhaustive_search_is_brute_force_over_decompressed(tmp_path, docs, nbit
     for seed in range(5):
         query = unit(np.random.default_rng(100 + seed).standard_normal((8, DIM)))
         ref = brute_force(query, decompressed)
-        hits = index.search(query, k=len(docs), nprobe=16, ncandidates=len(docs))
+        hits = index.search([query], len(docs), PlaidParams(nprobe=16, ncandidates=len(docs)))[0]
         order = np.lexsort((np.arange(len(ref)), -ref))
         assert hits.docnos.tolist() == order.tolist()
         assert np.allclose(hits.scores, ref[order], atol=1e-5)
-        top = index.search(query, k=10, nprobe=16, ncandidates=len(docs))
+        top = index.search([query], 10, PlaidParams(nprobe=16, ncandidates=len(docs)))[0]
         assert top.docnos.tolist() == order[:10].tolist()
 
 
@@ -76,7 +77,7 @@ def test_pruned_search_is_a_subset_scored_exactly(tmp_path, docs):
     index = make(tmp_path / "idx", docs)
     decompressed = index.vectors(np.arange(len(docs)))
     query = unit(np.random.default_rng(5).standard_normal((8, DIM)))
-    hits = index.search(query, k=5, nprobe=1, ncandidates=8)
+    hits = index.search([query], 5, PlaidParams(nprobe=1, ncandidates=8))[0]
     assert len(hits.docnos) == 5 and len(set(hits.docnos.tolist())) == 5
     assert np.allclose(hits.scores, brute_force(query, decompressed)[hits.docnos], atol=1e-5)
     assert (np.diff(hits.scores) <= 0).all()
@@ -138,9 +139,9 @@ def test_packing_round_trip():
 def test_persistence_round_trip(tmp_path, docs):
     index = make(tmp_path / "idx", docs, nbits=4)
     query = unit(np.random.default_rng(9).standard_normal((6, DIM)))
-    before = index.search(query, k=10, nprobe=3)
+    before = index.search([query], 10, PlaidParams(nprobe=3))[0]
     again = PlaidIndex(tmp_path / "idx")
-    after = again.search(query, k=10, nprobe=3)
+    after = again.search([query], 10, PlaidParams(nprobe=3))[0]
     assert np.array_equal(before.docnos, after.docnos) and np.array_equal(before.scores, after.scores)
     assert again.encoder_info == INFO and again.nbits == 4 and again.num_docs == len(docs)
     assert again.doc_ids.take(after.docnos) == [f"d{i}" for i in after.docnos.tolist()]
@@ -157,11 +158,11 @@ def test_add_reuses_centroids_and_replaces_ids(tmp_path, docs):
     assert np.array_equal(index.centroids, centroids) and len(index.chunks) == 2 and index.num_docs == 120
     everything = dict(nprobe=16, ncandidates=500)
     query = docs[100][:4]
-    assert index.doc_ids.take(index.search(query, k=1, **everything).docnos) == ["d100"]
+    assert index.doc_ids.take(index.search([query], 1, PlaidParams(**everything))[0].docnos) == ["d100"]
     # Re-adding an id replaces its earlier version: one live copy, holding the new vectors.
     index.add(["d100"], [docs[5]])
     assert index.num_docs == 120
-    hits = index.search(docs[5], k=120, **everything)
+    hits = index.search([docs[5]], 120, PlaidParams(**everything))[0]
     ids = index.doc_ids.take(hits.docnos)
     assert len(ids) == len(set(ids)) == 120
     assert np.allclose(index.vectors(index.docnos(["d100"]))[0], index.vectors(index.docnos(["d5"]))[0])
@@ -175,14 +176,14 @@ def test_delete(tmp_path, docs):
     assert index.docnos(["d3", "d7", "d8"]).tolist()[:2] == [-1, -1]
     query = docs[3][:5]
     for reopened in (index, PlaidIndex(tmp_path / "idx")):
-        hits = reopened.search(query, k=len(docs), nprobe=16, ncandidates=500)
+        hits = reopened.search([query], len(docs), PlaidParams(nprobe=16, ncandidates=500))[0]
         assert len(hits.docnos) == len(docs) - 2
         assert not {"d3", "d7"} & set(reopened.doc_ids.take(hits.docnos))
     with pytest.raises(InputError, match="'nope'"):
         index.delete(["d1", "nope"])
     assert index.docnos(["d1"])[0] >= 0 and index.num_docs == len(docs) - 2  # nothing deleted
     index.add(["d3"], [docs[3]])  # back again
-    assert index.doc_ids.take(index.search(query, k=1, nprobe=16, ncandidates=500).docnos) == ["d3"]
+    assert index.doc_ids.take(index.search([query], 1, PlaidParams(nprobe=16, ncandidates=500))[0].docnos) == ["d3"]
 
 
 def test_crashed_writer_leaves_previous_snapshot(tmp_path, docs):
@@ -201,7 +202,7 @@ def test_errors(tmp_path, docs):
     with pytest.raises(InputError, match="dimension 16, the index holds 32"):
         index.add(["a"], [np.ones((3, 16), np.float32)])
     with pytest.raises(InputError, match="dimension 16"):
-        index.search(np.ones((3, 16), np.float32))
+        index.search([np.ones((3, 16), np.float32)], 10, PlaidParams())[0]
     with pytest.raises(InputError, match="no token vectors"):
         index.add(["a"], [np.zeros((0, DIM), np.float32)])
     with pytest.raises(InputError, match="NaN"):

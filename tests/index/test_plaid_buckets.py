@@ -6,6 +6,7 @@ import pytest
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import plaid_kernels as K
 from rankstack.index.container import write_container
+from rankstack.index.search import PlaidParams
 from rankstack.index.plaid import PlaidIndex, bucket_quantiles
 from tests.index.manifests import edit_manifest
 
@@ -79,7 +80,8 @@ def test_per_dimension_buckets_reconstruct_better(tmp_path, nbits):
         assert again.weights.shape == ((DIM, 1 << nbits) if buckets == "per_dimension" else (1 << nbits,))
         assert np.array_equal(np.concatenate(again.vectors([2, 0])), np.concatenate(index.vectors([2, 0])))
         query = x[:6]
-        hits = again.search(query, k=len(docs), nprobe=8, ncandidates=len(docs))  # exhaustive: brute force
+        exhaustive = PlaidParams(nprobe=8, ncandidates=len(docs))  # brute force
+        hits = again.search([query], len(docs), exhaustive)[0]
         ref = np.array([(query @ again.vectors([i])[0].T).max(1).sum() for i in range(len(docs))])
         assert np.allclose(hits.scores, ref[hits.docnos], atol=1e-5) and np.allclose(np.sort(ref)[::-1], hits.scores,
                                                                                      atol=1e-5)
@@ -109,7 +111,7 @@ def test_candidate_stages(tmp_path):
     assert set(probed.tolist()) <= set(everything.tolist()) and 7 in probed
     kept = index.candidates(query, nprobe=8, ncandidates=10)
     assert len(kept) == 10 and (np.diff(kept) > 0).all() and set(kept.tolist()) <= set(everything.tolist())
-    hits = index.search(query, k=5, nprobe=8, ncandidates=10)
+    hits = index.search([query], 5, PlaidParams(nprobe=8, ncandidates=10))[0]
     assert set(hits.docnos.tolist()) <= set(kept.tolist())
 
 

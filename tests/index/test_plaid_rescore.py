@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
+from rankstack.index.search import PlaidParams
 from rankstack.index.plaid import PlaidIndex
 from tests.index.manifests import edit_manifest
 
@@ -55,7 +56,7 @@ def check_exact(index, live_docs: dict, dtype="float16"):
         expected = brute_force(q, vectors)
         order = np.argsort(-expected, kind="stable")
         for k in (10, len(ids)):
-            hits = index.search(q, k=k, rescore=True, **EVERYTHING)
+            hits = index.search([q], k, PlaidParams(rescore=True, **EVERYTHING))[0]
             assert index.doc_ids.take(hits.docnos) == [ids[i] for i in order[:k]]
             assert np.allclose(hits.scores, expected[order[:k]], rtol=1e-6, atol=2e-6)
 
@@ -66,8 +67,8 @@ def test_rescore_with_every_document_kept_is_brute_force(tmp_path, docs, dtype):
     check_exact(index, {f"d{i}": d for i, d in enumerate(docs)}, dtype)
     # The decompressed 2-bit scores differ: rescoring really reads the stored vectors.
     q = queries(1)[0]
-    assert not np.allclose(index.search(q, k=10, **EVERYTHING).scores, index.search(q, k=10, rescore=True,
-                                                                                     **EVERYTHING).scores)
+    decompressed = index.search([q], 10, PlaidParams(**EVERYTHING))[0].scores
+    assert not np.allclose(decompressed, index.search([q], 10, PlaidParams(rescore=True, **EVERYTHING))[0].scores)
 
 
 def test_pruned_rescore_scores_the_kept_candidates_exactly(tmp_path, docs):
@@ -75,7 +76,7 @@ def test_pruned_rescore_scores_the_kept_candidates_exactly(tmp_path, docs):
     stored = rounded(docs)
     for q in queries():
         kept = index.candidates(q, nprobe=2, ncandidates=30)
-        hits = index.search(q, k=10, nprobe=2, ncandidates=30, rescore=True)
+        hits = index.search([q], 10, PlaidParams(nprobe=2, ncandidates=30, rescore=True))[0]
         expected = brute_force(q, [stored[i] for i in kept])
         top = np.argsort(-expected, kind="stable")[:10]
         assert np.array_equal(hits.docnos, kept[top])
@@ -90,7 +91,7 @@ def test_persistence_round_trip(tmp_path, docs):
     assert again.chunks[0].stored.shape == (sum(len(d) for d in docs), DIM)
     assert all(np.array_equal(a, b) for a, b in zip(again.vectors([7, 2], stored=True), rounded([docs[7], docs[2]])))
     for q in queries():
-        a, b = index.search(q, k=10, rescore=True), again.search(q, k=10, rescore=True)
+        a, b = index.search([q], 10, PlaidParams(rescore=True))[0], again.search([q], 10, PlaidParams(rescore=True))[0]
         assert np.array_equal(a.docnos, b.docnos) and np.array_equal(a.scores, b.scores)
     assert "float16 vectors" in repr(again)
     plain = make(tmp_path / "plain", docs, store_vectors=None)
@@ -115,7 +116,7 @@ def test_deleted_documents_never_return(tmp_path, docs):
     index.delete(["d3", "d7"])
     for reopened in (index, PlaidIndex(tmp_path / "idx")):
         for q in [docs[3][:4], docs[7][:4], *queries()]:
-            hits = reopened.search(q, k=len(docs), rescore=True, **EVERYTHING)
+            hits = reopened.search([q], len(docs), PlaidParams(rescore=True, **EVERYTHING))[0]
             assert len(hits.docnos) == len(docs) - 2
             assert not {"d3", "d7"} & set(reopened.doc_ids.take(hits.docnos))
     check_exact(index, {f"d{i}": d for i, d in enumerate(docs) if i not in (3, 7)})
@@ -126,7 +127,7 @@ def test_rescore_without_stored_vectors_is_refused(tmp_path, docs):
     assert index.vector_dtype is None and index.chunks[0].stored is None
     assert "vectors" not in index.chunks[0].container
     with pytest.raises(IncompatibleIndexError, match="stored vectors.*store_vectors='float16'"):
-        index.search(docs[0], k=5, rescore=True)
+        index.search([docs[0]], 5, PlaidParams(rescore=True))[0]
     with pytest.raises(IncompatibleIndexError, match="stored vectors"):
         index.vectors([0], stored=True)
     with pytest.raises(InputError, match="store_vectors"):

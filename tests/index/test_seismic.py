@@ -12,9 +12,15 @@ from hypothesis import strategies as st
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import seismic_kernels as K
 from rankstack.index.container import write_container
+from rankstack.index.search import SeismicParams, SparseQueries
 from rankstack.index.seismic import SeismicIndex
 from tests.index.manifests import edit_manifest
 
+
+
+def search(index, queries, k=10, **knobs):
+    """Search a matrix or (component ids, weights) pairs over the index's components."""
+    return index.search(SparseQueries.over_columns(queries, index.dim), k, SeismicParams(**knobs))
 
 def random_matrix(rows, dim, density, seed):
     m = sp.random(rows, dim, density=density, random_state=seed, dtype=np.float32, format="csr")
@@ -56,7 +62,7 @@ def test_no_pruning_is_exact(tmp_path_factory, n, dim, density, k, seed, fractio
     index = SeismicIndex.build(tmp_path_factory.mktemp("s") / "idx", d, n_postings=None, summary_energy=1.0,
                                centroid_fraction=fraction, small_list=small_list, seed=seed, value_bits=value_bits)
     stored = d if value_bits == 32 else rounded(d)  # exact over the weights as stored
-    assert_exact(index.search_batch(q, k, query_cut=None, heap_factor=1.0), q, stored, k)
+    assert_exact(search(index, q, k, query_cut=None, heap_factor=1.0), q, stored, k)
 
 
 def test_quantised_summaries_bound_their_values():
@@ -83,14 +89,14 @@ def test_16_bit_weights_and_wide_vocabularies(tmp_path):
     q = q.tocsr()
     wide = SeismicIndex.build(tmp_path / "wide", d, n_postings=None, summary_energy=1.0)
     assert wide.manifest.settings["forward"] == "split"
-    assert_exact(wide.search_batch(q, 5, query_cut=None, heap_factor=1.0), q, rounded(d), 5)
+    assert_exact(search(wide, q, 5, query_cut=None, heap_factor=1.0), q, rounded(d), 5)
     narrow = random_matrix(300, 500, 0.05, 9)
     q = random_matrix(8, 500, 0.05, 10)
     fast = SeismicIndex.build(tmp_path / "16", narrow, n_postings=None, summary_energy=1.0)
     full = SeismicIndex.build(tmp_path / "32", narrow, n_postings=None, summary_energy=1.0, value_bits=32)
     assert (fast.manifest.settings["forward"], full.manifest.settings["forward"]) == ("packed", "split")
-    for (docs, got), (_, want) in zip(fast.search_batch(q, 10, query_cut=None, heap_factor=1.0),
-                                      full.search_batch(q, 10, query_cut=None, heap_factor=1.0)):
+    for (docs, got), (_, want) in zip(search(fast, q, 10, query_cut=None, heap_factor=1.0),
+                                      search(full, q, 10, query_cut=None, heap_factor=1.0)):
         assert np.allclose(got, want, rtol=1e-3)  # 16-bit rounding moves scores only slightly
 
 
@@ -102,7 +108,7 @@ def test_recall_rises_with_the_knobs(tmp_path):
     truth = [set(np.argsort(-row, kind="stable")[:10][row[np.argsort(-row, kind="stable")[:10]] > 0]) for row in scores]
 
     def recall(**knobs):
-        res = index.search_batch(q, 10, **knobs)
+        res = search(index, q, 10, **knobs)
         return np.mean([len(set(r[0]) & t) / max(len(t), 1) for r, t in zip(res, truth)])
 
     by_heap = [recall(query_cut=None, heap_factor=h) for h in (1.0, 0.9, 0.6, 0.3)]  # lower: more blocks
@@ -119,10 +125,10 @@ def test_reopen_and_threads(tmp_path):
     opened = SeismicIndex(tmp_path / "idx")
     assert opened.metadata == {"source": "test"} and len(opened) == 500
     assert opened.params["n_postings"] == 40
-    a = built.search_batch(q, 5, threads=1)
-    b = opened.search_batch(q, 5, threads=2)
+    a = search(built, q, 5, threads=1)
+    b = search(opened, q, 5, threads=2)
     assert all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
-    docs, scores = opened.search(q[0].indices, q[0].data, 5)
+    docs, scores = search(opened, [(q[0].indices, q[0].data)], 5)[0]
     assert np.array_equal(docs, a[0][0])
     SeismicIndex.build(tmp_path / "idx", d[:100], n_postings=40)  # rebuild in place: one data folder remains
     assert len(SeismicIndex(tmp_path / "idx")) == 100
@@ -151,7 +157,7 @@ def test_half_written_or_corrupt(tmp_path):
     edit_manifest(path, lambda m: m["segments"][0]["files"].update(data=wrong.to_json()))
     opened = SeismicIndex(path)
     with pytest.raises(IndexFormatError, match="block_docs holds values outside"):
-        opened.search_batch(random_matrix(2, 50, 0.2, 9), 5)
+        search(opened, random_matrix(2, 50, 0.2, 9), 5)
     SeismicIndex.build(path, d)
     for key, value in (("forward", "sideways"), ("value_scale", -1)):
         text = (path / "manifest.json").read_text()
@@ -183,15 +189,17 @@ def test_bad_input(tmp_path):
     with pytest.raises(InputError, match="value_bits"):
         SeismicIndex.build(tmp_path / "c", d, value_bits=8)
     index = SeismicIndex.build(tmp_path / "d", d)
-    with pytest.raises(InputError, match="dimensions"):
-        index.search_batch(sp.csr_matrix((1, 21), dtype=np.float32))
+    with pytest.raises(InputError, match="21 columns"):
+        search(index, sp.csr_matrix((1, 21), dtype=np.float32))
+    with pytest.raises(InputError, match="21 columns, the index 20 components"):
+        index.search(SparseQueries.over_columns(sp.csr_matrix((1, 21), dtype=np.float32), 21))
     with pytest.raises(InputError):
-        index.search_batch([(np.array([25]), np.array([1.0]))])
+        search(index, [(np.array([25]), np.array([1.0]))])
     with pytest.raises(InputError):
-        index.search_batch([(np.array([1]), np.array([np.nan]))])
+        search(index, [(np.array([1]), np.array([np.nan]))])
     with pytest.raises(InputError):
-        index.search_batch([(np.array([1, 1]), np.array([1.0, 2.0]))])
+        search(index, [(np.array([1, 1]), np.array([1.0, 2.0]))])
     with pytest.raises(InputError):
-        index.search_batch([(np.array([1]), np.array([1.0]))], k=0)
-    empty = index.search_batch([(np.array([], np.int64), np.array([], np.float32)), (np.array([3]), np.array([0.0]))])
+        search(index, [(np.array([1]), np.array([1.0]))], k=0)
+    empty = search(index, [(np.array([], np.int64), np.array([], np.float32)), (np.array([3]), np.array([0.0]))])
     assert all(len(docs) == 0 for docs, _ in empty)

@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 
 from rankstack.errors import InputError  # noqa: E402
 from rankstack.index.inverted import InvertedIndex, IndexWriter  # noqa: E402
+from rankstack.index.search import InvertedParams, SparseQueries  # noqa: E402
 from rankstack.index.sparse_gpu import SparseMatmulScorer  # noqa: E402
 
 
@@ -35,10 +36,10 @@ def data():
 
 def check_equal(scorer, index, deq, q, k):
     """The same top-k scores as the inverted index's exhaustive search, each the true score of its document."""
-    exact = index.search_batch([{str(j): float(v) for j, v in zip(q.getrow(i).indices, q.getrow(i).data)}
-                                for i in range(q.shape[0])], k, "exhaustive")
+    batch = SparseQueries.over_columns(q, q.shape[1])  # one query value for both backends
+    exact = index.search(batch, k, InvertedParams("exhaustive"))
     full = (q @ deq.T).toarray()
-    for i, ((docs, scores), (_, escores)) in enumerate(zip(scorer.search_batch(q, k), exact)):
+    for i, ((docs, scores), (_, escores)) in enumerate(zip(scorer.search(batch, k), exact)):
         assert len(scores) == len(escores) and np.allclose(scores, escores, rtol=1e-5)
         assert np.allclose(full[i, docs], scores, rtol=1e-5)
 
@@ -57,14 +58,14 @@ def test_deleted_documents_and_inputs(data):
     live = np.ones(d.shape[0], bool)
     live[::2] = False
     scorer = SparseMatmulScorer(d, device="cpu", live=live)
-    for docs, scores in scorer.search_batch(q, 50):
+    for docs, scores in scorer.search(SparseQueries.over_columns(q, 40), 50):
         assert np.all(docs % 2 == 1) and np.all(scores > 0)
-    pairs = scorer.search_batch([(q.getrow(0).indices, q.getrow(0).data)], 5)
-    assert np.array_equal(pairs[0][0], scorer.search_batch(q[:1], 5)[0][0])
+    pairs = scorer.search(SparseQueries.over_columns([(q.getrow(0).indices, q.getrow(0).data)], 40), 5)
+    assert np.array_equal(pairs[0][0], scorer.search(SparseQueries.over_columns(q[:1], 40), 5)[0][0])
     with pytest.raises(InputError):
-        scorer.search_batch(sp.csr_matrix((1, 41), dtype=np.float32))
+        scorer.search(SparseQueries.over_columns(sp.csr_matrix((1, 41), dtype=np.float32), 41))
     with pytest.raises(InputError):
-        scorer.search_batch([(np.array([1]), np.array([-1.0]))])
+        scorer.search(SparseQueries.over_columns([(np.array([1]), np.array([-1.0]))], 40))
     with pytest.raises(InputError):
         SparseMatmulScorer(d.toarray())
     with pytest.raises(InputError):
@@ -74,8 +75,9 @@ def test_deleted_documents_and_inputs(data):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_equals_cpu(data):
     d, q = data
-    cpu = SparseMatmulScorer(d, device="cpu").search_batch(q, 10)
-    gpu = SparseMatmulScorer(d, device="cuda").search_batch(q, 10)
+    batch = SparseQueries.over_columns(q, q.shape[1])
+    cpu = SparseMatmulScorer(d, device="cpu").search(batch, 10)
+    gpu = SparseMatmulScorer(d, device="cuda").search(batch, 10)
     for (a, s), (b, t) in zip(cpu, gpu):
         assert np.allclose(s, t, rtol=1e-4)
         assert np.array_equal(a[:3], b[:3])

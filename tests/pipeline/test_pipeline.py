@@ -95,9 +95,9 @@ def test_a_cut_off_asks_the_first_stage_for_only_that_many_hits(tmp_path, monkey
     docs = [Document(f"d{i}", f"cell {'growth ' * (i % 7)}{i}") for i in range(3000)]
     bm25 = BM25.build(docs, tmp_path / "idx", progress=False)
     asked = []
-    search_batch = InvertedIndex.search_batch
-    monkeypatch.setattr(InvertedIndex, "search_batch", lambda self, qs, k, *a, **kw: (
-        asked.append(k), search_batch(self, qs, k, *a, **kw))[1])
+    search = InvertedIndex.search
+    monkeypatch.setattr(InvertedIndex, "search", lambda self, qs, k, *a, **kw: (
+        asked.append(k), search(self, qs, k, *a, **kw))[1])
     queries = Queries({"q": "cell growth"})
     assert len((bm25 % 10)(queries)["q"].docnos) == 10 and asked == [10]  # the kernel ran at k=10, not 1000
     assert (bm25 % 10)(queries).hits("q") == bm25(queries).cut(10).hits("q")

@@ -3,7 +3,7 @@
     with DenseIndexWriter("idx", factory="HNSW32", dim=384, metric="ip", encoder=enc.model_info()) as w:
         w.add(["d1", "d2"], vectors)                    # float32 [n, 384]; re-adding an id replaces it
     index = DenseIndex("idx")
-    run = index.search(query_vectors, k=10)             # a Run: qids "0", "1", ... unless given
+    hits = index.search(query_vectors, k=10)            # per query: Hits(docnos, scores); DenseParams for knobs
 
 On disk: an index directory of rankstack.index.commit: `manifest.json` (factory, dim, metric, the encoder's
 model_info) names one segment: a FAISS file, a container file holding the doc ids (a StringTable; FAISS id = row)
@@ -18,19 +18,19 @@ without them.
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from rankstack.data.run import Run
+from rankstack.data.run import Hits, Run, sort_hits
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.records import check_compatible
 from rankstack.index import commit
-from rankstack.index.commit import LockedWriter, WriterLock, check_hint, new_name
+from rankstack.index.commit import LockedWriter, Snapshot, WriterLock, check_hint, new_name
 from rankstack.index.container import Container, FileRef, crc32, read_checked, write_container
+from rankstack.index.search import DenseParams, check_k
 from rankstack.index.segment import read_tombstones, write_tombstones
 from rankstack.index.strings import StringTable
 
@@ -92,7 +92,7 @@ def min_train_vectors(index: Any) -> int:
     return need
 
 
-class DenseIndex:
+class DenseIndex(Snapshot):
     """A read-only snapshot of a dense index directory. `gpu`: None uses every GPU when FAISS sees any."""
 
     def __init__(self, path: str | Path, gpu: bool | None = None):
@@ -129,20 +129,13 @@ class DenseIndex:
             self._live_bitmap = np.packbits(~self.deleted, bitorder="little")
             self._selector = faiss.IDSelectorBitmap(self.total, faiss.swig_ptr(self._live_bitmap))
         self._positions: dict[str, int] | None = None
-        self._verify_lock = threading.Lock()
         return m
 
-    @property
-    def commit_id(self) -> str:
-        """The identity of this snapshot's content: it changes with every commit."""
-        return self.manifest.commit
-
-    def verify(self) -> None:
-        """Check the checksums of the stored vectors and ids (the FAISS file is checked when it is read)."""
-        if self.data is not None and not self.data.verified:
-            with self._verify_lock:
-                self.data.verify()
-                self.doc_ids.check()
+    def _verify(self) -> None:
+        """The stored vectors' and ids' checksums (the FAISS file is checked whole when it is read)."""
+        if self.data is not None:
+            self.data.verify()
+            self.doc_ids.check()
 
     def _use_gpu(self, gpu: bool | None) -> None:
         faiss = _faiss()
@@ -197,16 +190,26 @@ class DenseIndex:
 
     # --- search ----------------------------------------------------------------------------------------
 
-    def search_arrays(self, queries: Any, k: int = 10, *, nprobe: int | None = None, ef_search: int | None = None,
-                      rescore: bool = False, rescore_depth: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (rows int64 [n, k], scores float32 [n, k]) per query vector, best first; rows -1 pad missing hits.
+    def search(self, queries: Any, k: int = 10, params: DenseParams | None = None) -> list[Hits]:
+        """Top-k (rows as doc numbers, scores) of each query vector, best first, ties by doc number (see
+        `search_arrays` for the scores)."""
+        rows, scores = self.search_arrays(queries, k, params)
+        out = []
+        for r, s in zip(rows, scores):
+            valid = r >= 0
+            out.append(sort_hits(r[valid], s[valid]))
+        return out
 
-        Scores: inner product, or minus the squared L2 distance. `rescore=True` fetches `rescore_depth` (default
-        4k) approximate hits and re-scores them exactly from the stored vectors.
-        """
+    def search_arrays(self, queries: Any, k: int = 10, params: DenseParams | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k as FAISS gives them: (rows int64 [n, k], scores float32 [n, k]) per query vector, best first;
+        rows -1 pad missing hits. Scores: inner product, or minus the squared L2 distance. With `params.rescore`,
+        the top `rescore_depth` (default 4k) approximate hits are re-scored exactly from the stored vectors."""
+        params = params or DenseParams()
+        nprobe, ef_search, rescore, rescore_depth = params.nprobe, params.ef_search, params.rescore, \
+            params.rescore_depth
         q = check_vectors(queries, self.dim, "query vectors")
-        if not 1 <= k <= 1_000_000:
-            raise InputError(f"k must be between 1 and 1,000,000, got {k}")
+        k = check_k(k)
         if self.num_live == 0:
             raise InputError(f"{self.path} holds no documents: add some before searching")
         self.verify()
@@ -234,15 +237,6 @@ class DenseIndex:
         elif rows.shape[1] > k:
             rows, scores = rows[:, :k], scores[:, :k]
         return rows, scores
-
-    def search(self, queries: Any, k: int = 10, qids: Sequence[str] | None = None, **options) -> Run:
-        """A Run of the top-k hits per query vector (see `search_arrays` for the options)."""
-        rows, scores = self.search_arrays(queries, k, **options)
-        if qids is None:
-            qids = [str(i) for i in range(len(rows))]
-        elif len(qids) != len(rows):
-            raise InputError(f"{len(qids)} query ids for {len(rows)} query vectors")
-        return to_run(qids, rows, scores, self.doc_ids)
 
     def _params(self, nprobe: int | None, ef_search: int | None, selector: Any, depth: int) -> Any:
         """FAISS search parameters carrying the knobs and the deleted-rows filter (None: the index's own). An HNSW

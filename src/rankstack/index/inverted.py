@@ -9,7 +9,6 @@ replacing the manifest, so a crash at any moment leaves the last commit intact.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,9 +16,11 @@ import numpy as np
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index import commit
-from rankstack.index.commit import LockedWriter, Manifest, WriterLock, check_hint, new_name
+from rankstack.index.commit import LockedWriter, Manifest, Snapshot, WriterLock, check_hint, new_name
 from rankstack.index.container import file_ref, read_checked
+from rankstack.data.run import Hits
 from rankstack.index.query import SegmentSearcher
+from rankstack.index.search import EMPTY, CollectionStats, InvertedParams, SparseQueries, Vocabulary, check_k
 from rankstack.index.segment import (MODES, Segment, SegmentBuilder, merge_segments, read_tombstones,
                                      write_tombstones)
 from rankstack.index.strings import StringTable
@@ -29,7 +30,6 @@ FORMAT_VERSION = 2  # 2: segments and tombstones are checksummed container files
 WHAT = "inverted index"
 ALGORITHMS = ("maxscore", "bmw", "exhaustive")
 TERM_CACHE = 1 << 16  # terms whose lookups a snapshot remembers (then it starts over): about 20 MB at most
-MAX_QUERY_WEIGHT = 1e6  # larger query weights would overflow float32 scores
 # impact_scale None: set at the first flush so that the largest weight seen maps to the top quantum.
 DEFAULT_SETTINGS = {"mode": "bm25", "k1": 0.9, "b": 0.4, "length_norm": "lucene", "impact_bits": 8,
                     "impact_scale": None,
@@ -40,6 +40,12 @@ Query = Mapping[str, float]  # term -> count (bm25) or weight (impact)
 
 def read_manifest(path: Path) -> Manifest:
     return commit.read_manifest(path, FORMAT, FORMAT_VERSION, WHAT)
+
+
+def idf(df: np.ndarray, num_docs: int) -> np.ndarray:
+    """Lucene's BM25 idf of document frequencies in a collection of `num_docs` documents, as float32."""
+    df = np.asarray(df, dtype=np.float64)
+    return np.log(1 + (num_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
 
 class IndexDocIds:
@@ -71,7 +77,7 @@ class IndexDocIds:
         return out
 
 
-class InvertedIndex:
+class InvertedIndex(Snapshot):
     """A read-only snapshot of an index directory.
 
     Opening reads the manifest and the segments' headers; the first search checks every file's checksums and
@@ -81,8 +87,6 @@ class InvertedIndex:
     def __init__(self, path: str | Path):
         self.path = Path(path).absolute()
         self.manifest: Manifest = commit.open_snapshot(self.path, lambda: read_manifest(self.path), self._open)
-        self._verify_lock = threading.Lock()
-        self._verified = False
 
     def _open(self, manifest: Manifest) -> Manifest:
         hint = check_hint(self.path)
@@ -104,13 +108,9 @@ class InvertedIndex:
         self.sum_lengths = sum(s.sum_lengths for s in self.segments)
         self.searchers = [SegmentSearcher(seg.postings, seg.length_codes, live, seg.length_table)
                           for seg, live in zip(self.segments, self.live)]
-        self._terms: dict[str, tuple[float, tuple[int, ...]]] = {}  # see _term_info
+        self._terms: dict[str, tuple[np.ndarray, int]] = {}  # term -> (its id in each segment, df): see _columns
+        self._vocabularies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         return manifest
-
-    @property
-    def commit_id(self) -> str:
-        """The identity of this snapshot's content: it changes with every commit (add, delete, merge, rebuild)."""
-        return self.manifest.commit
 
     @property
     def mode(self) -> str:
@@ -137,106 +137,109 @@ class InvertedIndex:
         ref = self.manifest.files.get(role)
         return None if ref is None else read_checked(self.path / ref.name, ref, check_hint(self.path))
 
-    def verify(self) -> None:
-        """Check every segment's checksums and structures (once per snapshot; see Segment.verify)."""
-        if self._verified:
-            return
-        with self._verify_lock:
-            for seg in self.segments:
-                seg.verify()
-            self._verified = True
+    def _verify(self) -> None:
+        for seg in self.segments:
+            seg.verify()
 
     # --- statistics and weights ----------------------------------------------------------------
 
-    def document_frequency(self, term: str) -> int:
-        return int(sum(seg.term_df(np.array([seg.terms.position(term)]))[0] for seg in self.segments))
+    def document_frequencies(self, terms: Sequence[str]) -> np.ndarray:
+        """Document frequency of each term in this snapshot (deleted documents count until a merge, as in
+        Lucene): what sharded search adds up into collection statistics."""
+        return self._columns(Vocabulary(terms))[1].copy()
 
     def idf(self, df: np.ndarray) -> np.ndarray:
-        """Lucene's BM25 idf of document frequencies, as float32."""
-        df = np.asarray(df, dtype=np.float64)
-        return np.log(1 + (self.num_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+        """Lucene's BM25 idf of document frequencies in this snapshot, as float32."""
+        return idf(df, self.num_docs)
 
-    def _term_info(self, terms: list[str]) -> list[tuple[float, tuple[int, ...]]]:
-        """Per term: (its weight per unit of query weight: the idf in BM25 mode, the impact scale
-        otherwise; its term id in each segment, -1 where absent). Cached: the snapshot never changes."""
+    def _columns(self, vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+        """For a query vocabulary: each term's id in each segment ([segments, terms], -1 where absent) and its
+        document frequency in this snapshot. Looked up once per vocabulary (an encoder's is reused across batches)
+        and per term (the cache holds at most TERM_CACHE terms, then starts over)."""
+        known = self._vocabularies.get(vocabulary.key) if vocabulary.shared else None
+        if known is not None:
+            return known
         cache = self._terms
-        known = {t: cache.get(t) for t in terms}  # (read once: another thread may clear the cache meanwhile)
-        missing = [t for t, info in known.items() if info is None]
+        terms = vocabulary.terms
+        found = [cache.get(t) for t in terms]  # (read once: another thread may clear the cache meanwhile)
+        missing = [i for i, info in enumerate(found) if info is None]
         if missing:
-            positions = np.array([seg.terms.positions(missing) for seg in self.segments],
-                                 dtype=np.int64).reshape(-1, len(missing))
-            if self.mode == "bm25":
-                dfs = sum((seg.term_df(pos) for seg, pos in zip(self.segments, positions)),
-                          np.zeros(len(missing), np.int64))
-                factors = self.idf(dfs).tolist()
-            else:
-                factors = [float(self.settings["impact_scale"])] * len(missing)
-            fresh = dict(zip(missing, zip(factors, map(tuple, positions.T.tolist()))))
-            known.update(fresh)
-            if len(cache) + len(fresh) > TERM_CACHE:
+            names = [terms[i] for i in missing]
+            positions = np.array([seg.terms.positions(names) for seg in self.segments], dtype=np.int64)
+            positions = positions.reshape(len(self.segments), len(names))
+            df = sum((seg.term_df(pos) for seg, pos in zip(self.segments, positions)), np.zeros(len(names), np.int64))
+            if len(cache) + len(names) > TERM_CACHE:
                 cache.clear()
-            cache.update(fresh)
-        return [known[t] for t in terms]
+            for j, i in enumerate(missing):
+                found[i] = (positions[:, j], int(df[j]))
+            if len(names) <= TERM_CACHE:
+                cache.update(zip(names, (found[i] for i in missing)))
+        columns = (np.array([f[0] for f in found], dtype=np.int64).reshape(len(terms), len(self.segments)).T,
+                   np.array([f[1] for f in found], dtype=np.int64))
+        if vocabulary.shared:
+            if len(self._vocabularies) >= 16:
+                self._vocabularies.clear()
+            self._vocabularies[vocabulary.key] = columns
+        return columns
 
-    def _segment_queries(self, query: Query) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per segment: (term ids, float32 weights) of the query's terms present in that segment."""
-        if not isinstance(query, Mapping):
-            raise InputError(f"a query is a mapping of term -> weight, got {type(query).__name__}")
-        for term, w in query.items():
-            if not isinstance(term, str):
-                raise InputError(f"query terms must be strings, got {term!r}")
-            if not (isinstance(w, (int, float, np.number)) and 0 <= w <= MAX_QUERY_WEIGHT):
-                raise InputError(f"query weight of {term!r} must be a number between 0 and {MAX_QUERY_WEIGHT:g}, "
-                                 f"got {w!r}")
-        terms = [t for t, w in query.items() if w > 0]
-        infos = self._term_info(terms)
-        weights = [factor * query[t] for t, (factor, _) in zip(terms, infos)]
-        out = []
-        for s in range(len(self.segments)):
-            present = [(pos[s], w) for (_, pos), w in zip(infos, weights) if pos[s] >= 0]
-            out.append((np.array([p for p, _ in present], np.int32), np.array([w for _, w in present], np.float32)))
-        return out
+    def _factors(self, vocabulary: Vocabulary, df: np.ndarray, stats: CollectionStats | None) -> np.ndarray:
+        """Each term's weight per unit of query weight: BM25's idf (of the snapshot's, or `stats`' collection),
+        or the impact scale."""
+        if self.mode != "bm25":
+            return np.full(len(vocabulary), float(self.settings["impact_scale"]), np.float64)
+        if stats is None:
+            return self.idf(df).astype(np.float64)
+        global_df = np.array([stats.df.get(t, 0) for t in vocabulary], dtype=np.int64)
+        return idf(global_df, stats.num_docs).astype(np.float64)
 
     # --- search --------------------------------------------------------------------------------
 
-    def search(self, query: Query, k: int = 10, algorithm: str = "maxscore", theta: float = 1.0,
-               k1: float | None = None, b: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (global doc numbers, scores) for a bag of query terms, best first, ties by doc number.
-        BM25's `k1` and `b` default to the index's settings."""
-        return self.search_batch([query], k, algorithm, theta, 1, k1, b)[0]
-
-    def _scoring(self, k1: float | None = None, b: float | None = None) -> dict[str, float]:
-        """BM25 parameters: the given k1 and b, else the index's (stored lengths allow any)."""
-        k1 = self.settings.get("k1", 0.9) if k1 is None else k1
-        b = self.settings.get("b", 0.4) if b is None else b
-        return {"k1": k1, "b": b, "avgdl": self.avgdl or 1.0}
-
-    def search_batch(self, queries: Sequence[Query], k: int = 10, algorithm: str = "maxscore",
-                     theta: float = 1.0, threads: int | None = None, k1: float | None = None,
-                     b: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Search many queries; `threads` (default: all cores) share them across segments' kernels."""
-        if algorithm not in ALGORITHMS:
-            raise InputError(f"unknown search algorithm {algorithm!r} (expected one of {ALGORITHMS})")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 1_000_000:
-            raise InputError(f"k must be an integer between 1 and 1,000,000, got {k!r}")
+    def search(self, queries: SparseQueries | Sequence[Query], k: int = 10,
+               params: InvertedParams | None = None) -> list[Hits]:
+        """Top-k (global doc numbers, scores) of each query, best first, ties by doc number. `queries`:
+        SparseQueries, or term -> weight mappings (a BM25 query: term -> count)."""
+        params = params or InvertedParams()
+        if params.algorithm not in ALGORITHMS:
+            raise InputError(f"unknown search algorithm {params.algorithm!r} (expected one of {ALGORITHMS})")
+        k = check_k(k)
+        queries = SparseQueries.of(queries)
         self.verify()
-        per_query = [self._segment_queries(q) for q in queries]
-        per_segment = [searcher.search_batch([pq[s] for pq in per_query], int(k), algorithm=algorithm, theta=theta,
-                                             threads=threads, **self._scoring(k1, b))
-                       for s, searcher in enumerate(self.searchers)]
-        return [self._merge_top_k(parts, k) for parts in zip(*per_segment)] if per_segment else \
-            [self._merge_top_k([], k) for _ in queries]
+        term_ids, df = self._columns(queries.vocabulary)
+        weights = (queries.data * self._factors(queries.vocabulary, df, params.stats)[queries.indices]
+                   ).astype(np.float32)
+        scoring = self._scoring(params)
+        per_segment = []
+        for s, searcher in enumerate(self.searchers):
+            ids = term_ids[s][queries.indices]
+            per_query = [(ids[a:b][ids[a:b] >= 0], weights[a:b][ids[a:b] >= 0])
+                         for a, b in zip(queries.indptr[:-1].tolist(), queries.indptr[1:].tolist())]
+            if len(per_query) == 1:  # one query: the plain kernel, without the parallel batch's set-up
+                per_segment.append([searcher.search(*per_query[0], k, algorithm=params.algorithm,
+                                                    theta=params.theta, **scoring)])
+            else:
+                per_segment.append(searcher.search_batch(per_query, k, algorithm=params.algorithm,
+                                                         theta=params.theta, threads=params.threads, **scoring))
+        if not per_segment:
+            return [EMPTY] * len(queries)
+        return [self._merge_top_k(parts, k) for parts in zip(*per_segment)]
 
-    def _merge_top_k(self, parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _scoring(self, params: InvertedParams) -> dict[str, float]:
+        """BM25 parameters: the given k1 and b, else the index's (stored lengths allow any); the average length
+        of the snapshot or of the given collection statistics."""
+        k1 = self.settings.get("k1", 0.9) if params.k1 is None else params.k1
+        b = self.settings.get("b", 0.4) if params.b is None else params.b
+        stats = params.stats
+        avgdl = stats.sum_lengths / stats.num_docs if stats and stats.num_docs else self.avgdl
+        return {"k1": k1, "b": b, "avgdl": avgdl or 1.0}
+
+    def _merge_top_k(self, parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> Hits:
         """The top k of per-segment results (local doc numbers), as global doc numbers."""
         if len(parts) == 1:
-            return parts[0]
-        if not parts:
-            return np.zeros(0, np.int32), np.zeros(0, np.float32)
+            return Hits(*parts[0])
         docnos = np.concatenate([p[0].astype(np.int64) + base for p, base in zip(parts, self.bases.tolist())])
         scores = np.concatenate([p[1] for p in parts])
         order = np.lexsort((docnos, -scores))[:k]
-        return docnos[order].astype(np.int32), scores[order]
+        return Hits(docnos[order].astype(np.int32), scores[order])
 
     # --- documents -----------------------------------------------------------------------------
 

@@ -9,16 +9,17 @@ Search (PLAID): each query token's top `nprobe` centroids give the candidate doc
 (every document token replaced by its centroid, MaxSim over those scores) keeps the best `ncandidates`; their
 residuals are decompressed and they are rescored with exact MaxSim. An index created with
 `store_vectors="float16"` also keeps every token vector in float16 (memory-mapped, same token order as the codes):
-`search(..., rescore=True)` then rescores the surviving candidates with those instead of the decompressed codes
-(exact MaxSim over the stored vectors; the codes still drive candidate generation and centroid interaction).
+`search(..., PlaidParams(rescore=True))` then rescores the surviving candidates with those instead of the
+decompressed codes (exact MaxSim over the stored vectors; the codes still drive candidate generation and centroid
+interaction).
 
     >>> index = PlaidIndex.create("idx", encoder.model_info(), sample_vectors, nbits=2)
     >>> index.add(doc_ids, vectors)                 # per document a float [n_tokens, dim] array; a new chunk
     >>> index.delete(["doc3"])
-    >>> hits = index.search(query_vectors, k=10, nprobe=4, ncandidates=256)   # Hits(docnos, scores)
+    >>> [hits] = index.search([query_vectors], k=10, params=PlaidParams(nprobe=4, ncandidates=256))
     >>> index.doc_ids.take(hits.docnos)
     >>> index = PlaidIndex.create("idx16", info, sample_vectors, nbits=2, store_vectors="float16")
-    >>> index.add(doc_ids, vectors); index.search(query_vectors, k=10, rescore=True)   # exact rescoring
+    >>> index.add(doc_ids, vectors); index.search([query_vectors], 10, PlaidParams(rescore=True))   # exact rescoring
 
 Directory (rankstack.index.commit): `manifest.json` (encoder `model_info`, dimension, nbits, the codec file and the
 chunks, each with its tombstones; published atomically last, so a crash leaves the previous snapshot), a codec
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -42,8 +42,9 @@ from rankstack.data.run import Hits, sort_hits
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index import commit
 from rankstack.index import plaid_kernels as K
-from rankstack.index.commit import WriterLock, check_hint, new_name
+from rankstack.index.commit import Snapshot, WriterLock, check_hint, new_name
 from rankstack.index.container import Container, write_container
+from rankstack.index.search import PlaidParams, check_k
 from rankstack.index.segment import read_tombstones, write_tombstones
 from rankstack.index.strings import StringTable
 from rankstack.records import check_compatible
@@ -190,14 +191,12 @@ class _Chunk:
         self.ids.check()
 
 
-class PlaidIndex:
+class PlaidIndex(Snapshot):
     """A read-mostly PLAID index directory; `add` and `delete` commit a new snapshot and reload it."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path).absolute()
         self.manifest = commit.open_snapshot(self.path, self._read_manifest, self._open)
-        self._verify_lock = threading.Lock()
-        self._verified = False
 
     def _read_manifest(self) -> commit.Manifest:
         return commit.read_manifest(self.path, FORMAT, VERSION, WHAT)
@@ -237,18 +236,9 @@ class PlaidIndex:
         self.live = np.concatenate([c.live for c in self.chunks] + [np.zeros(0, bool)])
         return m
 
-    @property
-    def commit_id(self) -> str:
-        return self.manifest.commit
-
-    def verify(self) -> None:
-        """Check every chunk's checksums and structure (once per snapshot)."""
-        if self._verified:
-            return
-        with self._verify_lock:
-            for chunk in self.chunks:
-                chunk.verify()
-            self._verified = True
+    def _verify(self) -> None:
+        for chunk in self.chunks:
+            chunk.verify()
 
     # --- building ----------------------------------------------------------------------------------------------
 
@@ -265,7 +255,7 @@ class PlaidIndex:
         dimensions) or "per_dimension" (one set per dimension: a more faithful reconstruction of vectors whose
         dimensions differ in spread, at the same size). `centroids` given (e.g. another index's) are used as they
         are, without k-means. `store_vectors` "float16" (or "float32"): every `add` also stores the token vectors
-        in that type, for `search(..., rescore=True)` (2 bytes per dimension more per token in float16)."""
+        in that type, for rescoring (`PlaidParams(rescore=True)`; 2 bytes per dimension more per token in float16)."""
         path = Path(path)
         if nbits not in (1, 2, 4, 8):
             raise InputError(f"nbits must be 1, 2, 4 or 8, got {nbits!r}")
@@ -481,29 +471,34 @@ class PlaidIndex:
 
     # --- search ------------------------------------------------------------------------------------------------
 
-    def search(self, query: np.ndarray, k: int = 10, nprobe: int = 4, ncandidates: int | None = None,
-               rescore: bool = False) -> Hits:
-        """Top `k` live documents of one query ([n_query_tokens, dim]) by MaxSim over decompressed vectors (with
-        `rescore`: over the stored vectors, exact MaxSim; IncompatibleIndexError if the index has none), among the
-        candidates of its tokens' top `nprobe` centroids, of which the best `ncandidates` (default max(4k, 256))
-        by centroid interaction are rescored. nprobe = all centroids and ncandidates >= the number of documents
-        make it exhaustive."""
-        if rescore:
+    def search(self, queries: Sequence[np.ndarray], k: int = 10, params: PlaidParams | None = None) -> list[Hits]:
+        """Top `k` live documents of each query ([n_query_tokens, dim]) by MaxSim over decompressed vectors (with
+        `params.rescore`: over the stored vectors, exact MaxSim; IncompatibleIndexError if the index has none),
+        among the candidates of its tokens' top `nprobe` centroids, of which the best `ncandidates` (default
+        max(4k, 256)) by centroid interaction are rescored. nprobe = all centroids and ncandidates >= the number
+        of documents make it exhaustive."""
+        params = params or PlaidParams()
+        k = check_k(k)
+        if params.rescore:
             self.require_stored()
-        q = np.ascontiguousarray(query, np.float32)
-        self._check_vectors(q, "the query")
-        if k < 1 or nprobe < 1:
-            raise InputError(f"k and nprobe must be at least 1, got k={k}, nprobe={nprobe}")
-        ncandidates = max(4 * k, 256) if ncandidates is None else ncandidates
+        if params.nprobe < 1:
+            raise InputError(f"nprobe must be at least 1, got {params.nprobe}")
+        ncandidates = max(4 * k, 256) if params.ncandidates is None else params.ncandidates
         if ncandidates < k:
             raise InputError(f"ncandidates={ncandidates} must be at least k={k}")
-        docnos = self.candidates(q, nprobe, ncandidates)
-        vectors, bounds = self._gather(docnos, stored=rescore)
-        exact = maxsim_scores(q, vectors, bounds)
-        if len(exact) > k:
-            top = np.argpartition(-exact, k - 1)[:k]
-            docnos, exact = docnos[top], exact[top]
-        return sort_hits(docnos, exact)
+        if isinstance(queries, np.ndarray) and queries.ndim == 2:
+            raise InputError("search takes a batch of queries: a list of [n_query_tokens, dim] arrays")
+        out = []
+        for query in queries:
+            q = np.ascontiguousarray(query, np.float32)
+            docnos = self.candidates(q, params.nprobe, ncandidates)
+            vectors, bounds = self._gather(docnos, stored=params.rescore)
+            exact = maxsim_scores(q, vectors, bounds)
+            if len(exact) > k:
+                top = np.argpartition(-exact, k - 1)[:k]
+                docnos, exact = docnos[top], exact[top]
+            out.append(sort_hits(docnos, exact))
+        return out
 
     def candidates(self, query: np.ndarray, nprobe: int, ncandidates: int | None = None) -> np.ndarray:
         """The documents `search` rescores exactly (global doc numbers, ascending): those listed under the query
@@ -525,10 +520,6 @@ class PlaidIndex:
             keep = np.argpartition(-approx, ncandidates - 1)[:ncandidates]
             docnos = np.sort(docnos[keep])
         return docnos
-
-    def search_batch(self, queries: Sequence[np.ndarray], k: int = 10, nprobe: int = 4,
-                     ncandidates: int | None = None, rescore: bool = False) -> list[Hits]:
-        return [self.search(q, k, nprobe, ncandidates, rescore) for q in queries]
 
     def __repr__(self) -> str:
         stored = f", {self.vector_dtype} vectors" if self.vector_dtype else ""

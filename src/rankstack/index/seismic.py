@@ -14,7 +14,8 @@ recall (the knobs mean what they mean in pyseismic-lsr). With no pruning (`n_pos
 (a summary then bounds every score of its block).
 
     >>> index = SeismicIndex.build("idx/seismic", doc_matrix)        # scipy CSR, documents x vocabulary
-    >>> [(docnos, scores)] = index.search_batch(query_matrix[:1], k=10, query_cut=20, heap_factor=0.8)
+    >>> queries = SparseQueries.from_matrix(query_matrix[:1], vocabulary)   # columns: the index's components
+    >>> [(docnos, scores)] = index.search(queries, k=10, params=SeismicParams(query_cut=20, heap_factor=0.8))
 
 What is stored (format version 3; see seismic_kernels for the array layout):
 
@@ -37,19 +38,20 @@ IndexFormatError: rebuild the index.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 
+from rankstack.data.run import Hits
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import seismic_kernels as K
 from rankstack.index.query import numba_threads
+from rankstack.index.search import EMPTY, SeismicParams, SparseQueries, check_k
 from rankstack.index import commit
-from rankstack.index.commit import WriterLock, check_hint, new_name
+from rankstack.index.commit import Snapshot, WriterLock, check_hint, new_name
 from rankstack.index.container import Container, write_container
 
 FORMAT = "rankstack-seismic-index"
@@ -60,17 +62,12 @@ BLOCK_ARRAYS = ("term_blocks", "block_offsets", "block_docs", "summary_scales", 
 FORWARD_ARRAYS = {"packed": ("fwd_packed",), "split": ("fwd_comps", "fwd_values")}
 _BATCH_CELLS = 1 << 22  # queries * k result cells per kernel call
 
-Queries = sp.csr_matrix | Sequence[tuple[np.ndarray, np.ndarray]]
-
-
-class SeismicIndex:
+class SeismicIndex(Snapshot):
     """A read-only, memory-mapped Seismic index directory (see the module docstring)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path).absolute()
         self.manifest = commit.open_snapshot(self.path, self._read_manifest, self._open)
-        self._verify_lock = threading.Lock()
-        self._verified = False
 
     def _read_manifest(self) -> commit.Manifest:
         return commit.read_manifest(self.path, FORMAT, FORMAT_VERSION, WHAT)
@@ -101,19 +98,10 @@ class SeismicIndex:
         self._value_scale = np.float32(scale)
         return manifest
 
-    @property
-    def commit_id(self) -> str:
-        return self.manifest.commit
-
-    def verify(self) -> None:
-        """Check the file's checksums and the arrays' structure (once): IndexFormatError naming what is wrong."""
-        if self._verified:
-            return
-        with self._verify_lock:
-            self.container.verify()
-            self._validate()
-            self._max_blocks = max(int(np.diff(self.arrays["term_blocks"]).max(initial=0)), 1)
-            self._verified = True
+    def _verify(self) -> None:
+        self.container.verify()
+        self._validate()
+        self._max_blocks = max(int(np.diff(self.arrays["term_blocks"]).max(initial=0)), 1)
 
     def _validate(self) -> None:
         a, n, v = self.arrays, self.num_docs, self.dim
@@ -251,27 +239,28 @@ class SeismicIndex:
 
     # --- search --------------------------------------------------------------------------------
 
-    def search_batch(self, queries: Queries, k: int = 10, *, query_cut: int | None = 20, heap_factor: float = 0.8,
-                     threads: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Approximate top-k (docnos int32, scores float32), best first, of each query: the rows of a CSR
-        matrix [queries, dim] or (component ids, weights) pairs. `threads`: default all cores."""
-        if not 1 <= k <= 1_000_000:
-            raise InputError(f"k must be between 1 and 1,000,000, got {k}")
-        if query_cut is not None and query_cut < 1:
-            raise InputError(f"query_cut must be at least 1 (or None: every query term), got {query_cut}")
-        if not heap_factor > 0:
-            raise InputError(f"heap_factor must be > 0, got {heap_factor}")
-        offsets, comps, values = _query_arrays(queries, self.dim)
-        n_queries = len(offsets) - 1
+    def search(self, queries: SparseQueries, k: int = 10, params: SeismicParams | None = None) -> list[Hits]:
+        """Approximate top-k (docnos int32, scores float32), best first, of each query: SparseQueries whose
+        columns are this index's components (the vocabulary it was built over)."""
+        params = params or SeismicParams()
+        k = check_k(k)
+        if params.query_cut is not None and params.query_cut < 1:
+            raise InputError(f"query_cut must be at least 1 (or None: every query term), got {params.query_cut}")
+        if not params.heap_factor > 0:
+            raise InputError(f"heap_factor must be > 0, got {params.heap_factor}")
+        if len(queries.vocabulary) != self.dim:
+            raise InputError(f"queries have {len(queries.vocabulary)} columns, the index {self.dim} components")
+        offsets, comps, values = queries.indptr, queries.indices, queries.data
+        n_queries = len(queries)
+        if self.num_docs == 0:
+            return [EMPTY] * n_queries
         self.verify()
         width = max(1, min(k, self.num_docs))
-        cut = np.int64(query_cut or max(int(np.diff(offsets).max(initial=0)), 1))
-        out: list[tuple[np.ndarray, np.ndarray]] = []
-        if self.num_docs == 0:
-            return [(np.zeros(0, np.int32), np.zeros(0, np.float32)) for _ in range(n_queries)]
+        cut = np.int64(params.query_cut or max(int(np.diff(offsets).max(initial=0)), 1))
+        out: list[Hits] = []
         step = max(1, _BATCH_CELLS // width)
         live = np.zeros(0, np.bool_)
-        with numba_threads(threads):
+        with numba_threads(params.threads):
             for c in range(0, n_queries, step):
                 stop = min(c + step, n_queries)
                 sub = offsets[c:stop + 1] - offsets[c]
@@ -279,16 +268,11 @@ class SeismicIndex:
                 scores = np.empty((stop - c, width), np.float32)
                 counts = np.zeros(stop - c, np.int64)
                 K.search_batch(sub, comps[offsets[c]:offsets[stop]], values[offsets[c]:offsets[stop]], cut,
-                               np.float32(heap_factor), self._value_scale, width, self.num_docs, self.dim, self._max_blocks, *self._args,
-                               live,
-                               docs, scores, counts, min(numba.get_num_threads(), stop - c))
-                out.extend((docs[q, :counts[q]].copy(), scores[q, :counts[q]].copy()) for q in range(stop - c))
+                               np.float32(params.heap_factor), self._value_scale, width, self.num_docs, self.dim,
+                               self._max_blocks, *self._args, live, docs, scores, counts,
+                               min(numba.get_num_threads(), stop - c))
+                out.extend(Hits(docs[q, :counts[q]].copy(), scores[q, :counts[q]].copy()) for q in range(stop - c))
         return out
-
-    def search(self, components: np.ndarray, weights: np.ndarray, k: int = 10, **options) -> tuple[np.ndarray,
-                                                                                                    np.ndarray]:
-        """One query: see `search_batch`."""
-        return self.search_batch([(components, weights)], k, **options)[0]
 
 
 def _check_matrix(documents: sp.spmatrix) -> sp.csr_matrix:
@@ -302,39 +286,6 @@ def _check_matrix(documents: sp.spmatrix) -> sp.csr_matrix:
     if m.nnz and not (np.all(np.isfinite(m.data)) and m.data.min() > 0):
         raise InputError("document weights must be finite and >= 0")
     return m
-
-
-def _query_arrays(queries: Queries, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Queries as CSR arrays (offsets int64, component ids int32, weights float32), checked; zero weights dropped."""
-    if sp.issparse(queries):
-        if queries.shape[1] != dim:
-            raise InputError(f"queries have {queries.shape[1]} dimensions, the index {dim}")
-        q = sp.csr_matrix(queries, dtype=np.float32, copy=True)
-        q.sum_duplicates()
-        offsets, comps, values = q.indptr.astype(np.int64), q.indices.astype(np.int32), q.data
-    else:
-        parts = [(np.asarray(c, dtype=np.int64).ravel(), np.asarray(w, dtype=np.float32).ravel()) for c, w in queries]
-        for c, w in parts:
-            if c.shape != w.shape:
-                raise InputError("each query needs as many weights as component ids")
-            if len(np.unique(c)) != len(c):
-                raise InputError("a query lists the same component twice")
-        offsets = np.zeros(len(parts) + 1, np.int64)
-        np.cumsum([len(c) for c, _ in parts], out=offsets[1:])
-        comps = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0, np.int64)
-        values = np.concatenate([w for _, w in parts]) if parts else np.zeros(0, np.float32)
-    if comps.size and (comps.min() < 0 or comps.max() >= dim):
-        raise InputError(f"query component ids must be in 0..{dim - 1}")
-    if values.size and not (np.all(np.isfinite(values)) and values.min() >= 0):
-        raise InputError("query weights must be finite and >= 0")
-    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    keep = values > 0
-    if not keep.all():
-        offsets = np.zeros(len(offsets), np.int64)
-        np.cumsum(np.bincount(rows[keep], minlength=len(offsets) - 1), out=offsets[1:])
-        rows, comps, values = rows[keep], comps[keep], values[keep]
-    order = np.lexsort((comps, rows))  # components ascending within each query (the search relies on it)
-    return offsets, comps[order].astype(np.int32), values[order].astype(np.float32)
 
 
 def _write(path: Path, arrays: dict[str, np.ndarray], info: dict) -> None:

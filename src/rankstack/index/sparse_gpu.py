@@ -6,22 +6,21 @@ the results. Every document is scored, so the result is the exact top-k (ties at
 another document of the same score than the inverted index, which prefers lower doc numbers).
 
     >>> scorer = SparseMatmulScorer(doc_matrix, device="cuda")       # scipy CSR, documents x vocabulary
-    >>> [(docnos, scores), ...] = scorer.search_batch(query_matrix, k=10)
+    >>> [(docnos, scores), ...] = scorer.search(SparseQueries.from_matrix(query_matrix, vocabulary), k=10)
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from rankstack.data.run import Hits
 from rankstack.devices import select_device
 from rankstack.errors import InputError
-
-Queries = sp.csr_matrix | Sequence[tuple[np.ndarray, np.ndarray]]
+from rankstack.index.search import EMPTY, SparseQueries, check_k
 
 
 class SparseMatmulScorer:
@@ -58,18 +57,19 @@ class SparseMatmulScorer:
         return f"SparseMatmulScorer({self.num_docs} documents, dim={self.dim}, device={str(self.device)!r})"
 
     @torch.inference_mode()
-    def search_batch(self, queries: Queries, k: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Top-k (docnos int32, scores float32) of each query (CSR rows [queries, dim] or (ids, weights)
-        pairs), best first, ties by doc number; documents scoring 0 are left out."""
-        if not 1 <= k <= 1_000_000:
-            raise InputError(f"k must be between 1 and 1,000,000, got {k}")
-        q = _as_csr(queries, self.dim)
+    def search(self, queries: SparseQueries, k: int = 10, params: None = None) -> list[Hits]:
+        """Top-k (docnos int32, scores float32) of each query (its columns: the documents' vocabulary), best
+        first, ties by doc number; documents scoring 0 are left out."""
+        k = check_k(k)
+        if len(queries.vocabulary) != self.dim:
+            raise InputError(f"queries have {len(queries.vocabulary)} columns, the documents {self.dim}")
+        q = sp.csr_matrix((queries.data, queries.indices, queries.indptr), shape=(len(queries), self.dim))
         width = min(k, self.num_docs)
-        out: list[tuple[np.ndarray, np.ndarray]] = []
+        out: list[Hits] = []
         for start in range(0, q.shape[0], self.batch):
             part = q[start:start + self.batch]
             if width == 0:
-                out += [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * part.shape[0]
+                out += [EMPTY] * part.shape[0]
                 continue
             dense = torch.from_numpy(part.T.toarray()).to(self.device)          # [dim, batch]
             scores = (self.documents @ dense).T                                   # [batch, docs]
@@ -81,26 +81,5 @@ class SparseMatmulScorer:
                 keep = v > 0
                 v, i = v[keep], i[keep]
                 order = np.lexsort((i, -v))
-                out.append((i[order], v[order]))
+                out.append(Hits(i[order], v[order]))
         return out
-
-
-def _as_csr(queries: Queries, dim: int) -> sp.csr_matrix:
-    if sp.issparse(queries):
-        if queries.shape[1] != dim:
-            raise InputError(f"queries have {queries.shape[1]} dimensions, the documents {dim}")
-        q = sp.csr_matrix(queries, dtype=np.float32)
-    else:
-        rows = [(np.asarray(c, dtype=np.int64).ravel(), np.asarray(w, dtype=np.float32).ravel()) for c, w in queries]
-        if any(c.shape != w.shape for c, w in rows):
-            raise InputError("each query needs as many weights as component ids")
-        indptr = np.zeros(len(rows) + 1, np.int64)
-        np.cumsum([len(c) for c, _ in rows], out=indptr[1:])
-        cols = np.concatenate([c for c, _ in rows]) if rows else np.zeros(0, np.int64)
-        if cols.size and (cols.min() < 0 or cols.max() >= dim):
-            raise InputError(f"query component ids must be in 0..{dim - 1}")
-        data = np.concatenate([w for _, w in rows]) if rows else np.zeros(0, np.float32)
-        q = sp.csr_matrix((data, cols, indptr), shape=(len(rows), dim))
-    if q.nnz and not (np.all(np.isfinite(q.data)) and q.data.min() >= 0):
-        raise InputError("query weights must be finite and >= 0")
-    return q

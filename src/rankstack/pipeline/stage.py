@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
 from rankstack.errors import InputError
+from rankstack.index.search import check_k
 
 
 STAGE_TYPES: dict[str, type] = {}  # every Stage subclass by name, to rebuild pipelines from their repr
@@ -118,13 +119,6 @@ class Stage:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
-
-
-def check_k(k: Any) -> int:
-    """`k` as a positive int (an InputError for 2.5, "10", True or 0)."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InputError(f"k must be a positive integer, got {k!r}")
-    return k
 
 
 class CutOff(Stage):

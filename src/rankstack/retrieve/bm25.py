@@ -16,6 +16,7 @@ from rankstack.data.queries import Queries
 from rankstack.data.run import Run
 from rankstack.errors import IncompatibleIndexError, InputError
 from rankstack.index.inverted import IndexWriter, InvertedIndex
+from rankstack.index.search import InvertedParams
 from rankstack.index.commit import refuse_existing
 from rankstack.pipeline.stage import Stage
 from rankstack.text.analyzer import Analyzer
@@ -74,6 +75,11 @@ class BM25(Stage):
         self.k, self.algorithm, self.theta, self.threads, self.progress = k, algorithm, theta, threads, progress
         self.k1, self.b = k1, b
 
+    @property
+    def params(self) -> InvertedParams:
+        """This stage's knobs, as the index takes them."""
+        return InvertedParams(self.algorithm, self.theta, self.k1, self.b, self.threads)
+
     @classmethod
     def build(cls, corpus: Corpus | Iterable[Document] | str | Path, index_path: str | Path,
               analyzer: Analyzer | None = None, k1: float = 0.9, b: float = 0.4, length_norm: str = "lucene",
@@ -118,8 +124,7 @@ class BM25(Stage):
                   else not self.progress) as bar:
             for start in range(0, len(qids), QUERY_CHUNK):
                 chunk = qids[start:start + QUERY_CHUNK]
-                hits = self.index.search_batch([self.query_terms(queries[q]) for q in chunk], self.k,
-                                               self.algorithm, self.theta, self.threads, self.k1, self.b)
+                hits = self.index.search([self.query_terms(queries[q]) for q in chunk], self.k, self.params)
                 results.update(zip(chunk, hits))
                 bar.update(len(chunk))
         return Run(results, self.index.doc_ids, name="BM25", presorted=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from collections import Counter
 from typing import Any
 
@@ -43,8 +44,7 @@ class RM3(Stage):
     def _expand_batch(self, texts: list[str]) -> list[dict[str, float]]:
         index, analyzer = self.bm25.index, self.bm25.analyzer
         originals = [self.bm25.query_terms(t) for t in texts]
-        feedback = index.search_batch(originals, self.fb_docs, self.bm25.algorithm, threads=self.bm25.threads,
-                                      k1=self.bm25.k1, b=self.bm25.b)
+        feedback = index.search(originals, self.fb_docs, replace(self.bm25.params, theta=1.0))
         expanded = []
         for original, (docnos, scores) in zip(originals, feedback):
             if not original:
@@ -69,8 +69,7 @@ class RM3(Stage):
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         qids = list(queries)
         expanded = self._expand_batch([queries[q] for q in qids])
-        hits = self.bm25.index.search_batch(expanded, self.k, self.bm25.algorithm, self.bm25.theta,
-                                            self.bm25.threads, self.bm25.k1, self.bm25.b)
+        hits = self.bm25.index.search(expanded, self.k, self.bm25.params)
         return Run(dict(zip(qids, hits)), self.bm25.index.doc_ids, name="BM25+RM3", presorted=True)
 
     def config(self) -> dict[str, Any]:
