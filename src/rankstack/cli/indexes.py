@@ -83,17 +83,18 @@ def open_stage(path: str | Path, *, k: int = 1000, algorithm: str | None = None,
 
 def _learned_sparse(path: Path, k: int, algorithm: str, progress: bool | None, options: dict[str, Any]) -> Any:
     from rankstack.index.inverted import InvertedIndex
-    from rankstack.retrieve.sparse import LearnedSparse, encoder_from_record
+    from rankstack.retrieve.sparse import LearnedSparse
 
     index = InvertedIndex(path)
     model, batch_size = options.pop("encoder", None), options.pop("batch_size", None)
     encoder = None
-    if model is not None or batch_size is not None:  # the recorded encoder's settings, with this model / batch size
-        recorded = index.settings.get("metadata", {}).get("encoder") or {}
-        if model is not None:
-            recorded = {**recorded, "model": str(model), "path": str(model)}
+    if model is not None or batch_size is not None:  # the recorded encoder, with this model or batch size
+        from rankstack.encoders import encoder_from_record
+
+        record = index.settings.get("metadata", {}).get("encoder") or {}
         runtime = {"device": options.get("device"), "batch_size": batch_size, "progress": progress}
-        encoder = encoder_from_record(recorded, index, **{key: v for key, v in runtime.items() if v is not None})
+        encoder = encoder_from_record(record, model=model, files=index,
+                                      **{key: value for key, value in runtime.items() if value is not None})
     return LearnedSparse(index, encoder, k=k, algorithm=algorithm, progress=progress, **options)
 
 
