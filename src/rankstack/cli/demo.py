@@ -96,7 +96,8 @@ def run(args) -> None:
     if not args.bm25_only:
         print("† significant difference from BM25 (paired t-test, Holm-corrected, p < 0.05); the fused row "
               "searches both indexes")
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f}s ({compile_seconds:.0f}s of it compiling or loading numba kernels)")
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f}s ({compile_seconds:.0f}s of it compiling or loading "
+          "numba kernels)")
 
 
 def default_model() -> str:
