@@ -202,10 +202,14 @@ def test_arguana_style_removal_of_the_query_document(data, capsys, tmp_path):
     run, before = Run.read(removed), Run.read(kept)
     for q in ("a1", "a3", "a5"):
         assert q not in run.ids(q) and run.ids(q)[:len(before.ids(q)) - 1] == before.ids(q)[1:]
-    # The counter-argument now ranks first: evaluation sees what BEIR reports.
-    code, out, _ = run_cli(capsys, "eval", "beir/arguana", kept, removed, "-m", "RR@10", "--format", "json")
+    # The counter-argument now ranks first; evaluating the collection drops the query's own hit too, as BEIR does.
+    code, out, _ = run_cli(capsys, "eval", "beir/arguana", kept, removed, "-m", "RR@10", "--format", "json",
+                           "--no-remove-query")
     rr = {r["name"]: r["results"]["RR@10"]["mean"] for r in json.loads(out)["runs"]}
-    assert rr["removed"] > rr["kept"]
+    assert rr["removed"] == 1.0 and rr["kept"] == 0.5
+    code, out, err = run_cli(capsys, "eval", "beir/arguana", kept, removed, "-m", "RR@10", "--format", "json")
+    rr = {r["name"]: r["results"]["RR@10"]["mean"] for r in json.loads(out)["runs"]}
+    assert rr == {"kept": 1.0, "removed": 1.0} and "as BEIR evaluates this collection" in err
     # A queries file of the same queries is not the named collection: nothing removed unless asked.
     code, _, err = run_cli(capsys, "search", tmp_path / "idx", "--queries", data / "arguana" / "queries.jsonl",
                            "-k", 3, "-o", kept)
