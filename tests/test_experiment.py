@@ -1,6 +1,7 @@
 import json
 import struct
 
+import numpy as np
 import pytest
 
 import rankstack
@@ -100,3 +101,63 @@ def test_experiment_command(scifact, tmp_path, capsys):
                                                    "measures": ["nDCG@10"], "pipelines": {"x": "__import__('os')"}}))
     assert main(["experiment", str(tmp_path / "bad.json")]) == 2
     assert "pipeline expression" in capsys.readouterr().err
+
+
+def write_config(tmp_path, scifact, **changes):
+    bm25, queries, qrels = scifact
+    queries.write_jsonl(tmp_path / "queries.jsonl")
+    qrels.write_trec(tmp_path / "qrels.txt")
+    config = {"queries": "queries.jsonl", "qrels": "qrels.txt", "measures": ["nDCG@10"],
+              "stages": {"bm25": f"BM25(index={str(bm25.index.path)!r}, k=100)"},
+              "pipelines": {"BM25": "bm25", "RM3": "RM3(bm25=bm25)"}, "latency_sample": 2}
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    (tmp_path / "exp.json").write_text(json.dumps(config))
+    return tmp_path / "exp.json"
+
+
+def test_experiment_config_is_checked_before_any_work(scifact, tmp_path, capsys, monkeypatch):
+    """Misspelled keys, a bad measure, an unknown baseline, a report without matplotlib: one-line errors, and no
+    index built, nothing run."""
+    import importlib.util
+
+    indexes = {"new-index": "corpus.jsonl"}
+    cases = [({"pipeline": {"x": "bm25"}}, "unknown key 'pipeline'; did you mean 'pipelines'?"),
+             ({"measures": ["nDCG@x"]}, "invalid measure 'nDCG@x'"),
+             ({"baseline": "BM52"}, "baseline 'BM52' is not one of the pipelines ('BM25', 'RM3')"),
+             ({"latency_sample": "5"}, "'latency_sample' must be an integer, got \"5\""),
+             ({"pipelines": {}}, "'pipelines' is empty")]
+    for change, message in cases:
+        path = write_config(tmp_path, scifact, indexes=indexes, **change)
+        assert main(["experiment", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    path = write_config(tmp_path, scifact, indexes=indexes, report="report")
+    assert main(["experiment", str(path)]) == 2
+    assert "'report' needs matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "new-index").exists() and not (tmp_path / "report").exists()
+
+
+def test_cached_experiment_says_latencies_time_cache_hits_and_reports(scifact, tmp_path, capsys):
+    path = write_config(tmp_path, scifact, cache="cache", report="report", baseline="RM3")
+    assert main(["experiment", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: latencies time cache hits" in out and "RM3 (baseline)" in out
+    assert "latencies time cache hits" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_report_with_zero_or_missing_latencies(scifact, tmp_path):
+    """Cached stages can take no measurable time, and latency_sample=0 times nothing: the report is still drawn
+    (a log-scaled latency axis once crashed on all-zero latencies, after all the work was done)."""
+    bm25, queries, qrels = scifact
+    exp = rankstack.Experiment({"BM25": bm25, "top10": bm25 % 10}, queries, qrels, ["nDCG@10"], latency_sample=0)
+    exp.latencies = [np.zeros(5), np.zeros(5)]
+    page = exp.report(tmp_path / "zero", depth_curves={"BM25": ([0, 10, 100], [0.0, 0.5, 0.6])})
+    assert page.exists() and png_size(tmp_path / "zero" / "effectiveness_vs_latency.png") == (800, 450)
+    exp.latencies = [np.zeros(0), np.array([0.5, 0.7])]
+    assert exp.report(tmp_path / "mixed").exists()

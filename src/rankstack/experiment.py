@@ -34,7 +34,7 @@ class Experiment:
     def __init__(self, pipelines: Sequence[Stage] | Mapping[str, Stage], queries: Queries, qrels: Qrels,
                  measures: Sequence[str], names: Sequence[str] | None = None, baseline: int = 0,
                  test: str = "t-test", correction: str | None = "holm", alpha: float = 0.05,
-                 latency_sample: int = 50, complete: bool = False):
+                 latency_sample: int = 50, complete: bool = False, notes: Sequence[str] = ()):
         if isinstance(pipelines, Mapping):
             names, pipelines = list(pipelines), list(pipelines.values())
         if not pipelines:
@@ -43,6 +43,7 @@ class Experiment:
         if len(names) != len(pipelines):
             raise InputError(f"{len(names)} names for {len(pipelines)} pipelines")
         self.pipelines, self.names, self.queries, self.qrels = list(pipelines), names, queries, qrels
+        self.notes = list(notes)  # printed under the table (e.g. that latencies time cache hits)
         self.measures = [str(m) for m in parse_measures(measures)]
         self.runs: list[Run] = []
         self.seconds: list[float] = []
@@ -78,8 +79,9 @@ class Experiment:
 
     def table(self) -> str:
         latency = [self.latency(i) for i in range(len(self.runs))]
-        return self.comparison.to_table({"mean ms": [f"{m:.1f}" for m, _ in latency],
-                                         "p95 ms": [f"{p:.1f}" for _, p in latency]})
+        table = self.comparison.to_table({"mean ms": [f"{m:.1f}" for m, _ in latency],
+                                          "p95 ms": [f"{p:.1f}" for _, p in latency]})
+        return "\n".join([table, *(f"note: {n}" for n in self.notes)])
 
     def to_json(self) -> str:
         data = json.loads(self.comparison.to_json())
@@ -138,6 +140,11 @@ figure{{margin:1em 0}} img{{max-width:100%}}</style></head>
         return directory / "index.html"
 
 
+#: The keys of an experiment config (README: "Experiments from a file"); the first four are required.
+CONFIG_KEYS = ("queries", "qrels", "measures", "pipelines", "stages", "indexes", "baseline", "cache", "report",
+               "latency_sample")
+
+
 def run_config(path: str | Path) -> tuple[Experiment, Path | None]:
     """Run an experiment described by a JSON file; relative paths are relative to the file. Keys:
 
@@ -145,26 +152,27 @@ def run_config(path: str | Path) -> tuple[Experiment, Path | None]:
     indexes built when missing; stages: {name: expression}; pipelines: {name: expression} (see
     rankstack.pipeline.config); baseline: a pipeline name; cache: a directory (optional); report: a
     directory (optional); latency_sample: queries timed one at a time (default 50).
+
+    The config is checked whole before any work (unknown or misspelled keys, measures, the baseline, the plotting
+    extra a report needs): a mistake costs nothing.
     """
     from rankstack.data import resolve
 
     path = Path(path)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read experiment config ({e})", path) from None
-    missing = {"queries", "qrels", "pipelines", "measures"} - set(config)
-    if missing:
-        raise InputError(f"experiment config lacks {sorted(missing)}", path)
+    config = _read_config(path)
     root = path.parent
     _, pipelines = load_pipelines(config, root)
+    notes = []
     if config.get("cache"):
         pipelines = {name: p.cached(root / config["cache"]) for name, p in pipelines.items()}
+        notes.append(f"latencies time cache hits: each pipeline ran once over all queries, filling the cache "
+                     f"({config['cache']}), before its queries were timed one at a time")
     names = list(pipelines)
     baseline = names.index(config["baseline"]) if "baseline" in config else 0
     queries, qrels = _resolve(config["queries"], root, resolve.queries), _resolve(config["qrels"], root, resolve.qrels)
     experiment = Experiment(pipelines, queries.subset(qrels) if len(queries) else queries, qrels,
-                            config["measures"], baseline=baseline, latency_sample=config.get("latency_sample", 50))
+                            config["measures"], baseline=baseline, latency_sample=config.get("latency_sample", 50),
+                            notes=notes)
     report = experiment.report(root / config["report"]) if config.get("report") else None
     return experiment, report
 
@@ -186,6 +194,43 @@ def load_pipelines(config: Mapping, root: Path) -> tuple[dict[str, Stage], dict[
             stages[name] = parse(expression, stages)
         pipelines = {name: parse(expression, stages) for name, expression in config["pipelines"].items()}
     return stages, pipelines
+
+
+def _read_config(path: Path) -> dict:
+    """The config, checked: JSON object, known keys (a misspelling names its closest key), required keys, value
+    types, measures, the baseline among the pipelines, and matplotlib when a report is asked for."""
+    import difflib
+    import importlib.util
+
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read experiment config ({e})", path) from None
+    if not isinstance(config, dict):
+        raise InputError("an experiment config is a JSON object (see the README's example)", path)
+    for key in config:
+        if key not in CONFIG_KEYS:
+            close = difflib.get_close_matches(key, CONFIG_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise InputError(f"unknown key {key!r}; {hint}keys: {', '.join(CONFIG_KEYS)}", path)
+    missing = [key for key in CONFIG_KEYS[:4] if key not in config]
+    if missing:
+        raise InputError(f"experiment config lacks {missing}", path)
+    for key, kind in (("queries", str), ("qrels", str), ("measures", list), ("pipelines", dict), ("stages", dict),
+                      ("indexes", dict), ("baseline", str), ("cache", str), ("report", str), ("latency_sample", int)):
+        if key in config and not isinstance(config[key], kind):
+            expected = {str: "a string", int: "an integer", list: "a list", dict: "an object"}[kind]
+            raise InputError(f"{key!r} must be {expected}, got {json.dumps(config[key])[:60]}", path)
+    if not config["pipelines"]:
+        raise InputError("'pipelines' is empty: name at least one pipeline", path)
+    parse_measures(config["measures"])
+    if "baseline" in config and config["baseline"] not in config["pipelines"]:
+        raise InputError(f"baseline {config['baseline']!r} is not one of the pipelines "
+                         f"({', '.join(map(repr, config['pipelines']))})", path)
+    if config.get("report") and importlib.util.find_spec("matplotlib") is None:
+        raise InputError("'report' needs matplotlib for its plots: pip install 'rankstack[report]' (or drop "
+                         "'report')", path)
+    return config
 
 
 def _resolve(value: str, root: Path, reader):

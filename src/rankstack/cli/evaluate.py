@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 DEFAULT_MEASURES = ["nDCG@10", "R@100"]
@@ -19,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--complete", action="store_true", help="count judged queries missing from a run as 0 "
                                                            "(trec_eval -c)")
+    p.add_argument("--remove-query", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop hits whose id equals the query id before evaluating (BEIR's ignore_identical_ids); on "
+                        "by default for the qrels of beir/arguana and beir/quora")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--output", "-o", help="write to this file instead of the terminal")
     p.set_defaults(func=run)
@@ -29,7 +33,11 @@ def run(args) -> None:
     from rankstack.data.run import Run
     from rankstack.evaluate import compare
 
+    from rankstack.cli.search import remove_query_default
+
     runs = [Run.read(path) for path in args.runs]
+    if remove_query_default(args, args.qrels):
+        runs = [run.remove_query_ids() for run in runs]
     comparison = compare(runs, resolve.qrels(args.qrels), args.measures or DEFAULT_MEASURES, baseline=args.baseline,
                          test=args.test, correction=None if args.correction == "none" else args.correction,
                          alpha=args.alpha, complete=args.complete)

@@ -5,6 +5,11 @@ variable (os.pathsep-separated), among the collections shipped with rankstack (S
 download cache (RANKSTACK_CACHE, default ~/.cache/rankstack/datasets); otherwise its official
 archive is downloaded into the cache. Every folder uses BEIR's layout: corpus.jsonl[.gz],
 queries.jsonl[.gz], qrels/<split>.tsv, plus an optional first-stage run.
+
+Names: `beir/<name>` (its default split) and `beir/<name>/<split>` for the splits BEIR publishes;
+CQADupStack per forum (`beir/cqadupstack/android`, ...), as BEIR evaluates it; TREC DL 2019 / 2020 passage
+reranking (`msmarco-passage/trec-dl-2019`, `-2020`); and, when the ir_datasets package is installed, any
+ir_datasets id prefixed `irds:` (e.g. `irds:beir/nfcorpus/test`), converted once into the cache.
 """
 
 from __future__ import annotations
@@ -32,8 +37,17 @@ MSMARCO_URL = "https://msmarco.z22.web.core.windows.net/msmarcoranking/{file}"
 NIST_URL = "https://trec.nist.gov/data/deep/{file}"
 EMBEDDED = Path(__file__).parent / "embedded"
 
-BEIR_NAMES = ("arguana", "climate-fever", "cqadupstack", "dbpedia-entity", "fever", "fiqa", "hotpotqa", "msmarco",
-              "nfcorpus", "nq", "quora", "scidocs", "scifact", "trec-covid", "webis-touche2020")
+#: BEIR's collections and the qrels splits each publishes (the first is the default split).
+BEIR_SPLITS = {"arguana": ("test",), "climate-fever": ("test",), "cqadupstack": ("test",),
+               "dbpedia-entity": ("test", "dev"), "fever": ("test", "dev", "train"), "fiqa": ("test", "dev", "train"),
+               "hotpotqa": ("test", "dev", "train"), "msmarco": ("dev", "test", "train"),
+               "nfcorpus": ("test", "dev", "train"), "nq": ("test",), "quora": ("test", "dev"), "scidocs": ("test",),
+               "scifact": ("test", "train"), "trec-covid": ("test",), "webis-touche2020": ("test",)}
+BEIR_NAMES = tuple(BEIR_SPLITS)
+#: CQADupStack's forums: BEIR evaluates each on its own and averages them.
+CQADUPSTACK_FORUMS = ("android", "english", "gaming", "gis", "mathematica", "physics", "programmers", "stats", "tex",
+                      "unix", "webmasters", "wordpress")
+IRDS_PREFIX = "irds:"
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,11 @@ class Collection:
     download: Callable[[Path], None]
     run_file: str | None = None
     description: str = ""
+    archive_folder: str | None = None  # the folder a download creates, when several collections share it
+
+    @property
+    def download_folder(self) -> str:
+        return self.archive_folder or self.folder
 
 
 @dataclass
@@ -80,9 +99,17 @@ class Dataset:
     @property
     def run(self) -> Run:
         """The collection's own first-stage run (e.g. DL 2019's BM25 top 100)."""
-        if not self.run_file or not (self.root / self.run_file).exists():
+        if not self.run_file:
             raise DatasetNotFoundError(f"{self.name} comes with no first-stage run")
-        return Run.read_trec(self.root / self.run_file, name="BM25 (collection run)")
+        path = self.root / self.run_file
+        if not path.exists():
+            raise DatasetNotFoundError(
+                f"{self.name}: {path} is missing; the official archives hold no ranked BM25 run. Build it with "
+                f"rankstack from the full MS MARCO passage collection ({MSMARCO_URL.format(file='collection.tar.gz')}"
+                f", 8.8M passages): `rankstack index collection.tsv idx/msmarco-passage && rankstack search "
+                f"idx/msmarco-passage --queries {self.name} -k 100 -o {path}` (Anserini's BM25, k1=0.9 b=0.4), or "
+                "copy Anserini's BM25 run for these topics there")
+        return Run.read_trec(path, name="BM25 (collection run)")
 
 
 def _beir(name: str) -> Callable[[Path], None]:
@@ -136,14 +163,20 @@ def _fetch(url: str, destination: Path) -> None:
 
 def _registry() -> dict[str, Collection]:
     collections = {}
-    for name in BEIR_NAMES:
-        for split in ("test", "dev", "train"):
+    for name, splits in BEIR_SPLITS.items():
+        if name == "cqadupstack":
+            for forum in CQADUPSTACK_FORUMS:
+                spec = Collection(f"cqadupstack/{forum}", "test", _beir(name), archive_folder=name,
+                                  description=f"CQADupStack's {forum} forum")
+                collections[f"beir/cqadupstack/{forum}"] = collections[f"beir/cqadupstack/{forum}/test"] = spec
+            continue
+        for split in splits:
             collections[f"beir/{name}/{split}"] = Collection(name, split, _beir(name))
-        collections[f"beir/{name}"] = Collection(name, "dev" if name == "msmarco" else "test", _beir(name))
+        collections[f"beir/{name}"] = Collection(name, splits[0], _beir(name))
     for year in (2019, 2020):
-        collections[f"msmarco-passage/trec-dl-{year}"] = Collection(
-            f"trec-dl-{year}-passage", "test", _trec_dl(year), run_file="bm25_top100.run.trec",
-            description=f"TREC DL {year} passage reranking: judged queries and their BM25 candidates")
+        spec = Collection(f"trec-dl-{year}-passage", "test", _trec_dl(year), run_file="bm25_top100.run.trec",
+                          description=f"TREC DL {year} passage reranking: judged queries and their BM25 candidates")
+        collections[f"msmarco-passage/trec-dl-{year}"] = collections[f"msmarco-passage/trec-dl-{year}/test"] = spec
     return collections
 
 
@@ -151,7 +184,37 @@ COLLECTIONS = _registry()
 
 
 def names() -> list[str]:
+    """Every collection name `load` takes (each split spelled out too), sorted; `irds:` ids come on top."""
     return sorted(COLLECTIONS)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One collection as `rankstack datasets` lists it: its name, its splits (the default first), and where it is
+    found locally (None: downloaded on first use)."""
+    name: str
+    splits: tuple[str, ...]
+    local: dict[str, Path]
+
+
+def catalog() -> list[Entry]:
+    """The named collections, one entry each (their splits grouped), with the splits found locally."""
+    splits: dict[str, list[str]] = {}
+    for name, spec in COLLECTIONS.items():
+        base = name.removesuffix(f"/{spec.split}")
+        if base == name or base not in COLLECTIONS:
+            base = name
+        splits.setdefault(base, [])
+        if spec.split not in splits[base]:
+            splits[base].append(spec.split)
+    entries = []
+    for base in sorted(splits):
+        default = COLLECTIONS[base].split
+        ordered = (default, *sorted(s for s in splits[base] if s != default))
+        local = {split: folder for split in ordered
+                 if (folder := locate(base if split == default else f"{base}/{split}")) is not None}
+        entries.append(Entry(base, ordered, local))
+    return entries
 
 
 def cache_dir() -> Path:
@@ -163,24 +226,56 @@ def data_roots() -> list[Path]:
     return [*roots, EMBEDDED, cache_dir()]
 
 
-def load(name: str, download: bool = True) -> Dataset:
-    """Locate (and if needed download) a named collection."""
-    spec = COLLECTIONS.get(name.strip("/"))
-    if spec is None:
-        raise DatasetNotFoundError(f"unknown collection {name!r}; known: beir/<name>[/<split>] for BEIR's "
-                                   f"{', '.join(BEIR_NAMES)}, and msmarco-passage/trec-dl-2019, -2020")
+def is_name(value: str) -> bool:
+    """True for a name `load` takes: a known collection, or an `irds:` id."""
+    value = value.strip("/")
+    return value in COLLECTIONS or value.startswith(IRDS_PREFIX) or value == "beir/cqadupstack"
+
+
+def locate(name: str) -> Path | None:
+    """The local folder holding a named collection's split, or None."""
+    spec = _spec(name)
     for root in data_roots():
         folder = root / spec.folder
         if (folder / "qrels" / f"{spec.split}.tsv").exists():
-            return Dataset(name, folder, spec.split, spec.run_file)
+            return folder
+    return None
+
+
+def _spec(name: str) -> Collection:
+    name = name.strip("/")
+    spec = COLLECTIONS.get(name)
+    if spec is not None:
+        return spec
+    if name == "beir/cqadupstack":
+        raise DatasetNotFoundError("beir/cqadupstack is twelve forums that BEIR evaluates one by one and averages: "
+                                   f"load beir/cqadupstack/<forum>, one of {', '.join(CQADUPSTACK_FORUMS)}")
+    if name.startswith(IRDS_PREFIX):
+        from rankstack.data.irds import collection
+
+        return collection(name.removeprefix(IRDS_PREFIX))
+    raise DatasetNotFoundError(f"unknown collection {name!r}; known: beir/<name>[/<split>] for BEIR's "
+                               f"{', '.join(BEIR_NAMES)} (cqadupstack per forum: beir/cqadupstack/android, ...), "
+                               "msmarco-passage/trec-dl-2019 and -2020, and irds:<id> with ir_datasets installed; "
+                               "`rankstack datasets` lists them")
+
+
+def load(name: str, download: bool = True) -> Dataset:
+    """Locate (and if needed download) a named collection."""
+    spec = _spec(name)
+    folder = locate(name)
+    if folder is not None:
+        return Dataset(name, folder, spec.split, spec.run_file)
     if not download:
         raise DatasetNotFoundError(f"{name} is not available locally; looked in {[str(r) for r in data_roots()]}")
-    target = cache_dir() / spec.folder
+    target = cache_dir() / spec.download_folder
     target.parent.mkdir(parents=True, exist_ok=True)
-    spec.download(target)
-    if not (target / "qrels" / f"{spec.split}.tsv").exists():
-        raise DatasetNotFoundError(f"{name}: the downloaded archive has no qrels/{spec.split}.tsv")
-    return Dataset(name, target, spec.split, spec.run_file)
+    if not target.exists():
+        spec.download(target)
+    folder = cache_dir() / spec.folder
+    if not (folder / "qrels" / f"{spec.split}.tsv").exists():
+        raise DatasetNotFoundError(f"{name}: the downloaded archive has no {spec.folder}/qrels/{spec.split}.tsv")
+    return Dataset(name, folder, spec.split, spec.run_file)
 
 
 def _first_existing(root: Path, *names: str) -> Path:

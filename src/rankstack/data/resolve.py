@@ -15,9 +15,14 @@ from rankstack.data.qrels import Qrels
 from rankstack.data.queries import Queries
 
 
+#: How collection names begin: a value that begins so and is no file is looked up (and, if unknown, named in the error).
+NAME_PREFIXES = ("beir/", "msmarco-passage/", datasets.IRDS_PREFIX)
+
+
 def is_collection_name(value: str) -> bool:
-    """True for a known collection name that is not also an existing path."""
-    return value.strip("/") in datasets.COLLECTIONS and not Path(value).exists()
+    """True for a collection name (`rankstack datasets`; `irds:<id>`), or what looks like one, that is not also an
+    existing path."""
+    return (datasets.is_name(value) or value.startswith(NAME_PREFIXES)) and not Path(value).exists()
 
 
 def corpus(value: str, format: str | None = None) -> Corpus:

@@ -113,6 +113,15 @@ class Run(Mapping[str, Hits]):
         return Run({q: (h.docnos[:k], h.scores[:k]) for q, h in self._results.items()},
                    self.doc_ids, name=self.name, presorted=True)
 
+    def remove_query_ids(self) -> "Run":
+        """This run without the hits whose document id equals their query id (Anserini's -removeQuery, BEIR's
+        ignore_identical_ids: for collections such as ArguAna and Quora, whose queries are corpus documents)."""
+        results = {}
+        for qid, h in self._results.items():
+            keep = np.fromiter((d != qid for d in self.doc_ids.take(h.docnos)), dtype=bool, count=len(h.docnos))
+            results[qid] = (h.docnos[keep], h.scores[keep])
+        return Run(results, self.doc_ids, name=self.name, presorted=True)
+
     def to_dict(self) -> dict[str, dict[str, float]]:
         """{qid: {doc id: score}}, the form evaluation tools take."""
         return {q: dict(self.hits(q)) for q in self._results}

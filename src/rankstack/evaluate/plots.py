@@ -40,7 +40,9 @@ def metric_by_depth(path: Path, curves: dict[str, tuple[Sequence[int], Sequence[
     plt, fig, ax = _figure()
     for name, (depths, values) in curves.items():
         ax.plot(depths, values, marker="o", label=name)
-    ax.set(xscale="log", xlabel="rerank depth", ylabel=measure, title=f"{measure} against rerank depth")
+    positive = all(d > 0 for depths, _ in curves.values() for d in depths)
+    ax.set(xscale="log" if positive else "linear", xlabel="rerank depth", ylabel=measure,
+           title=f"{measure} against rerank depth")
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
@@ -49,12 +51,18 @@ def metric_by_depth(path: Path, curves: dict[str, tuple[Sequence[int], Sequence[
 
 
 def effectiveness_vs_latency(path: Path, points: dict[str, tuple[float, float]], measure: str) -> Path:
-    """One point per pipeline: mean latency per query (ms, log scale) against the measure."""
+    """One point per pipeline: mean latency per query (ms, log scale) against the measure. Pipelines with no
+    positive latency (never timed, or served from a cache in no measurable time) stand at the left edge, marked."""
     plt, fig, ax = _figure()
+    timed = [latency for latency, _ in points.values() if np.isfinite(latency) and latency > 0]
+    floor = min(timed) / 10 if timed else 1.0
     for name, (latency, value) in points.items():
-        ax.scatter([max(latency, 1e-3)], [value], s=40)
-        ax.annotate(name, (max(latency, 1e-3), value), textcoords="offset points", xytext=(5, 5), fontsize="small")
-    ax.set(xscale="log", xlabel="mean latency per query (ms)", ylabel=measure,
+        untimed = not (np.isfinite(latency) and latency > 0)
+        x = floor if untimed else latency
+        ax.scatter([x], [value], s=40, marker="x" if untimed else "o")
+        label = f"{name} (no latency measured)" if untimed else name
+        ax.annotate(label, (x, value), textcoords="offset points", xytext=(5, 5), fontsize="small")
+    ax.set(xscale="log" if timed else "linear", xlabel="mean latency per query (ms)", ylabel=measure,
            title=f"{measure} against latency")
     fig.tight_layout()
     fig.savefig(path)

@@ -303,6 +303,8 @@ class _HttpBackend:
         todo = list(range(len(windows)))
         for _ in range(self.retries + 1):  # ask again for the windows whose answer named no usable id
             answers = self.client.chat_many([self._body(*windows[i]) for i in todo])
+            if answers and all(isinstance(a, Exception) for a in answers):  # a dead endpoint: an error, no fallback
+                raise answers[0]
             results_now = [self._read(a, len(windows[i][1])) for i, a in zip(todo, answers)]
             for i, r in zip(todo, results_now):
                 results[i] = r
