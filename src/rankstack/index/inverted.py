@@ -16,11 +16,12 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
-from rankstack.index import commit
+from rankstack.index import commit, topk
 from rankstack.index.commit import LockedWriter, Manifest, WriterLock, check_hint, new_name
 from rankstack.index.container import file_ref, read_checked
 from rankstack.data.run import Hits
 from rankstack.index.query import SegmentSearcher
+from rankstack.index.scoring import idf
 from rankstack.index.search import EMPTY, CollectionStats, InvertedParams, SparseQueries, Vocabulary, check_k
 from rankstack.index.segment import (MODES, Segment, SegmentBuilder, merge_segments, read_tombstones,
                                      write_tombstones)
@@ -41,12 +42,6 @@ Query = Mapping[str, float]  # term -> count (bm25) or weight (impact)
 
 def read_manifest(path: Path) -> Manifest:
     return commit.read_manifest(path, FORMAT, FORMAT_VERSION, WHAT)
-
-
-def idf(df: np.ndarray, num_docs: int) -> np.ndarray:
-    """Lucene's BM25 idf of document frequencies in a collection of `num_docs` documents, as float32."""
-    df = np.asarray(df, dtype=np.float64)
-    return np.log(1 + (num_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
 
 class IndexDocIds:
@@ -244,10 +239,8 @@ class InvertedIndex:
         """The top k of per-segment results (local doc numbers), as global doc numbers."""
         if len(parts) == 1:
             return Hits(*parts[0])
-        docnos = np.concatenate([p[0].astype(np.int64) + base for p, base in zip(parts, self.bases.tolist())])
-        scores = np.concatenate([p[1] for p in parts])
-        order = np.lexsort((docnos, -scores))[:k]
-        return Hits(docnos[order].astype(np.int32), scores[order])
+        docnos = np.concatenate([p[0] + np.int32(base) for p, base in zip(parts, self.bases.tolist())])
+        return topk.select(docnos, np.concatenate([p[1] for p in parts]), k)
 
     # --- documents -----------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from numba import njit
 
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import kernels
-from rankstack.index.postings import FORMAT_VERSION, MODE_BM25
+from rankstack.index import scoring
+from rankstack.index.postings import FORMAT_VERSION, MODE_BM25, PostingArrays
 
 _BATCH_CELLS = 1 << 22  # max queries*k result cells per parallel kernel call
 
@@ -33,8 +34,8 @@ class SegmentSearcher:
             raise IndexFormatError(f"postings format {int(meta[0])}, expected {FORMAT_VERSION}")
         self.mode = int(meta[1])
         self.n_docs = int(meta[2])
-        self._seg = tuple(np.asarray(arrays[name]) for name in kernels.SEGMENT_ARRAYS)
-        self.num_terms = self._seg[0].shape[0] - 1
+        self._seg = PostingArrays.of(arrays)
+        self.num_terms = self._seg.term_blocks.shape[0] - 1
         if doc_lengths is None:
             if self.mode == MODE_BM25:
                 raise InputError("a BM25 segment needs doc_lengths")
@@ -86,9 +87,9 @@ class SegmentSearcher:
         avgdl = self._avgdl(avgdl)
         key = (float(k1), float(b), avgdl)
         if key != self._norm_key:
-            self._norm_table = (k1 * (1.0 - b + b * self._lengths / avgdl)).astype(np.float32)
+            self._norm_table = scoring.norm_table(self._lengths, k1, b, avgdl)
             self._norm_key = key
-        return (self._codes, self._norm_table), k1 * (1.0 - b), k1 * b / avgdl
+        return (self._codes, self._norm_table), *scoring.norm_coefficients(k1, b, avgdl)
 
     def _query(self, term_ids, weights) -> tuple[np.ndarray, np.ndarray]:
         t = np.ascontiguousarray(term_ids, dtype=np.int32)
@@ -114,7 +115,7 @@ class SegmentSearcher:
         algo, k, theta = _check(algorithm, k, theta)
         t, w = self._query(term_ids, weights)
         nrm, na, nb = self._params(k1, b, avgdl)
-        return kernels.search(*self._seg, self.mode, self.n_docs, algo, t, w, nrm, na, nb, self.live, k, theta)
+        return kernels.search(self._seg, self.mode, self.n_docs, algo, t, w, nrm, na, nb, self.live, k, theta)
 
     def search_batch(self, queries: Sequence[tuple[np.ndarray, np.ndarray]], k: int = 10, *,
                      algorithm: str = "maxscore", theta: float = 1.0, k1: float = 1.2, b: float = 0.75,
@@ -136,7 +137,7 @@ class SegmentSearcher:
                 docs = np.empty((len(chunk), width), np.int32)
                 scores = np.empty((len(chunk), width), np.float32)
                 counts = np.zeros(len(chunk), np.int64)
-                kernels.search_batch(*self._seg, self.mode, self.n_docs, algo, offsets, terms, weights,
+                kernels.search_batch(self._seg, self.mode, self.n_docs, algo, offsets, terms, weights,
                                      nrm, na, nb, self.live, k, theta, docs, scores, counts)
                 out.extend((docs[q, :counts[q]].copy(), scores[q, :counts[q]].copy()) for q in range(len(chunk)))
         return out
