@@ -264,9 +264,9 @@ def make_rankstack(args):
         bm25 = BM25(index_dir, progress=False)
         index, doc_ids = bm25.index, bm25.index.doc_ids
 
-        def search(q, k):
-            docnos, scores = index.search([bm25.query_terms(q)], k)[0]
-            return doc_ids.take(docnos), scores.tolist()
+        def search(q, k):  # the public API, one query per call
+            hits = bm25.search(q, k)
+            return [d for d, _ in hits], [s for _, s in hits]
 
         def batch(qs, k, threads):
             hits = index.search([bm25.query_terms(q) for q in qs], k, InvertedParams(threads=threads))

@@ -26,6 +26,9 @@ def bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
 @njit(cache=True, nogil=True, _nrt=False)
 def _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bub, ordered, contribs,
              bs, bd, kn, kth, k):
+    block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
+        seg.block_last, seg.block_offsets, seg.block_doc_bits, seg.block_val_bits, seg.block_max, seg.block_min_len,
+        seg.data)
     n = weights.shape[0]
     slack = sum_slack(n)
     has_live = live.shape[0] > 0
@@ -49,15 +52,15 @@ def _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bu
         bsum = 0.0
         for m in range(p + 1):  # block bounds at the pivot
             i = ordered[m]
-            shallow(seg.block_last, C, i, pivot)
-            bsum += cursor_bound(seg, mode, C, bub, w64, i, na, nb)
+            shallow(block_last, C, i, pivot)
+            bsum += cursor_bound(bmax, bminlen, mode, C, bub, w64, i, na, nb)
         if bsum > thr:
             if C[ordered[0], CD] == pivot:  # all of ordered[:p+1] sit on the pivot: score it
                 if not has_live or live[pivot]:
                     nd = doc_norm(norm, pivot) if mode == BM25 else np.float32(0.0)
                     for m in range(p + 1):
                         i = ordered[m]
-                        contribs[i] = contrib(mode, weights[i], value(seg, C, bufv, i), nd)
+                        contribs[i] = contrib(mode, weights[i], value(block_offsets, dbits, vbits, data, C, bufv, i), nd)
                     s = np.float32(0.0)
                     for i in range(n):  # the exact score: float32 sum in query-term order
                         s += contribs[i]
@@ -66,13 +69,13 @@ def _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bu
                         topk.offer(bs, bd, kn, kth, k, s, pivot)
                         thr = kth[0] * theta / slack
                 for m in range(p + 1):
-                    advance(seg, C, bufd, ordered[m])
+                    advance(block_last, block_offsets, dbits, data, C, bufd, ordered[m])
                 lo = 0
             else:  # move the last list before the pivot up to it
                 lo = p
                 while C[ordered[lo], CD] == pivot:
                     lo -= 1
-                next_geq(seg, C, bufd, ordered[lo], pivot)
+                next_geq(block_last, block_offsets, dbits, data, C, bufd, ordered[lo], pivot)
                 p = lo
         else:  # no doc up to the end of the current blocks can make it: jump past them
             nxt = END
@@ -80,14 +83,14 @@ def _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bu
             for m in range(p + 1):
                 i = ordered[m]
                 if C[i, BLK] < C[i, STOP]:
-                    nxt = min(nxt, np.int64(seg.block_last[C[i, BLK]]) + 1)
+                    nxt = min(nxt, np.int64(block_last[C[i, BLK]]) + 1)
                 if ub[i] > ub[ordered[lo]]:
                     lo = m
             if p + 1 < n:
                 nxt = min(nxt, C[ordered[p + 1], CD])
             if nxt <= pivot:
                 nxt = pivot + 1
-            next_geq(seg, C, bufd, ordered[lo], nxt)
+            next_geq(block_last, block_offsets, dbits, data, C, bufd, ordered[lo], nxt)
             p = lo
         for m in range(p, lo - 1, -1):  # cursors ordered[lo:p+1] moved: bubble them into place
             while m + 1 < n and C[ordered[m + 1], CD] < C[ordered[m], CD]:

@@ -83,15 +83,48 @@ def search(seg, mode, n_docs, algo, term_ids, weights, norm, na, nb, live, k, th
     return bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta)
 
 
+@njit(cache=True, nogil=True)
+def _query(seg, mode, n_docs, algo, indptr, terms, weights, q, norm, na, nb, live, k, theta, out_docs, out_scores,
+           out_counts):
+    """Query q of a CSR batch, its terms absent from the segment (id -1) left out, into row q of the outputs."""
+    a, e = indptr[q], indptr[q + 1]
+    t, w = terms[a:e], weights[a:e]
+    present = t >= 0
+    if not present.all():
+        t, w = t[present], w[present]
+    d, s = search(seg, mode, n_docs, algo, t, w, norm, na, nb, live, k, theta)
+    m = d.shape[0]
+    out_counts[q] = m
+    out_docs[q, :m] = d
+    out_scores[q, :m] = s
+
+
+@njit(cache=True, nogil=True)
+def check_queries(terms, weights, num_terms):
+    """0 if every term id is -1 (absent) or below num_terms and every weight finite and >= 0; else 1 (a term id)
+    or 2 (a weight)."""
+    for i in range(terms.shape[0]):
+        if terms[i] < -1 or terms[i] >= num_terms:
+            return 1
+        if not (weights[i] >= 0 and weights[i] < np.inf):
+            return 2
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def search_csr(seg, mode, n_docs, algo, indptr, terms, weights, norm, na, nb, live, k, theta, out_docs, out_scores,
+               out_counts):
+    """Each query of a CSR batch in turn (one thread). Query q is ``terms/weights[indptr[q]:indptr[q+1]]`` (term
+    ids, -1: absent from the segment); its results go to ``out_docs/out_scores[q, :out_counts[q]]`` (shape [Q, k])."""
+    for q in range(indptr.shape[0] - 1):
+        _query(seg, mode, n_docs, algo, indptr, terms, weights, q, norm, na, nb, live, k, theta, out_docs, out_scores,
+               out_counts)
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def search_batch(seg, mode, n_docs, algo, query_offsets, query_terms, query_weights, norm, na, nb, live, k, theta,
-                 out_docs, out_scores, out_counts):
-    """Many queries in parallel (prange). Query q is ``query_terms/weights[query_offsets[q]:query_offsets[q+1]]``;
-    its results go to ``out_docs/out_scores[q, :out_counts[q]]`` (shape [Q, k])."""
-    for q in prange(query_offsets.shape[0] - 1):
-        a, e = query_offsets[q], query_offsets[q + 1]
-        d, s = search(seg, mode, n_docs, algo, query_terms[a:e], query_weights[a:e], norm, na, nb, live, k, theta)
-        m = d.shape[0]
-        out_counts[q] = m
-        out_docs[q, :m] = d
-        out_scores[q, :m] = s
+def search_csr_parallel(seg, mode, n_docs, algo, indptr, terms, weights, norm, na, nb, live, k, theta, out_docs,
+                        out_scores, out_counts):
+    """`search_csr` with the queries spread over numba's threads (prange)."""
+    for q in prange(indptr.shape[0] - 1):
+        _query(seg, mode, n_docs, algo, indptr, terms, weights, q, norm, na, nb, live, k, theta, out_docs, out_scores,
+               out_counts)

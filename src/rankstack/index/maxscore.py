@@ -117,7 +117,9 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
     contributions and which terms those are, of each buffered doc; bits: buffered docs (32 per
     word); wm: window bound per term; word: terms by ascending window bound; nbw: blocks of
     each list in the window; cands / cbits: candidate docs as a list and as bits."""
-    block_last = seg.block_last
+    block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
+        seg.block_last, seg.block_offsets, seg.block_doc_bits, seg.block_val_bits, seg.block_max, seg.block_min_len,
+        seg.data)
     n = weights.shape[0]
     run = 0.0
     for m in range(n):
@@ -146,12 +148,12 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
             if C[i, CD] >= wmax:
                 same = min(same, C[i, CD])
                 continue
-            shallow(seg.block_last, C, i, wmin)
+            shallow(block_last, C, i, wmin)
             b = C[i, BLK]
             if b >= C[i, STOP]:
                 C[i, CD] = END  # exhausted
             else:
-                wm[i] = cursor_bound(seg, mode, C, bub, w64, i, na, nb)
+                wm[i] = cursor_bound(bmax, bminlen, mode, C, bub, w64, i, na, nb)
             while b < C[i, STOP]:
                 nbw[i] += 1
                 if block_last[b] >= wmax - 1:
@@ -159,7 +161,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                     break
                 b += 1
                 if b < C[i, STOP]:
-                    wm[i] = max(wm[i], block_bound(seg.block_max, seg.block_min_len, mode, w64[i], b, na, nb))
+                    wm[i] = max(wm[i], block_bound(bmax, bminlen, mode, w64[i], b, na, nb))
         for m in range(1, n):  # insertion sort by window bound
             i = word[m]
             j = m
@@ -179,7 +181,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
         if f == 0:
             # every term essential: add the lists in query-term order into acc32 (exact)
             for i in range(n):
-                next_geq(seg, C, bufd, i, wmin)
+                next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
                 if C[i, CD] < wmax:
                     lo = min(lo, (C[i, CD] - wmin) >> 5)
                 while C[i, CD] < wmax:
@@ -188,13 +190,13 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                     cnt = C[i, CNT]
                     p = _add_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, acc32, bits)
                     hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
-                    move_to(seg, C, bufd, i, p)
+                    move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
             thr = max(thr, _collect(acc32, bits, lo, hi, wmin, live, bs, bd, kn, kth, k, tscale))
             continue
         # essential lists, in any order, into acc / cw / tmask
         for m in range(f, n):
             i = word[m]
-            next_geq(seg, C, bufd, i, wmin)
+            next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
             if C[i, CD] < wmax:
                 lo = min(lo, (C[i, CD] - wmin) >> 5)
             while C[i, CD] < wmax:
@@ -203,7 +205,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                 cnt = C[i, CNT]
                 p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, tmask, bits)
                 hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
-                move_to(seg, C, bufd, i, p)
+                move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
         # candidates: buffered live docs whose partial score plus the non-essential bounds
         # beats the threshold; acc becomes that running bound
         nc = _candidates(acc, bits, lo, hi, wmin, ness, thr, live, cands, cbits)
@@ -212,29 +214,29 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
         while m >= 0 and nc > 0:
             i = word[m]
             if nc > _MERGE_PER_BLOCK * nbw[i]:  # dense: scan the list's postings in the window
-                next_geq(seg, C, bufd, i, wmin)
+                next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
                 while C[i, CD] < wmax:
-                    load_docs(seg, C, bufd, i)
+                    load_docs(block_last, block_offsets, dbits, data, C, bufd, i)
                     p, cnt = C[i, POS], C[i, CNT]
                     while p < cnt and bufd[i, p] < wmax:
                         off = bufd[i, p] - wmin
                         if (cbits[off >> 5] >> (off & 31)) & 1:
                             C[i, POS] = p
                             nd = doc_norm(norm, wmin + off) if mode == BM25 else np.float32(0.0)
-                            c = contrib(mode, weights[i], value(seg, C, bufv, i), nd)
+                            c = contrib(mode, weights[i], value(block_offsets, dbits, vbits, data, C, bufv, i), nd)
                             cw[off, i] = c
                             tmask[off, i >> 6] |= np.int64(1) << (i & 63)
                             acc[off] += c
                         p += 1
-                    move_to(seg, C, bufd, i, p)
+                    move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
             else:  # sparse: skip to each candidate
                 for j in range(nc):
                     off = cands[j]
                     d = wmin + off
-                    next_geq(seg, C, bufd, i, d)
+                    next_geq(block_last, block_offsets, dbits, data, C, bufd, i, d)
                     if C[i, CD] == d:
                         nd = doc_norm(norm, d) if mode == BM25 else np.float32(0.0)
-                        c = contrib(mode, weights[i], value(seg, C, bufv, i), nd)
+                        c = contrib(mode, weights[i], value(block_offsets, dbits, vbits, data, C, bufv, i), nd)
                         cw[off, i] = c
                         tmask[off, i >> 6] |= np.int64(1) << (i & 63)
                         acc[off] += c

@@ -126,9 +126,11 @@ class SparseQueries:
                 data.append(w)
             indptr.append(len(indices))
         vocabulary = Vocabulary(columns)
-        m = sp.csr_matrix((np.asarray(data, np.float32), np.asarray(indices, np.int64), np.asarray(indptr)),
-                          shape=(len(bags), len(columns)))
-        return cls.from_matrix(m, vocabulary)
+        ptr, cols, vals = np.array(indptr, np.int64), np.array(indices, np.int32), np.array(data, np.float32)
+        if len(bags) > 1:  # columns ascending within each row (they are numbered in order of first appearance)
+            order = np.lexsort((cols, np.repeat(np.arange(len(bags)), np.diff(ptr))))
+            cols, vals = cols[order], vals[order]
+        return cls._checked(ptr, cols, vals, vocabulary, lambda j: repr(vocabulary[int(cols[j])]))
 
     @classmethod
     def over_columns(cls, queries: sp.spmatrix | Sequence[tuple[Any, Any]], dim: int) -> "SparseQueries":
