@@ -25,3 +25,21 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], An
         return getattr(module, name)
 
     return __getattr__
+
+
+#: Optional dependencies a module may lack: its stages or encoders are then not registered.
+OPTIONAL = (*NEURAL, "faiss", "gguf", "accelerate")
+
+
+def import_submodules(package: str) -> None:
+    """Import every module of a package (so that the classes it defines register themselves); modules that need
+    a missing optional dependency are skipped."""
+    import pkgutil
+
+    root = importlib.import_module(package)
+    for info in pkgutil.iter_modules(root.__path__, prefix=f"{package}."):
+        try:
+            importlib.import_module(info.name)
+        except ImportError as e:
+            if e.name is None or e.name.split(".")[0] not in OPTIONAL:
+                raise

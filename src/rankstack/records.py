@@ -1,5 +1,6 @@
-"""Model records: the `model_info` an index stores about the encoder that built it, and the check that a query
-encoder matches it. Pure Python: usable by the index layer without the neural extra."""
+"""Model records: the record an index stores about the encoder that built it, and the check that a query encoder
+matches it; and the marker for values a record or repr cannot carry (InMemory). Pure Python: usable by the index
+layer without the neural extra."""
 
 from __future__ import annotations
 
@@ -37,3 +38,23 @@ def _diff(recorded: dict, current: dict, prefix: str) -> list[str]:
         elif x != y:
             out.append(f"{prefix}{key}: index {x!r}, encoder {y!r}")
     return out
+
+
+class InMemory:
+    """Stands, in a repr or a stage's config, for a value held only in memory (an in-memory corpus, a projection
+    matrix, an IDF table): it names what and how much, with a content hash (so two of them differ where their
+    contents do), and a pipeline expression holding one cannot be parsed (rankstack.pipeline.config refuses it,
+    saying what to pass instead)."""
+
+    def __init__(self, what: str, size: int | tuple[int, ...], digest: str):
+        self.what, self.size, self.digest = what, size, digest
+
+    def __repr__(self) -> str:
+        return f"in_memory({self.what!r}, {self.size!r}, {self.digest!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InMemory) and (self.what, self.size, self.digest) == (other.what, other.size,
+                                                                                      other.digest)
+
+    def __hash__(self) -> int:
+        return hash((self.what, self.size, self.digest))

@@ -67,8 +67,8 @@ def test_bad_directories(tmp_path, minilm_dir):
     (tmp_path / "modules.json").write_text("[]")
     with pytest.raises(InputError, match="no model weights"):
         resolve_model(tmp_path)
-    (tmp_path / "modules.json").write_text('[{"type": "sentence_transformers.models.Dense", "path": "2_Dense"}]')
-    with pytest.raises(RankstackError, match="Dense"):
+    (tmp_path / "modules.json").write_text('[{"type": "sentence_transformers.models.WordEmbeddings", "path": "0"}]')
+    with pytest.raises(RankstackError, match="module 'sentence_transformers.models.WordEmbeddings' is not supported"):
         resolve_model(tmp_path)
 
 
@@ -150,3 +150,17 @@ def test_retrained_weights_of_the_same_shape_hash_differently(tmp_path, splade_d
     sizes = {f.name: f.stat().st_size for f in copy.glob("*.safetensors")}
     assert sizes == {f.name: f.stat().st_size for f in splade_dir.glob("*.safetensors")}  # only values differ
     assert resolve_model(copy).content_hash != resolve_model(splade_dir).content_hash
+
+
+def test_records_of_older_indexes_still_rebuild_their_encoder(dense, minilm_dir):
+    """Indexes recorded before include_prompt, truncate_dim and dense existed: the same encoder comes back."""
+    from rankstack.encoders import encoder_from_record
+
+    old = {k: v for k, v in dense.to_record().items() if k not in ("include_prompt", "truncate_dim", "dense")}
+    again = encoder_from_record(old, device="cpu", progress=False)
+    check_compatible(old, again.to_record())
+    assert again.to_record() == dense.to_record()
+    moved = {**old, "path": "/no/longer/there"}  # the folder moved: the recorded name (here a folder) is used
+    assert encoder_from_record({**moved, "model": str(minilm_dir)}, device="cpu").to_record() == dense.to_record()
+    with pytest.raises(InputError, match="not found"):
+        encoder_from_record({**moved, "model": "/no/longer/there"}, device="cpu")

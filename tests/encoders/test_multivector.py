@@ -93,5 +93,5 @@ def test_projection_loaded_from_colbert_checkpoint(minilm_dir, tmp_path):
     save_file({**{k: v.contiguous() for k, v in bert.state_dict().items()}, "linear.weight": linear},
               str(tmp_path / "model.safetensors"))
     enc = MultiVectorEncoder(tmp_path, device="cpu", progress=False)
-    assert enc.dimension == 16 and torch.equal(enc.projection, linear)
+    assert enc.dimension == 16 and torch.equal(enc.head[0].weight, linear)
     assert enc.encode_documents(["a small test"])[0].shape == (6, 16)

@@ -7,6 +7,7 @@ a new writer that leaves only the files its manifest names. Used by tests/index/
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,6 +131,10 @@ def clean_up(kind: str, path: Path) -> set[str]:
     return {p.name for p in path.iterdir()} - names
 
 
+def _announcements(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if re.fullmatch(r"[pc] \d+", line.strip())]
+
+
 def kill_once(kind: str, path: Path, delay: float) -> tuple[set[int], int, set[str]]:
     """Start a writer, let it commit at least once, kill it `delay` seconds later: (the live counts the index may
     hold: the last committed, or the one being committed when it died; the count it opens with; stray files
@@ -137,16 +142,16 @@ def kill_once(kind: str, path: Path, delay: float) -> tuple[set[int], int, set[s
     code = f"PATH = {str(path)!r}\n" + WRITERS[kind]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
-    lines = []
+    lines: list[list[str]] = []  # ["p" or "c", count]; other output (a library's notice) is skipped
     while not lines or lines[-1][0] != "c":
         line = proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the {kind} writer ended before its first commit")
-        lines.append(line.split())
+        lines += _announcements(line)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     rest, _ = proc.communicate()
-    lines += [line.split() for line in rest.splitlines()]
+    lines += _announcements(rest)
     committed = [int(n) for tag, n in lines if tag == "c"][-1]
     pending = int(lines[-1][1]) if lines[-1][0] == "p" else committed
     return {committed, pending}, live_count(kind, path), clean_up(kind, path)

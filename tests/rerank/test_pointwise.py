@@ -79,8 +79,10 @@ def test_rerank_stage_contract_and_repr(llama_dir):  # noqa: F811
     expected = pw.predict([(QUERIES["q1"], TEXTS[d]) for d in head])
     assert ids[:5] == [head[i] for i in np.argsort(-expected, kind="stable")] and ids[5] == "d5"
     assert "tokens=('yes', 'no')" in repr(pw)
-    again = parse(repr(pw).replace("texts=None", "texts=None"))
-    assert isinstance(again, Pointwise) and again.token_ids == pw.token_ids
+    with pytest.raises(InputError, match="corpus held in memory"):  # CorpusTexts(DOCS): no file rebuilds it
+        parse(repr(pw))
+    again = parse(repr(pw).replace(repr(pw.texts.source), "docs"), stages={"docs": pw.texts})
+    assert isinstance(again, Pointwise) and again.token_ids == pw.token_ids and repr(again) == repr(pw)
 
 
 def test_bad_answer_words_are_named(llama_dir):  # noqa: F811

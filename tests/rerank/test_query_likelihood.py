@@ -1,5 +1,6 @@
 """QueryLikelihood: scores equal the model's own teacher-forced loss per pair, whatever the batching; document-side
-truncation; the stage contract (depth, order, every candidate once, cache, repr); model naming (package:, .gguf)."""
+truncation; the stage contract (depth, order, every candidate once, cache, repr). Model names (package:, .gguf):
+tests/encoders/test_names.py."""
 
 import numpy as np
 import pytest
@@ -12,7 +13,6 @@ from tests.rerank.conftest import make_pairs
 from tests.rerank.lm_models import llama_dir, t5_dir  # noqa: F401 (fixtures)
 
 torch = pytest.importorskip("torch")
-from rankstack.rerank.llm import gguf_folder, package_gguf, resolve_lm
 from rankstack.rerank.query_likelihood import QueryLikelihood
 
 DOCS = [Document(f"d{i}", text) for i, text in enumerate([
@@ -138,34 +138,3 @@ def test_bad_input_is_named(llama_dir):  # noqa: F811
         ql(QUERIES, RUN)
 
 
-def test_package_gguf_finds_the_file_a_distribution_ships(tmp_path, monkeypatch):
-    site = tmp_path / "site"
-    (site / "fakelm").mkdir(parents=True)
-    (site / "fakelm" / "tiny.Q4.gguf").write_bytes(b"GGUF")
-    info = site / "fakelm-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakelm\nVersion: 0.1\n")
-    (info / "RECORD").write_text("fakelm/__init__.py,,\nfakelm/tiny.Q4.gguf,,\nfakelm-0.1.dist-info/METADATA,,\n")
-    monkeypatch.syspath_prepend(str(site))
-    assert package_gguf("fakelm") == (site / "fakelm" / "tiny.Q4.gguf").resolve()
-    assert package_gguf("fakelm/tiny.Q4.gguf").name == "tiny.Q4.gguf"
-    with pytest.raises(InputError, match="other.gguf"):
-        package_gguf("fakelm/other.gguf")
-    with pytest.raises(InputError, match="not installed"):
-        resolve_lm("package:no-such-distribution-xyz")
-    with pytest.raises(InputError, match="not found"):
-        resolve_lm(tmp_path / "missing.gguf")
-
-
-def test_gguf_folder_reuses_a_converted_model(tmp_path, llama_dir):  # noqa: F811
-    import hashlib
-    import shutil
-    gguf = tmp_path / "model.gguf"
-    gguf.write_bytes(b"GGUF not really")
-    done = tmp_path / "cache" / f"model-{hashlib.blake2b(gguf.read_bytes(), digest_size=8).hexdigest()}"
-    shutil.copytree(llama_dir, done)  # as a finished conversion leaves it
-    assert gguf_folder(gguf, tmp_path / "cache") == done
-    from rankstack.errors import RankstackError
-    with pytest.raises(RankstackError, match="model.gguf"):
-        gguf_folder(gguf, tmp_path / "other-cache")  # converts, and fails on this fake file
-    assert not any((tmp_path / "other-cache").iterdir())  # no half-written folder left

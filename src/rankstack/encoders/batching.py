@@ -1,7 +1,7 @@
 """Batching shared by the encoders: length-sorted token-budget batches padded per batch, prefetched to the
 device in a background thread, results fetched on a side stream one batch behind (no per-batch stall of the
 GPU), original order restored by the caller through the positions each batch carries; and resumable
-encoding of large corpora into atomically written shards."""
+encoding of large corpora into atomically written shards (rankstack.index.commit.write_atomic)."""
 
 from __future__ import annotations
 
@@ -62,14 +62,16 @@ def plan_batches(lengths: np.ndarray, batch_size: int, token_budget: int | None 
     return batches
 
 
-def pad(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad token ids to one width: (input_ids, attention_mask) as int64 arrays."""
+def pad(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None,
+        left: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Pad token ids to one width, on the right (or the left): (input_ids, attention_mask) as int64 arrays."""
     width = width or max(len(s) for s in seqs)
     ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(seqs), width), dtype=np.int64)
     for i, s in enumerate(seqs):
-        ids[i, :len(s)] = s
-        mask[i, :len(s)] = 1
+        at = slice(width - len(s), width) if left else slice(0, len(s))
+        ids[i, at] = s
+        mask[i, at] = 1
     return ids, mask
 
 
@@ -88,16 +90,18 @@ Finalize = Callable[[Any], Any]
 
 def run_batches(texts: Sequence[str], tokenize: Tokenize, forward: Forward, finalize: Finalize, *,
                 device: torch.device, pad_id: int, batch_size: int, token_budget: int | None = None,
-                pad_to: int | None = None, progress: bool | None = None, desc: str = "encoding") -> Iterator[tuple[np.ndarray, Any]]:
+                pad_to: int | None = None, left: bool = False, progress: bool | None = None,
+                desc: str = "encoding") -> Iterator[tuple[np.ndarray, Any]]:
     """Encode `texts` batch by batch; yield (positions, finalize(forward(batch))) in batch order.
 
-    `forward` runs on the device; `finalize` turns its outputs into host data (it must copy to the CPU). On CUDA,
+    `forward` runs on the device; `finalize` turns its outputs into host data (it must copy to the CPU). Rows are
+    padded on the right, or with `left` on the left (decoder embedders). On CUDA,
     inputs are prepared in a background thread and `finalize` of batch i runs on a side stream while batch i+1
     computes. `progress`: None shows a bar only on a terminal.
     """
     cuda = device.type == "cuda"
     stream = torch.cuda.current_stream(device) if cuda else None  # inputs are copied on the stream that computes
-    batches = _batches(texts, tokenize, device, stream, pad_id, batch_size, token_budget, pad_to)
+    batches = _batches(texts, tokenize, device, stream, pad_id, batch_size, token_budget, pad_to, left)
     with tqdm(total=len(texts), desc=desc, unit="text", disable=None if progress is None else not progress,
               leave=False) as bar:
         if not cuda:
@@ -131,13 +135,14 @@ def _finish(pending: tuple, side: torch.cuda.Stream, finalize: Finalize, bar: tq
 
 
 def _batches(texts: Sequence[str], tokenize: Tokenize, device: torch.device, stream: torch.cuda.Stream | None,
-             pad_id: int, batch_size: int, token_budget: int | None, pad_to: int | None) -> Iterator[Batch]:
+             pad_id: int, batch_size: int, token_budget: int | None, pad_to: int | None,
+             left: bool) -> Iterator[Batch]:
     start, size = 0, min(CHUNK_TEXTS, max(FIRST_CHUNK_TEXTS, 4 * batch_size))
     while start < len(texts):
         seqs = tokenize(list(texts[start:start + size]))
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         for rows in plan_batches(lengths, batch_size, token_budget, pad_to):
-            ids, mask = pad([seqs[i] for i in rows], pad_id, pad_to)
+            ids, mask = pad([seqs[i] for i in rows], pad_id, pad_to, left)
             full = bool(mask.all())
             ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
             if stream is not None:
@@ -200,13 +205,14 @@ def encode_corpus_to_shards(encoder: Any, texts: Iterable[str], out_dir: str | o
     `on_shard(index, path)` is called after each newly written shard. Returns the shard paths in order;
     `load_shards(out_dir)` reads the whole result back.
     """
+    from rankstack.index.commit import write_atomic
     from rankstack.records import check_compatible
 
     if shard_size < 1:
         raise InputError(f"shard_size must be at least 1, got {shard_size}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp-*"):  # half-written files of a crashed run
+    for stale in out.glob("*.tmp"):  # half-written files of a crashed run
         stale.unlink(missing_ok=True)
     meta_path = out / "meta.json"
     meta = {"format": SHARDS_FORMAT, "shard_size": shard_size, "encoder": encoder.model_info()}
@@ -217,7 +223,7 @@ def encode_corpus_to_shards(encoder: Any, texts: Iterable[str], out_dir: str | o
                              "resume with the same size or use a new directory", out)
         check_compatible(recorded.get("encoder", {}), meta["encoder"])
     else:
-        _atomic_write(meta_path, json.dumps(meta, indent=1).encode())
+        write_atomic(meta_path, json.dumps(meta, indent=1).encode())
     (out / "complete.json").unlink(missing_ok=True)
     paths, total = [], 0
     for index, chunk in enumerate(_chunks(texts, shard_size)):
@@ -232,12 +238,12 @@ def encode_corpus_to_shards(encoder: Any, texts: Iterable[str], out_dir: str | o
             arrays = _to_arrays(encoder.encode_documents(chunk))
             buf = io.BytesIO()
             np.savez(buf, n=np.int64(len(chunk)), texts_hash=np.str_(digest), **arrays)
-            _atomic_write(path, buf.getvalue())
+            write_atomic(path, buf.getvalue())
             if on_shard is not None:
                 on_shard(index, path)
         paths.append(path)
         total += len(chunk)
-    _atomic_write(out / "complete.json", json.dumps({"shards": len(paths), "texts": total}).encode())
+    write_atomic(out / "complete.json", json.dumps({"shards": len(paths), "texts": total}).encode())
     return paths
 
 
@@ -303,24 +309,3 @@ def _from_arrays(z: dict[str, np.ndarray]) -> Any:
         return np.split(z["vectors"], np.cumsum(z["lengths"])[:-1]) if len(z["lengths"]) else []
     import scipy.sparse as sp
     return sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so that it exists either whole or not at all, even across a crash."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # directories cannot be fsynced on some platforms
-        pass

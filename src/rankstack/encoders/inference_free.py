@@ -13,13 +13,18 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from rankstack.encoders.base import Encoder
 from rankstack.encoders.batching import check_texts
-from rankstack.encoders.loading import PathLike
+from rankstack.encoders.loading import ModelSpec, PathLike
 from rankstack.encoders.splade import SpladeEncoder, format_sparse
 from rankstack.errors import InputError
+from rankstack.records import InMemory
+
+#: The name of the IDF table an index keeps beside the encoder's record (`index_files`).
+QUERY_IDF = "query_idf"
 
 
-class InferenceFreeSparseEncoder:
+class InferenceFreeSparseEncoder(Encoder):
     """Documents through a SPLADE-style encoder; a query is its distinct tokens, each weighted by `idf`.
 
     `idf`: a {token: weight} mapping or an `idf.json` path (OpenSearch's format); None takes the model folder's
@@ -28,22 +33,46 @@ class InferenceFreeSparseEncoder:
     Special tokens never appear in queries. Other arguments go to `SpladeEncoder` (document side).
     """
 
-    def __init__(self, model: PathLike, *, idf: Mapping[str, float] | PathLike | None = None,
+    kind = "inference-free-sparse"
+
+    def __init__(self, model: PathLike | ModelSpec, *, idf: Mapping[str, float] | PathLike | None = None,
                  missing_weight: float = 0.0, query_max_length: int | None = None, **document_options: Any):
+        for key in ("query_model", "query_top_k"):
+            if document_options.get(key) is not None:
+                raise InputError(f"{key} does not apply to an inference-free encoder (its queries need no model)")
+            document_options.pop(key, None)
         self.splade = SpladeEncoder(model, **document_options)
         self.tokenizer = self.splade.documents.lm.tokenizer
         self.vocab_size = self.splade.vocab_size
         self.query_max_length = query_max_length or self.splade.documents.lm.max_length
         self.missing_weight = float(missing_weight)
         self._special = np.array(sorted(self.tokenizer.all_special_ids), dtype=np.int64)
-        if idf is None:
-            bundled = self.splade.documents.lm.spec.transformer_path / "idf.json"
-            idf = bundled if bundled.exists() else None
+        bundled = self.splade.documents.lm.spec.transformer_path / "idf.json"
+        if idf is None and bundled.exists():
+            idf = bundled
         self.idf: np.ndarray | None = None
+        self._idf_source: str | InMemory | None = None  # where the table came from, for the repr
         if isinstance(idf, (str, os.PathLike)):
             self.idf = self._table(_read_idf(Path(idf)))
+            self._idf_source = None if Path(idf) == bundled else os.fspath(idf)
         elif idf is not None:
             self.idf = self._table(idf)
+            self._idf_source = self._in_memory()
+        splade_defaults = self.splade._model_defaults
+        self._model_defaults = {**{k: splade_defaults[k] for k in ("document_max_length", "document_top_k",
+                                                                    "activation")},
+                                "query_max_length": splade_defaults["document_max_length"]}
+        self._runtime = self.splade._runtime
+
+    @property
+    def name(self) -> str:
+        return self.splade.name
+
+    def _in_memory(self) -> InMemory:
+        return InMemory("idf table", int(np.count_nonzero(self.idf != self.missing_weight)), self._idf_hash())
+
+    def _idf_hash(self) -> str | None:
+        return None if self.idf is None else "sha256:" + hashlib.sha256(self.idf.tobytes()).hexdigest()[:24]
 
     def _table(self, weights: Mapping[str, float]) -> np.ndarray:
         table = np.full(self.vocab_size, self.missing_weight, dtype=np.float32)
@@ -72,6 +101,7 @@ class InferenceFreeSparseEncoder:
         if n == 0:
             raise InputError("fit_idf needs at least one document")
         self.idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        self._idf_source = self._in_memory()
         vocab = self.splade.vocabulary()
         return {vocab[i]: float(self.idf[i]) for i in np.flatnonzero(df)}
 
@@ -91,9 +121,13 @@ class InferenceFreeSparseEncoder:
         """Write the IDF table as {token: weight} JSON (tokens with the missing weight left out)."""
         if self.idf is None:
             raise InputError("no IDF table to save: pass idf= or call fit_idf first")
+        Path(path).write_bytes(self._idf_json())
+
+    def _idf_json(self) -> bytes:
+        """The IDF table as {token: weight} JSON (tokens with the missing weight left out)."""
         vocab = self.splade.vocabulary()
         table = {vocab[i]: float(self.idf[i]) for i in np.flatnonzero(self.idf != self.missing_weight)}
-        Path(path).write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
+        return json.dumps(table, ensure_ascii=False).encode("utf-8")
 
     def encode_queries(self, texts: Sequence[str], *, output: str = "csr") -> Any:
         """Query vectors without a model: each distinct token weighted by its IDF (or 1.0 with no table)."""
@@ -114,21 +148,46 @@ class InferenceFreeSparseEncoder:
         """Document vectors from the SPLADE-style encoder."""
         return self.splade.encode_documents(texts, output=output)
 
-    def model_info(self) -> dict[str, Any]:
-        """What an index must record to be queried consistently (see `check_compatible`)."""
-        idf_hash = None if self.idf is None else "sha256:" + hashlib.sha256(self.idf.tobytes()).hexdigest()[:24]
-        doc = self.splade.model_info()
+    def to_record(self) -> dict[str, Any]:
+        doc = self.splade.to_record()
         for key in ("query_max_length", "query_top_k", "query_model"):
             doc.pop(key)
-        return {**doc, "encoder": "inference-free-sparse", "query_idf": idf_hash,
+        return {**doc, "encoder": "inference-free-sparse", "query_idf": self._idf_hash(),
                 "query_max_length": self.query_max_length}
+
+    @classmethod
+    def record_arguments(cls, record: dict[str, Any]) -> dict[str, Any]:
+        return {key: record.get(key) for key in ("document_max_length", "document_top_k", "activation",
+                                                 "query_max_length")}
+
+    def index_files(self) -> dict[str, bytes]:
+        return {} if self.idf is None else {QUERY_IDF: self._idf_json()}
+
+    @classmethod
+    def _files(cls, files: Any) -> dict[str, Any]:
+        data = None if files is None else files.read_file(QUERY_IDF)
+        return {} if data is None else {"idf": _parse_idf(data, QUERY_IDF)}
+
+    def _unrecorded(self) -> dict[str, Any]:
+        out: dict[str, Any] = {} if self._idf_source is None else {"idf": self._idf_source}
+        if self.missing_weight != 0.0:
+            out["missing_weight"] = self.missing_weight
+        return out
 
 
 def _read_idf(path: Path) -> dict[str, float]:
     try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        data = path.read_bytes()
+    except OSError as e:
         raise InputError(f"cannot read IDF table: {e}", path) from e
+    return _parse_idf(data, path)
+
+
+def _parse_idf(data: bytes, where: Any) -> dict[str, float]:
+    try:
+        table = json.loads(data)
+    except ValueError as e:
+        raise InputError(f"cannot read IDF table: {e}", where) from e
     if not isinstance(table, dict) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in table.values()):
-        raise InputError("an IDF table must be a JSON object of token: number", path)
+        raise InputError("an IDF table must be a JSON object of token: number", where)
     return table

@@ -9,8 +9,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from rankstack.encoders.base import Encoder
 from rankstack.encoders.batching import Batch, check_texts, default_batching, run_batches
-from rankstack.encoders.loading import LoadedModel, PathLike, load_model
+from rankstack.encoders.loading import LoadedModel, ModelSpec, PathLike, load_model, model_max_length, recorded_spec
 from rankstack.errors import InputError
 
 OUTPUTS = ("csr", "pairs", "dict")
@@ -26,7 +27,7 @@ class _Side:
     head: Callable | None  # hidden [.., H] -> logits [.., V]; None: run the whole model
 
 
-class SpladeEncoder:
+class SpladeEncoder(Encoder):
     """Encode texts into sparse vocabulary-sized vectors with a masked-language model (SPLADE max pooling).
 
     Pooling takes the masked max of the logits first and applies log1p(relu(.)) to that [B, V] result only
@@ -39,7 +40,10 @@ class SpladeEncoder:
     of (int32 indices, float32 weights), "dict" a list of {token: weight}.
     """
 
-    def __init__(self, model: PathLike, *, query_model: PathLike | None = None, query_max_length: int | None = None,
+    kind = "splade"
+
+    def __init__(self, model: PathLike | ModelSpec, *, query_model: PathLike | ModelSpec | None = None,
+                 query_max_length: int | None = None,
                  document_max_length: int | None = None, query_top_k: int | None = None,
                  document_top_k: int | None = None, activation: str = "relu", device: str | None = None,
                  dtype: str | None = None, batch_size: int | None = None, token_budget: int | None = None,
@@ -65,6 +69,16 @@ class SpladeEncoder:
         self.progress = progress
         self.vocab_size = doc_lm.vocab_size
         self._vocab: list[str] | None = None
+        self._model_defaults = {"document_max_length": _natural_length(doc_lm), "document_top_k": None,
+                                "activation": "relu", "query_max_length": _natural_length(query_lm),
+                                "query_top_k": None, "query_model": None}
+        self._keep_runtime(device=device, dtype=dtype, batch_size=batch_size, token_budget=token_budget,
+                           logits_budget_mb=None if logits_budget_mb == 256 else logits_budget_mb, revision=revision,
+                           progress=progress)
+
+    @property
+    def name(self) -> str:
+        return self.documents.lm.spec.name
 
     def encode_queries(self, texts: Sequence[str], *, output: str = "csr") -> Any:
         """Sparse query vectors (see the class docstring for `output`)."""
@@ -118,16 +132,30 @@ class SpladeEncoder:
             weights = torch.zeros_like(weights).scatter_(1, indices, values)
         return weights
 
-    def model_info(self) -> dict[str, Any]:
-        """What an index must record to be queried consistently (see `check_compatible`)."""
+    def to_record(self) -> dict[str, Any]:
         q = self.queries
         return {**self.documents.lm.info(), "encoder": "splade", "activation": self.activation,
                 "dimension": self.vocab_size, "document_max_length": self.documents.max_length,
                 "document_top_k": self.documents.top_k, "query_max_length": q.max_length, "query_top_k": q.top_k,
                 "query_model": None if q.lm is self.documents.lm else q.lm.info()}
 
-    def __repr__(self) -> str:
-        return f"SpladeEncoder({self.documents.lm.spec.name!r}, device={str(self.documents.lm.device)!r})"
+    @classmethod
+    def record_arguments(cls, record: dict[str, Any]) -> dict[str, Any]:
+        query = record.get("query_model")
+        return {**{key: record.get(key) for key in ("document_max_length", "document_top_k", "query_max_length",
+                                                    "query_top_k")},
+                "activation": record.get("activation", "relu"), "query_model": query["model"] if query else None}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], **options: Any) -> SpladeEncoder:
+        """As Encoder.from_record; a separate query model is found as the document model is (recorded_spec)."""
+        if record.get("query_model") and "query_model" not in options:
+            options["query_model"] = recorded_spec(record["query_model"])
+        return super().from_record(record, **options)
+
+
+def _natural_length(lm: LoadedModel) -> int:
+    return model_max_length(lm.spec, lm.tokenizer, lm.model.config, None)
 
 
 def _side(lm: LoadedModel, max_length: int, top_k: int | None) -> _Side:

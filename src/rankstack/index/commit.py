@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -278,6 +279,35 @@ def open_snapshot(path: Path, read: Callable[[], Manifest], open_files: Callable
             if time.monotonic() > deadline:
                 raise RankstackError(f"{path} changed under every attempt to open it for {timeout:.0f} s: "
                                      "commits replace it faster than it opens") from None
+
+
+_VERIFY = threading.Lock()  # first verifications are rare: one lock serves every snapshot
+
+
+class Snapshot:
+    """What every index snapshot (a reader) shares: its manifest, its content identity and a verification of its
+    files done once. Subclasses set `manifest` and implement `_verify`."""
+
+    manifest: Manifest
+    _verified = False
+
+    @property
+    def commit_id(self) -> str:
+        """The identity of this snapshot's content: new at every commit (add, delete, merge, rebuild)."""
+        return self.manifest.commit
+
+    def verify(self) -> None:
+        """Check every checksum and every structure search relies on, once per snapshot (IndexFormatError naming
+        what is wrong); searches call it before they first read the files."""
+        if self._verified:
+            return
+        with _VERIFY:
+            if not self._verified:
+                self._verify()
+                self._verified = True
+
+    def _verify(self) -> None:
+        raise NotImplementedError
 
 
 class LockedWriter:

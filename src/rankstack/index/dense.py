@@ -18,7 +18,6 @@ without them.
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -29,7 +28,7 @@ from rankstack.data.run import Hits, Run, sort_hits
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.records import check_compatible
 from rankstack.index import commit
-from rankstack.index.commit import LockedWriter, WriterLock, check_hint, new_name
+from rankstack.index.commit import LockedWriter, Snapshot, WriterLock, check_hint, new_name
 from rankstack.index.container import Container, FileRef, crc32, read_checked, write_container
 from rankstack.index.search import DenseParams, check_k
 from rankstack.index.segment import read_tombstones, write_tombstones
@@ -93,7 +92,7 @@ def min_train_vectors(index: Any) -> int:
     return need
 
 
-class DenseIndex:
+class DenseIndex(Snapshot):
     """A read-only snapshot of a dense index directory. `gpu`: None uses every GPU when FAISS sees any."""
 
     def __init__(self, path: str | Path, gpu: bool | None = None):
@@ -130,20 +129,13 @@ class DenseIndex:
             self._live_bitmap = np.packbits(~self.deleted, bitorder="little")
             self._selector = faiss.IDSelectorBitmap(self.total, faiss.swig_ptr(self._live_bitmap))
         self._positions: dict[str, int] | None = None
-        self._verify_lock = threading.Lock()
         return m
 
-    @property
-    def commit_id(self) -> str:
-        """The identity of this snapshot's content: it changes with every commit."""
-        return self.manifest.commit
-
-    def verify(self) -> None:
-        """Check the checksums of the stored vectors and ids (the FAISS file is checked when it is read)."""
-        if self.data is not None and not self.data.verified:
-            with self._verify_lock:
-                self.data.verify()
-                self.doc_ids.check()
+    def _verify(self) -> None:
+        """The stored vectors' and ids' checksums (the FAISS file is checked whole when it is read)."""
+        if self.data is not None:
+            self.data.verify()
+            self.doc_ids.check()
 
     def _use_gpu(self, gpu: bool | None) -> None:
         faiss = _faiss()

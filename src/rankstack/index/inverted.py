@@ -9,7 +9,6 @@ replacing the manifest, so a crash at any moment leaves the last commit intact.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index import commit, topk
-from rankstack.index.commit import LockedWriter, Manifest, WriterLock, check_hint, new_name
+from rankstack.index.commit import LockedWriter, Manifest, Snapshot, WriterLock, check_hint, new_name
 from rankstack.index.container import file_ref, read_checked
 from rankstack.data.run import Hits
 from rankstack.index.query import SegmentSearcher
@@ -74,7 +73,7 @@ class IndexDocIds:
         return out
 
 
-class InvertedIndex:
+class InvertedIndex(Snapshot):
     """A read-only snapshot of an index directory.
 
     Opening reads the manifest and the segments' headers; the first search checks every file's checksums and
@@ -84,8 +83,6 @@ class InvertedIndex:
     def __init__(self, path: str | Path):
         self.path = Path(path).absolute()
         self.manifest: Manifest = commit.open_snapshot(self.path, lambda: read_manifest(self.path), self._open)
-        self._verify_lock = threading.Lock()
-        self._verified = False
 
     def _open(self, manifest: Manifest) -> Manifest:
         hint = check_hint(self.path)
@@ -112,11 +109,6 @@ class InvertedIndex:
         return manifest
 
     @property
-    def commit_id(self) -> str:
-        """The identity of this snapshot's content: it changes with every commit (add, delete, merge, rebuild)."""
-        return self.manifest.commit
-
-    @property
     def mode(self) -> str:
         return self.settings["mode"]
 
@@ -141,14 +133,9 @@ class InvertedIndex:
         ref = self.manifest.files.get(role)
         return None if ref is None else read_checked(self.path / ref.name, ref, check_hint(self.path))
 
-    def verify(self) -> None:
-        """Check every segment's checksums and structures (once per snapshot; see Segment.verify)."""
-        if self._verified:
-            return
-        with self._verify_lock:
-            for seg in self.segments:
-                seg.verify()
-            self._verified = True
+    def _verify(self) -> None:
+        for seg in self.segments:
+            seg.verify()
 
     # --- statistics and weights ----------------------------------------------------------------
 
@@ -165,7 +152,7 @@ class InvertedIndex:
         """For a query vocabulary: each term's id in each segment ([segments, terms], -1 where absent) and its
         document frequency in this snapshot. Looked up once per vocabulary (an encoder's is reused across batches)
         and per term (the cache holds at most TERM_CACHE terms, then starts over)."""
-        known = self._vocabularies.get(vocabulary.key)
+        known = self._vocabularies.get(vocabulary.key) if vocabulary.shared else None
         if known is not None:
             return known
         cache = self._terms
@@ -185,9 +172,10 @@ class InvertedIndex:
                 cache.update(zip(names, (found[i] for i in missing)))
         columns = (np.array([f[0] for f in found], dtype=np.int64).reshape(len(terms), len(self.segments)).T,
                    np.array([f[1] for f in found], dtype=np.int64))
-        if len(self._vocabularies) >= 16:
-            self._vocabularies.clear()
-        self._vocabularies[vocabulary.key] = columns
+        if vocabulary.shared:
+            if len(self._vocabularies) >= 16:
+                self._vocabularies.clear()
+            self._vocabularies[vocabulary.key] = columns
         return columns
 
     def _factors(self, vocabulary: Vocabulary, df: np.ndarray, stats: CollectionStats | None) -> np.ndarray:
@@ -211,8 +199,7 @@ class InvertedIndex:
             raise InputError(f"unknown search algorithm {params.algorithm!r} (expected one of {ALGORITHMS})")
         k = check_k(k)
         queries = SparseQueries.of(queries)
-        if not self._verified:
-            self.verify()
+        self.verify()
         term_ids, df = self._columns(queries.vocabulary)
         weights = (queries.data * self._factors(queries.vocabulary, df, params.stats)[queries.indices]
                    ).astype(np.float32)

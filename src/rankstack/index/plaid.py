@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -44,7 +43,7 @@ from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputErro
 from rankstack.index import commit
 from rankstack.index import plaid_kernels as K
 from rankstack.index import topk
-from rankstack.index.commit import WriterLock, check_hint, new_name
+from rankstack.index.commit import Snapshot, WriterLock, check_hint, new_name
 from rankstack.index.container import Container, write_container
 from rankstack.index.search import PlaidParams, check_k
 from rankstack.index.segment import read_tombstones, write_tombstones
@@ -193,14 +192,12 @@ class _Chunk:
         self.ids.check()
 
 
-class PlaidIndex:
+class PlaidIndex(Snapshot):
     """A read-mostly PLAID index directory; `add` and `delete` commit a new snapshot and reload it."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path).absolute()
         self.manifest = commit.open_snapshot(self.path, self._read_manifest, self._open)
-        self._verify_lock = threading.Lock()
-        self._verified = False
 
     def _read_manifest(self) -> commit.Manifest:
         return commit.read_manifest(self.path, FORMAT, VERSION, WHAT)
@@ -240,18 +237,9 @@ class PlaidIndex:
         self.live = np.concatenate([c.live for c in self.chunks] + [np.zeros(0, bool)])
         return m
 
-    @property
-    def commit_id(self) -> str:
-        return self.manifest.commit
-
-    def verify(self) -> None:
-        """Check every chunk's checksums and structure (once per snapshot)."""
-        if self._verified:
-            return
-        with self._verify_lock:
-            for chunk in self.chunks:
-                chunk.verify()
-            self._verified = True
+    def _verify(self) -> None:
+        for chunk in self.chunks:
+            chunk.verify()
 
     # --- building ----------------------------------------------------------------------------------------------
 

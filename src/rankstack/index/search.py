@@ -34,15 +34,23 @@ def check_k(k: Any) -> int:
 
 
 class Vocabulary(Sequence[str]):
-    """The term strings naming a sparse query batch's columns, with a digest identifying them (backends cache
-    per-vocabulary lookups, e.g. an encoder's 30,522 tokens mapped to a segment's term ids, by it)."""
+    """The term strings naming a sparse query batch's columns. A vocabulary that is reused across batches (an
+    encoder's 30,522 tokens) is `shared`: backends cache its lookups (e.g. mapped to a segment's term ids) under its
+    `key`, a digest of the terms; a batch's own vocabulary (`from_bags`) is not, and costs no digest."""
 
-    def __init__(self, terms: Iterable[str]):
+    def __init__(self, terms: Iterable[str], shared: bool = True):
         self.terms = tuple(terms)
-        digest = hashlib.blake2b(digest_size=16)
-        for t in self.terms:
-            digest.update(t.encode("utf-8", "surrogatepass") + b"\0")
-        self.key = digest.hexdigest()
+        self.shared = shared
+        self._key: str | None = None
+
+    @property
+    def key(self) -> str:
+        if self._key is None:
+            digest = hashlib.blake2b(digest_size=16)
+            for t in self.terms:
+                digest.update(t.encode("utf-8", "surrogatepass") + b"\0")
+            self._key = digest.hexdigest()
+        return self._key
 
     def __getitem__(self, i):
         return self.terms[i]
@@ -51,7 +59,7 @@ class Vocabulary(Sequence[str]):
         return len(self.terms)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and other.key == self.key
+        return isinstance(other, Vocabulary) and (other.terms is self.terms or other.key == self.key)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -112,7 +120,7 @@ class SparseQueries:
     @classmethod
     def from_bags(cls, bags: Sequence[Mapping[str, float]]) -> "SparseQueries":
         """Queries as term -> weight mappings (e.g. analysed BM25 queries, term -> count); the batch's distinct
-        terms become the vocabulary."""
+        terms become its vocabulary (not shared), each row's columns in the order of its terms."""
         columns: dict[str, int] = {}
         indptr, indices, data = [0], [], []
         for bag in bags:
@@ -121,16 +129,14 @@ class SparseQueries:
             for term, w in bag.items():
                 if not isinstance(term, str):
                     raise InputError(f"query terms must be strings, got {term!r}")
-                _check_weight(repr(term), w)
-                indices.append(columns.setdefault(term, len(columns)))
-                data.append(w)
+                if not (isinstance(w, (int, float)) and 0 <= w <= MAX_WEIGHT) or isinstance(w, bool):
+                    _check_weight(repr(term), w)
+                if w > 0:
+                    indices.append(columns.setdefault(term, len(columns)))
+                    data.append(w)
             indptr.append(len(indices))
-        vocabulary = Vocabulary(columns)
-        ptr, cols, vals = np.array(indptr, np.int64), np.array(indices, np.int32), np.array(data, np.float32)
-        if len(bags) > 1:  # columns ascending within each row (they are numbered in order of first appearance)
-            order = np.lexsort((cols, np.repeat(np.arange(len(bags)), np.diff(ptr))))
-            cols, vals = cols[order], vals[order]
-        return cls._checked(ptr, cols, vals, vocabulary, lambda j: repr(vocabulary[int(cols[j])]))
+        return cls(np.array(indptr, np.int64), np.array(indices, np.int32), np.array(data, np.float32),
+                   Vocabulary(columns, shared=False))
 
     @classmethod
     def over_columns(cls, queries: sp.spmatrix | Sequence[tuple[Any, Any]], dim: int) -> "SparseQueries":

@@ -38,7 +38,6 @@ IndexFormatError: rebuild the index.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ from rankstack.index import seismic_kernels as K
 from rankstack.index.query import numba_threads
 from rankstack.index.search import EMPTY, SeismicParams, SparseQueries, check_k
 from rankstack.index import commit
-from rankstack.index.commit import WriterLock, check_hint, new_name
+from rankstack.index.commit import Snapshot, WriterLock, check_hint, new_name
 from rankstack.index.container import Container, write_container
 
 FORMAT = "rankstack-seismic-index"
@@ -63,14 +62,12 @@ BLOCK_ARRAYS = ("term_blocks", "block_offsets", "block_docs", "summary_scales", 
 FORWARD_ARRAYS = {"packed": ("fwd_packed",), "split": ("fwd_comps", "fwd_values")}
 _BATCH_CELLS = 1 << 22  # queries * k result cells per kernel call
 
-class SeismicIndex:
+class SeismicIndex(Snapshot):
     """A read-only, memory-mapped Seismic index directory (see the module docstring)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path).absolute()
         self.manifest = commit.open_snapshot(self.path, self._read_manifest, self._open)
-        self._verify_lock = threading.Lock()
-        self._verified = False
 
     def _read_manifest(self) -> commit.Manifest:
         return commit.read_manifest(self.path, FORMAT, FORMAT_VERSION, WHAT)
@@ -101,19 +98,10 @@ class SeismicIndex:
         self._value_scale = np.float32(scale)
         return manifest
 
-    @property
-    def commit_id(self) -> str:
-        return self.manifest.commit
-
-    def verify(self) -> None:
-        """Check the file's checksums and the arrays' structure (once): IndexFormatError naming what is wrong."""
-        if self._verified:
-            return
-        with self._verify_lock:
-            self.container.verify()
-            self._validate()
-            self._max_blocks = max(int(np.diff(self.arrays["term_blocks"]).max(initial=0)), 1)
-            self._verified = True
+    def _verify(self) -> None:
+        self.container.verify()
+        self._validate()
+        self._max_blocks = max(int(np.diff(self.arrays["term_blocks"]).max(initial=0)), 1)
 
     def _validate(self) -> None:
         a, n, v = self.arrays, self.num_docs, self.dim

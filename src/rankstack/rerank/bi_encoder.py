@@ -17,14 +17,20 @@ import numpy as np
 from rankstack.data.queries import Queries
 from rankstack.data.run import DocIds
 from rankstack.rerank.base import Reranker, check_depth, head_texts, split
-from rankstack.rerank.texts import Texts, texts_from
+from rankstack.errors import InputError
+from rankstack.rerank.texts import Texts, texts_config, texts_from
 
 
 class BiEncoder(Reranker):
-    """Rerank the top `depth` candidates of each query by the encoder's query-document dot product."""
+    """Rerank the top `depth` candidates of each query by the encoder's query-document dot product.
+
+    `encoder`: any rankstack encoder (its repr rebuilds it); `texts`: a CorpusTexts, an IndexTexts or a path."""
 
     def __init__(self, encoder: Any, texts: Texts | str, depth: int | None = 100):
-        self.encoder, self.texts, self.depth = encoder, texts_from(texts), check_depth(depth)
+        check_depth(depth)
+        if not (hasattr(encoder, "encode_queries") and hasattr(encoder, "encode_documents")):
+            raise InputError(f"BiEncoder needs an encoder (e.g. DenseEncoder(model)), got {encoder!r:.80}")
+        self.encoder, self.texts, self.depth = encoder, texts_from(texts), depth
 
     def score(self, queries: Queries, heads: Mapping[str, np.ndarray], doc_ids: DocIds) -> dict[str, np.ndarray]:
         texts, inverse = head_texts(heads, doc_ids, self.texts)
@@ -44,4 +50,4 @@ class BiEncoder(Reranker):
         return split(heads, np.concatenate(flat).astype(np.float32))
 
     def config(self) -> dict[str, Any]:
-        return {"encoder": repr(self.encoder), "texts": getattr(self.texts, "source", None), "depth": self.depth}
+        return {"encoder": self.encoder, "texts": texts_config(self.texts), "depth": self.depth}

@@ -9,39 +9,25 @@ is computed for the [CLS] token only, the one the classification head reads (che
 
 from __future__ import annotations
 
-import functools
-import importlib
-import json
 import logging
-import os
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rankstack.encoders.batching import Batch, default_batching, pad, run_batches
-from rankstack.encoders.loading import (WEIGHT_FILES, LoadedModel, ModelSpec, PathLike, resolve_model, select_device,
-                                        select_dtype)
+from rankstack.encoders.batching import Batch, pad, run_batches
+from rankstack.encoders.loading import ModelSpec, PathLike, activation_module, read_json, weights_id
 from rankstack.errors import InputError, RankstackError
-from rankstack.rerank.base import check_depth
 from rankstack.rerank.cache import ScoreCache
 from rankstack.rerank.model import ModelPairReranker
-from rankstack.rerank.texts import Texts, texts_from
+from rankstack.rerank.texts import Texts
 
 log = logging.getLogger(__name__)
 
 #: Each row's first-segment length rides to the device in the high bits of its first token id (see `_tokenize`).
 _SEGMENT_SHIFT = 32
 _ID_MASK = (1 << _SEGMENT_SHIFT) - 1
-#: Named activations; a checkpoint names its own by dotted path (only torch's are imported, as sentence-transformers).
-ACTIVATIONS: dict[str, Callable[[], Callable]] = {
-    "identity": torch.nn.Identity, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh,
-    "softmax": functools.partial(torch.nn.Softmax, dim=-1)}
-#: Padded tokens per batch on CPU: small batches keep activations in the caches (~20% faster than 32 pairs of
-#: 100 tokens, measured on MiniLM-L6).
-CPU_TOKEN_BUDGET = 2048
 #: Classifiers whose head reads only the first token of the last layer (candidates for the [CLS]-only last layer).
 _FIRST_TOKEN_HEADS = {"BertForSequenceClassification", "RobertaForSequenceClassification",
                       "XLMRobertaForSequenceClassification", "ElectraForSequenceClassification",
@@ -77,34 +63,25 @@ class CrossEncoder(ModelPairReranker):
                 "here (1.0-1.1x, same GEMM-bound work). Use backend='torch' (with threads=N on CPU).")
         if backend != "torch":
             raise InputError(f"unknown backend {backend!r} (expected 'torch')")
-        if threads is not None and threads < 1:
-            raise InputError(f"threads must be at least 1, got {threads}")
-        self.texts = None if texts is None else texts_from(texts)
-        self.depth, self.threads, self.progress = check_depth(depth), threads, progress
-        self._args = {"model": os.fspath(model), "texts": getattr(self.texts, "source", None), "depth": depth,
-                      "max_length": max_length, "batch_size": batch_size, "token_budget": token_budget,
-                      "device": device, "dtype": dtype, "threads": threads, "activation": activation, "label": label,
-                      "cache": os.fspath(cache) if isinstance(cache, (str, os.PathLike)) else cache,
-                      "backend": backend, "revision": revision}
-
-        self.loaded = _load(resolve_model(model, revision=revision), device, dtype, max_length)
-        self.spec, self.device, self.dtype = self.loaded.spec, self.loaded.device, self.loaded.dtype
+        self._setup(model, "sequence-classification", texts, depth, threads, batch_size, token_budget, progress,
+                    device=device, dtype=dtype, max_length=max_length, revision=revision)
+        self._keep_args(model=model, depth=depth, max_length=max_length, batch_size=batch_size,
+                        token_budget=token_budget, device=device, dtype=dtype, threads=threads, activation=activation,
+                        label=label, cache=cache, backend=backend, revision=revision)
+        self.spec, self.dtype = self.loaded.spec, self.loaded.dtype
         self.tokenizer, self.model, self.max_length = self.loaded.tokenizer, self.loaded.model, self.loaded.max_length
-        if self.device.type == "cpu" and token_budget is None:
-            token_budget = CPU_TOKEN_BUDGET
-        self.batch_size, self.token_budget = default_batching(self.device, batch_size, token_budget)
         self.num_labels = int(self.model.config.num_labels)
         self.label = 0 if self.num_labels == 1 else (1 if label is None else label)
         if not 0 <= self.label < self.num_labels:
             raise InputError(f"label {label} is out of range: the model has {self.num_labels} labels")
         self.activation_name = activation or checkpoint_activation(self.spec, self.num_labels)
-        self._activation = _make_activation(self.activation_name)
+        self._activation = activation_module(self.activation_name)
         self._segments = "token_type_ids" in self.tokenizer.model_input_names and \
             getattr(self.model.config, "type_vocab_size", 2) > 1
         self._pair_specials = self.tokenizer.num_special_tokens_to_add(pair=True)
         self._positions = torch.arange(self.max_length, device=self.device)
         self.first_token_last_layer = _install_first_token_layer(self)
-        model_key = "|".join(map(str, (_weights_id(self.spec), self.max_length, self.activation_name, self.label,
+        model_key = "|".join(map(str, (weights_id(self.spec), self.max_length, self.activation_name, self.label,
                                        self.dtype)))
         self.cache = None if cache is False or cache is None else \
             ScoreCache(model_key, None if cache is True else cache)
@@ -167,45 +144,7 @@ class CrossEncoder(ModelPairReranker):
                 "first_token_last_layer": self.first_token_last_layer}
 
 
-# --- loading -------------------------------------------------------------------------------------------------
-
-
-def _load(spec: ModelSpec, device: str | None, dtype: str | None, max_length: int | None) -> LoadedModel:
-    """Fast tokenizer and sequence-classification model, in eval mode on the device, with SDPA attention if it has
-    it. (As encoders.loading.load_model, which loads only base and masked-LM models.)"""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    dev = select_device(device)
-    dt = select_dtype(dtype, dev)
-    path = str(spec.transformer_path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dt, attn_implementation="sdpa")
-        except (ValueError, ImportError):  # no SDPA kernel for this architecture
-            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dt)
-    except (OSError, ValueError, KeyError) as e:
-        raise RankstackError(f"cannot load a sequence-classification model from {path}: {e}") from e
-    if not tokenizer.is_fast:
-        log.warning("%s has no fast tokenizer: tokenisation will be slow", path)
-    model.to(dev).eval().requires_grad_(False)
-    return LoadedModel(spec, tokenizer, model, dev, dt, _max_length(spec, tokenizer, model.config, max_length))
-
-
-def _max_length(spec: ModelSpec, tokenizer: Any, config: Any, given: int | None) -> int:
-    """The given length, else the model's (sentence-transformers' max_seq_length, else the tokenizer's), capped by
-    its positions."""
-    pos = getattr(config, "max_position_embeddings", None)
-    pos = pos if pos and 0 < pos < 1_000_000 else None
-    if given:
-        if pos and given > pos:
-            raise InputError(f"max_length={given} exceeds the model's {pos} positions")
-        return int(given)
-    tok_max = getattr(tokenizer, "model_max_length", None)
-    candidates = [x for x in (spec.max_length or (tok_max if tok_max and tok_max < 1_000_000 else None), pos) if x]
-    if not candidates:
-        raise RankstackError(f"{spec.path}: cannot tell the model's maximum sequence length; pass max_length")
-    return int(min(candidates))
+# --- the checkpoint's activation ----------------------------------------------------------------------------
 
 
 def checkpoint_activation(spec: ModelSpec, num_labels: int) -> str:
@@ -214,8 +153,8 @@ def checkpoint_activation(spec: ModelSpec, num_labels: int) -> str:
     `sentence_transformers.activation_fn` (4.x) or `sbert_ce_default_activation_function` (< 4); else sigmoid for
     one label, identity for more. Paths outside torch are skipped, as sentence-transformers does without
     trust_remote_code."""
-    st = _read_json(spec.path / "config_sentence_transformers.json")
-    cfg = _read_json(spec.transformer_path / "config.json")
+    st = read_json(spec.path / "config_sentence_transformers.json", {})
+    cfg = read_json(spec.transformer_path / "config.json", {})
     st_cfg = cfg.get("sentence_transformers")
     for path in (st.get("activation_fn"), st_cfg.get("activation_fn") if isinstance(st_cfg, dict) else None,
                  cfg.get("sbert_ce_default_activation_function")):
@@ -224,38 +163,6 @@ def checkpoint_activation(spec: ModelSpec, num_labels: int) -> str:
                 return path
             log.warning("%s: activation %r is not a torch one and is not imported; using the default", spec.path, path)
     return ("torch.nn.modules.activation.Sigmoid" if num_labels == 1 else "torch.nn.modules.linear.Identity")
-
-
-def _make_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if name in ACTIVATIONS:
-        return ACTIVATIONS[name]()
-    if not name.startswith("torch."):
-        raise InputError(f"unknown activation {name!r} (expected one of {', '.join(ACTIVATIONS)} or a torch path "
-                         "such as 'torch.nn.modules.activation.Sigmoid')")
-    module, _, attr = name.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), attr)()
-    except (ImportError, AttributeError, TypeError) as e:
-        raise InputError(f"cannot build the activation {name!r}: {e}") from e
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read model configuration: {e}", path) from e
-    return data if isinstance(data, dict) else {}
-
-
-def _weights_id(spec: ModelSpec) -> str:
-    """Identifies the weights for the score cache: the hub commit, else the content hash, folder and weights' mtime."""
-    if spec.commit:
-        return spec.commit
-    mtimes = [(spec.transformer_path / f).stat().st_mtime_ns for f in WEIGHT_FILES
-              if (spec.transformer_path / f).exists()]
-    return f"{spec.content_hash}:{spec.transformer_path}:{max(mtimes, default=0)}"
 
 
 # --- the [CLS]-only last layer -------------------------------------------------------------------------------

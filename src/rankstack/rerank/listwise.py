@@ -39,7 +39,7 @@ from rankstack.data.run import Hits, Run
 from rankstack.encoders.loading import PathLike
 from rankstack.errors import InputError
 from rankstack.pipeline.stage import Stage
-from rankstack.rerank.texts import Texts, texts_from
+from rankstack.rerank.texts import Texts, texts_config, texts_from
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Listwise(Stage):
     """Rerank the top `depth` candidates of each query by sliding a window of `window` passages from the bottom up,
     `stride` ranks at a time; the rest keep their order below.
 
-    `model`: for the local backend a hub id, folder, `.gguf` file or "package:NAME" (rankstack.rerank.llm); with
+    `model`: for the local backend a hub id, folder, `.gguf` file or "package:NAME" (rankstack.encoders.names); with
     `base_url` (an OpenAI-compatible server, e.g. "http://localhost:8000/v1") the model name the server knows.
     `first_token`: FIRST ranking by first-token logits (letters as identifiers, window <= 26). `passage_words`:
     each passage cut to this many words (RankGPT's 300 tokens, roughly). `chat`: use the tokenizer's chat template
@@ -142,7 +142,7 @@ class Listwise(Stage):
         self.depth, self.window, self.stride, self.first_token = depth, window, stride, first_token
         self.passage_words = passage_words
         self.max_new_tokens = max_new_tokens or 4 * window + 8
-        self._args = {"model": os.fspath(model), "texts": getattr(self.texts, "source", None), "depth": depth,
+        self._args = {"model": os.fspath(model), "texts": texts_config(self.texts), "depth": depth,
                       "window": window, "stride": stride, "first_token": first_token, "passage_words": passage_words,
                       "base_url": base_url, "chat": chat, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
                       "device": device, "dtype": dtype, "max_length": max_length, "revision": revision,
@@ -216,9 +216,11 @@ class _LocalBackend:
 
     def __init__(self, model: PathLike, first_token: bool, max_new_tokens: int, chat: bool | None, batch_size: int,
                  device: str | None, dtype: str | None, max_length: int | None, revision: str | None):
-        from rankstack.rerank.llm import Prompter, is_seq2seq, load_lm
+        from rankstack.encoders.loading import load_model
+        from rankstack.rerank.llm import Prompter, is_seq2seq
 
-        self.loaded = load_lm(model, device=device, dtype=dtype, max_length=max_length, revision=revision)
+        self.loaded = load_model(model, task="generative", device=device, dtype=dtype, max_length=max_length,
+                                 revision=revision)
         if is_seq2seq(self.loaded):
             raise InputError("Listwise runs causal models only (an encoder-decoder model was given)")
         self.prompter = Prompter(self.loaded.tokenizer, chat, system=SYSTEM)

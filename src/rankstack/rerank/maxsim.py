@@ -13,11 +13,11 @@ import numpy as np
 
 from rankstack.data.queries import Queries
 from rankstack.data.run import DocIds
+from rankstack.encoders.base import as_encoder
 from rankstack.errors import InputError
 from rankstack.index.plaid import PlaidIndex, maxsim_scores
 from rankstack.rerank.base import Reranker, check_depth
-from rankstack.rerank.texts import Texts, texts_from
-from rankstack.retrieve.late import encoder_source, multivector_encoder
+from rankstack.rerank.texts import Texts, texts_config, texts_from
 
 BATCH_DOCS = 4096  # candidates whose token vectors are held at once (queries are batched to stay near it)
 
@@ -45,11 +45,11 @@ class MaxSim(Reranker):
             self.index = getattr(index, "index", index)  # a LateInteraction stage holds its PlaidIndex as `.index`
             if not isinstance(self.index, PlaidIndex):
                 raise InputError(f"index must be a PlaidIndex, a LateInteraction stage or a directory, got {index!r}")
-            self.encoder = multivector_encoder(encoder, self.index.encoder_info, device)
+            self.encoder = as_encoder(encoder, self.index.encoder_info or None, kind="multivector", device=device)
             self.index.check_encoder(self.encoder.model_info())
         else:
             self.texts = texts_from(texts)
-            self.encoder = multivector_encoder(encoder, None, device)
+            self.encoder = as_encoder(encoder, None, kind="multivector", device=device)
         self.depth = check_depth(depth)
 
     def document_vectors(self, doc_ids: list[str]) -> list[np.ndarray]:
@@ -84,6 +84,6 @@ class MaxSim(Reranker):
         return out
 
     def config(self) -> dict[str, Any]:
-        source = {"index": str(self.index.path)} if self.index is not None else \
-            {"texts": getattr(self.texts, "source", None)}
-        return {"encoder": encoder_source(self.encoder), **source, "depth": self.depth}
+        if self.index is not None:  # the index records the encoder's settings: its model name rebuilds it
+            return {"encoder": self.encoder.name, "index": str(self.index.path), "depth": self.depth}
+        return {"encoder": self.encoder, "texts": texts_config(self.texts), "depth": self.depth}

@@ -1,21 +1,30 @@
-"""What rerankers that run a local model on (query, document) pairs share: cached scoring, CPU threads, config.
+"""What rerankers that run a local model on (query, document) pairs share: loading, batching, cached scoring,
+CPU threads, config.
 
-A subclass (CrossEncoder, QueryLikelihood, Pointwise) sets `texts`, `depth`, `threads`, `device`, `cache` (a
-ScoreCache or None) and `_args` (its constructor's arguments), and implements `_score(pairs)`.
+A subclass (CrossEncoder, QueryLikelihood, Pointwise) calls `_setup` (texts, depth, threads, the model, batching),
+sets `cache` (a ScoreCache or None) and `_args` (its constructor's arguments), and implements `_score(pairs)`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from rankstack.encoders.batching import default_batching
+from rankstack.encoders.loading import LoadedModel, load_model
 from rankstack.errors import InputError
-from rankstack.rerank.base import PairReranker
+from rankstack.rerank.base import PairReranker, check_depth
 from rankstack.rerank.cache import ScoreCache
+from rankstack.rerank.texts import texts_config, texts_from
+
+#: Padded tokens per batch on CPU: small batches keep activations in the caches (~20% faster than 32 pairs of
+#: 100 tokens, measured on MiniLM-L6).
+CPU_TOKEN_BUDGET = 2048
 
 
 class ModelPairReranker(PairReranker):
@@ -25,6 +34,28 @@ class ModelPairReranker(PairReranker):
     threads: int | None = None
     device: torch.device
     _args: dict[str, Any]
+
+    def _setup(self, model: Any, task: str, texts: Any, depth: int | None, threads: int | None,
+               batch_size: int | None, token_budget: int | None, progress: bool | None, **load: Any) -> LoadedModel:
+        """Check and keep the texts source, depth, threads and progress; load the model for `task` (load_model,
+        with `load`: device, dtype, max_length, revision); choose the batching (CPU_TOKEN_BUDGET tokens on CPU)."""
+        check_depth(depth)
+        if threads is not None and threads < 1:
+            raise InputError(f"threads must be at least 1, got {threads}")
+        self.texts = None if texts is None else texts_from(texts)
+        self.depth, self.threads, self.progress = depth, threads, progress
+        self.loaded = load_model(model, task=task, **load)
+        self.device = self.loaded.device
+        if self.device.type == "cpu" and token_budget is None:
+            token_budget = CPU_TOKEN_BUDGET
+        self.batch_size, self.token_budget = default_batching(self.device, batch_size, token_budget)
+        return self.loaded
+
+    def _keep_args(self, **given: Any) -> None:
+        """Remember the constructor's arguments (model and cache paths as strings, texts as `texts_config`)."""
+        cache = given.get("cache")
+        self._args = {"model": os.fspath(given.pop("model")), "texts": texts_config(self.texts), **given,
+                      "cache": os.fspath(cache) if isinstance(cache, (str, os.PathLike)) else cache}
 
     def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """float32 scores of distinct, uncached pairs."""

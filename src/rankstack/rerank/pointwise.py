@@ -15,22 +15,18 @@ tokenizer's chat template with `chat=True`, the answer word then opening the ass
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import torch
 
-from rankstack.encoders.batching import default_batching
 from rankstack.encoders.loading import PathLike
 from rankstack.errors import InputError
-from rankstack.rerank.base import check_depth
 from rankstack.rerank.cache import ScoreCache
-from rankstack.rerank.cross_encoder import CPU_TOKEN_BUDGET
 from rankstack.rerank.model import ModelPairReranker
 from rankstack.rerank.llm import (Prompter, batches, causal_logits, check_template, encode_fitted,
-                                  is_seq2seq, left_pad, load_lm, model_key, right_pad)
-from rankstack.rerank.texts import Texts, texts_from
+                                  is_seq2seq, left_pad, model_key, right_pad)
+from rankstack.rerank.texts import Texts
 
 #: monoT5's prompt.
 DEFAULT_TEMPLATE = "Query: {query} Document: {document} Relevant:"
@@ -40,7 +36,7 @@ class Pointwise(ModelPairReranker):
     """Rerank the top `depth` candidates of each query by log P(`tokens[0]`) against `tokens[1]` at the first
     answer position.
 
-    `model`: a hub id, a local folder, a `.gguf` file or "package:NAME" (rankstack.rerank.llm), encoder-decoder or
+    `model`: a hub id, a local folder, a `.gguf` file or "package:NAME" (rankstack.encoders.names), encoder-decoder or
     causal. `template`: the prompt, with `{query}` and `{document}`. `tokens`: the (relevant, not relevant) answer
     words, each one token where it follows the prompt (a space precedes them after a plain causal prompt).
     `chat`: use the tokenizer's chat template (causal models). Other arguments as for CrossEncoder; documents
@@ -52,29 +48,20 @@ class Pointwise(ModelPairReranker):
                  max_length: int | None = None, batch_size: int | None = None, token_budget: int | None = None,
                  device: str | None = None, dtype: str | None = None, threads: int | None = None,
                  cache: bool | PathLike = True, revision: str | None = None, progress: bool | None = None):
-        check_depth(depth)
-        if threads is not None and threads < 1:
-            raise InputError(f"threads must be at least 1, got {threads}")
         if isinstance(tokens, str) or len(tokens) != 2 or not all(isinstance(t, str) and t for t in tokens):
             raise InputError(f"tokens must be two answer words (relevant, not relevant), got {tokens!r}")
         self.template = check_template(template, ["query", "document"])
-        self.texts = None if texts is None else texts_from(texts)
-        self.depth, self.threads, self.progress = depth, threads, progress
-        self._args = {"model": os.fspath(model), "texts": getattr(self.texts, "source", None), "depth": depth,
-                      "template": template, "tokens": tuple(tokens), "chat": chat, "max_length": max_length,
-                      "batch_size": batch_size, "token_budget": token_budget, "device": device, "dtype": dtype,
-                      "threads": threads, "cache": os.fspath(cache) if isinstance(cache, (str, os.PathLike)) else cache,
-                      "revision": revision}
-        self.loaded = load_lm(model, device=device, dtype=dtype, max_length=max_length, revision=revision)
-        self.tokenizer, self.model, self.device = self.loaded.tokenizer, self.loaded.model, self.loaded.device
+        self._setup(model, "generative", texts, depth, threads, batch_size, token_budget, progress, device=device,
+                    dtype=dtype, max_length=max_length, revision=revision)
+        self._keep_args(model=model, depth=depth, template=template, tokens=tuple(tokens), chat=chat,
+                        max_length=max_length, batch_size=batch_size, token_budget=token_budget, device=device,
+                        dtype=dtype, threads=threads, cache=cache, revision=revision)
+        self.tokenizer, self.model = self.loaded.tokenizer, self.loaded.model
         self.max_length, self.seq2seq = self.loaded.max_length, is_seq2seq(self.loaded)
         self.prompter = Prompter(self.tokenizer, chat, seq2seq=self.seq2seq)
         self.token_ids = [self._answer_token(w) for w in tokens]
         if self.token_ids[0] == self.token_ids[1]:
             raise InputError(f"the answer words {tokens!r} map to the same token")
-        if self.device.type == "cpu" and token_budget is None:
-            token_budget = CPU_TOKEN_BUDGET
-        self.batch_size, self.token_budget = default_batching(self.device, batch_size, token_budget)
         self.cache = None if cache is False or cache is None else \
             ScoreCache(model_key(self.loaded, "pointwise", template, tokens, self.prompter.chat),
                        None if cache is True else cache)

@@ -13,22 +13,18 @@ end (the query and the prompt's words are kept whole).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import torch
 
-from rankstack.encoders.batching import default_batching
 from rankstack.encoders.loading import PathLike
 from rankstack.errors import InputError
-from rankstack.rerank.base import check_depth
 from rankstack.rerank.cache import ScoreCache
-from rankstack.rerank.cross_encoder import CPU_TOKEN_BUDGET
 from rankstack.rerank.model import ModelPairReranker
 from rankstack.rerank.llm import (Prompter, batches, causal_logits, check_template, encode_fitted,
-                                  is_seq2seq, left_pad, load_lm, model_key, right_pad)
-from rankstack.rerank.texts import Texts, texts_from
+                                  is_seq2seq, left_pad, model_key, right_pad)
+from rankstack.rerank.texts import Texts
 
 #: UPR's prompt (the query follows it, after a space for plain prompts).
 DEFAULT_TEMPLATE = "Passage: {document}\nPlease write a question based on this passage.\nQuestion:"
@@ -37,7 +33,7 @@ DEFAULT_TEMPLATE = "Passage: {document}\nPlease write a question based on this p
 class QueryLikelihood(ModelPairReranker):
     """Rerank the top `depth` candidates of each query by mean log P(query tokens | prompt with the document).
 
-    `model`: a hub id, a local folder, a `.gguf` file or "package:NAME" (see rankstack.rerank.llm), causal or
+    `model`: a hub id, a local folder, a `.gguf` file or "package:NAME" (rankstack.encoders.names), causal or
     encoder-decoder. `texts`: a CorpusTexts, an IndexTexts or a path. `template`: the prompt, with `{document}`.
     `chat`: wrap the prompt in the tokenizer's chat template, the query then being the assistant's answer
     (default False: plain text, the query following the prompt after a space). `max_length`: tokens per pair
@@ -50,24 +46,15 @@ class QueryLikelihood(ModelPairReranker):
                  batch_size: int | None = None, token_budget: int | None = None, device: str | None = None,
                  dtype: str | None = None, threads: int | None = None, cache: bool | PathLike = True,
                  revision: str | None = None, progress: bool | None = None):
-        check_depth(depth)
-        if threads is not None and threads < 1:
-            raise InputError(f"threads must be at least 1, got {threads}")
         self.template = check_template(template, ["document"])
-        self.texts = None if texts is None else texts_from(texts)
-        self.depth, self.threads, self.progress = depth, threads, progress
-        self._args = {"model": os.fspath(model), "texts": getattr(self.texts, "source", None), "depth": depth,
-                      "template": template, "chat": chat, "max_length": max_length, "batch_size": batch_size,
-                      "token_budget": token_budget, "device": device, "dtype": dtype, "threads": threads,
-                      "cache": os.fspath(cache) if isinstance(cache, (str, os.PathLike)) else cache,
-                      "revision": revision}
-        self.loaded = load_lm(model, device=device, dtype=dtype, max_length=max_length, revision=revision)
-        self.tokenizer, self.model, self.device = self.loaded.tokenizer, self.loaded.model, self.loaded.device
+        self._setup(model, "generative", texts, depth, threads, batch_size, token_budget, progress, device=device,
+                    dtype=dtype, max_length=max_length, revision=revision)
+        self._keep_args(model=model, depth=depth, template=template, chat=chat, max_length=max_length,
+                        batch_size=batch_size, token_budget=token_budget, device=device, dtype=dtype, threads=threads,
+                        cache=cache, revision=revision)
+        self.tokenizer, self.model = self.loaded.tokenizer, self.loaded.model
         self.max_length, self.seq2seq = self.loaded.max_length, is_seq2seq(self.loaded)
         self.prompter = Prompter(self.tokenizer, chat, seq2seq=self.seq2seq)
-        if self.device.type == "cpu" and token_budget is None:
-            token_budget = CPU_TOKEN_BUDGET
-        self.batch_size, self.token_budget = default_batching(self.device, batch_size, token_budget)
         self.cache = None if cache is False or cache is None else \
             ScoreCache(model_key(self.loaded, "ql", template, self.prompter.chat), None if cache is True else cache)
 

@@ -2,6 +2,11 @@
 
 A reranker sees a run's external doc ids and asks `texts(doc_ids)` for the document text of each, in order
 (title + " " + text, as `Document.contents`). An unknown id is an InputError naming it.
+
+In a reranker's repr, a source stands as the path that rebuilds it (a corpus file, an index directory:
+`texts_from`); a corpus given as documents in memory stands as an `in_memory(...)` marker (its size and content
+hash), which a pipeline expression cannot rebuild: parse refuses it, saying to name a corpus file or an index,
+or to pass the source among parse's names.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import orjson
 
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.files import PathLike
-from rankstack.errors import InputError
+from rankstack.errors import InputError, RankstackError
+from rankstack.records import InMemory
 
 
 @runtime_checkable
 class Texts(Protocol):
-    """Document texts by external id. A `source` attribute (a path `texts_from` rebuilds it from), where there
-    is one, lets a reranker's repr rebuild it."""
+    """Document texts by external id. A `source` attribute (the path `texts_from` rebuilds it from, or an
+    InMemory marker) stands for it in a reranker's repr (`texts_config`)."""
 
     def texts(self, doc_ids: Sequence[str]) -> list[str]: ...
 
@@ -38,13 +44,16 @@ class CorpusTexts:
         self.source = str(corpus.path) if isinstance(corpus, Corpus) else None
         self._texts = {doc.id: doc.contents for doc in corpus}
         self._identity: str | None = None
+        if self.source is None:
+            self.source = InMemory("corpus", len(self._texts), "sha256:" + self.identity()[:24])
 
     def texts(self, doc_ids: Sequence[str]) -> list[str]:
         texts = self._texts
         try:
             return [texts[i] for i in doc_ids]
         except KeyError as e:
-            raise InputError(f"document {e.args[0]!r} is not in the corpus {self.source or '(in memory)'}") from None
+            where = self.source if isinstance(self.source, str) else "(in memory)"
+            raise InputError(f"document {e.args[0]!r} is not in the corpus {where}") from None
 
     def __len__(self) -> int:
         return len(self._texts)
@@ -59,7 +68,7 @@ class CorpusTexts:
         return self._identity
 
     def __repr__(self) -> str:
-        return f"CorpusTexts({self.source!r}, {len(self)} documents)"
+        return f"CorpusTexts({self.source!r})"
 
 
 class IndexTexts:
@@ -104,11 +113,23 @@ def texts_from(source: Texts | PathLike) -> Texts:
     """A Texts object as given, or built from a path: an index directory (IndexTexts) or a corpus file (CorpusTexts)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if (path / "manifest.json").exists():
+        if not path.is_dir():
+            return CorpusTexts(path)
+        try:
             return IndexTexts(path)
-        if path.is_dir():
-            raise InputError("expected a corpus file or an index directory (with manifest.json)", path)
-        return CorpusTexts(path)
+        except RankstackError as e:
+            raise InputError(f"expected a corpus file or an index directory ({e})", path) from None
     if not isinstance(source, Texts):
         raise InputError(f"expected document texts (CorpusTexts, IndexTexts, a path), got {type(source).__name__}")
+    return source
+
+
+def texts_config(texts: Texts | None) -> str | InMemory | None:
+    """What stands for a texts source in a reranker's config and repr: its path (`texts_from` rebuilds it), an
+    InMemory marker for documents held in memory, None for no source."""
+    if texts is None:
+        return None
+    source = getattr(texts, "source", None)
+    if source is None:
+        return InMemory(type(texts).__name__, 0, f"id:{id(texts):x}")
     return source

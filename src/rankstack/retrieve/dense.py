@@ -17,6 +17,7 @@ import numpy as np
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
+from rankstack.encoders.base import as_encoder
 from rankstack.errors import InputError
 from rankstack.index.dense import DenseIndex, DenseIndexWriter, to_run
 from rankstack.index.search import DenseParams
@@ -24,26 +25,6 @@ from rankstack.index.commit import refuse_existing
 from rankstack.pipeline.stage import Stage
 
 ENCODE_BATCH = 8192  # documents encoded, then added, together (more when an IVF/PQ index must train first)
-
-
-def load_encoder(encoder: Any, recorded: dict, **options) -> Any:
-    """A DenseEncoder: `encoder` itself, one loaded from a model path / hub id, or (None) from the model an
-    index recorded, with its recorded pooling, normalisation, prefixes and length."""
-    from rankstack.encoders import DenseEncoder
-
-    if isinstance(encoder, DenseEncoder):
-        return encoder
-    if encoder is None:
-        if not recorded.get("model"):
-            raise InputError("this index records no encoder: pass encoder= (a DenseEncoder or a model path)")
-        model = recorded["model"]
-        if not Path(model).is_dir() and recorded.get("path") and Path(recorded["path"]).is_dir():
-            model = recorded["path"]  # a relative folder name or a hub id: the folder it was loaded from
-        keys = {"pooling": "pooling", "normalize": "normalize", "query_prefix": "query_prefix",
-                "document_prefix": "document_prefix", "max_length": "max_length"}
-        options = {**{arg: recorded[key] for arg, key in keys.items() if key in recorded}, **options}
-        return DenseEncoder(model, **options)
-    return DenseEncoder(encoder, **options)
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
@@ -98,7 +79,7 @@ class Dense(Stage):
         self._encoder_arg = os.fspath(encoder) if isinstance(encoder, (str, os.PathLike)) else None
         options = {k_: v for k_, v in {"device": device, "batch_size": batch_size, "progress": progress}.items()
                    if v is not None}
-        self.encoder = load_encoder(encoder, self.index.encoder_info, **options)
+        self.encoder = as_encoder(encoder, self.index.encoder_info, kind="dense", **options)
         if self.index.encoder_info:
             check_compatible(self.index.encoder_info, self.encoder.model_info())
         if self.encoder.dimension != self.index.dim:
@@ -121,7 +102,7 @@ class Dense(Stage):
         if isinstance(corpus, (str, Path)):
             corpus = Corpus(corpus)
         encoder_options = {k: options[k] for k in ("device", "batch_size", "progress") if options.get(k) is not None}
-        encoder = load_encoder(encoder, {}, **encoder_options)
+        encoder = as_encoder(encoder, None, kind="dense", **encoder_options)
         with DenseIndexWriter(index_path, factory=factory, dim=encoder.dimension, metric=metric,
                               encoder=encoder.model_info(), store_vectors=store_vectors, overwrite=overwrite) as writer:
             if shards is None:

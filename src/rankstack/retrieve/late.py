@@ -13,36 +13,13 @@ from tqdm.auto import tqdm
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
+from rankstack.encoders.base import as_encoder
 from rankstack.errors import InputError
 from rankstack.index.plaid import PlaidIndex
 from rankstack.index.search import PlaidParams
 from rankstack.pipeline.stage import Stage
 
 CHUNK_DOCS = 10_000  # documents encoded and added (one index chunk) at a time
-
-
-def multivector_encoder(encoder: Any, recorded: dict[str, Any] | None = None, device: str | None = None) -> Any:
-    """A MultiVectorEncoder as given, or loaded from a model path or hub id with the settings an index recorded
-    (query length, document length, markers, projection or none, augmentation, punctuation)."""
-    from rankstack.encoders.multivector import MultiVectorEncoder
-
-    if isinstance(encoder, MultiVectorEncoder):
-        return encoder
-    if not isinstance(encoder, (str, os.PathLike)):
-        raise InputError(f"expected a MultiVectorEncoder or a model path, got {type(encoder).__name__}")
-    r = recorded or {}
-    options = {key: r[key] for key in ("query_length", "document_max_length", "augment_queries",
-                                       "attend_to_mask_tokens", "skip_punctuation") if key in r}
-    if "markers" in r:
-        options["query_marker"], options["document_marker"] = r["markers"]
-    if "projection" in r and r["projection"] is None:
-        options["projection"] = None
-    return MultiVectorEncoder(encoder, device=device, **options)
-
-
-def encoder_source(encoder: Any) -> str:
-    """The model path or hub id an encoder was loaded from (for reprs)."""
-    return str(encoder.loaded.spec.name)
 
 
 class LateInteraction(Stage):
@@ -67,7 +44,7 @@ class LateInteraction(Stage):
                  ncandidates: int | None = None, device: str | None = None, progress: bool | None = None,
                  rescore: bool = False):
         self.index = index if isinstance(index, PlaidIndex) else PlaidIndex(index)
-        self.encoder = multivector_encoder(encoder, self.index.encoder_info, device)
+        self.encoder = as_encoder(encoder, self.index.encoder_info or None, kind="multivector", device=device)
         self.index.check_encoder(self.encoder.model_info())
         if k < 1 or nprobe < 1 or (ncandidates is not None and ncandidates < k):
             raise InputError(f"need k >= 1, nprobe >= 1 and ncandidates >= k; got k={k}, nprobe={nprobe}, "
@@ -88,7 +65,7 @@ class LateInteraction(Stage):
         `sample_docs` documents (default ColBERTv2's 16 * sqrt(120 * documents)), which are added first; the rest
         follow `chunk_docs` at a time. `buckets`: "global" (ColBERTv2) or "per_dimension" residual quantiles
         (PlaidIndex.create). `store_vectors` "float16": also store the token vectors, for `rescore=True`."""
-        encoder = multivector_encoder(encoder)
+        encoder = as_encoder(encoder, None, kind="multivector")
         docs = list(Corpus(corpus) if isinstance(corpus, (str, os.PathLike)) else corpus)
         if not docs:
             raise InputError("the corpus is empty")
@@ -137,7 +114,7 @@ class LateInteraction(Stage):
         return Run(results, self.index.doc_ids, name="LateInteraction", presorted=True)
 
     def config(self) -> dict[str, Any]:
-        out = {"index": str(self.index.path), "encoder": encoder_source(self.encoder), "k": self.k,
+        out = {"index": str(self.index.path), "encoder": self.encoder.name, "k": self.k,
                "nprobe": self.nprobe}
         if self.ncandidates is not None:
             out["ncandidates"] = self.ncandidates

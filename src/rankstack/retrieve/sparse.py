@@ -17,7 +17,6 @@ an index is never queried with another model. Queries are encoded at search time
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
 from rankstack.data.run import Hits, Run
+from rankstack.encoders.base import encoder_from_record
 from rankstack.records import check_compatible
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index.inverted import ALGORITHMS as EXACT_ALGORITHMS
@@ -39,7 +39,6 @@ from rankstack.pipeline.stage import Stage
 
 ALGORITHMS = (*EXACT_ALGORITHMS, "seismic", "matmul")
 APPROXIMATE_DIR = "seismic"   # the Seismic index, inside the inverted index's directory
-QUERY_IDF = "query_idf"      # an inference-free encoder's query weights: an index-level file of the index
 QUERY_CHUNK = 1024            # queries encoded and searched together
 
 
@@ -108,7 +107,7 @@ class LearnedSparse(Stage):
         settings = {"mode": "impact", "impact_bits": impact_bits, "impact_scale": impact_scale, "store": store,
                     "metadata": {"encoder": encoder.model_info(), "terms": "tokens", "fields": "title + text"}}
         with IndexWriter(index_path, settings, overwrite=overwrite) as writer:
-            _save_query_idf(encoder, writer)
+            _save_index_files(encoder, writer)
             _add_encoded(writer, docs, matrices(), vocab, store, progress)
         algorithm = search_options.pop("algorithm", "maxscore")
         stage = cls(index_path, encoder, progress=progress, **search_options)
@@ -166,7 +165,7 @@ class LearnedSparse(Stage):
     def encoder(self) -> Any:
         """The query/document encoder (loaded from the index's record on first use when none was given)."""
         if self._encoder is None:
-            self._encoder = encoder_from_record(self.recorded, self.index, device=self.device,
+            self._encoder = encoder_from_record(self.recorded, files=self.index, device=self.device,
                                                 progress=self.progress)
         return self._encoder
 
@@ -237,30 +236,6 @@ class LearnedSparse(Stage):
 # helpers
 
 
-def encoder_from_record(info: dict[str, Any], index: InvertedIndex | None = None, **options) -> Any:
-    """The encoder an index's recorded `model_info` describes (checked against the record)."""
-    from rankstack.encoders import InferenceFreeSparseEncoder, SpladeEncoder
-
-    model = info["path"] if info.get("path") and Path(info["path"]).exists() else info["model"]
-    common = dict(document_max_length=info.get("document_max_length"), document_top_k=info.get("document_top_k"),
-                  activation=info.get("activation", "relu"), query_max_length=info.get("query_max_length"),
-                  revision=info.get("revision"), **options)
-    if info.get("encoder") == "splade":
-        query = info.get("query_model")
-        query_model = None if not query else (query["path"] if Path(query.get("path", "")).exists()
-                                              else query["model"])
-        encoder = SpladeEncoder(model, query_model=query_model, query_top_k=info.get("query_top_k"), **common)
-    elif info.get("encoder") == "inference-free-sparse":
-        stored = index.read_file(QUERY_IDF) if index is not None else None
-        idf = orjson.loads(stored) if stored is not None else None
-        encoder = InferenceFreeSparseEncoder(model, idf=idf, **common)
-    else:
-        raise IncompatibleIndexError(f"the index records an encoder of kind {info.get('encoder')!r}; "
-                                     "LearnedSparse knows 'splade' and 'inference-free-sparse'")
-    check_compatible(info, encoder.model_info())
-    return encoder
-
-
 def document_matrix(index: InvertedIndex, vocabulary: list[str]) -> sp.csr_matrix:
     """The index's live documents as a CSR matrix [global doc numbers, vocabulary] of dequantised weights
     (deleted documents: empty rows)."""
@@ -291,12 +266,11 @@ def _vocabulary(encoder: Any) -> list[str]:
     return vocab
 
 
-def _save_query_idf(encoder: Any, writer: IndexWriter) -> None:
-    """Keep an inference-free encoder's query weights with the index (committed with its documents)."""
-    if getattr(encoder, "idf", None) is not None and hasattr(encoder, "save_idf"):
-        with tempfile.TemporaryDirectory() as tmp:
-            encoder.save_idf(Path(tmp) / "idf.json")
-            writer.set_file(QUERY_IDF, (Path(tmp) / "idf.json").read_bytes())
+def _save_index_files(encoder: Any, writer: IndexWriter) -> None:
+    """Keep the files an encoder needs beside its record (an inference-free encoder's query weights) with the
+    index, committed with its documents."""
+    for name, data in getattr(encoder, "index_files", dict)().items():
+        writer.set_file(name, data)
 
 
 def _encode_documents(encoder: Any, docs: Corpus | list[Document], shards: str | Path | None,
@@ -343,4 +317,4 @@ def _rows(matrices: Iterator[sp.csr_matrix]) -> Iterator[tuple[np.ndarray, np.nd
             yield m.indices[ptr[i]:ptr[i + 1]], m.data[ptr[i]:ptr[i + 1]]
 
 
-__all__ = ["LearnedSparse", "document_matrix", "encoder_from_record"]
+__all__ = ["LearnedSparse", "document_matrix"]
