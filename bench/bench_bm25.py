@@ -1,8 +1,9 @@
-"""BM25 engines side by side: rankstack, bm25s (numba, numpy), tantivy, Pyserini (Lucene), Anserini's Java batch.
+"""BM25 engines side by side: rankstack, PISA, bm25s (numba, numpy), tantivy, Pyserini (Lucene), Anserini's Java batch.
 
 Runs bench/peers/bm25_peers.py once per engine and collection, in one run on the same machine,
 and prints a Markdown table with each peer's figures as ratios of rankstack's. "anserini" is Lucene's
-own batch search in Java (bench/peers/anserini_batch.py) over the index the pyserini engine built.
+own batch search in Java (bench/peers/anserini_batch.py) over the index the pyserini engine built. "pisa" gives one
+row per PISA query algorithm, timed through its C++ retrieve call ("cpp") and through PyTerrier ("pyterrier").
 
     bash bench/peers/setup.sh && bench/.venv-peers/bin/pip install --no-deps -e . orjson
     bench/.venv-peers/bin/python bench/bench_bm25.py [--collections scifact pypi] [--engines ...]
@@ -24,7 +25,7 @@ COLLECTIONS = {
     "pypi": ["--corpus", f"{DATA}/pypi-summaries/corpus.jsonl.gz",
              "--queries", f"{DATA}/pypi-summaries/queries.msmarco-dev-small.jsonl"],
 }
-ENGINES = ["rankstack", "bm25s-numba", "bm25s-numpy", "tantivy", "pyserini", "anserini"]
+ENGINES = ["rankstack", "pisa", "bm25s-numba", "bm25s-numpy", "tantivy", "pyserini", "anserini"]
 SLOW = {("bm25s-numpy", "pypi"): 200}  # ~10 q/s: fewer timed queries
 
 
@@ -89,7 +90,8 @@ def main() -> None:
         results = []
         for engine in args.engines:
             print(f"{collection}: {engine} ...", file=sys.stderr, flush=True)
-            results.append(run(engine, collection, args.num_queries, args.workdir))
+            result = run(engine, collection, args.num_queries, args.workdir)
+            results.extend(result if isinstance(result, list) else [result])
         report[collection] = results
         print(f"\n### {collection}\n\n{table(results)}\n", flush=True)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

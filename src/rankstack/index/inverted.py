@@ -15,11 +15,12 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
-from rankstack.index import commit
+from rankstack.index import commit, topk
 from rankstack.index.commit import LockedWriter, Manifest, Snapshot, WriterLock, check_hint, new_name
 from rankstack.index.container import file_ref, read_checked
 from rankstack.data.run import Hits
 from rankstack.index.query import SegmentSearcher
+from rankstack.index.scoring import idf
 from rankstack.index.search import EMPTY, CollectionStats, InvertedParams, SparseQueries, Vocabulary, check_k
 from rankstack.index.segment import (MODES, Segment, SegmentBuilder, merge_segments, read_tombstones,
                                      write_tombstones)
@@ -36,16 +37,11 @@ DEFAULT_SETTINGS = {"mode": "bm25", "k1": 0.9, "b": 0.4, "length_norm": "lucene"
                     "store": True, "metadata": {}}
 
 Query = Mapping[str, float]  # term -> count (bm25) or weight (impact)
+_DEFAULT_PARAMS = InvertedParams()
 
 
 def read_manifest(path: Path) -> Manifest:
     return commit.read_manifest(path, FORMAT, FORMAT_VERSION, WHAT)
-
-
-def idf(df: np.ndarray, num_docs: int) -> np.ndarray:
-    """Lucene's BM25 idf of document frequencies in a collection of `num_docs` documents, as float32."""
-    df = np.asarray(df, dtype=np.float64)
-    return np.log(1 + (num_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
 
 class IndexDocIds:
@@ -198,7 +194,7 @@ class InvertedIndex(Snapshot):
                params: InvertedParams | None = None) -> list[Hits]:
         """Top-k (global doc numbers, scores) of each query, best first, ties by doc number. `queries`:
         SparseQueries, or term -> weight mappings (a BM25 query: term -> count)."""
-        params = params or InvertedParams()
+        params = params or _DEFAULT_PARAMS
         if params.algorithm not in ALGORITHMS:
             raise InputError(f"unknown search algorithm {params.algorithm!r} (expected one of {ALGORITHMS})")
         k = check_k(k)
@@ -208,20 +204,17 @@ class InvertedIndex(Snapshot):
         weights = (queries.data * self._factors(queries.vocabulary, df, params.stats)[queries.indices]
                    ).astype(np.float32)
         scoring = self._scoring(params)
-        per_segment = []
-        for s, searcher in enumerate(self.searchers):
-            ids = term_ids[s][queries.indices]
-            per_query = [(ids[a:b][ids[a:b] >= 0], weights[a:b][ids[a:b] >= 0])
-                         for a, b in zip(queries.indptr[:-1].tolist(), queries.indptr[1:].tolist())]
-            if len(per_query) == 1:  # one query: the plain kernel, without the parallel batch's set-up
-                per_segment.append([searcher.search(*per_query[0], k, algorithm=params.algorithm,
-                                                    theta=params.theta, **scoring)])
-            else:
-                per_segment.append(searcher.search_batch(per_query, k, algorithm=params.algorithm,
-                                                         theta=params.theta, threads=params.threads, **scoring))
+        n = len(queries)
+        per_segment = [searcher.search_csr(queries.indptr, term_ids[s][queries.indices], weights, k,
+                                           algorithm=params.algorithm, theta=params.theta, threads=params.threads,
+                                           **scoring)
+                       for s, searcher in enumerate(self.searchers)]
         if not per_segment:
-            return [EMPTY] * len(queries)
-        return [self._merge_top_k(parts, k) for parts in zip(*per_segment)]
+            return [EMPTY] * n
+        if len(per_segment) == 1:
+            docs, scores, counts = per_segment[0]
+            return [Hits(docs[q, :c], scores[q, :c]) for q, c in enumerate(counts.tolist())]
+        return [self._merge_top_k([(d[q, :c[q]], s[q, :c[q]]) for d, s, c in per_segment], k) for q in range(n)]
 
     def _scoring(self, params: InvertedParams) -> dict[str, float]:
         """BM25 parameters: the given k1 and b, else the index's (stored lengths allow any); the average length
@@ -234,12 +227,8 @@ class InvertedIndex(Snapshot):
 
     def _merge_top_k(self, parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> Hits:
         """The top k of per-segment results (local doc numbers), as global doc numbers."""
-        if len(parts) == 1:
-            return Hits(*parts[0])
-        docnos = np.concatenate([p[0].astype(np.int64) + base for p, base in zip(parts, self.bases.tolist())])
-        scores = np.concatenate([p[1] for p in parts])
-        order = np.lexsort((docnos, -scores))[:k]
-        return Hits(docnos[order].astype(np.int32), scores[order])
+        docnos = np.concatenate([p[0] + np.int32(base) for p, base in zip(parts, self.bases.tolist())])
+        return topk.select(docnos, np.concatenate([p[1] for p in parts]), k)
 
     # --- documents -----------------------------------------------------------------------------
 

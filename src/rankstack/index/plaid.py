@@ -38,10 +38,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from rankstack.data.run import Hits, sort_hits
+from rankstack.data.run import Hits
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index import commit
 from rankstack.index import plaid_kernels as K
+from rankstack.index import topk
 from rankstack.index.commit import Snapshot, WriterLock, check_hint, new_name
 from rankstack.index.container import Container, write_container
 from rankstack.index.search import PlaidParams, check_k
@@ -493,11 +494,7 @@ class PlaidIndex(Snapshot):
             q = np.ascontiguousarray(query, np.float32)
             docnos = self.candidates(q, params.nprobe, ncandidates)
             vectors, bounds = self._gather(docnos, stored=params.rescore)
-            exact = maxsim_scores(q, vectors, bounds)
-            if len(exact) > k:
-                top = np.argpartition(-exact, k - 1)[:k]
-                docnos, exact = docnos[top], exact[top]
-            out.append(sort_hits(docnos, exact))
+            out.append(topk.select(docnos, maxsim_scores(q, vectors, bounds), k))
         return out
 
     def candidates(self, query: np.ndarray, nprobe: int, ncandidates: int | None = None) -> np.ndarray:

@@ -43,6 +43,8 @@ Impact values must be at most 65535.
 
 from __future__ import annotations
 
+from typing import Mapping, NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -57,6 +59,29 @@ ARRAY_NAMES = (
     "meta", "term_blocks", "term_last_count", "ub_terms", "ub_offsets", "ub_values", "ub_lengths", "block_last",
     "block_offsets", "block_doc_bits", "block_val_bits", "block_max", "block_min_len", "data",
 )
+
+
+class PostingArrays(NamedTuple):
+    """A segment's posting arrays as the query kernels take them (all but ``meta``; see the module docstring)."""
+
+    term_blocks: np.ndarray
+    term_last_count: np.ndarray
+    ub_terms: np.ndarray
+    ub_offsets: np.ndarray
+    ub_values: np.ndarray
+    ub_lengths: np.ndarray
+    block_last: np.ndarray
+    block_offsets: np.ndarray
+    block_doc_bits: np.ndarray
+    block_val_bits: np.ndarray
+    block_max: np.ndarray
+    block_min_len: np.ndarray
+    data: np.ndarray
+
+    @classmethod
+    def of(cls, arrays: Mapping[str, np.ndarray]) -> "PostingArrays":
+        """The kernels' view of `encode_postings`' arrays (or of their memory-mapped copies)."""
+        return cls(*(np.asarray(arrays[name]) for name in cls._fields))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,13 +8,11 @@ from typing import Iterator, Sequence
 
 import numba
 import numpy as np
-from numba import njit
 
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import kernels
-from rankstack.index.postings import FORMAT_VERSION, MODE_BM25
-
-_BATCH_CELLS = 1 << 22  # max queries*k result cells per parallel kernel call
+from rankstack.index import scoring
+from rankstack.index.postings import FORMAT_VERSION, MODE_BM25, PostingArrays
 
 
 class SegmentSearcher:
@@ -33,8 +31,8 @@ class SegmentSearcher:
             raise IndexFormatError(f"postings format {int(meta[0])}, expected {FORMAT_VERSION}")
         self.mode = int(meta[1])
         self.n_docs = int(meta[2])
-        self._seg = tuple(np.asarray(arrays[name]) for name in kernels.SEGMENT_ARRAYS)
-        self.num_terms = self._seg[0].shape[0] - 1
+        self._seg = PostingArrays.of(arrays)
+        self.num_terms = self._seg.term_blocks.shape[0] - 1
         if doc_lengths is None:
             if self.mode == MODE_BM25:
                 raise InputError("a BM25 segment needs doc_lengths")
@@ -54,6 +52,8 @@ class SegmentSearcher:
             if self.live.shape[0] != self.n_docs:
                 raise InputError(f"live has {self.live.shape[0]} entries, segment has {self.n_docs} docs")
         self._norm_key: tuple | None = None
+        self._asked: tuple | None = None  # the last (k1, b, avgdl) asked of _params, and its answer
+        self._answer: tuple = ()
         self._norm_table = np.zeros(0, np.float32)
 
     @functools.cached_property
@@ -79,6 +79,9 @@ class SegmentSearcher:
 
     def _params(self, k1: float, b: float, avgdl: float | None):
         """(norm, norm_a, norm_b) for the kernels; norm = (per-doc codes, float32 norm per code)."""
+        asked = (k1, b, avgdl)
+        if asked == self._asked:
+            return self._answer
         if self.mode != MODE_BM25:
             return (self._codes[:0], np.zeros(0, np.float32)), 0.0, 0.0
         if not (k1 >= 0 and 0 <= b <= 1):
@@ -86,19 +89,10 @@ class SegmentSearcher:
         avgdl = self._avgdl(avgdl)
         key = (float(k1), float(b), avgdl)
         if key != self._norm_key:
-            self._norm_table = (k1 * (1.0 - b + b * self._lengths / avgdl)).astype(np.float32)
+            self._norm_table = scoring.norm_table(self._lengths, k1, b, avgdl)
             self._norm_key = key
-        return (self._codes, self._norm_table), k1 * (1.0 - b), k1 * b / avgdl
-
-    def _query(self, term_ids, weights) -> tuple[np.ndarray, np.ndarray]:
-        t = np.ascontiguousarray(term_ids, dtype=np.int32)
-        w = np.ascontiguousarray(weights, dtype=np.float32)
-        if t.ndim != 1 or t.shape != w.shape:
-            raise InputError("term_ids and weights must be 1-d arrays of equal length")
-        problem = _query_problem(t, w, self.num_terms)
-        if problem:
-            raise InputError(_PROBLEMS[problem])
-        return t, w
+        self._asked, self._answer = asked, ((self._codes, self._norm_table), *scoring.norm_coefficients(k1, b, avgdl))
+        return self._answer
 
     # -- search ----------------------------------------------------------------------------------
 
@@ -111,49 +105,59 @@ class SegmentSearcher:
         (1 = exact); BM25 norms come from ``k1``, ``b``, ``avgdl`` (default: the segment's mean
         length).
         """
-        algo, k, theta = _check(algorithm, k, theta)
-        t, w = self._query(term_ids, weights)
-        nrm, na, nb = self._params(k1, b, avgdl)
-        return kernels.search(*self._seg, self.mode, self.n_docs, algo, t, w, nrm, na, nb, self.live, k, theta)
+        t = np.ascontiguousarray(term_ids, dtype=np.int32)
+        w = np.ascontiguousarray(weights, dtype=np.float32)
+        if t.ndim != 1 or t.shape != w.shape:
+            raise InputError("term_ids and weights must be 1-d arrays of equal length")
+        docs, scores, counts = self.search_csr(np.array([0, len(t)], np.int64), t, w, k, algorithm=algorithm,
+                                               theta=theta, k1=k1, b=b, avgdl=avgdl, threads=1)
+        return docs[0, :counts[0]], scores[0, :counts[0]]
 
     def search_batch(self, queries: Sequence[tuple[np.ndarray, np.ndarray]], k: int = 10, *,
                      algorithm: str = "maxscore", theta: float = 1.0, k1: float = 1.2, b: float = 0.75,
                      avgdl: float | None = None, threads: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """`search` for many (term_ids, weights) queries on ``threads`` cores (default: all)."""
+        parts = [(np.asarray(t), np.asarray(w)) for t, w in queries]
+        if any(t.ndim != 1 or t.shape != w.shape for t, w in parts):
+            raise InputError("term_ids and weights must be 1-d arrays of equal length")
+        indptr = np.zeros(len(parts) + 1, np.int64)
+        np.cumsum([len(t) for t, _ in parts], out=indptr[1:])
+        terms = np.concatenate([t for t, _ in parts]).astype(np.int32) if parts else np.zeros(0, np.int32)
+        weights = np.concatenate([w for _, w in parts]).astype(np.float32) if parts else np.zeros(0, np.float32)
+        docs, scores, counts = self.search_csr(indptr, terms, weights, k, algorithm=algorithm, theta=theta, k1=k1,
+                                               b=b, avgdl=avgdl, threads=threads)
+        return [(docs[q, :counts[q]].copy(), scores[q, :counts[q]].copy()) for q in range(len(parts))]
+
+    def search_csr(self, indptr: np.ndarray, term_ids: np.ndarray, weights: np.ndarray, k: int = 10, *,
+                   algorithm: str = "maxscore", theta: float = 1.0, k1: float = 1.2, b: float = 0.75,
+                   avgdl: float | None = None, threads: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A batch of queries as CSR rows (`indptr` int64, `term_ids` int32 with -1 for a term the segment lacks,
+        `weights` float32; distinct terms per row): (docnos [Q, w], scores [Q, w], counts [Q]) with query q's hits
+        in row q's first counts[q] cells (w = min(k, docs)). One query, or threads=1, runs on the calling thread."""
         algo, k, theta = _check(algorithm, k, theta)
+        term_ids = np.ascontiguousarray(term_ids, dtype=np.int32)
+        weights = np.ascontiguousarray(weights, dtype=np.float32)
+        problem = kernels.check_queries(term_ids, weights, self.num_terms)
+        if problem:
+            raise InputError(_PROBLEMS[problem])
         nrm, na, nb = self._params(k1, b, avgdl)
-        parsed = [self._query(t, w) for t, w in queries]
+        n = len(indptr) - 1
         width = max(1, min(k, self.n_docs))
-        step = max(1, _BATCH_CELLS // width)
-        out: list[tuple[np.ndarray, np.ndarray]] = []
-        with numba_threads(threads):
-            for c in range(0, len(parsed), step):
-                chunk = parsed[c:c + step]
-                offsets = np.zeros(len(chunk) + 1, np.int64)
-                offsets[1:] = np.cumsum([t.shape[0] for t, _ in chunk])
-                terms = np.concatenate([t for t, _ in chunk]) if chunk else np.zeros(0, np.int32)
-                weights = np.concatenate([w for _, w in chunk]) if chunk else np.zeros(0, np.float32)
-                docs = np.empty((len(chunk), width), np.int32)
-                scores = np.empty((len(chunk), width), np.float32)
-                counts = np.zeros(len(chunk), np.int64)
-                kernels.search_batch(*self._seg, self.mode, self.n_docs, algo, offsets, terms, weights,
-                                     nrm, na, nb, self.live, k, theta, docs, scores, counts)
-                out.extend((docs[q, :counts[q]].copy(), scores[q, :counts[q]].copy()) for q in range(len(chunk)))
-        return out
+        docs = np.empty((n, width), np.int32)
+        scores = np.empty((n, width), np.float32)
+        counts = np.zeros(n, np.int64)
+        args = (self._seg, self.mode, self.n_docs, algo)
+        tail = (nrm, na, nb, self.live, k, theta)
+        if n <= 1 or threads == 1:
+            kernels.search_csr(*args, indptr, term_ids, weights, *tail, docs, scores, counts)
+        else:
+            with numba_threads(threads):
+                kernels.search_csr_parallel(*args, indptr, term_ids, weights, *tail, docs, scores, counts)
+        return docs, scores, counts
 
 
 _PROBLEMS = {1: "term id out of range for this segment", 2: "query weights must be finite and >= 0"}
-
-
-@njit(cache=True, nogil=True)
-def _query_problem(t: np.ndarray, w: np.ndarray, num_terms: int) -> int:
-    """0 if the query is valid, else a key of _PROBLEMS (numba: a query costs microseconds)."""
-    for i in range(t.shape[0]):
-        if t[i] < 0 or t[i] >= num_terms:
-            return 1
-        if not (w[i] >= 0 and w[i] < np.inf):
-            return 2
-    return 0
 
 
 def _check(algorithm: str, k: int, theta: float) -> tuple[int, int, float]:

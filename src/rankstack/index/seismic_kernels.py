@@ -25,7 +25,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from rankstack.index.kernels import _better, _sift_down, lower_bound
+from rankstack.index import topk
+from rankstack.index.cursors import lower_bound
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,22 +278,6 @@ def _prefetch(typingctx, array, index):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _offer_heap(hs, hd, size, k, s, d):
-    """Offer (s, d) to a k-heap whose root is its worst entry; return the new size."""
-    if size < k:
-        hs[size], hd[size] = s, d
-        size += 1
-        if size == k:
-            for i in range(k // 2 - 1, -1, -1):
-                _sift_down(hs, hd, i, k)
-        return size
-    if _better(s, d, hs[0], hd[0]):
-        hs[0], hd[0] = s, d
-        _sift_down(hs, hd, 0, k)
-    return size
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _prefetch_row(fwd_offsets, fwd_packed, fwd_comps, fwd_values, d):
     """Start loading document d's row (its first three cache lines)."""
     lo = fwd_offsets[d]
@@ -379,16 +364,10 @@ def _search_one(qc, qv, query_cut, heap_factor, value_scale, k, term_blocks, blo
                     continue
                 s = _row_dot(fwd_offsets, fwd_packed, fwd_comps, fwd_values, dense, d)
                 if s > 0:
-                    size = _offer_heap(hs, hd, size, k, s, d)
+                    size = topk.heap_offer(hs, hd, size, k, s, d)
     for i in range(nq):
         dense[qc[i]] = 0.0
-    if size < k:
-        for i in range(size // 2 - 1, -1, -1):
-            _sift_down(hs, hd, i, size)
-    for end in range(size - 1, 0, -1):  # heap sort: worst entries move to the back
-        hs[0], hs[end] = hs[end], hs[0]
-        hd[0], hd[end] = hd[end], hd[0]
-        _sift_down(hs, hd, 0, end)
+    topk.heap_sort(hs, hd, size)
     out_docs[:size] = hd[:size]
     out_scores[:size] = hs[:size]
     return size

@@ -23,6 +23,15 @@ from rankstack.index.search import check_k
 STAGE_TYPES: dict[str, type] = {}  # every Stage subclass by name, to rebuild pipelines from their repr
 
 
+def check_one(query: Any, k: Any) -> int:
+    """`Stage.search`'s checks: InputError unless `query` is a non-blank string; `k` as checked by check_k."""
+    if not isinstance(query, str):
+        raise InputError(f"a query must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise InputError("empty query")
+    return check_k(k)
+
+
 class Stage:
     """Base class of all stages. Subclasses implement `transform`.
 
@@ -50,11 +59,7 @@ class Stage:
     def search(self, query: str, k: int = 10) -> list[tuple[str, float]]:
         """Convenience for one query: its top `k` [(doc id, score), ...], best first. A first stage searches at
         depth `k` (more or fewer hits than its own `k`); a pipeline passes `k` down to what it can."""
-        if not isinstance(query, str):
-            raise InputError(f"a query must be a string, got {type(query).__name__}")
-        if not query.strip():
-            raise InputError("empty query")
-        k = check_k(k)
+        k = check_one(query, k)
         return (self.at_depth(k) or self)(Queries({"q": query})).cut(k).hits("q")
 
     def at_depth(self, k: int) -> "Stage | None":

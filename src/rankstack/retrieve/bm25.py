@@ -18,7 +18,7 @@ from rankstack.errors import IncompatibleIndexError, InputError
 from rankstack.index.inverted import IndexWriter, InvertedIndex
 from rankstack.index.search import InvertedParams
 from rankstack.index.commit import refuse_existing
-from rankstack.pipeline.stage import Stage
+from rankstack.pipeline.stage import Stage, check_one
 from rankstack.text.analyzer import Analyzer
 
 QUERY_CHUNK = 1024  # queries per batch between progress-bar updates
@@ -116,6 +116,13 @@ class BM25(Stage):
     def query_terms(self, text: str) -> Counter:
         """The analysed query as term -> count."""
         return Counter(self.analyzer.analyze(text))
+
+    def search(self, query: str, k: int = 10) -> list[tuple[str, float]]:
+        """`Stage.search`: one query's top `k` [(doc id, score), ...], searched at depth `k` straight on the
+        index (no Run, no progress bar: the per-query path of a service)."""
+        k = check_one(query, k)
+        hits = self.index.search([self.query_terms(query)], k, self.params)[0]
+        return list(zip(self.index.doc_ids.take(hits.docnos), hits.scores.tolist()))
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         index = self.index  # one snapshot for hits and ids, whatever a concurrent add() does

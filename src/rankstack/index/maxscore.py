@@ -1,0 +1,293 @@
+"""Block-max MaxScore over doc windows (in the spirit of Lucene's MaxScoreBulkScorer): `maxscore`.
+
+Arguments as in `rankstack.index.kernels`; safe (exact) when theta == 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from rankstack.index import topk
+from rankstack.index.cursors import (BLK, CD, CDEC, CNT, END, POS, STOP, cursor_bound, load_contribs, load_docs,
+                                     move_to, next_geq, open_cursors, shallow, value)
+from rankstack.index.scoring import BM25, block_bound, contrib, doc_norm, sum_slack
+
+WINDOW = 4096  # docs per window (multiple of 32)
+_MERGE_PER_BLOCK = 16  # a list's blocks are scanned rather than skipped when there are more candidates
+# trailing-zero count of a power of two below 2**32 by de Bruijn multiplication (no overflow)
+_DEBRUIJN_POS = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
+                          31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9], np.int64)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _add_run(docs, contribs, p, cnt, wmin, wmax, acc32, bits):
+    """acc32[d - wmin] += contribs[p] for the postings from p with docno d < wmax, marking the
+    docs in bits; returns the position after them."""
+    while p < cnt:
+        d = docs[p]
+        if d >= wmax:
+            break
+        off = d - wmin
+        acc32[off] += contribs[p]
+        bits[off >> 5] |= np.int64(1) << (off & 31)
+        p += 1
+    return p
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, tmask, bits):
+    """Buffer term i's contributions at the postings from p with docno < wmax: partial score
+    in acc, the contribution in cw and a flag in tmask (reset at a doc's first touch)."""
+    ib = np.int64(1) << (i & 63)
+    iw = i >> 6
+    while p < cnt:
+        d = docs[p]
+        if d >= wmax:
+            break
+        off = d - wmin
+        c = contribs[p]
+        wd = off >> 5
+        bit = np.int64(1) << (off & 31)
+        if bits[wd] & bit == 0:  # first touch in this window
+            bits[wd] |= bit
+            acc[off] = 0.0
+            for j in range(tmask.shape[1]):
+                tmask[off, j] = 0
+        acc[off] += c
+        cw[off, i] = c
+        tmask[off, iw] |= ib
+        p += 1
+    return p
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _collect(acc32, bits, lo, hi, wmin, live, bs, bd, kn, kth, k, tscale):
+    """Offer the docs marked in bits[lo:hi+1] with their scores in acc32 to the collector, clearing
+    both; returns the new threshold (tscale * worst score kept)."""
+    has_live = live.shape[0] > 0
+    for wd in range(lo, hi + 1):
+        x = bits[wd]
+        bits[wd] = 0
+        while x != 0:
+            t = x & -x
+            x ^= t
+            off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
+            s = acc32[off]
+            acc32[off] = 0.0
+            if s > kth[0] and (not has_live or live[wmin + off]):
+                topk.offer(bs, bd, kn, kth, k, s, wmin + off)
+    return kth[0] * tscale
+
+
+@njit(cache=True, nogil=True)
+def maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
+    """Block-max MaxScore over doc windows (in the spirit of Lucene's MaxScoreBulkScorer).
+
+    Docs are processed in windows of at most `WINDOW` docnos, starting at the next doc of a
+    list that is essential by its term bound. In each window the terms are ranked by their
+    largest block bound inside the window; the lowest ones whose bounds sum to at most the
+    threshold are non-essential. A window with no essential term is skipped (up to where a
+    block bound changes). When every term is essential, the lists are added term at a time,
+    in query-term order, into a float32 window buffer, which then holds exact scores.
+    Otherwise the essential lists are buffered (partial score and per-term contributions);
+    the buffered docs whose partial score plus the non-essential bounds beats the threshold
+    are candidates, refined one non-essential list at a time, largest bound first: the list
+    is scanned through the window when candidates are dense, else skipped to each candidate;
+    each step drops the candidates that can no longer win. Survivors get their exact score.
+    """
+    n = term_ids.shape[0]
+    C, ub, w64, bufd, bufv, bufc, bub = open_cursors(seg, mode, term_ids, weights, na, nb)
+    order = np.argsort(ub, kind="mergesort")  # ascending term bound
+    bs, bd, kn, kth = topk.new(k)
+    nw = (n + 63) >> 6
+    _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
+                  order, np.empty(n, np.float64), np.zeros(WINDOW, np.float32), np.empty(WINDOW, np.float64),
+                  np.empty((WINDOW, n), np.float32), np.empty((WINDOW, nw), np.int64),
+                  np.zeros(WINDOW // 32, np.int64), np.zeros(n, np.float64), np.arange(n), np.zeros(n, np.int64),
+                  np.empty(WINDOW, np.int64), np.zeros(WINDOW // 32, np.int64), bs, bd, kn, kth, k)
+    return topk.results(bs, bd, kn, k)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
+                  order, prefix, acc32, acc, cw, tmask, bits, wm, word, nbw, cands, cbits, bs, bd, kn, kth, k):
+    """`maxscore`'s work. Buffers: prefix[m] = sum of ub[order[:m+1]]; acc32 (kept zeroed):
+    exact scores in all-essential windows; else acc / cw / tmask: partial score, per-term
+    contributions and which terms those are, of each buffered doc; bits: buffered docs (32 per
+    word); wm: window bound per term; word: terms by ascending window bound; nbw: blocks of
+    each list in the window; cands / cbits: candidate docs as a list and as bits."""
+    block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
+        seg.block_last, seg.block_offsets, seg.block_doc_bits, seg.block_val_bits, seg.block_max, seg.block_min_len,
+        seg.data)
+    n = weights.shape[0]
+    run = 0.0
+    for m in range(n):
+        run += ub[order[m]]
+        prefix[m] = run
+    tscale = theta / sum_slack(n)  # threshold = tscale * worst score kept
+    thr = 0.0
+    wmax = 0
+    while True:
+        fe = 0  # order[:fe]: terms that cannot make a doc competitive even together
+        while fe < n and prefix[fe] <= thr:
+            fe += 1
+        wmin = END
+        for m in range(fe, n):
+            wmin = min(wmin, C[order[m], CD])
+        if wmin >= END:
+            break
+        wmin = max(wmin, wmax)
+        wmax = min(wmin + WINDOW, END)
+        # window bounds: largest bound of the blocks that overlap [wmin, wmax); `same`: the
+        # first docno where some list's block (or a list's next doc) would join the window
+        same = END
+        for i in range(n):
+            wm[i] = 0.0
+            nbw[i] = 0
+            if C[i, CD] >= wmax:
+                same = min(same, C[i, CD])
+                continue
+            shallow(block_last, C, i, wmin)
+            b = C[i, BLK]
+            if b >= C[i, STOP]:
+                C[i, CD] = END  # exhausted
+            else:
+                wm[i] = cursor_bound(bmax, bminlen, mode, C, bub, w64, i, na, nb)
+            while b < C[i, STOP]:
+                nbw[i] += 1
+                if block_last[b] >= wmax - 1:
+                    same = min(same, np.int64(block_last[b]) + 1)
+                    break
+                b += 1
+                if b < C[i, STOP]:
+                    wm[i] = max(wm[i], block_bound(bmax, bminlen, mode, w64[i], b, na, nb))
+        for m in range(1, n):  # insertion sort by window bound
+            i = word[m]
+            j = m
+            while j > 0 and wm[word[j - 1]] > wm[i]:
+                word[j] = word[j - 1]
+                j -= 1
+            word[j] = i
+        f = 0  # word[:f]: non-essential in this window
+        ness = 0.0
+        while f < n and ness + wm[word[f]] <= thr:
+            ness += wm[word[f]]
+            f += 1
+        if f == n:  # nothing in this window can beat the threshold, nor up to `same`
+            wmax = max(wmax, same)
+            continue
+        lo, hi = WINDOW, -1  # range of touched words in `bits`
+        if f == 0:
+            # every term essential: add the lists in query-term order into acc32 (exact)
+            for i in range(n):
+                next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
+                if C[i, CD] < wmax:
+                    lo = min(lo, (C[i, CD] - wmin) >> 5)
+                while C[i, CD] < wmax:
+                    if C[i, CDEC] != C[i, BLK]:
+                        load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
+                    cnt = C[i, CNT]
+                    p = _add_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, acc32, bits)
+                    hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
+                    move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
+            thr = max(thr, _collect(acc32, bits, lo, hi, wmin, live, bs, bd, kn, kth, k, tscale))
+            continue
+        # essential lists, in any order, into acc / cw / tmask
+        for m in range(f, n):
+            i = word[m]
+            next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
+            if C[i, CD] < wmax:
+                lo = min(lo, (C[i, CD] - wmin) >> 5)
+            while C[i, CD] < wmax:
+                if C[i, CDEC] != C[i, BLK]:
+                    load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
+                cnt = C[i, CNT]
+                p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, tmask, bits)
+                hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
+                move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
+        # candidates: buffered live docs whose partial score plus the non-essential bounds
+        # beats the threshold; acc becomes that running bound
+        nc = _candidates(acc, bits, lo, hi, wmin, ness, thr, live, cands, cbits)
+        # refine them one non-essential list at a time, largest bound first
+        m = f - 1
+        while m >= 0 and nc > 0:
+            i = word[m]
+            if nc > _MERGE_PER_BLOCK * nbw[i]:  # dense: scan the list's postings in the window
+                next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
+                while C[i, CD] < wmax:
+                    load_docs(block_last, block_offsets, dbits, data, C, bufd, i)
+                    p, cnt = C[i, POS], C[i, CNT]
+                    while p < cnt and bufd[i, p] < wmax:
+                        off = bufd[i, p] - wmin
+                        if (cbits[off >> 5] >> (off & 31)) & 1:
+                            C[i, POS] = p
+                            nd = doc_norm(norm, wmin + off) if mode == BM25 else np.float32(0.0)
+                            c = contrib(mode, weights[i], value(block_offsets, dbits, vbits, data, C, bufv, i), nd)
+                            cw[off, i] = c
+                            tmask[off, i >> 6] |= np.int64(1) << (i & 63)
+                            acc[off] += c
+                        p += 1
+                    move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
+            else:  # sparse: skip to each candidate
+                for j in range(nc):
+                    off = cands[j]
+                    d = wmin + off
+                    next_geq(block_last, block_offsets, dbits, data, C, bufd, i, d)
+                    if C[i, CD] == d:
+                        nd = doc_norm(norm, d) if mode == BM25 else np.float32(0.0)
+                        c = contrib(mode, weights[i], value(block_offsets, dbits, vbits, data, C, bufv, i), nd)
+                        cw[off, i] = c
+                        tmask[off, i >> 6] |= np.int64(1) << (i & 63)
+                        acc[off] += c
+            nc = _refine(acc, cands, nc, cbits, wm[i], thr)
+            m -= 1
+        # survivors: exact score, float32 sum in query-term order
+        for j in range(nc):
+            off = cands[j]
+            cbits[off >> 5] = 0
+            s = np.float32(0.0)
+            for t in range(n):
+                if (tmask[off, t >> 6] >> (t & 63)) & 1:
+                    s += cw[off, t]
+            if s > kth[0]:
+                topk.offer(bs, bd, kn, kth, k, s, wmin + off)
+                thr = kth[0] * tscale
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _candidates(acc, bits, lo, hi, wmin, ness, thr, live, cands, cbits):
+    """List (ascending, in cands) and flag (in cbits) the docs buffered in bits[lo:hi+1] that
+    are live and whose bound acc + ness beats thr, setting acc to that bound; clears bits."""
+    has_live = live.shape[0] > 0
+    nc = 0
+    for wd in range(lo, hi + 1):
+        x = bits[wd]
+        bits[wd] = 0
+        while x != 0:
+            t = x & -x
+            x ^= t
+            off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
+            bound = acc[off] + ness
+            if bound > thr and (not has_live or live[wmin + off]):
+                acc[off] = bound
+                cands[nc] = off
+                cbits[wd] |= t
+                nc += 1
+    return nc
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _refine(acc, cands, nc, cbits, bound, thr):
+    """Take a list's bound off the candidates' running bounds (its actual contribution was
+    added) and drop those that no longer beat thr; returns how many remain."""
+    k = 0
+    for j in range(nc):
+        off = cands[j]
+        acc[off] -= bound
+        if acc[off] > thr:
+            cands[k] = off
+            k += 1
+        else:
+            cbits[off >> 5] &= ~(np.int64(1) << (off & 31))
+    return k
