@@ -81,8 +81,10 @@ def test_duplicate_ids_across_parts_commit_nothing(tmp_path):
     with pytest.raises(InputError, match="duplicate document id 'd3'.*documents 31 to 31"):
         build_parallel(tmp_path / "dup", docs, part_docs=10)
     assert not (tmp_path / "dup" / MANIFEST).exists()
-    with pytest.raises(InputError, match=r"duplicate document id 'x'.*line"):  # within a part: its lines
-        build_parallel(tmp_path / "dup2", [Document("x", "a"), Document("y", "b"), Document("x", "c")], part_docs=10)
+    corpus = tmp_path / "dup.jsonl"  # within a part: the worker names both lines
+    corpus.write_text('{"_id": "x", "text": "a"}\n{"_id": "y", "text": "b"}\n{"_id": "x", "text": "c"}\n')
+    with pytest.raises(InputError, match=r"duplicate document id 'x' \(at .*line 1 and .*line 3\)"):
+        build_parallel(tmp_path / "dup2", Corpus(corpus), part_docs=10)
     with IndexWriter(tmp_path / "dup") as w:  # the next writer removes what the failed build left
         w.commit()
     assert {p.name for p in (tmp_path / "dup").iterdir()} == {MANIFEST, "write.lock"}

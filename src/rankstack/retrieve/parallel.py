@@ -63,22 +63,39 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
     staging.mkdir()
     args = (analyzer.config(), bool(writer.settings["store"]), writer.settings["length_norm"])
     pool = _Pool(workers)
-    in_flight: deque[tuple[list, str, Future]] = deque()
+    in_flight: deque[tuple[list, str, Future | None]] = deque()
     count = 0
 
-    def submit(part: list) -> tuple[list, str, Future]:
+    def submit(part: list) -> None:
         path = str(staging / new_name("part", ".rsx"))  # a new name per attempt: a dead worker's file is left alone
-        return part, path, pool.submit(write_part, part, path, *args)
+        try:
+            future = pool.submit(write_part, part, path, *args)
+        except BrokenProcessPool:
+            future = None
+        in_flight.append((part, path, future))
+        if future is None:
+            recover()
+
+    def recover() -> None:
+        """A worker died: a new pool does every part not adopted yet again."""
+        while True:
+            pool.restart()
+            parts = [p for p, _, _ in in_flight]
+            in_flight.clear()
+            try:
+                for p in parts:
+                    path = str(staging / new_name("part", ".rsx"))
+                    in_flight.append((p, path, pool.submit(write_part, p, path, *args)))
+                return
+            except BrokenProcessPool:
+                in_flight.extend((p, "", None) for p in parts[len(in_flight):])
 
     def adopt_first() -> int:
         part, path, future = in_flight[0]
         try:
             future.result()
         except BrokenProcessPool:
-            pool.restart()
-            retried = [submit(p) for p, _, _ in in_flight]
-            in_flight.clear()
-            in_flight.extend(retried)
+            recover()
             return 0
         in_flight.popleft()
         try:
@@ -90,7 +107,7 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
     try:
         with tqdm(desc="indexing", unit=" docs", disable=None if progress is None else not progress) as bar:
             for part in batches(located(corpus), part_docs):
-                in_flight.append(submit(part))
+                submit(part)
                 while len(in_flight) > workers:  # at most one part waiting per worker: bounded memory
                     done = adopt_first()
                     count += done
