@@ -13,7 +13,7 @@ from rankstack._lazy import lazy_exports
 
 _EXPORTS = {
     "init": "cluster",
-    "build": "build",
+    "build": "indexing",
     "ShardedIndex": "layout",
     "ShardedBM25": "search",
     "ShardedSparse": "search",

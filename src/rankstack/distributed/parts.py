@@ -85,4 +85,5 @@ def corpus_parts(corpus: Corpus, part_size: int, texts_only: bool, done: Mapping
             return [ReadTask(read, BlockMetadata(num_rows=None, size_bytes=None, input_files=[str(corpus.path)],
                                                  exec_stats=None), schema=schema)]
 
-    return ray.data.read_datasource(CorpusParts())
+    # the reader takes no CPU of its own: it must never wait for the workers' CPUs (they wait for its parts)
+    return ray.data.read_datasource(CorpusParts(), num_cpus=0)

@@ -18,6 +18,7 @@ import numpy as np
 from rankstack.data.queries import Queries
 from rankstack.data.run import IdList, Run
 from rankstack.distributed.cluster import ensure
+from rankstack.distributed.shards import cpu_options
 from rankstack.errors import InputError, RankstackError
 from rankstack.pipeline.stage import Stage
 
@@ -57,11 +58,13 @@ class RerankServer:
 
 
 class RemoteReranker(Stage):
-    """A second stage run on `actors` Ray actors (each with `cpus_per_actor` CPUs and `gpus_per_actor` GPUs), see
+    """A second stage run on `actors` Ray actors (each with `cpus_per_actor` CPUs reserved, default none, and
+    `gpus_per_actor` GPUs), see
     the module docstring. `texts`: where the driver reads document texts (default: the reranker's own). `ship`:
     "repr" rebuilds the reranker on each actor from its repr; "object" sends the object itself (pickled)."""
 
-    def __init__(self, reranker: Stage, actors: int = 2, *, cpus_per_actor: float = 1, gpus_per_actor: float = 0,
+    def __init__(self, reranker: Stage, actors: int = 2, *, cpus_per_actor: float | None = None,
+                 gpus_per_actor: float = 0,
                  texts: Any = None, ship: str = "repr"):
         if ship not in ("repr", "object"):
             raise InputError(f"ship must be 'repr' or 'object', got {ship!r}")
@@ -76,8 +79,10 @@ class RemoteReranker(Stage):
         self.depth = getattr(reranker, "depth", None)
         self.ship = ship
         spec = repr(reranker) if ship == "repr" else ray.put(reranker)
-        remote = ray.remote(RerankServer).options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor, max_restarts=-1,
-                                                  max_task_retries=RETRIES)
+        resources = cpu_options(ray, actors, cpus_per_actor, "reranker actors")
+        if gpus_per_actor:
+            resources["num_gpus"] = gpus_per_actor
+        remote = ray.remote(RerankServer).options(**resources, max_restarts=-1, max_task_retries=RETRIES)
         self.servers = [remote.remote(spec) for _ in range(actors)]
         try:
             ray.get([server.ready.remote() for server in self.servers])
@@ -127,7 +132,7 @@ class RemoteReranker(Stage):
 
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"reranker": self.reranker, "actors": self.actors}
-        if self.cpus_per_actor != 1:
+        if self.cpus_per_actor is not None:
             config["cpus_per_actor"] = self.cpus_per_actor
         if self.gpus_per_actor:
             config["gpus_per_actor"] = self.gpus_per_actor

@@ -93,7 +93,8 @@ def merge_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], bases: Sequence[
 
 class ShardedStage(Stage):
     """What the sharded first stages share: the shard servers, scatter-gather and the run (see the module
-    docstring). `replicas` actors per shard with `cpus_per_shard` CPUs and `gpus_per_shard` GPUs each; `retries`,
+    docstring). `replicas` actors per shard with `cpus_per_shard` CPUs reserved (default: none: Ray's default for
+    actors, see rankstack.distributed.shards.cpu_options) and `gpus_per_shard` GPUs each; `retries`,
     `timeout` (seconds per call) and `allow_partial` say what happens when actors die."""
 
     first_stage = True
@@ -101,7 +102,7 @@ class ShardedStage(Stage):
 
     def __init__(self, index: str | os.PathLike | ShardedIndex, k: int = 1000, *, replicas: int = 1,
                  allow_partial: bool = False, retries: int = RETRIES, timeout: float | None = None,
-                 cpus_per_shard: float = 1, gpus_per_shard: float = 0, progress: bool | None = None):
+                 cpus_per_shard: float | None = None, gpus_per_shard: float = 0, progress: bool | None = None):
         self.sharded = index if isinstance(index, ShardedIndex) else ShardedIndex(index)
         if self.sharded.kind != self.kind:
             raise IncompatibleIndexError(f"{self.sharded.path} holds {self.sharded.kind} shards, not {self.kind} ones")
@@ -160,8 +161,8 @@ class ShardedStage(Stage):
 
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"index": str(self.sharded.path), "k": self.k}
-        defaults = {"replicas": 1, "allow_partial": False, "retries": RETRIES, "timeout": None, "cpus_per_shard": 1,
-                    "gpus_per_shard": 0}
+        defaults = {"replicas": 1, "allow_partial": False, "retries": RETRIES, "timeout": None,
+                    "cpus_per_shard": None, "gpus_per_shard": 0}
         config.update({key: getattr(self, key) for key, default in defaults.items() if getattr(self, key) != default})
         return config
 

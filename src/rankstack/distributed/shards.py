@@ -29,6 +29,7 @@ class ShardServer:
 
     def __init__(self, kind: str, path: str, threads: int | None = None):
         self.kind = kind
+        self.busy = 0  # searches in progress (the actor answers other calls meanwhile)
         if threads is not None:
             import numba
             numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
@@ -51,8 +52,9 @@ class ShardServer:
         return {"size": self.size, "live": index.num_live, "sum_lengths": int(index.sum_lengths),
                 "commit": index.commit_id, "pid": os.getpid(), "settings": index.settings}
 
-    def pid(self) -> int:
-        return os.getpid()
+    def status(self) -> dict[str, int]:
+        """This server's process id and the searches it is running (for operations and fault tests)."""
+        return {"pid": os.getpid(), "busy": self.busy}
 
     def frequencies(self, terms: Sequence[str]) -> np.ndarray:
         """Document frequency of each term in this shard."""
@@ -60,10 +62,14 @@ class ShardServer:
 
     def search(self, queries: Any, k: int, params: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each query's top k in this shard: (local doc numbers, scores), best first, ties by doc number."""
-        if self.kind == "dense":
-            rows, scores = self.index.search_arrays(queries, k, params)
-            return [(r[r >= 0].astype(np.int32), s[r >= 0]) for r, s in zip(rows, scores)]
-        return [tuple(h) for h in self.index.search(queries, k, params)]
+        self.busy += 1
+        try:
+            if self.kind == "dense":
+                rows, scores = self.index.search_arrays(queries, k, params)
+                return [(r[r >= 0].astype(np.int32), s[r >= 0]) for r, s in zip(rows, scores)]
+            return [tuple(h) for h in self.index.search(queries, k, params)]
+        finally:
+            self.busy -= 1
 
     def ids(self, docnos: np.ndarray) -> list[str]:
         return self.index.doc_ids.take(np.asarray(docnos, dtype=np.int64))
@@ -77,19 +83,36 @@ class ShardServer:
         return dict(zip([d for d, _ in found], self.index.stored(n for _, n in found)))
 
 
-class ShardPool:
-    """The servers of a sharded index: `replicas` actors per shard, each with `cpus` CPUs (and `gpus` GPUs);
-    `threads`: numba threads per actor (default: its CPUs)."""
+def cpu_options(ray: Any, actors: int, cpus: float | None, what: str) -> dict[str, float]:
+    """Ray options for `actors` actors of `cpus` CPUs each: reserved, when given (checked against the cluster:
+    actors that cannot all be placed would wait forever); else Ray's default for actors (one CPU free to place
+    one, none held while it runs; only while no resource at all is named), so that more shard servers than cores
+    share them."""
+    if cpus is None:
+        return {}
+    total = float(ray.cluster_resources().get("CPU", 0))
+    if cpus * actors > total:
+        raise RankstackError(f"{actors} {what} of {cpus:g} CPUs each need {cpus * actors:g} CPUs; the Ray cluster has "
+                             f"{total:g}: ask for fewer CPUs per actor, or add nodes")
+    return {"num_cpus": cpus}
 
-    def __init__(self, index: ShardedIndex, replicas: int = 1, *, cpus: float = 1, gpus: float = 0,
+
+class ShardPool:
+    """The servers of a sharded index: `replicas` actors per shard, each with `cpus` CPUs reserved (default: none,
+    see `cpu_options`) and `gpus` GPUs; `threads`: numba threads per actor (default: its CPUs, at least 1)."""
+
+    def __init__(self, index: ShardedIndex, replicas: int = 1, *, cpus: float | None = None, gpus: float = 0,
                  threads: int | None = None, retries: int = RETRIES, timeout: float | None = None,
                  allow_partial: bool = False):
         self.ray = ensure()
         self.index, self.replicas, self.retries, self.timeout = index, replicas, retries, timeout
         self.allow_partial = allow_partial
-        remote = self.ray.remote(ShardServer).options(num_cpus=cpus, num_gpus=gpus, max_restarts=-1,
-                                                      max_task_retries=0, max_concurrency=4)
-        threads = threads or max(1, int(cpus))
+        resources = cpu_options(self.ray, len(index.shards) * replicas, cpus, "shard servers")
+        if gpus:
+            resources["num_gpus"] = gpus
+        remote = self.ray.remote(ShardServer).options(**resources, max_restarts=-1, max_task_retries=0,
+                                                      max_concurrency=4)
+        threads = threads or max(1, int(cpus or 1))
         self.actors = [[remote.remote(index.kind, str(shard.path), threads) for _ in range(replicas)]
                        for shard in index.shards]
         self._turn = 0
@@ -154,9 +177,9 @@ class ShardPool:
                                  "answer from the other shards")
         missing.append(shard)
 
-    def pids(self) -> list[list[int]]:
-        """The process id of every actor, by shard then replica (for operations and fault tests)."""
-        return [[self.ray.get(a.pid.remote()) for a in replicas] for replicas in self.actors]
+    def status(self) -> list[list[dict[str, int]]]:
+        """Every actor's `ShardServer.status()`, by shard then replica."""
+        return [self.ray.get([a.status.remote() for a in replicas]) for replicas in self.actors]
 
     def close(self) -> None:
         """Stop the actors."""

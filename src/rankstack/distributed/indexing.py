@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,13 +53,16 @@ PART_SIZE = {"bm25": 100_000, "sparse": 10_000, "dense": 10_000}  # documents (t
 def build(corpus: str | os.PathLike | Corpus, path: str | os.PathLike, kind: str, encoder: Any = None, *,
           shards: int = 1, part_size: int | None = None, workers: int | None = None, cpus_per_worker: float = 1,
           gpus_per_worker: float = 0, index_options: dict[str, Any] | None = None, overwrite: bool = False,
-          keep_parts: bool = False, progress: bool | None = None) -> layout.ShardedIndex:
+          parts: str | os.PathLike | None = None, keep_parts: bool = False,
+          progress: bool | None = None) -> layout.ShardedIndex:
     """Build a sharded index of `kind` ("bm25", "sparse" or "dense") from a corpus file on the Ray cluster (see
     the module docstring). `encoder`: a SpladeEncoder / InferenceFreeSparseEncoder ("sparse") or a DenseEncoder
     or model path ("dense"); the workers load it from its record. `part_size`: documents (learned sparse: texts)
     per part, default 100,000 for BM25 and 10,000 for encoders. `workers`: actors (default: the cluster's CPUs
     over `cpus_per_worker`). `index_options` go to each shard's build: BM25 `analyzer`, `k1`, `b`, `length_norm`,
-    `store`; learned sparse `impact_bits`, `store`; dense `factory`, `metric`, `store_vectors`."""
+    `store`; learned sparse `impact_bits`, `store`; dense `factory`, `metric`, `store_vectors`. `parts`: the
+    folder of parts (default `<path>/parts`); builds of the same corpus, kind, part size and encoder share it, so
+    another number of shards costs no encoding; it is removed at the end unless `keep_parts`."""
     if kind not in layout.KINDS:
         raise InputError(f"unknown kind of index {kind!r} (expected one of {', '.join(layout.KINDS)})")
     for name, value in (("shards", shards), ("part_size", part_size or 1), ("workers", workers or 1)):
@@ -78,9 +82,10 @@ def build(corpus: str | os.PathLike | Corpus, path: str | os.PathLike, kind: str
     lock = WriterLock(path)
     lock.acquire()
     try:
+        folder = Path(parts).absolute() if parts is not None else path / PARTS
         if (path / MANIFEST).exists() and not overwrite and not (path / PARTS).exists():
             refuse_existing(path, overwrite, "distributed.build")
-        folder = _parts_folder(path, record, overwrite)
+        folder = _parts_folder(folder, record, overwrite)
         workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_worker, 1e-9)))
         records, count = _encode_parts(corpus, folder, kind, part_size, worker_options, workers, cpus_per_worker,
                                        gpus_per_worker, progress)
@@ -133,10 +138,9 @@ def _describe(kind: str, corpus_path: Path, part_size: int, encoder: Any, option
     return record, {"encoder": info, "device": "cuda" if gpus else None, "threads": max(1, int(cpus))}
 
 
-def _parts_folder(path: Path, record: dict[str, Any], overwrite: bool) -> Path:
+def _parts_folder(folder: Path, record: dict[str, Any], overwrite: bool) -> Path:
     """The parts folder of this build: resumed when it holds parts of the same build, started over with
     `overwrite`, refused when it holds another build's."""
-    folder = path / PARTS
     recorded = folder / BUILD_RECORD
     if recorded.exists():
         previous = json.loads(recorded.read_text(encoding="utf-8"))
@@ -165,9 +169,12 @@ def _encode_parts(corpus: Corpus, folder: Path, kind: str, part_size: int, worke
     resources = {"num_cpus": cpus, **({"num_gpus": gpus} if gpus else {})}
     dataset = dataset.map(PartWriter, fn_constructor_kwargs={"folder": str(folder), "kind": kind,
                                                              "options": worker_options},
-                          concurrency=workers, **resources)
+                          compute=ray_module().data.ActorPoolStrategy(size=workers), **resources)
     total_parts, count = None, 0
-    with tqdm(desc=f"encoding {kind} parts", unit=" docs", disable=None if progress is None else not progress) as bar:
+    with tqdm(desc=f"encoding {kind} parts", unit=" docs", disable=None if progress is None else not progress) as bar, \
+            warnings.catch_warnings():
+        # Ray Data counts the one read task as one input; its parts are streamed to every worker all the same
+        warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
         for row in dataset.iter_rows():
             if row["part"] == END:
                 total_parts, count = int(row["parts"]), int(row["first"])
