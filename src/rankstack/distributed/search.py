@@ -82,6 +82,15 @@ class ShardedDocIds:
         return out
 
 
+def _rows(queries: Any, start: int, end: int) -> Any:
+    """Rows start..end-1 of prepared queries: a SparseQueries batch or a matrix of vectors."""
+    if isinstance(queries, SparseQueries):
+        a, b = int(queries.indptr[start]), int(queries.indptr[end])
+        return SparseQueries(queries.indptr[start:end + 1] - a, queries.indices[a:b], queries.data[a:b],
+                             queries.vocabulary)
+    return queries[start:end]
+
+
 def merge_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], bases: Sequence[int], k: int) -> Hits:
     """The exact top k of per-shard top-k hits (local doc numbers), as global doc numbers: best score first, ties
     by global doc number."""
@@ -128,21 +137,28 @@ class ShardedStage(Stage):
 
     def transform(self, queries: Queries, run: Run | None = None) -> ShardedRun:
         qids = list(queries)
-        results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        missing: set[int] = set()
-        for start in range(0, len(qids), QUERY_CHUNK):
-            chunk = qids[start:start + QUERY_CHUNK]
-            hits, lost = self.search_batch([queries[q] for q in chunk], self.k)
-            results.update(zip(chunk, hits))
-            missing.update(lost)
+        hits, missing = self.search_texts([queries[q] for q in qids], self.k)
         if missing:
-            warnings.warn(f"shards {sorted(missing)} of {self.sharded.path} did not answer: results come from the "
-                          "others", PartialResultsWarning, stacklevel=3)
-        return ShardedRun(results, self.doc_ids, type(self).__name__, sorted(missing))
+            warnings.warn(f"shards {missing} of {self.sharded.path} did not answer: results come from the others",
+                          PartialResultsWarning, stacklevel=3)
+        return ShardedRun(dict(zip(qids, hits)), self.doc_ids, type(self).__name__, missing)
 
-    def search_batch(self, texts: Sequence[str], k: int) -> tuple[list[Hits], list[int]]:
-        """Each query text's global top k, and the shards left out."""
+    def search_texts(self, texts: Sequence[str], k: int) -> tuple[list[Hits], list[int]]:
+        """Each query text's global top k, and the shards left out; queries are prepared (analysed, encoded) in
+        the batches the one-node stage uses, so that they are the same queries."""
         raise NotImplementedError
+
+    def search_prepared(self, queries: Any, n: int, k: int, params: Any) -> tuple[list[Hits], list[int]]:
+        """Prepared queries (SparseQueries or vectors; `n` of them) searched on every shard and merged, in chunks
+        of QUERY_CHUNK."""
+        out: list[Hits] = []
+        missing: set[int] = set()
+        for start in range(0, n, QUERY_CHUNK):
+            chunk = _rows(queries, start, min(n, start + QUERY_CHUNK))
+            hits, lost = self.pool.call("search", chunk, k, params)
+            out.extend(self._gather(hits, min(n, start + QUERY_CHUNK) - start, k))
+            missing.update(lost)
+        return out, sorted(missing)
 
     def _gather(self, per_shard: dict[int, list], n: int, k: int) -> list[Hits]:
         shards = sorted(per_shard)
@@ -183,15 +199,21 @@ class ShardedBM25(ShardedStage):
         self.num_docs = sum(int(i["size"]) for i in self.pool.infos)
         self.sum_lengths = sum(int(i["sum_lengths"]) for i in self.pool.infos)
 
-    def search_batch(self, texts: Sequence[str], k: int) -> tuple[list[Hits], list[int]]:
-        queries = SparseQueries.from_bags([Counter(self.analyzer.analyze(t)) for t in texts])
-        terms = list(queries.vocabulary)
-        found, missing = self.pool.call("frequencies", terms)
-        df = np.sum([found[s] for s in sorted(found)], axis=0) if found else np.zeros(len(terms), np.int64)
-        stats = CollectionStats(self.num_docs, self.sum_lengths, dict(zip(terms, np.asarray(df).tolist())))
-        params = InvertedParams(self.algorithm, self.theta, self.k1, self.b, stats=stats)
-        hits, lost = self.pool.call("search", queries, k, params, shards=sorted(found))
-        return self._gather(hits, len(texts), k), sorted(set(missing) | set(lost))
+    def search_texts(self, texts: Sequence[str], k: int) -> tuple[list[Hits], list[int]]:
+        out: list[Hits] = []
+        missing: set[int] = set()
+        for start in range(0, len(texts), QUERY_CHUNK):
+            chunk = texts[start:start + QUERY_CHUNK]
+            queries = SparseQueries.from_bags([Counter(self.analyzer.analyze(t)) for t in chunk])
+            terms = list(queries.vocabulary)
+            found, lost = self.pool.call("frequencies", terms)
+            df = np.sum([found[s] for s in sorted(found)], axis=0) if found else np.zeros(len(terms), np.int64)
+            stats = CollectionStats(self.num_docs, self.sum_lengths, dict(zip(terms, np.asarray(df).tolist())))
+            params = InvertedParams(self.algorithm, self.theta, self.k1, self.b, stats=stats)
+            hits, lost_too = self.pool.call("search", queries, k, params, shards=sorted(found))
+            out.extend(self._gather(hits, len(chunk), k))
+            missing.update(lost, lost_too)
+        return out, sorted(missing)
 
     def config(self) -> dict[str, Any]:
         config = super().config()
@@ -221,17 +243,19 @@ class ShardedSparse(ShardedStage):
         splade = getattr(encoder, "splade", encoder)
         self.vocabulary = Vocabulary(splade.vocabulary())
 
-    def search_batch(self, texts: Sequence[str], k: int) -> tuple[list[Hits], list[int]]:
+    def search_texts(self, texts: Sequence[str], k: int) -> tuple[list[Hits], list[int]]:
         todo = [i for i, t in enumerate(texts) if t.strip()]  # an empty query finds nothing, as in LearnedSparse
         out = [EMPTY] * len(texts)
-        if not todo:
-            return out, []
-        matrix = self.encoder.encode_queries([texts[i] for i in todo])
-        queries = SparseQueries.from_matrix(matrix, self.vocabulary)
-        hits, missing = self.pool.call("search", queries, k, InvertedParams(self.algorithm, self.theta))
-        for i, h in zip(todo, self._gather(hits, len(todo), k)):
-            out[i] = h
-        return out, missing
+        missing: set[int] = set()
+        for start in range(0, len(todo), QUERY_CHUNK):  # encoded in LearnedSparse's batches
+            chunk = todo[start:start + QUERY_CHUNK]
+            matrix = self.encoder.encode_queries([texts[i] for i in chunk])
+            queries = SparseQueries.from_matrix(matrix, self.vocabulary)
+            hits, lost = self.search_prepared(queries, len(chunk), k, InvertedParams(self.algorithm, self.theta))
+            for i, h in zip(chunk, hits):
+                out[i] = h
+            missing.update(lost)
+        return out, sorted(missing)
 
     def config(self) -> dict[str, Any]:
         config = super().config()
@@ -261,14 +285,15 @@ class ShardedDense(ShardedStage):
             check_compatible(recorded, self.encoder.model_info())
         self.nprobe, self.ef_search, self.device = nprobe, ef_search, device
 
-    def search_batch(self, texts: Sequence[str], k: int) -> tuple[list[Hits], list[int]]:
+    def search_texts(self, texts: Sequence[str], k: int) -> tuple[list[Hits], list[int]]:
         empty = [i for i, t in enumerate(texts) if not t or not t.strip()]
         if empty:
             raise InputError(f"empty query text (query {empty[0] + 1} of the batch): a dense encoder needs at least "
                              "one word")
-        vectors = self.encoder.encode_queries(list(texts))
-        hits, missing = self.pool.call("search", vectors, k, DenseParams(self.nprobe, self.ef_search))
-        return self._gather(hits, len(texts), k), missing
+        if not texts:
+            return [], []
+        vectors = self.encoder.encode_queries(list(texts))  # all in one call, as Dense encodes them
+        return self.search_prepared(vectors, len(texts), k, DenseParams(self.nprobe, self.ef_search))
 
     def config(self) -> dict[str, Any]:
         config = super().config()
