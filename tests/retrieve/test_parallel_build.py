@@ -137,3 +137,12 @@ def test_a_killed_build_commits_nothing_and_leaves_nothing(serial, tmp_path):
         w.commit()
     listed = InvertedIndex(path).manifest.file_names() | {MANIFEST, "write.lock"}
     assert {p.name for p in path.iterdir()} == listed
+
+
+def test_cli_workers_flag(serial, tmp_path, capsys):
+    from rankstack.cli import main
+
+    assert main(["index", str(SCIFACT), str(tmp_path / "cli"), "--workers", "2"]) == 0
+    same_index(BM25(tmp_path / "cli"), serial)
+    assert main(["index", str(SCIFACT), str(tmp_path / "bad"), "--workers", "0"]) == 2
+    assert "workers must be a positive integer" in capsys.readouterr().err

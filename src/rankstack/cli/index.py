@@ -18,6 +18,7 @@ def register(sub) -> None:
                    help="Lucene's lossy document-length encoding (as Anserini) or exact lengths")
     p.add_argument("--no-store", action="store_true", help="do not store document texts")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    p.add_argument("--workers", type=int, help="analyse and invert in this many worker processes")
     p.set_defaults(func=run)
 
 
@@ -29,5 +30,6 @@ def run(args) -> None:
     analyzer = Analyzer(stemmer=args.stemmer, stopwords=args.stopwords)
     start = time.perf_counter()
     bm25 = BM25.build(resolve.corpus(args.corpus, args.format), args.index, analyzer=analyzer, k1=args.k1, b=args.b,
-                      length_norm=args.length_norm, store=not args.no_store, overwrite=args.overwrite)
+                      length_norm=args.length_norm, store=not args.no_store, overwrite=args.overwrite,
+                      workers=args.workers)
     print(f"indexed {len(bm25.index):,} documents into {args.index} in {time.perf_counter() - start:.1f}s")
