@@ -31,7 +31,7 @@ def scifact(cluster, tmp_path_factory):
     single = BM25.build(SCIFACT, folder / "single", progress=False)
     sharded = build(SCIFACT, folder / "sharded", "bm25", shards=2, part_size=1000, progress=False)
     texts = list(Queries.read(SCIFACT_QUERIES).values())
-    queries = Queries({f"q{i}": texts[i % len(texts)] for i in range(4000)})  # a batch that keeps shards busy
+    queries = Queries({f"q{i}": texts[i % len(texts)] for i in range(2500)})  # a batch that keeps shards busy
     return single, sharded, queries, single.at_depth(1000)(queries)
 
 
