@@ -8,7 +8,9 @@ replacing the manifest, so a crash at any moment leaves the last commit intact.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,7 +19,7 @@ import numpy as np
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError
 from rankstack.index import commit, topk
 from rankstack.index.commit import LockedWriter, Manifest, Snapshot, WriterLock, check_hint, new_name
-from rankstack.index.container import file_ref, read_checked
+from rankstack.index.container import FileRef, file_ref, read_checked
 from rankstack.data.run import Hits
 from rankstack.index.query import SegmentSearcher
 from rankstack.index.scoring import idf
@@ -334,13 +336,53 @@ class IndexWriter(LockedWriter):
         """Buffer many bm25 documents at once (see SegmentBuilder.add_batch): the fast path for indexing."""
         if self.settings["mode"] != "bm25":
             raise InputError("add_batch takes bm25 documents; add impact documents one by one with add()")
-        for i, doc_id in enumerate(doc_ids):
-            if not isinstance(doc_id, str) or not doc_id:
-                where = locations[i] + ": " if locations and locations[i] else ""
-                raise InputError(f"{where}document id must be a non-empty string")
+        check_doc_ids(doc_ids, locations)
         self._builder.add_batch(doc_ids, terms, counts, stored, locations)
         if self._builder.num_tokens >= self.buffer_tokens:
             self._flush()
+
+    def adopt(self, path: str | Path, impact_scale: float | None = None) -> int:
+        """Add the documents of a segment file written elsewhere (`SegmentBuilder.write`, e.g. by a worker process)
+        after everything added so far, as if they had been added here; return how many.
+
+        The file is checked (checksums, structures, mode, length encoding, stored documents), its ids checked for
+        duplicates as this writer's own are, then moved into the index directory under a generated name and listed
+        at the next commit; until then a crash leaves it unlisted, and the next writer removes it. Impact segments
+        must have been quantised with this index's scale: pass it as `impact_scale`."""
+        self._flush()
+        source = Path(path)
+        seg = Segment(source)
+        seg.verify()
+        self._check_adoptable(seg, impact_scale)
+        _check_unique_ids(seg.ids.take(np.arange(seg.num_docs)), f" (in {source})",
+                          [(self._segment(ref), dead) for _, ref, dead in self._pending])
+        name = new_name("seg", ".rsx")
+        _move(source, self.path / name)
+        ref = FileRef(name, seg.container.ref.size, seg.container.ref.crc)
+        self._pending.append((name.removesuffix(".rsx"), ref, set()))
+        return seg.num_docs
+
+    def _check_adoptable(self, seg: Segment, impact_scale: float | None) -> None:
+        settings = self.settings
+        lucene_lengths = seg.length_table is not None
+        problem = None
+        if seg.mode != settings["mode"]:
+            problem = f"it holds {seg.mode} postings, the index {settings['mode']} ones"
+        elif seg.mode == "bm25" and lucene_lengths != (settings["length_norm"] == "lucene"):
+            problem = f"its document lengths are {'lucene' if lucene_lengths else 'exact'}, the index's " \
+                      f"{settings['length_norm']}"
+        elif (seg.docs is not None) != bool(settings["store"]):
+            problem = "it stores documents and the index does not" if seg.docs is not None else \
+                "it does not store documents and the index does"
+        elif seg.mode == "impact":
+            if impact_scale is None:
+                problem = "an impact segment needs the impact_scale it was quantised with"
+            elif settings["impact_scale"] and settings["impact_scale"] != impact_scale:
+                problem = f"it was quantised with impact_scale={impact_scale}, the index uses {settings['impact_scale']}"
+            else:
+                settings["impact_scale"] = impact_scale
+        if problem:
+            raise IncompatibleIndexError(f"segment file {seg.path} cannot join {self.path}: {problem}")
 
     def delete(self, doc_ids: Iterable[str]) -> None:
         """Delete documents by id at the next commit: committed ones, and those added before this call (a later
@@ -379,7 +421,7 @@ class IndexWriter(LockedWriter):
             return
         builder, dead = self._builder, self._builder_dead
         self._builder, self._builder_dead = self._new_builder(), set()
-        _check_unique(builder, dead, [(self._segment(ref), d) for _, ref, d in self._pending])
+        check_unique(builder, dead, [(self._segment(ref), d) for _, ref, d in self._pending])
         if self.settings["mode"] == "impact" and not self.settings["impact_scale"]:
             self.settings["impact_scale"] = (builder.max_weight() or 1.0) / (2 ** self.settings["impact_bits"] - 1)
         file_name = new_name("seg", ".rsx")
@@ -458,7 +500,41 @@ class IndexWriter(LockedWriter):
         self._publish(manifest)
 
 
-def _check_unique(builder: SegmentBuilder, dead: set[int], pending: list[tuple[Segment, set[int]]]) -> None:
+def check_doc_ids(doc_ids: Sequence[str], locations: Sequence[str] | None = None) -> None:
+    """InputError unless every id is a non-empty string (naming the document's location, when known)."""
+    for i, doc_id in enumerate(doc_ids):
+        if not isinstance(doc_id, str) or not doc_id:
+            where = locations[i] + ": " if locations and locations[i] else ""
+            raise InputError(f"{where}document id must be a non-empty string")
+
+
+def _check_unique_ids(ids: list[str], where: str, pending: list[tuple[Segment, set[int]]]) -> None:
+    """InputError naming the first id that `ids` holds twice, or that a live document of `pending` holds."""
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(d for d in ids if d in seen or seen.add(d))
+        raise InputError(f"duplicate document id {dup!r}{where}")
+    for seg, seg_dead in pending:
+        positions = seg.ids.positions(ids)
+        found = [i for i in np.flatnonzero(positions >= 0).tolist() if int(positions[i]) not in seg_dead]
+        if found:
+            raise InputError(f"duplicate document id {ids[found[0]]!r}{where}")
+
+
+def _move(source: Path, target: Path) -> None:
+    """Move a file into the index directory: a rename on one file system, else a copy (fsynced) and a delete."""
+    try:
+        os.rename(source, target)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        shutil.copyfile(source, target)
+        with open(target, "rb+") as f:
+            os.fsync(f.fileno())
+        source.unlink()
+
+
+def check_unique(builder: SegmentBuilder, dead: set[int], pending: list[tuple[Segment, set[int]]]) -> None:
     """Ids must be unique among the live documents of one commit."""
     ids = np.array(builder.doc_ids, dtype=object)
     alive = np.ones(len(ids), dtype=bool)

@@ -28,26 +28,54 @@ INDEX_BATCH = 4096  # documents analysed together
 
 
 def index_documents(writer: IndexWriter, corpus: Corpus | Iterable[Document], analyzer: Analyzer,
-                    progress: bool | None = None) -> int:
-    """Analyze and add documents (title + text, as Anserini's `contents`); return how many."""
-    located = corpus.located() if isinstance(corpus, Corpus) else (("", doc) for doc in corpus)
-    store = writer.settings["store"]
+                    progress: bool | None = None, workers: int | None = None) -> int:
+    """Analyze and add documents (title + text, as Anserini's `contents`); return how many. `workers` > 1 analyses
+    and inverts in that many worker processes (rankstack.retrieve.parallel)."""
+    if workers is not None and workers > 1:
+        from rankstack.retrieve.parallel import index_in_parallel
+        return index_in_parallel(writer, corpus, analyzer, workers, progress)
     count = 0
     with tqdm(desc="indexing", unit=" docs", disable=None if progress is None else not progress) as bar:
-        for batch in _batches(located, INDEX_BATCH):
-            docs = [doc for _, doc in batch]
-            terms, counts = analyzer.analyze_batch([doc.contents for doc in docs])
-            stored = [orjson.dumps({"title": d.title, "text": d.text}).decode() for d in docs] if store else None
-            writer.add_batch([d.id for d in docs], terms, counts, stored, [loc for loc, _ in batch])
+        for batch in batches(located(corpus), INDEX_BATCH):
+            writer.add_batch(*analyze_documents(batch, analyzer, writer.settings["store"]))
             count += len(batch)
             bar.update(len(batch))
     return count
 
 
-def _batches(items: Iterable, size: int) -> Iterable[list]:
+def located(corpus: Corpus | Iterable[Document]) -> Iterable[tuple[str, Document]]:
+    """(location, document) pairs: a corpus file's "file, line N", else ""."""
+    return corpus.located() if isinstance(corpus, Corpus) else (("", doc) for doc in corpus)
+
+
+def analyze_documents(batch: list[tuple[str, Document]], analyzer: Analyzer, store: bool
+                      ) -> tuple[list[str], list[str | None], list[int], list[str] | None, list[str]]:
+    """What `add_batch` takes for (location, document) pairs: ids, analysed terms, term counts, stored documents
+    (JSON, when `store`), locations."""
+    docs = [doc for _, doc in batch]
+    terms, counts = analyzer.analyze_batch([doc.contents for doc in docs])
+    stored = [orjson.dumps({"title": d.title, "text": d.text}).decode() for d in docs] if store else None
+    return [d.id for d in docs], terms, counts, stored, [loc for loc, _ in batch]
+
+
+def batches(items: Iterable, size: int) -> Iterable[list]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+def bm25_settings(analyzer: Analyzer, k1: float = 0.9, b: float = 0.4, length_norm: str = "lucene",
+                  store: bool = True) -> dict[str, Any]:
+    """The settings of a new BM25 index (what its manifest records)."""
+    if length_norm not in ("lucene", "exact"):
+        raise InputError(f"length_norm must be 'lucene' or 'exact', got {length_norm!r}")
+    return {"mode": "bm25", "k1": k1, "b": b, "length_norm": length_norm, "store": store,
+            "metadata": {"analyzer": analyzer.config(), "fields": "title + text"}}
+
+
+def _check_workers(workers: Any) -> None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise InputError(f"workers must be a positive integer, got {workers!r}")
 
 
 class BM25(Stage):
@@ -83,28 +111,30 @@ class BM25(Stage):
     @classmethod
     def build(cls, corpus: Corpus | Iterable[Document] | str | Path, index_path: str | Path,
               analyzer: Analyzer | None = None, k1: float = 0.9, b: float = 0.4, length_norm: str = "lucene",
-              store: bool = True, overwrite: bool = False, progress: bool | None = None, **search_options) -> "BM25":
+              store: bool = True, overwrite: bool = False, progress: bool | None = None, workers: int | None = None,
+              **search_options) -> "BM25":
         """Index a corpus (a Corpus, an iterable of Documents, or a corpus file path) into a new directory.
 
         Defaults follow Anserini: k1=0.9, b=0.4, Lucene's lossy document-length encoding
         (`length_norm="lucene"`; "exact" uses true lengths), Porter stemming, Lucene's stopwords.
+        `workers` > 1: analysis and inversion in that many worker processes (the same index, in more segments).
         """
         refuse_existing(index_path, overwrite, "BM25")
-        if length_norm not in ("lucene", "exact"):
-            raise InputError(f"length_norm must be 'lucene' or 'exact', got {length_norm!r}")
+        _check_workers(workers)
         if isinstance(corpus, (str, Path)):
             corpus = Corpus(corpus)
         analyzer = analyzer or Analyzer()
-        settings = {"mode": "bm25", "k1": k1, "b": b, "length_norm": length_norm, "store": store,
-                    "metadata": {"analyzer": analyzer.config(), "fields": "title + text"}}
+        settings = bm25_settings(analyzer, k1, b, length_norm, store)
         with IndexWriter(index_path, settings, overwrite=overwrite) as writer:
-            index_documents(writer, corpus, analyzer, progress)
+            index_documents(writer, corpus, analyzer, progress, workers)
         return cls(index_path, progress=progress, **search_options)
 
-    def add(self, documents: Corpus | Iterable[Document]) -> int:
-        """Add (or replace, by id) documents and commit; this stage then searches the new snapshot."""
+    def add(self, documents: Corpus | Iterable[Document], workers: int | None = None) -> int:
+        """Add (or replace, by id) documents and commit; this stage then searches the new snapshot. `workers` > 1:
+        analysis and inversion in worker processes."""
+        _check_workers(workers)
         with IndexWriter(self.index.path) as writer:
-            count = index_documents(writer, documents, self.analyzer, self.progress)
+            count = index_documents(writer, documents, self.analyzer, self.progress, workers)
         self.index = InvertedIndex(self.index.path)
         return count
 
