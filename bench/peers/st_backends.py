@@ -44,8 +44,8 @@ def prepare(kind: str, model: Path, work: Path, backends: list[str], max_length:
                  "torch": {}}
 
     folder = work / f"{kind}-model"
-    if not folder.exists():
-        shutil.copytree(model, folder, ignore=shutil.ignore_patterns("onnx", "openvino"))
+    shutil.rmtree(folder, ignore_errors=True)  # a fresh copy: exports of another model must not be reused
+    shutil.copytree(model, folder, ignore=shutil.ignore_patterns("onnx", "openvino"))
     cls = st.SentenceTransformer if kind == "dense" else st.CrossEncoder
     extra = {} if kind == "dense" else {"max_length": max_length}
     models = {}
