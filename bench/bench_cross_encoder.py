@@ -3,7 +3,11 @@
 Scores the first N (query, passage) pairs of TREC DL 2019's BM25 top-100 candidates with both, on one
 random-weight MiniLM-L6 cross-encoder (built from the config-only folder with a fixed seed, or --model-dir),
 timed alternately in one run. Prints one JSON object: pairs/s of each, the ratio, the largest absolute score
-difference, and rankstack with its own default batching. No hub access. Random weights: speed only, no quality.
+difference, and rankstack with its own default batching. On CPU also rankstack's dtype="int8" and
+sentence-transformers' own ONNX, ONNX int8 and OpenVINO backends (a worker in the neural peers venv,
+bench/peers/setup_neural.sh; exported offline). No hub access. Random weights: speed only, no quality; int8 is
+judged by its agreement with fp32 on the same pairs (Pearson and Spearman correlation, per-query overlap of the
+top 10 of each query's 100 candidates, largest absolute difference), since no trained weights are here.
 
     PYTHONPATH=src python bench/bench_cross_encoder.py --device cpu --threads 2
     PYTHONPATH=src python bench/bench_cross_encoder.py --device cuda --dtype fp16
@@ -92,6 +96,19 @@ def timed(fn, arg, device: str) -> tuple[float, float, np.ndarray]:
     return time.perf_counter() - t, time.process_time() - c, np.asarray(result, dtype=np.float32)
 
 
+def agreement(exact: np.ndarray, approx: np.ndarray, per_query: int = 100) -> dict:
+    """How closely `approx` scores follow `exact` on the same pairs (consecutive runs of `per_query` pairs are one
+    query's candidates): Pearson and Spearman correlation, mean overlap of each query's top 10, max |difference|."""
+    from scipy.stats import spearmanr
+
+    overlaps = [len(set(np.argsort(-exact[i:i + per_query])[:10]) & set(np.argsort(-approx[i:i + per_query])[:10]))
+                / 10 for i in range(0, len(exact) - per_query + 1, per_query)]
+    return {"pearson": round(float(np.corrcoef(exact, approx)[0, 1]), 4),
+            "spearman": round(float(spearmanr(exact, approx).statistic), 4),
+            "top10_overlap_per_query": round(float(np.mean(overlaps)), 4) if overlaps else None,
+            "max_abs_diff": float(np.abs(exact - approx).max())}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -109,6 +126,11 @@ def main() -> None:
                    help="a saved cross-encoder folder (default: random weights from the config-only folder)")
     p.add_argument("--config-dir", help=f"the config-only folder (default: shared/{CONFIG_ONLY})")
     p.add_argument("--candidates", help=f"the candidates TSV (default: shared/{CANDIDATES})")
+    p.add_argument("--no-int8", action="store_true", help="CPU: leave out rankstack's dtype='int8'")
+    p.add_argument("--peers-python", default=str(REPO / "bench" / ".venv-neural-peers" / "bin" / "python"),
+                   help="python of the neural peers venv, for sentence-transformers' ONNX / OpenVINO backends; "
+                        "'none' leaves them out")
+    p.add_argument("--st-backends", nargs="+", default=["onnx", "onnx-int8", "openvino"])
     p.add_argument("--ablation", action="store_true",
                    help="also time rankstack without a token budget, and with the full last layer")
     args = p.parse_args()
@@ -126,14 +148,25 @@ def main() -> None:
     model_dir = Path(args.model_dir) if args.model_dir else \
         build_random_model(_shared(CONFIG_ONLY, args.config_dir), Path(tmp.name) / "model", args.seed)
 
-    def ours_with(**batching):
-        return CrossEncoder(model_dir, device=args.device, dtype=args.dtype, threads=args.threads,
+    def ours_with(dtype_=None, **batching):
+        return CrossEncoder(model_dir, device=args.device, dtype=dtype_ or args.dtype, threads=args.threads,
                             max_length=args.max_length, cache=False, progress=False, **batching)
 
     ours = ours_with(batch_size=args.batch_size)
     theirs = st.CrossEncoder(str(model_dir), device=args.device, max_length=args.max_length).to(torch_dtype)
     runners = {"rankstack": ours.predict, "sentence_transformers":
                lambda x: theirs.predict(x, batch_size=args.batch_size, show_progress_bar=False)}
+    if args.device == "cpu" and not args.no_int8:
+        runners["rankstack_int8"] = ours_with(batch_size=args.batch_size, dtype_="int8").predict
+    worker = None
+    if args.device == "cpu" and args.peers_python != "none" and Path(args.peers_python).exists():
+        sys.path.insert(0, str(REPO / "bench"))
+        from peers.st_backends import Worker
+        worker = Worker(args.peers_python, "cross-encoder", model_dir, [list(x) for x in pairs],
+                        REPO / "bench" / "out" / "st-backends-ce", args.st_backends, torch.get_num_threads(),
+                        args.batch_size, args.max_length)
+        for name in worker.backends:
+            runners[f"sentence_transformers_{name}"] = (lambda n: lambda x: worker.run(n))(name)
     defaults = ours_with()
     if (defaults.batch_size, defaults.token_budget) != (ours.batch_size, ours.token_budget):
         runners["rankstack_default_batching"] = defaults.predict
@@ -145,18 +178,26 @@ def main() -> None:
             layers[-1] = layers[-1].layer
         runners["rankstack_full_last_layer"] = full.predict
 
-    for run in runners.values():  # warm-up
-        run(pairs[:64])
+    for name, run in runners.items():  # warm-up (the worker warmed up its own)
+        if not name.startswith("sentence_transformers_"):
+            run(pairs[:64])
     best, cpu, scores = {k: float("inf") for k in runners}, {k: float("inf") for k in runners}, {}
-    for _ in range(args.repeat):  # alternate, so that a noisy neighbour hurts all alike
-        for name, run in runners.items():
-            t, c, scores[name] = timed(run, pairs, args.device)
-            best[name], cpu[name] = min(best[name], t), min(cpu[name], c)
+    try:
+        for _ in range(args.repeat):  # alternate, so that a noisy neighbour hurts all alike
+            for name, run in runners.items():
+                if name.startswith("sentence_transformers_"):  # timed inside the worker
+                    t, c, scores[name] = run(pairs)
+                else:
+                    t, c, scores[name] = timed(run, pairs, args.device)
+                best[name], cpu[name] = min(best[name], t), min(cpu[name], c)
+    finally:
+        if worker is not None:
+            worker.close()
 
     ref = scores["sentence_transformers"]
     tokens = ours.tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation="only_second",
                             max_length=args.max_length)["input_ids"]
-    report = {"device": args.device,
+    report = {"device": args.device, "load_average": os.getloadavg(),
               "device_name": torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPUs",
               "threads": torch.get_num_threads(), "dtype": args.dtype, "pairs": len(pairs),
               "tokens_per_pair": round(float(np.mean([len(t) for t in tokens])), 1), "max_length": args.max_length,
@@ -170,6 +211,10 @@ def main() -> None:
         if name != "sentence_transformers":
             report[f"ratio_{name}"] = round(best["sentence_transformers"] / best[name], 3)
             report[f"max_abs_diff_{name}"] = float(np.abs(scores[name] - ref).max())
+    if "rankstack_int8" in scores:
+        report["int8_agreement_with_fp32"] = agreement(scores["rankstack"], scores["rankstack_int8"])
+    if "sentence_transformers_onnx-int8" in scores:
+        report["st_onnx_int8_agreement_with_fp32"] = agreement(ref, scores["sentence_transformers_onnx-int8"])
     report["seconds"] = {k: round(v, 3) for k, v in best.items()}
     if args.device == "cpu":
         report["cpu_seconds"] = {k: round(v, 3) for k, v in cpu.items()}

@@ -2,11 +2,17 @@
 
 Encodes the first N SciFact documents (title + " " + text) with rankstack's DenseEncoder and with
 SentenceTransformer.encode (all-MiniLM-L6-v2), then with SpladeEncoder and sentence-transformers' SparseEncoder
-(MLM transformer + SpladePooling("max"), when installed) on splade-tiny. Prints one JSON object: docs/s of each,
-the ratio rankstack / sentence-transformers, and the largest absolute difference of their outputs. No hub access:
-models come from local folders.
+(MLM transformer + SpladePooling("max"), when installed) on splade-tiny. On CPU also rankstack's dtype="int8"
+(dynamic quantisation) and, for the dense model, sentence-transformers' own ONNX, ONNX int8 (its
+export_dynamic_quantized_onnx_model, "avx2") and OpenVINO backends, run by a worker in the neural peers venv
+(bench/peers/setup_neural.sh; bench/peers/st_backends.py; exported offline into bench/out/st-backends). Every
+runner runs once per pass, passes interleaved, best of --repeat. Prints one JSON object: per runner wall and CPU
+seconds, speed against sentence-transformers (torch, this venv), the largest absolute difference of its output
+and the lowest cosine. `--ndcg` adds nDCG@10 on SciFact test of rankstack fp32 and int8 (exact search). No hub
+access: models come from local folders.
 
-    PYTHONPATH=src python bench/bench_encoders.py --n 300 --device cpu --dtype fp32
+    PYTHONPATH=src python bench/bench_encoders.py --n 300 --device cpu --threads 2 --repeat 3
+    PYTHONPATH=src python bench/bench_encoders.py --n 300 --device cpu --threads 2 --no-speed --ndcg
     PYTHONPATH=src python bench/bench_encoders.py --device cuda --dtype fp16 --n 5183 \
         --model-dir models/all-MiniLM-L6-v2 --splade-dir models/splade-tiny-msmarco
 """
@@ -22,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only, never the hub
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/peers  # local folders only, never the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 import numpy as np  # noqa: E402
@@ -60,35 +67,70 @@ def load_docs(path: Path, n: int) -> list[str]:
     return docs
 
 
-def timed(fn, repeat: int, device: str) -> tuple[float, object]:
-    """Best wall time of `repeat` calls, and the last result."""
-    best, result = float("inf"), None
+def local(fn, docs, to_array):
+    """A runner: one timed call of `fn(docs)` in this process -> (wall s, CPU s, result as an array)."""
+    def run():
+        t, c = time.perf_counter(), time.process_time()
+        out = fn(docs)
+        return time.perf_counter() - t, time.process_time() - c, to_array(out)
+    return run
+
+
+def interleave(runners: dict, repeat: int, reference: str) -> dict:
+    """Every runner once per pass, `repeat` passes (a noisy neighbour hurts all alike); best wall and CPU time of
+    each, its speed against `reference`, and how far its output is from the reference's (max |difference|, and
+    the lowest cosine of a row)."""
+    best = {k: [float("inf"), float("inf")] for k in runners}
+    out = {}
     for _ in range(repeat):
-        if device == "cuda":
-            torch.cuda.synchronize()
+        for name, run in runners.items():
+            wall, cpu, out[name] = run()
+            best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
+    ref = out[reference]
+    report = {}
+    for name in runners:
+        a = out[name]
+        cos = (a * ref).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(ref, axis=1), 1e-12)
+        report[name] = {"wall_s": round(best[name][0], 3), "cpu_s": round(best[name][1], 3),
+                        "speed_vs_" + reference: round(best[reference][0] / best[name][0], 3),
+                        "cpu_speed_vs_" + reference: round(best[reference][1] / best[name][1], 3),
+                        "max_abs_diff": float(np.abs(a - ref).max()), "min_cosine": round(float(cos.min()), 5)}
+    return report
+
+
+def scifact_subset(n_docs: int | None):
+    """SciFact test: the corpus (or its first `n_docs` documents after every judged one), queries and qrels."""
+    from rankstack import datasets
+    data = datasets.load("beir/scifact/test")
+    docs = list(data.corpus)
+    if n_docs and n_docs < len(docs):
+        judged = {d for q in data.qrels for d in data.qrels[q]}
+        docs = [d for d in docs if d.id in judged] + [d for d in docs if d.id not in judged]
+        docs = docs[:n_docs]
+    return docs, data.queries, data.qrels
+
+
+def ndcg_exact(encoders: dict, docs, queries, qrels, sparse: bool) -> dict:
+    """nDCG@10 of exact search (dot products over the whole subset) with each encoder."""
+    from rankstack.data.run import IdList, Run
+    from rankstack.evaluate import evaluate
+
+    ids, qids = IdList(d.id for d in docs), list(queries)
+    out = {}
+    for name, enc in encoders.items():
         t = time.perf_counter()
-        result = fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best, result
-
-
-def compare(ours, theirs, docs: list[str], args, to_array) -> dict:
-    """Warm both up, then time them alternately; report docs/s, ratio and max |difference|."""
-    ours(docs[:32])
-    theirs(docs[:32])
-    t_ours, t_theirs, a, b = float("inf"), float("inf"), None, None
-    for _ in range(args.repeat):  # alternate, so that a noisy neighbour hurts both alike
-        t, a = timed(lambda: ours(docs), 1, args.device)
-        t_ours = min(t_ours, t)
-        t, b = timed(lambda: theirs(docs), 1, args.device)
-        t_theirs = min(t_theirs, t)
-    a, b = to_array(a), to_array(b)
-    return {"rankstack_docs_per_s": round(len(docs) / t_ours, 1),
-            "sentence_transformers_docs_per_s": round(len(docs) / t_theirs, 1),
-            "ratio": round(t_theirs / t_ours, 3), "max_abs_diff": float(np.abs(a - b).max()),
-            "rankstack_s": round(t_ours, 3), "sentence_transformers_s": round(t_theirs, 3)}
+        d = enc.encode_documents([x.contents for x in docs])
+        q = enc.encode_queries([queries[x] for x in qids])
+        scores = (q @ d.T).toarray() if sparse else q @ d.T
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+        run = Run({qid: (top[i], scores[i, top[i]]) for i, qid in enumerate(qids)}, ids, presorted=True)
+        out[name] = {"nDCG@10": round(evaluate(run, qrels, ["nDCG@10"]).value("nDCG@10"), 4),
+                     "encode_s": round(time.perf_counter() - t, 1)}
+        print(json.dumps({name: out[name]}), file=sys.stderr, flush=True)
+    names = list(encoders)
+    for name in names[1:]:
+        out[name]["delta_vs_" + names[0]] = round(out[name]["nDCG@10"] - out[names[0]]["nDCG@10"], 4)
+    return out
 
 
 def main() -> None:
@@ -97,41 +139,80 @@ def main() -> None:
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None, help="default: fp32 on CPU, fp16 on CUDA")
     p.add_argument("--n", type=int, default=300, help="documents to encode")
     p.add_argument("--batch-size", type=int, default=32, help="texts per batch, for both libraries")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for every runner (default: torch's)")
     p.add_argument("--model-dir", help="dense model folder (default: all-MiniLM-L6-v2 under shared/models)")
     p.add_argument("--splade-dir", help="SPLADE folder (default: splade-tiny-msmarco under shared/models)")
     p.add_argument("--corpus", type=Path, help="BEIR corpus.jsonl.gz (default: SciFact)")
-    p.add_argument("--repeat", type=int, default=2, help="timed runs of each; the best counts")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved passes; the best of each runner counts")
     p.add_argument("--skip", choices=["dense", "splade"], action="append", default=[])
+    p.add_argument("--no-speed", action="store_true", help="no timings (with --ndcg: only the effectiveness)")
+    p.add_argument("--no-int8", action="store_true", help="CPU: leave out rankstack's dtype='int8'")
+    p.add_argument("--peers-python", default=str(REPO / "bench" / ".venv-neural-peers" / "bin" / "python"),
+                   help="python of the neural peers venv (bench/peers/setup_neural.sh), for sentence-transformers' "
+                        "ONNX / OpenVINO backends; 'none' leaves them out")
+    p.add_argument("--st-backends", nargs="+", default=["onnx", "onnx-int8", "openvino"])
+    p.add_argument("--ndcg", action="store_true",
+                   help="also nDCG@10 on SciFact test of rankstack fp32 vs int8 (exact search over --ndcg-docs)")
+    p.add_argument("--ndcg-docs", type=int, default=None,
+                   help="documents for --ndcg: every judged one first, then the rest in corpus order (default all)")
     args = p.parse_args()
     args.dtype = args.dtype or ("fp16" if args.device == "cuda" else "fp32")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     torch_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     corpus = args.corpus or next((c for c in CORPORA if c.exists()), None)
     if corpus is None:
         sys.exit("SciFact corpus not found; pass --corpus")
     docs = load_docs(corpus, args.n)
+    cpu = args.device == "cpu"
+    int8 = cpu and not args.no_int8
+    peers = cpu and args.peers_python != "none" and Path(args.peers_python).exists()
 
     enc = _encoders()
     import sentence_transformers as st
     import transformers
     report = {"device": args.device, "device_name": torch.cuda.get_device_name() if args.device == "cuda" else
-              f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads", "dtype": args.dtype, "n": len(docs),
+              f"{os.cpu_count()} CPUs, {threads} threads for every runner", "dtype": args.dtype, "n": len(docs),
               "batch_size": args.batch_size, "corpus": str(corpus), "torch": torch.__version__,
-              "transformers": transformers.__version__, "sentence_transformers": st.__version__}
+              "transformers": transformers.__version__, "sentence_transformers": st.__version__,
+              "load_average": os.getloadavg()}
 
     if "dense" not in args.skip:
         model_dir = _find("sentence-transformers__all-MiniLM-L6-v2", args.model_dir)
         ours = enc.DenseEncoder(model_dir, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                                 progress=False)
         theirs = st.SentenceTransformer(model_dir, device=args.device).to(torch_dtype)
-        report["dense"] = {"model": model_dir, **compare(
-            ours.encode_documents,
-            lambda d: theirs.encode(d, batch_size=args.batch_size, convert_to_numpy=True), docs, args, np.asarray)}
-        if args.device == "cuda":  # rankstack's own defaults: token-budget batches of up to 256 texts
-            ours_default = enc.DenseEncoder(model_dir, device="cuda", dtype=args.dtype, progress=False)
-            ours_default.encode_documents(docs[:32])
-            t, _ = timed(lambda: ours_default.encode_documents(docs), args.repeat, "cuda")
-            report["dense"]["rankstack_default_batching_docs_per_s"] = round(len(docs) / t, 1)
-            report["dense"]["ratio_default_batching"] = round(report["dense"]["sentence_transformers_s"] / t, 3)
+        runners = {"sentence_transformers": local(
+            lambda d: theirs.encode(d, batch_size=args.batch_size, convert_to_numpy=True), docs, np.asarray),
+            "rankstack": local(ours.encode_documents, docs, np.asarray)}
+        ours_default = enc.DenseEncoder(model_dir, device=args.device, dtype=args.dtype, progress=False)
+        if (ours_default.batch_size, ours_default.token_budget) != (ours.batch_size, ours.token_budget):
+            runners["rankstack_default_batching"] = local(ours_default.encode_documents, docs, np.asarray)
+        if int8:
+            ours8 = enc.DenseEncoder(model_dir, device="cpu", dtype="int8", progress=False)
+            runners["rankstack_int8"] = local(ours8.encode_documents, docs, np.asarray)
+        worker = None
+        if peers and not args.no_speed:
+            from peers.st_backends import Worker
+            worker = Worker(args.peers_python, "dense", model_dir, docs, REPO / "bench" / "out" / "st-backends",
+                            args.st_backends, threads, args.batch_size)
+            report["peers_sentence_transformers"] = worker.version
+            for name in worker.backends:
+                runners[f"sentence_transformers_{name}"] = (lambda n: lambda: worker.run(n))(name)
+        try:
+            if not args.no_speed:
+                for name, run in runners.items():  # warm-up (the worker warmed up its own)
+                    if not name.startswith("sentence_transformers_"):
+                        run()
+                report["dense"] = {"model": model_dir, **interleave(runners, args.repeat, "sentence_transformers")}
+        finally:
+            if worker is not None:
+                worker.close()
+        if args.ndcg:
+            subset = scifact_subset(args.ndcg_docs)
+            report.setdefault("dense", {})["ndcg"] = ndcg_exact(
+                {"fp32": ours_default, **({"int8": ours8} if int8 else {})}, *subset, sparse=False)
         del ours, theirs
 
     if "splade" not in args.skip:
@@ -151,17 +232,26 @@ def main() -> None:
         except ImportError as e:
             report["splade"] = {"skipped": f"sentence-transformers has no SparseEncoder here ({e})"}
         else:
-            report["splade"] = {"model": splade_dir, **compare(
-                ours.encode_documents,
-                lambda d: theirs.encode(d, batch_size=args.batch_size, convert_to_tensor=True),
-                docs, args, lambda x: x.toarray() if hasattr(x, "toarray") else x.to_dense().float().cpu().numpy())}
-            if args.device == "cuda":
-                ours_default = enc.SpladeEncoder(splade_dir, device="cuda", dtype=args.dtype, progress=False)
-                ours_default.encode_documents(docs[:32])
-                t, _ = timed(lambda: ours_default.encode_documents(docs), args.repeat, "cuda")
-                report["splade"]["rankstack_default_batching_docs_per_s"] = round(len(docs) / t, 1)
-                report["splade"]["ratio_default_batching"] = round(report["splade"]["sentence_transformers_s"] / t, 3)
+            dense_of = (lambda x: x.toarray() if hasattr(x, "toarray") else x.to_dense().float().cpu().numpy())
+            runners = {"sentence_transformers": local(
+                lambda d: theirs.encode(d, batch_size=args.batch_size, convert_to_tensor=True), docs, dense_of),
+                "rankstack": local(ours.encode_documents, docs, dense_of)}
+            ours_default = enc.SpladeEncoder(splade_dir, device=args.device, dtype=args.dtype, progress=False)
+            if (ours_default.batch_size, ours_default.token_budget) != (ours.batch_size, ours.token_budget):
+                runners["rankstack_default_batching"] = local(ours_default.encode_documents, docs, dense_of)
+            if int8:
+                ours8 = enc.SpladeEncoder(splade_dir, device="cpu", dtype="int8", progress=False)
+                runners["rankstack_int8"] = local(ours8.encode_documents, docs, dense_of)
+            if not args.no_speed:
+                for run in runners.values():
+                    run()
+                report["splade"] = {"model": splade_dir, **interleave(runners, args.repeat, "sentence_transformers")}
+            if args.ndcg:
+                subset = scifact_subset(args.ndcg_docs)
+                report.setdefault("splade", {})["ndcg"] = ndcg_exact(
+                    {"fp32": ours_default, **({"int8": ours8} if int8 else {})}, *subset, sparse=True)
     print(json.dumps(report, indent=1))
+    print("reproduce: PYTHONPATH=src python bench/bench_encoders.py " + " ".join(sys.argv[1:]), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,88 @@ def query_tokens(encoder, queries, out: Path) -> list[np.ndarray]:
     return vectors
 
 
+def plaid_params(setting: str):
+    """PlaidParams from "nprobe:ncandidates[:ndecompress[:centroid_threshold]]" (an empty field: None)."""
+    from rankstack.index.search import PlaidParams
+
+    fields = (setting.split(":") + ["", ""])[:4]
+    nprobe, ncandidates = int(fields[0]), int(fields[1])
+    return PlaidParams(nprobe, ncandidates, centroid_threshold=float(fields[3]) if fields[3] else None,
+                       ndecompress=int(fields[2]) if fields[2] else None)
+
+
+def time_query_encoding(encoder, model_dir, texts: list[str], int8: bool) -> dict:
+    """Queries encoded per second: all in one call, and one query per call (as a service answers); with `int8`
+    also by the same encoder in dtype="int8"."""
+    from rankstack.encoders import MultiVectorEncoder
+
+    encoders = {"fp32": encoder}
+    if int8:
+        encoders["int8"] = MultiVectorEncoder(model_dir, projection=None, device="cpu", dtype="int8", progress=False)
+    out = {}
+    for name, enc in encoders.items():
+        enc.encode_queries(texts[:4])
+        t = time.perf_counter()
+        enc.encode_queries(texts)
+        batch = time.perf_counter() - t
+        t = time.perf_counter()
+        for text in texts:
+            enc.encode_queries([text])
+        single = time.perf_counter() - t
+        out[name] = {"batch": round(len(texts) / batch, 1), "one_per_call": round(len(texts) / single, 1)}
+    return out
+
+
+def compare_colbert(index, doc_vectors, query_vectors, exact_top, args, out: Path) -> dict:
+    """rankstack's PLAID search against colbert-ai's on the same index content (colbert-ai compresses the same
+    vectors with rankstack's centroids and buckets), timings interleaved setting by setting, best of
+    --repeat passes: overlap of each top 10 with exact MaxSim's, queries/s (search only, one query per call)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from peers.worker import JsonWorker
+
+    work = out / "colbert-ai"
+    work.mkdir(parents=True, exist_ok=True)
+    inputs = work / "inputs.npz"
+    np.savez(inputs, centroids=index.centroids, cutoffs=np.asarray(index.cutoffs), weights=np.asarray(index.weights),
+             nbits=np.int64(index.nbits), vectors=np.concatenate(doc_vectors).astype(np.float16),
+             doclens=np.array([len(v) for v in doc_vectors], np.int64), queries=np.stack(query_vectors))
+    worker = JsonWorker([args.peers_python, str(Path(__file__).resolve().parent / "peers" / "colbert_plaid.py"),
+                         "--inputs", str(inputs), "--work", str(work), "--threads", str(args.threads)],
+                        {"OMP_NUM_THREADS": str(args.threads)})
+    ready = worker.first
+
+    def overlap(tops) -> float:
+        return round(float(np.mean([len(set(map(int, t)) & set(e.tolist())) / 10
+                                    for t, e in zip(tops, exact_top)])), 4)
+
+    rows = {}
+    try:
+        for _ in range(args.repeat):
+            for setting in args.settings:
+                params = plaid_params(setting)
+                t, c = time.perf_counter(), time.process_time()
+                hits = [index.search([q], 10, params)[0] for q in query_vectors]
+                wall, cpu = time.perf_counter() - t, time.process_time() - c
+                row = rows.setdefault(("rankstack", setting), {"overlap@10": overlap([h.docnos for h in hits]),
+                                                              "wall_s": wall, "cpu_s": cpu})
+                row["wall_s"], row["cpu_s"] = min(row["wall_s"], wall), min(row["cpu_s"], cpu)
+            for setting in args.colbert_settings:
+                reply = worker.ask({"run": setting.split(":"), "k": 10})
+                row = rows.setdefault(("colbert-ai", setting), {"overlap@10": overlap(reply["top"]),
+                                                               "wall_s": reply["wall_s"], "cpu_s": reply["cpu_s"]})
+                row["wall_s"], row["cpu_s"] = min(row["wall_s"], reply["wall_s"]), min(row["cpu_s"], reply["cpu_s"])
+    finally:
+        worker.close()
+    n = len(query_vectors)
+    table = [{"engine": engine, "setting": setting, "overlap@10": r["overlap@10"], "qps": round(n / r["wall_s"], 1),
+              "qps_cpu_time": round(n / r["cpu_s"], 1)} for (engine, setting), r in rows.items()]
+    for row in table:
+        print(json.dumps(row), file=sys.stderr)
+    return {"nbits": index.nbits, "colbert_ai_build_s": round(ready.get("build_s", 0), 1), "rows": table,
+            "settings": "rankstack nprobe:ncandidates[:ndecompress[:centroid_threshold]]; colbert-ai "
+                        "ncells:centroid_score_threshold:ndocs (it decompresses ndocs/4)"}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help="all-MiniLM-L6-v2 folder (default: the shared one)")
@@ -154,7 +236,15 @@ def main() -> None:
     p.add_argument("--exact-only", action="store_true",
                    help="only score the document shards encoded so far exactly (can run beside the encoding)")
     p.add_argument("--settings", nargs="+", default=["2:128", "4:256", "8:512"],
-                   help="nprobe:ncandidates pairs")
+                   help="nprobe:ncandidates pairs, or nprobe:ncandidates:ndecompress:centroid_threshold")
+    p.add_argument("--peers-python", default=str(REPO / "bench" / ".venv-neural-peers" / "bin" / "python"),
+                   help="python of the neural peers venv (bench/peers/setup_neural.sh) for colbert-ai's PLAID; "
+                        "'none' leaves it out")
+    p.add_argument("--colbert-settings", nargs="+", default=["1:0.5:256", "2:0.45:1024", "4:0.4:4096"],
+                   help="colbert-ai ncells:centroid_score_threshold:ndocs (its defaults for k=10, 100, 1000)")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved timing passes with the peer; best counts")
+    p.add_argument("--query-encoding", action="store_true",
+                   help="also time query encoding (one call for all queries and one call per query; fp32, int8)")
     args = p.parse_args()
     import torch
 
@@ -164,7 +254,6 @@ def main() -> None:
     from rankstack.encoders import MultiVectorEncoder
     from rankstack.evaluate import evaluate
     from rankstack.index.plaid import PlaidIndex
-    from rankstack.index.search import PlaidParams
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,9 +261,8 @@ def main() -> None:
     docs, queries, qrels = list(data.corpus)[:args.max_docs], data.queries, data.qrels
     encoder = MultiVectorEncoder(_model_dir(args.model), projection=None, device="cpu", progress=False)
     qids = list(queries)
-    t = time.perf_counter()
-    encoder.encode_queries([queries[q] for q in qids[:100]])
-    query_encoding_qps = 100 / (time.perf_counter() - t)
+    query_encoding = time_query_encoding(encoder, _model_dir(args.model), [queries[q] for q in qids[:64]],
+                                         args.query_encoding)
     query_vectors = query_tokens(encoder, queries, out)
     if args.exact_only:
         print(exact_scores_cached(query_vectors, out).shape)
@@ -195,7 +283,7 @@ def main() -> None:
               "vectors": "all-MiniLM-L6-v2 token vectors, no projection, normalised (no ColBERT weights here); "
                          "documents cut at 180 tokens, queries 32 tokens with [MASK] augmentation",
               "threads": args.threads, "documents": len(docs), "tokens": num_tokens,
-              "query_encoding_qps": round(query_encoding_qps, 1),
+              "query_encoding_qps": query_encoding,
               "exact": {"nDCG@10": round(ndcg({q: (exact_top[i], exact[i, exact_top[i]]) for i, q in enumerate(qids)},
                                               ids), 4),
                         "qps": round(exact_qps, 2), "float16_vectors_bytes": num_tokens * encoder.dimension * 2,
@@ -221,15 +309,20 @@ def main() -> None:
                                          np.concatenate(doc_vectors).astype(np.float32))))
         del decompressed
         index.search(query_vectors[:1], 10)  # compile the kernels outside the timings
+        if args.peers_python != "none" and Path(args.peers_python).exists():
+            report.setdefault("vs_colbert_ai", []).append(
+                compare_colbert(index, doc_vectors, query_vectors, exact_top, args, out))
         for setting in args.settings:
-            nprobe, ncandidates = map(int, setting.split(":"))
+            params = plaid_params(setting)
+            nprobe, ncandidates = params.nprobe, params.ncandidates
             t = time.perf_counter()
-            hits = index.search(query_vectors, 10, PlaidParams(nprobe, ncandidates))
+            hits = index.search(query_vectors, 10, params)
             qps = len(qids) / (time.perf_counter() - t)
             # Index doc numbers follow the corpus order here (one chunk, added in order).
             overlap = np.mean([len(set(h.docnos.tolist()) & set(exact_top[i].tolist())) / 10
                                for i, h in enumerate(hits)])
             row = {"nbits": nbits, "buckets": args.buckets, "nprobe": nprobe, "ncandidates": ncandidates,
+                   "ndecompress": params.ndecompress, "centroid_threshold": params.centroid_threshold,
                    "overlap@10": round(float(overlap), 4),
                    "nDCG@10": round(ndcg(dict(zip(qids, hits)), index.doc_ids), 4),
                    "qps": round(qps, 1), "qps_vs_exact": round(qps / exact_qps, 1),

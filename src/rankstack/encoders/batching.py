@@ -27,6 +27,10 @@ CHUNK_TEXTS = 8192
 FIRST_CHUNK_TEXTS = 256
 #: On CUDA, tokenize and copy to the device in a background thread while the device computes.
 PREFETCH_THREAD = True
+#: Padded tokens per batch on CPU: small batches keep activations in the caches (MiniLM-L6, 1 thread: 8 texts of
+#: ~240 tokens encode 10% faster than 32; cross-encoder pairs of ~100 tokens ~20% faster than 32 pairs), and
+#: length-sorted small batches pad less.
+CPU_TOKEN_BUDGET = 2048
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
@@ -43,10 +47,10 @@ def check_texts(texts: Sequence[str]) -> list[str]:
 
 
 def default_batching(device: torch.device, batch_size: int | None, token_budget: int | None) -> tuple[int, int | None]:
-    """Texts per batch and padded tokens per batch: 32 and unlimited on CPU, 256 and 65,536 on CUDA."""
+    """Texts per batch and padded tokens per batch: 32 and CPU_TOKEN_BUDGET on CPU, 256 and 65,536 on CUDA."""
     if device.type == "cuda":
         return batch_size or 256, token_budget or 65536
-    return batch_size or 32, token_budget
+    return batch_size or 32, token_budget or CPU_TOKEN_BUDGET
 
 
 def plan_batches(lengths: np.ndarray, batch_size: int, token_budget: int | None = None,

@@ -30,7 +30,8 @@ class DenseEncoder(Encoder):
     their tokenizer says (left) and pooled on their last token. Prefixes default to the model's prompts
     ('query'; 'document', 'passage' or 'corpus'); `prefixes="e5"` or `"bge"` picks a preset, and `query_prefix` /
     `document_prefix` override either. `batch_size` texts and `token_budget` padded tokens at most per batch
-    (defaults: 32 on CPU; 256 and 65,536 tokens on CUDA).
+    (defaults: 32 and 2,048 tokens on CPU; 256 and 65,536 tokens on CUDA). `dtype` "int8" (CPU): dynamic int8
+    quantisation of the Linear layers (rankstack.encoders.loading.quantize_int8), recorded as the record's dtype.
     """
 
     kind = "dense"

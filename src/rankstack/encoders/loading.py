@@ -56,6 +56,9 @@ _STANFORD_KEYS = {"query_token_id": "query_marker", "doc_token_id": "document_ma
                   "doc_maxlen": "document_max_length", "attend_to_mask_tokens": "attend_to_mask_tokens"}
 #: Named activations (cross-encoders); checkpoints name theirs by dotted torch path.
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "softmax")
+#: Quantised precisions (CPU only; an explicit choice, never a default): "int8" quantises the weights of every
+#: Linear layer to int8 per output channel and each batch's activations to int8 on the fly (dynamic quantisation).
+QUANTIZED = ("int8",)
 
 
 @dataclass
@@ -329,7 +332,18 @@ class LoadedModel:
     max_length: int
     dense: list[Any] = field(default_factory=list)  # float32 torch modules, in the order of spec.dense
     causal: bool = False  # its attention is causal (a decoder): a padding mask alone would lift that
+    quantized: str | None = None  # "int8": Linear layers dynamically quantised (see QUANTIZED); None: exact
     _backends: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def precision(self) -> str:
+        """What the model computes in: "float32", "float16", "bfloat16" or "int8" (as records name it)."""
+        return self.quantized or str(self.dtype).removeprefix("torch.")
+
+    @property
+    def exact(self) -> bool:
+        """Computes in float32 (results match sentence-transformers' and transformers' to float rounding)."""
+        return self.quantized is None and str(self.dtype) == "torch.float32"
 
     def tokenize(self, texts: list[str], max_length: int | None = None, *,
                  add_special_tokens: bool = True) -> list[list[int]]:
@@ -377,7 +391,7 @@ class LoadedModel:
         cfg = self.model.config
         return {"model": self.spec.name, "path": str(self.spec.path), "revision": self.spec.revision,
                 "content_hash": self.spec.content_hash, "architecture": (cfg.architectures or [cfg.model_type])[0],
-                "dtype": str(self.dtype).removeprefix("torch."), "vocab_size": self.vocab_size}
+                "dtype": self.precision, "vocab_size": self.vocab_size}
 
 
 def _transformers_major() -> int:
@@ -412,7 +426,8 @@ def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device
                dtype: str | None = None, max_length: int | None = None, revision: str | None = None,
                attn_implementation: str | None = "sdpa") -> LoadedModel:
     """Tokenizer and model for inference, in eval mode on the device (None: CUDA when available), in `dtype`
-    (None: fp32 on CPU, fp16 on CUDA), with SDPA attention where the architecture has it.
+    (None: fp32 on CPU, fp16 on CUDA; "int8" on CPU: dynamic int8 quantisation of the Linear layers, see
+    `quantize_int8`), with SDPA attention where the architecture has it.
 
     `task`: 'base' (AutoModel, with the sentence-transformers Dense layers), 'mlm' (AutoModelForMaskedLM),
     'sequence-classification' (AutoModelForSequenceClassification) or 'generative' (AutoModelForSeq2SeqLM for
@@ -427,7 +442,8 @@ def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device
         raise InputError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})")
     spec = name_or_path if isinstance(name_or_path, ModelSpec) else resolve_model(name_or_path, revision=revision)
     dev = select_device(device)
-    dt = select_dtype(dtype, dev)
+    quantized = quantization(dtype, dev)
+    dt = select_dtype("fp32" if quantized else dtype, dev)
     path = str(spec.transformer_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -453,8 +469,37 @@ def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device
     model.requires_grad_(False)
     dense = [_load_dense(layer, dev) for layer in spec.dense] if task == "base" else []
     causal = any(getattr(m, "is_causal", False) is True for m in model.modules())
+    if quantized:
+        quantize_int8(model)
     return LoadedModel(spec, tokenizer, model, dev, dt, model_max_length(spec, tokenizer, model.config, max_length),
-                       dense, causal)
+                       dense, causal, quantized)
+
+
+def quantization(dtype: Any, device: torch.device) -> str | None:
+    """The quantised precision `dtype` names ("int8"), None for a float one; InputError for int8 off the CPU."""
+    if not isinstance(dtype, str) or dtype.lower() not in QUANTIZED:
+        return None
+    if device.type != "cpu":
+        raise InputError(f"dtype={dtype!r} is a CPU option (dynamic quantisation); on {device.type} use 'fp16' or "
+                         "'bf16'")
+    return dtype.lower()
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Quantise every Linear layer of `model` in place to dynamic int8 (torch's fbgemm/x86 kernels): weights per
+    output channel, activations per batch at run time. Embeddings and LayerNorms stay float32. Returns `model`."""
+    import warnings
+
+    import torch
+    try:
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    except ImportError as e:  # a torch without eager-mode quantisation
+        raise RankstackError(f"dtype='int8' needs torch's dynamic quantisation, which this torch lacks ({e})") from e
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+    return model
 
 
 def model_max_length(spec: ModelSpec, tokenizer: Any, config: Any, given: int | None) -> int:

@@ -452,7 +452,9 @@ class PlaidIndex(Snapshot):
             raise InputError(f"doc number out of range (index of {len(self.live)} documents)")
         self.verify()
         which = np.searchsorted(self._bases, docnos, side="right") - 1
+        ascending = bool(np.all(np.diff(docnos) >= 0))
         parts, lengths = [None] * len(docnos), np.zeros(len(docnos), np.int64)
+        flats = []
         for ci in np.unique(which).tolist():
             rows = np.flatnonzero(which == ci)
             c = self.chunks[ci]
@@ -462,12 +464,17 @@ class PlaidIndex(Snapshot):
                 flat = np.asarray(c.stored[_token_rows(starts, ends)], np.float32)
             else:
                 flat = K.decompress(c.codes, c.residuals, starts, ends, self.centroids, self._table, self.normalize)
+            lengths[rows] = ends - starts
+            if ascending:  # chunk after chunk is the order given: no per-document split
+                flats.append(flat)
+                continue
             for r, piece in zip(rows.tolist(), np.split(flat, np.cumsum(ends - starts)[:-1])):
                 parts[r] = piece
-            lengths[rows] = ends - starts
         bounds = np.zeros(len(docnos) + 1, np.int64)
         np.cumsum(lengths, out=bounds[1:])
-        flat = np.concatenate(parts) if len(docnos) else np.zeros((0, self.dim), np.float32)
+        if not len(docnos):
+            return np.zeros((0, self.dim), np.float32), bounds
+        flat = (flats[0] if len(flats) == 1 else np.concatenate(flats)) if ascending else np.concatenate(parts)
         return flat, bounds
 
     # --- search ------------------------------------------------------------------------------------------------
@@ -476,8 +483,9 @@ class PlaidIndex(Snapshot):
         """Top `k` live documents of each query ([n_query_tokens, dim]) by MaxSim over decompressed vectors (with
         `params.rescore`: over the stored vectors, exact MaxSim; IncompatibleIndexError if the index has none),
         among the candidates of its tokens' top `nprobe` centroids, of which the best `ncandidates` (default
-        max(4k, 256)) by centroid interaction are rescored. nprobe = all centroids and ncandidates >= the number
-        of documents make it exhaustive."""
+        max(4k, 256)) by centroid interaction (skipping tokens of centroids below `centroid_threshold`), and of
+        those the best `ndecompress` (default all) by full centroid interaction, are rescored. nprobe = all
+        centroids and ncandidates >= the number of documents make it exhaustive."""
         params = params or PlaidParams()
         k = check_k(k)
         if params.rescore:
@@ -487,20 +495,24 @@ class PlaidIndex(Snapshot):
         ncandidates = max(4 * k, 256) if params.ncandidates is None else params.ncandidates
         if ncandidates < k:
             raise InputError(f"ncandidates={ncandidates} must be at least k={k}")
+        if params.ndecompress is not None and not k <= params.ndecompress:
+            raise InputError(f"ndecompress={params.ndecompress} must be at least k={k}")
         if isinstance(queries, np.ndarray) and queries.ndim == 2:
             raise InputError("search takes a batch of queries: a list of [n_query_tokens, dim] arrays")
         out = []
         for query in queries:
             q = np.ascontiguousarray(query, np.float32)
-            docnos = self.candidates(q, params.nprobe, ncandidates)
+            docnos = self.candidates(q, params.nprobe, ncandidates, params.centroid_threshold, params.ndecompress)
             vectors, bounds = self._gather(docnos, stored=params.rescore)
             out.append(topk.select(docnos, maxsim_scores(q, vectors, bounds), k))
         return out
 
-    def candidates(self, query: np.ndarray, nprobe: int, ncandidates: int | None = None) -> np.ndarray:
+    def candidates(self, query: np.ndarray, nprobe: int, ncandidates: int | None = None,
+                   centroid_threshold: float | None = None, ndecompress: int | None = None) -> np.ndarray:
         """The documents `search` rescores exactly (global doc numbers, ascending): those listed under the query
         tokens' top `nprobe` centroids (candidate generation), cut to the best `ncandidates` by centroid
-        interaction when there are more (None: no cut)."""
+        interaction when there are more (None: no cut; tokens of centroids that score below `centroid_threshold`
+        for every query token are skipped), then to the best `ndecompress` by full centroid interaction."""
         q = np.ascontiguousarray(query, np.float32)
         self._check_vectors(q, "the query")
         self.verify()
@@ -509,19 +521,37 @@ class PlaidIndex(Snapshot):
         probes = np.unique(np.argpartition(-scores, nprobe - 1, axis=1)[:, :nprobe]).astype(np.int64)
         per_chunk = [(c, K.candidate_docs(c.ivf_offsets, c.ivf_docs, probes, self.live[c.base:c.base + c.num_docs]))
                      for c in self.chunks]
-        docnos = np.concatenate([c.base + local for c, local in per_chunk] + [np.zeros(0, np.int64)])
-        if ncandidates is not None and len(docnos) > ncandidates:  # centroid interaction: keep the best
+        transposed = None
+        if ncandidates is not None and sum(len(local) for _, local in per_chunk) > ncandidates:
             transposed = np.ascontiguousarray(scores.T)
-            approx = np.concatenate([K.centroid_interaction(c.codes, c.offsets, local, transposed)
-                                     for c, local in per_chunk])
-            keep = np.argpartition(-approx, ncandidates - 1)[:ncandidates]
-            docnos = np.sort(docnos[keep])
-        return docnos
+            kept = None if centroid_threshold is None else transposed.max(1) >= centroid_threshold
+            per_chunk = _best_by_interaction(per_chunk, transposed, ncandidates, kept)
+        if ndecompress is not None and sum(len(local) for _, local in per_chunk) > ndecompress:
+            transposed = np.ascontiguousarray(scores.T) if transposed is None else transposed
+            per_chunk = _best_by_interaction(per_chunk, transposed, ndecompress, None)
+        return np.concatenate([c.base + local.astype(np.int64) for c, local in per_chunk] + [np.zeros(0, np.int64)])
 
     def __repr__(self) -> str:
         stored = f", {self.vector_dtype} vectors" if self.vector_dtype else ""
         return (f"PlaidIndex({str(self.path)!r}, {self.num_docs} documents, {len(self.centroids)} centroids, "
                 f"{self.nbits} bits{stored})")
+
+
+def _best_by_interaction(per_chunk: list, centroid_scores: np.ndarray, keep: int,
+                         kept_centroids: np.ndarray | None) -> list:
+    """Per chunk, the candidates (local numbers, ascending) among the `keep` best of all chunks by centroid
+    interaction (pruned to `kept_centroids` where given)."""
+    approx = np.concatenate([K.centroid_interaction(c.codes, c.offsets, local, centroid_scores)
+                             if kept_centroids is None else
+                             K.pruned_centroid_interaction(c.codes, c.offsets, local, centroid_scores, kept_centroids)
+                             for c, local in per_chunk] + [np.zeros(0, np.float32)])
+    best = np.zeros(len(approx), bool)
+    best[np.argpartition(-approx, keep - 1)[:keep]] = True
+    out, start = [], 0
+    for c, local in per_chunk:
+        out.append((c, local[best[start:start + len(local)]]))
+        start += len(local)
+    return out
 
 
 def _token_rows(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

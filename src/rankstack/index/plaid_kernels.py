@@ -135,6 +135,30 @@ def centroid_interaction(codes: np.ndarray, doc_offsets: np.ndarray, docs: np.nd
 
 
 @numba.njit(cache=True, nogil=True)
+def pruned_centroid_interaction(codes: np.ndarray, doc_offsets: np.ndarray, docs: np.ndarray,
+                                centroid_scores: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """centroid_interaction over the document tokens whose centroid is `kept` only (PLAID's centroid pruning: a
+    centroid no query token scores well on cannot raise a maximum much, and most tokens are skipped unread).
+    A document with no kept token scores -inf."""
+    nq = centroid_scores.shape[1]
+    out = np.empty(len(docs), dtype=np.float32)
+    best = np.empty(nq, dtype=np.float32)
+    for i in range(len(docs)):
+        d = docs[i]
+        best[:] = -np.inf
+        for t in range(doc_offsets[d], doc_offsets[d + 1]):
+            c = codes[t]
+            if not kept[c]:
+                continue
+            row = centroid_scores[c]
+            for q in range(nq):
+                if row[q] > best[q]:
+                    best[q] = row[q]
+        out[i] = best.sum()
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def segment_maxsim(scores: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """[n_query_tokens, n_doc_tokens] similarities -> per document (columns bounds[i]:bounds[i+1]) the sum over
     query tokens of the max over its tokens: MaxSim."""

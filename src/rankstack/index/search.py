@@ -225,11 +225,17 @@ class DenseParams:
 @dataclass(frozen=True)
 class PlaidParams:
     """Knobs of a PLAID index: `nprobe` centroids per query token; `ncandidates` documents kept by centroid
-    interaction (default max(4k, 256)); `rescore` with the stored full-precision vectors."""
+    interaction (default max(4k, 256)); `rescore` with the stored full-precision vectors; `centroid_threshold`:
+    the first centroid interaction skips document tokens whose centroid scores below it for every query token
+    (PLAID's centroid pruning; None: none skipped); `ndecompress`: documents kept by a second, full centroid
+    interaction among the `ncandidates`, the only ones decompressed and scored exactly (None: all `ncandidates`;
+    colbert-ai keeps a quarter)."""
 
     nprobe: int = 4
     ncandidates: int | None = None
     rescore: bool = False
+    centroid_threshold: float | None = None
+    ndecompress: int | None = None
 
 
 EMPTY = Hits(np.zeros(0, np.int32), np.zeros(0, np.float32))

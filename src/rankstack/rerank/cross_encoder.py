@@ -44,8 +44,9 @@ class CrossEncoder(ModelPairReranker):
     Models with several labels are scored by the column `label` (default 1). `max_length`: tokens per pair
     (default: the model's); longer pairs lose the end of the document (the query too, if alone too long).
     `batch_size` pairs and `token_budget` padded tokens per batch at most (defaults: 32 and 2,048 on CPU; 256
-    and 65,536 on CUDA). `dtype`: fp32 on CPU, fp16 on CUDA by default; "bf16" also. `threads`: CPU threads
-    while scoring.
+    and 65,536 on CUDA). `dtype`: fp32 on CPU, fp16 on CUDA by default; "bf16" also; "int8" on CPU: dynamic int8
+    quantisation of the Linear layers (rankstack.encoders.loading.quantize_int8; faster, scores approximate).
+    `threads`: CPU threads while scoring.
     `cache`: True keeps scores in memory, keyed by (model, query, document text); a path also keeps them in a
     SQLite file; False disables it. `backend`: "torch" ("onnx" is not implemented). `progress`: None shows a
     progress bar only on a terminal.
@@ -82,7 +83,7 @@ class CrossEncoder(ModelPairReranker):
         self._positions = torch.arange(self.max_length, device=self.device)
         self.first_token_last_layer = _install_first_token_layer(self)
         model_key = "|".join(map(str, (weights_id(self.spec), self.max_length, self.activation_name, self.label,
-                                       self.dtype)))
+                                       self.loaded.precision)))
         self.cache = None if cache is False or cache is None else \
             ScoreCache(model_key, None if cache is True else cache)
 
@@ -140,7 +141,7 @@ class CrossEncoder(ModelPairReranker):
         """What computes the scores: model, revision, length, activation, precision and device."""
         return {"model": self.spec.name, "revision": self.spec.revision, "max_length": self.max_length,
                 "activation": self.activation_name, "label": self.label, "num_labels": self.num_labels,
-                "dtype": str(self.dtype).removeprefix("torch."), "device": str(self.device),
+                "dtype": self.loaded.precision, "device": str(self.device),
                 "first_token_last_layer": self.first_token_last_layer}
 
 
@@ -214,7 +215,7 @@ def _install_first_token_layer(ce: CrossEncoder) -> bool:
         layers[-1] = _FirstTokenLayer(last)
         try:
             fast = ce._forward(batch)
-            ok = bool(torch.allclose(full, fast, rtol=1e-3, atol=1e-4 if ce.dtype == torch.float32 else 2e-2))
+            ok = bool(torch.allclose(full, fast, rtol=1e-3, atol=1e-4 if ce.loaded.exact else 2e-2))
         except Exception as e:  # noqa: BLE001 - any failure means: keep the full layer
             log.debug("first-token last layer not used: %s", e)
             ok = False

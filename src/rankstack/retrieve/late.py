@@ -31,7 +31,11 @@ class LateInteraction(Stage):
     >>> run = late(queries)                                              # top `k` per query
 
     `encoder`: a MultiVectorEncoder, or a model path / hub id loaded with the settings the index recorded.
-    `nprobe` centroids per query token, `ncandidates` documents rescored exactly (default max(4k, 256)).
+    `nprobe` centroids per query token, `ncandidates` documents kept by centroid interaction (default
+    max(4k, 256)), of which the best `ndecompress` by full centroid interaction (default all) are rescored exactly;
+    `centroid_threshold` skips, in the first centroid interaction, tokens whose centroid no query token scores that
+    high on (PLAID's pruning; colbert-ai's defaults at k=10: nprobe=1, ncandidates=256, ndecompress=64,
+    centroid_threshold=0.5). See rankstack.index.search.PlaidParams.
     `rescore=True`: the final MaxSim uses the index's stored full-precision vectors instead of the decompressed
     residuals (needs an index built with store_vectors="float16"):
 
@@ -42,17 +46,19 @@ class LateInteraction(Stage):
 
     def __init__(self, index: str | os.PathLike | PlaidIndex, encoder: Any, k: int = 1000, nprobe: int = 4,
                  ncandidates: int | None = None, device: str | None = None, progress: bool | None = None,
-                 rescore: bool = False):
+                 rescore: bool = False, ndecompress: int | None = None, centroid_threshold: float | None = None):
         self.index = index if isinstance(index, PlaidIndex) else PlaidIndex(index)
         self.encoder = as_encoder(encoder, self.index.encoder_info or None, kind="multivector", device=device)
         self.index.check_encoder(self.encoder.model_info())
-        if k < 1 or nprobe < 1 or (ncandidates is not None and ncandidates < k):
-            raise InputError(f"need k >= 1, nprobe >= 1 and ncandidates >= k; got k={k}, nprobe={nprobe}, "
-                             f"ncandidates={ncandidates}")
+        if k < 1 or nprobe < 1 or (ncandidates is not None and ncandidates < k) or \
+                (ndecompress is not None and ndecompress < k):
+            raise InputError(f"need k >= 1, nprobe >= 1, ncandidates >= k and ndecompress >= k; got k={k}, "
+                             f"nprobe={nprobe}, ncandidates={ncandidates}, ndecompress={ndecompress}")
         if rescore:
             self.index.require_stored()
         self.k, self.nprobe, self.ncandidates, self.progress = k, nprobe, ncandidates, progress
         self.rescore = bool(rescore)
+        self.ndecompress, self.centroid_threshold = ndecompress, centroid_threshold
 
     @classmethod
     def build(cls, corpus: Corpus | Iterable[Document] | str | os.PathLike, index_path: str | os.PathLike,
@@ -106,7 +112,7 @@ class LateInteraction(Stage):
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         qids = list(queries)
         vectors = self.encoder.encode_queries([queries[q] for q in qids]) if qids else []
-        params = PlaidParams(self.nprobe, self.ncandidates, self.rescore)
+        params = PlaidParams(self.nprobe, self.ncandidates, self.rescore, self.centroid_threshold, self.ndecompress)
         results = {}
         for qid, q in tqdm(zip(qids, vectors), total=len(qids), desc="LateInteraction", unit=" queries",
                            disable=None if self.progress is None else not self.progress):
@@ -120,4 +126,7 @@ class LateInteraction(Stage):
             out["ncandidates"] = self.ncandidates
         if self.rescore:
             out["rescore"] = True
+        for name in ("ndecompress", "centroid_threshold"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
