@@ -10,7 +10,7 @@ import warnings
 from rankstack.errors import RankstackError
 
 #: Modules of the command groups, in the order `rankstack --help` lists them.
-COMMANDS = ("index", "search", "evaluate", "experiment", "demo", "datasets")
+COMMANDS = ("index", "search", "evaluate", "experiment", "train", "demo", "datasets")
 
 
 def build_parser() -> argparse.ArgumentParser:
