@@ -26,8 +26,10 @@ DOCS = {
     "d7": "Sleep deprivation impairs memory consolidation in students.",
     "d8": "Antibiotic resistance spreads through horizontal gene transfer.",
 }
-QUERIES = {"q1": "vitamin d bone density", "q2": "smoking lung cancer risk", "q3": "p53 apoptosis",
-           "q4": "gut microbiome immunotherapy", "q5": "exercise blood pressure", "q6": "statins cholesterol"}
+DOCS = {d: f"{t} A clinical study." for d, t in DOCS.items()}  # a word every query shares: BM25 ranks every document
+QUERIES = {"q1": "vitamin d bone density study", "q2": "smoking lung cancer risk study", "q3": "p53 apoptosis study",
+           "q4": "gut microbiome immunotherapy study", "q5": "exercise blood pressure study",
+           "q6": "statins cholesterol study"}
 QRELS = {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1, "d8": 0}, "q4": {"d4": 1}, "q5": {"d5": 1},
          "q6": {"d6": 1, "d5": 1}}
 

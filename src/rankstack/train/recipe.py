@@ -203,7 +203,7 @@ def run_recipe(path: str | os.PathLike, *, output: str | os.PathLike | None = No
             examples = mined.examples
             if recipe.get("teacher"):
                 examples = attach_teacher_scores(examples, stages(recipe["teacher"], extra), queries)
-            info["negatives"] = {**mined.describe(), "teacher": recipe.get("teacher"),
+            info["negatives"] = {"recipe": mining, **mined.describe(), "teacher": recipe.get("teacher"),
                                  "seconds": round(time.perf_counter() - start, 1)}
             save_examples(examples, cache)
             cached.write_text(json.dumps({"key": key, "mining": info["negatives"]}, indent=2))
