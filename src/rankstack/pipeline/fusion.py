@@ -1,12 +1,15 @@
-"""Fusion of several stages' runs: reciprocal rank fusion, CombSUM / CombMNZ, weighted interpolation.
+"""Fusion of several stages' runs: reciprocal rank fusion, CombSUM / CombMNZ, weighted interpolation, and
+zero-shot fusion that weighs each branch by how far the others corroborate it, without judgments.
 
     (bm25 | dense).rrf(k=60)                       # reciprocal rank fusion
     (bm25 | dense).combsum(norm="minmax")          # normalised score sum
     (bm25 | dense).interpolate([0.3, 0.7], norm="zscore")
+    (bm25 | dense | splade).auto()                 # z-scores weighted by label-free reliability estimates
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -49,6 +52,54 @@ def normalise(scores: np.ndarray, norm: str) -> np.ndarray:
         return (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
     std = scores.std()
     return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
+
+
+@dataclass
+class Reliability:
+    """Label-free reliability of each run: `weights` (summing to 1) and, per query, each run's agreement with the
+    others (`agreement[qid]`, one value per run: the share of its top `depth` that the others' fusion also ranks
+    in its top `depth`)."""
+
+    weights: np.ndarray
+    agreement: dict[str, np.ndarray]
+
+
+def estimate_reliability(runs: Sequence[Run], depth: int = 10, iterations: int = 3, reference_depth: int = 100
+                         ) -> Reliability:
+    """How far each run is corroborated by the others, without judgments.
+
+    For each query, each run's top `depth` is compared with the top `depth` of a reciprocal-rank fusion of the
+    other runs (their top `reference_depth`, each weighted by its current reliability); a run's reliability is its
+    mean overlap over the queries. Starting from equal weights, `iterations` rounds let broken or weak runs lose
+    their say in the others' references. Runs that nothing corroborates (every overlap 0) leave equal weights."""
+    columns, _ = aligned(runs)
+    qids = list(dict.fromkeys(q for run in runs for q in run))
+    empty = np.zeros(0, np.int32)
+    tops = {q: [c[q][0] if q in c else empty for c in columns] for q in qids}
+    m = len(runs)
+    weights = np.full(m, 1 / m)
+    agreement = {q: np.zeros(m) for q in qids}
+    for _ in range(max(1, iterations)):
+        for q in qids:
+            lists = tops[q]
+            for i in range(m):
+                mine = lists[i][:depth]
+                others = [(lists[j][:reference_depth], weights[j]) for j in range(m) if j != i and weights[j] > 0]
+                if not len(mine) or not others:
+                    agreement[q][i] = 0.0
+                    continue
+                docnos = np.concatenate([d for d, _ in others])
+                contrib = np.concatenate([w / (60 + np.arange(1, len(d) + 1)) for d, w in others])
+                unique, inverse = np.unique(docnos, return_inverse=True)
+                scores = np.bincount(inverse, weights=contrib, minlength=len(unique))
+                reference = sort_hits(unique, scores.astype(np.float32)).docnos[:depth]
+                agreement[q][i] = len(np.intersect1d(mine, reference)) / depth
+        mean = np.mean([agreement[q] for q in qids], axis=0) if qids else np.zeros(m)
+        if mean.sum() <= 0:
+            weights = np.full(m, 1 / m)
+            break
+        weights = mean / mean.sum()
+    return Reliability(weights, agreement)
 
 
 def fuse(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float] | None = None, k: int = 60,

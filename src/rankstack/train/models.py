@@ -406,14 +406,17 @@ class ColBERTModel(Ranker):
                 "freeze_encoder": self.freeze_encoder}
 
 
-def build_model(kind: str, start: str | os.PathLike, **options: Any) -> Ranker:
-    """A trainable model of `kind` (one of KINDS) started from a checkpoint; `options` go to its class."""
+def build_model(kind: str, start: str | os.PathLike, seed: int = 0, **options: Any) -> Ranker:
+    """A trainable model of `kind` (one of KINDS) started from a checkpoint; `options` go to its class. New layers
+    (a classifier head, a projection) are initialised from `seed` (torch's global generator is left as it was)."""
     classes = {"cross-encoder": CrossEncoderModel, "dense": DenseModel, "splade": SpladeModel,
                "colbert": ColBERTModel}
     if kind not in classes:
         raise InputError(f"unknown model kind {kind!r} (expected one of {', '.join(KINDS)})")
     try:
-        return classes[kind](start, **options)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return classes[kind](start, **options)
     except TypeError as e:
         raise InputError(f"bad options for a {kind} model: {e}") from None
 

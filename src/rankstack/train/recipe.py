@@ -2,8 +2,8 @@
 loss, and how to evaluate it; `rankstack train RECIPE` runs it end to end.
 
 ```yaml
-model: {kind: dense, start: ../shared/models/sentence-transformers__all-MiniLM-L6-v2, options: {max_length: 256}}
-output: models/minilm-scifact            # relative paths are relative to the recipe's folder
+model: {kind: dense, start: $MODELS/sentence-transformers__all-MiniLM-L6-v2, options: {max_length: 256}}
+output: models/minilm-scifact            # relative to the recipe's folder; ~ and $VARIABLES are expanded
 data: {corpus: beir/scifact, qrels: beir/scifact/train}            # queries default to the qrels' collection
 indexes: {indexes/scifact-bm25: beir/scifact}                      # BM25 indexes built when missing
 stages: {bm25: "BM25(index='indexes/scifact-bm25')"}               # named stage expressions
@@ -94,13 +94,23 @@ def _inside(folder: Path) -> Iterator[None]:
         os.chdir(before)
 
 
+def _expand(value: str | os.PathLike) -> str:
+    """A path with `~` and environment variables ($RANKSTACK_MODELS, ${HOME}) expanded; InputError naming a variable
+    that is not set."""
+    text = os.path.expanduser(os.path.expandvars(os.fspath(value)))
+    if "$" in text:
+        raise InputError(f"recipe path {os.fspath(value)!r} uses an environment variable that is not set")
+    return text
+
+
 def _path(value: str | os.PathLike, root: Path) -> Path:
-    p = Path(value).expanduser()
+    p = Path(_expand(value))
     return p if p.is_absolute() else root / p
 
 
 def _resolve(value: str, root: Path, reader):
     """A collection name, or a file relative to the recipe."""
+    value = _expand(value)
     return reader(str(root / value) if (root / value).exists() else value)
 
 
@@ -208,7 +218,8 @@ def run_recipe(path: str | os.PathLike, *, output: str | os.PathLike | None = No
             save_examples(examples, cache)
             cached.write_text(json.dumps({"key": key, "mining": info["negatives"]}, indent=2))
     model_section = _options(recipe["model"], "model", ("kind", "start", "options"))
-    model = build_model(model_section["kind"], _start(model_section["start"], root), **(model_section.get("options") or {}))
+    model = build_model(model_section["kind"], _start(model_section["start"], root),
+                        seed=int((recipe.get("training") or {}).get("seed", 0)), **(model_section.get("options") or {}))
     loss = _options(recipe.get("loss"), "loss", ("name", "negatives", "in_batch", "temperature", "flops_query",
                                                   "flops_document", "flops_warmup"))
     if "name" in loss:
@@ -235,7 +246,7 @@ def run_recipe(path: str | os.PathLike, *, output: str | os.PathLike | None = No
 def _start(value: str, root: Path) -> str:
     """A start checkpoint: a folder relative to the recipe when one exists there, else as given (a hub id)."""
     candidate = _path(value, root)
-    return str(candidate) if candidate.exists() else value
+    return str(candidate) if candidate.exists() else _expand(value)
 
 
 def _add_synthetic(section: Any, corpus, queries, qrels, stages: _Stages):
