@@ -20,6 +20,7 @@ from rankstack.errors import InputError
 from rankstack.pipeline.stage import Stage
 
 NORMS = ("minmax", "zscore", "none")
+METHODS = ("rrf", "combsum", "combmnz", "auto")
 
 
 def aligned(runs: Sequence[Run]) -> tuple[list[dict[str, tuple[np.ndarray, np.ndarray]]], Any]:
@@ -102,19 +103,29 @@ def estimate_reliability(runs: Sequence[Run], depth: int = 10, iterations: int =
     return Reliability(weights, agreement)
 
 
+def _above_last(scores: np.ndarray) -> np.ndarray:
+    return scores - scores.min() if len(scores) else scores
+
+
 def fuse(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float] | None = None, k: int = 60,
          norm: str = "minmax", name: str | None = None) -> Run:
     """Fuse runs query by query. method: "rrf" (sum of w / (k + rank)), "combsum" (sum of w * normalised
-    score), "combmnz" (combsum times the number of runs that retrieved the document)."""
+    score), "combmnz" (combsum times the number of runs that retrieved the document), "auto" (combsum with each
+    run's weight multiplied by its label-free reliability over these queries, `estimate_reliability`, and
+    normalised scores counted from the run's last hit, so that a document a run did not retrieve counts as
+    below all it did)."""
     if not runs:
         raise InputError("fusion needs at least one run")
-    if method not in ("rrf", "combsum", "combmnz"):
-        raise InputError(f"unknown fusion method {method!r} (expected rrf, combsum or combmnz)")
+    if method not in METHODS:
+        raise InputError(f"unknown fusion method {method!r} (expected one of {', '.join(METHODS)})")
     if norm not in NORMS:
         raise InputError(f"unknown normalisation {norm!r} (expected one of {NORMS})")
     weights = np.ones(len(runs)) if weights is None else np.asarray(weights, dtype=np.float64)
     if len(weights) != len(runs):
         raise InputError(f"{len(weights)} weights for {len(runs)} runs")
+    auto = method == "auto"
+    if auto:
+        weights = weights * estimate_reliability(runs).weights
     columns, doc_ids = aligned(runs)
     qids = list(dict.fromkeys(q for run in runs for q in run))
     fused = {}
@@ -126,6 +137,8 @@ def fuse(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float] | No
         docnos = np.concatenate([p[0][0] for p in parts])
         if method == "rrf":
             contrib = np.concatenate([w / (k + np.arange(1, len(d) + 1)) for (d, _), w in parts])
+        elif auto:  # a document a run did not retrieve counts as that run's last one, not its average
+            contrib = np.concatenate([w * _above_last(normalise(s, norm)) for (_, s), w in parts])
         else:
             contrib = np.concatenate([w * normalise(s, norm) for (_, s), w in parts])
         unique, inverse = np.unique(docnos, return_inverse=True)
@@ -139,15 +152,15 @@ def fuse(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float] | No
 class Fusion(Stage):
     """Runs each branch on the same input and fuses their runs (reciprocal rank fusion by default).
 
-    `a | b` builds one; `.rrf()`, `.combsum()`, `.combmnz()`, `.interpolate()` choose the method.
+    `a | b` builds one; `.rrf()`, `.combsum()`, `.combmnz()`, `.interpolate()`, `.auto()` choose the method.
     """
 
     def __init__(self, branches: Sequence[Stage], method: str = "rrf", weights: Sequence[float] | None = None,
                  k: int = 60, norm: str = "minmax", open_ended: bool = False):
         if len(branches) < 2:
             raise InputError("fusion needs at least two branches")
-        if method not in ("rrf", "combsum", "combmnz"):
-            raise InputError(f"unknown fusion method {method!r} (expected rrf, combsum or combmnz)")
+        if method not in METHODS:
+            raise InputError(f"unknown fusion method {method!r} (expected one of {', '.join(METHODS)})")
         if norm not in NORMS:
             raise InputError(f"unknown normalisation {norm!r} (expected one of {NORMS})")
         if weights is not None and len(weights) != len(branches):
@@ -169,6 +182,12 @@ class Fusion(Stage):
     def interpolate(self, weights: Sequence[float], norm: str = "minmax") -> "Fusion":
         """Weighted sum of normalised scores (CombSUM with weights)."""
         return Fusion(self.branches, "combsum", weights, norm=norm)
+
+    def auto(self, norm: str = "zscore", weights: Sequence[float] | None = None) -> "Fusion":
+        """Zero-shot fusion: normalised scores summed with weights estimated without judgments from how far the
+        other branches corroborate each branch on the queries fused together (`estimate_reliability`); `weights`
+        multiply the estimates (a prior)."""
+        return Fusion(self.branches, "auto", weights, norm=norm)
 
     def tune(self, queries: Queries, qrels, run: Run | None = None, measure: str = "nDCG@10", step: float = 0.1,
              ks: Sequence[int] = (60,)) -> "Fusion":
@@ -195,7 +214,8 @@ class Fusion(Stage):
 
     def __repr__(self) -> str:
         inner = " | ".join(repr(b) for b in self.branches)
-        args = {"rrf": f"k={self.k}"}.get(self.method, f"norm={self.norm!r}")
+        args = {"rrf": f"k={self.k}", "auto": "" if self.norm == "zscore" else f"norm={self.norm!r}"}.get(
+            self.method, f"norm={self.norm!r}")
         if self.weights is not None:
-            args += f", weights={list(self.weights)}"
+            args += f"{', ' if args else ''}weights={list(self.weights)}"
         return f"({inner}).{self.method}({args})"
