@@ -63,7 +63,8 @@ def scifact(models: Path, splits=("test", "train")) -> dict[str, dict[str, Run]]
     dense = Dense(SCIFACT_INDEXES / "minilm")
     splade = LearnedSparse(SCIFACT_INDEXES / "splade-tiny")
     perm = np.random.default_rng(0).permutation(len(docs))
-    shuffled = _open_or_build(out / "bm25-shuffled", [Document(ids[perm[i]], d.text, d.title) for i, d in enumerate(docs)])
+    shuffled = _open_or_build(out / "bm25-shuffled",
+                              [Document(ids[perm[i]], d.text, d.title) for i, d in enumerate(docs)])
     titles = _open_or_build(out / "bm25-titles", [Document(d.id, d.title or d.text[:80]) for d in docs])
     splade_titles_path = out / "splade-titles"
     if not (splade_titles_path / "manifest.json").exists():

@@ -34,7 +34,8 @@ INDEXES = REPO / "bench" / "out" / "experiment" / "scifact"
 MEASURES = ["nDCG@10", "R@100", "RR@10"]
 #: recipe name -> output folder (as the recipe says), in training order
 RUNS = {"scifact-minilm-unfiltered": "minilm-unfiltered", "scifact-minilm-filtered": "minilm-filtered",
-        "scifact-splade": "splade-tiny", "scifact-colbert": "colbert-minilm", "scifact-cross-encoder": "cross-encoder-minilm"}
+        "scifact-splade": "splade-tiny", "scifact-colbert": "colbert-minilm",
+        "scifact-cross-encoder": "cross-encoder-minilm"}
 PLAID = {"nbits": 2, "store_vectors": "float16", "rescore": True}
 
 
@@ -53,14 +54,16 @@ def nonzeros(model: str | Path, docs: list[str], queries: list[str]) -> tuple[fl
     from rankstack.encoders import SpladeEncoder
 
     enc = SpladeEncoder(model, progress=False)
-    return float(enc.encode_documents(docs).getnnz(axis=1).mean()), float(enc.encode_queries(queries).getnnz(axis=1).mean())
+    d, q = enc.encode_documents(docs), enc.encode_queries(queries)
+    return float(d.getnnz(axis=1).mean()), float(q.getnnz(axis=1).mean())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", action="store_true", help="run the recipes first")
     parser.add_argument("--only", nargs="+", choices=list(RUNS), help="train only these recipes")
-    parser.add_argument("--models", type=Path, default=Path(os.environ.get("MODELS", REPO.parent / "shared" / "models")))
+    parser.add_argument("--models", type=Path,
+                        default=Path(os.environ.get("MODELS", REPO.parent / "shared" / "models")))
     parser.add_argument("--nonzero-sample", type=int, default=1000)
     args = parser.parse_args()
     os.environ["MODELS"] = str(args.models)

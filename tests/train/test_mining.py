@@ -27,7 +27,8 @@ QS, QR = Queries(QUERIES), Qrels(QRELS)
 
 def test_positives_never_negatives_and_judged_nonrelevant_allowed(bm25):
     mined = mine_negatives(bm25, QS, QR, depth=8, count=7)
-    assert {(e.qid, e.positive) for e in mined.examples} == {(q, d) for q, ds in QRELS.items() for d, r in ds.items() if r}
+    pairs = {(q, d) for q, ds in QRELS.items() for d, r in ds.items() if r}
+    assert {(e.qid, e.positive) for e in mined.examples} == pairs
     for e in mined.examples:
         relevant = {d for d, r in QRELS[e.qid].items() if r}
         assert not relevant & set(e.negatives)

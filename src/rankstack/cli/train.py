@@ -9,7 +9,8 @@ def register(sub) -> None:
     p.add_argument("--output", "-o", help="where to save the model (default: the recipe's 'output')")
     p.add_argument("--restart", action="store_true",
                    help="ignore checkpoints and mined examples in the output folder and start over")
-    p.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the evaluation on the held-back split")
+    p.add_argument("--no-eval", dest="evaluate", action="store_false",
+                   help="skip the evaluation on the held-back split")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

@@ -9,7 +9,8 @@ from typing import Any
 
 #: How each kind is loaded, by rankstack and by sentence-transformers.
 _LOADING = {
-    "cross-encoder": ("from rankstack.rerank import CrossEncoder\nstage = first_stage % 100 >> CrossEncoder({path!r}, texts)",
+    "cross-encoder": ("from rankstack.rerank import CrossEncoder\n"
+                      "stage = first_stage % 100 >> CrossEncoder({path!r}, texts)",
                       "from sentence_transformers import CrossEncoder\nCrossEncoder({path!r}).predict(pairs)"),
     "dense": ("from rankstack.retrieve import Dense\nDense.build(corpus, 'index', {path!r})",
               "from sentence_transformers import SentenceTransformer\nSentenceTransformer({path!r}).encode(texts)"),
@@ -20,8 +21,8 @@ _LOADING = {
                 "LateInteraction.build(corpus, 'index', MultiVectorEncoder({path!r}), store_vectors='float16', "
                 "rescore=True)", None),
 }
-_LIBRARY = {"cross-encoder": "sentence-transformers", "dense": "sentence-transformers", "splade": "sentence-transformers",
-            "colbert": "transformers"}
+_LIBRARY = {"cross-encoder": "sentence-transformers", "dense": "sentence-transformers",
+            "splade": "sentence-transformers", "colbert": "transformers"}
 
 
 def _block(data: Any) -> str:

@@ -2,7 +2,7 @@
 
     fused = (bm25 | dense).rrf()
     mined = mine_negatives(fused, train.queries, train.qrels, depth=100, start=0, end=50, count=8,
-                           filter=FalseNegativeFilter(fused))            # drop candidates fused ranks above the positive
+                           filter=FalseNegativeFilter(fused))   # drop candidates fused ranks above the positive
     examples = attach_teacher_scores(mined.examples, cross_encoder, train.queries)   # for margin-MSE / KL
 
 A stage's scores of given candidates (`stage_scores`): a first stage or a fusion runs on the queries and its
@@ -131,7 +131,8 @@ def _sample(candidates: list[str], count: int, sampling: str, seed: int, qid: st
     return [candidates[i] for i in np.sort(rng.choice(len(candidates), count, replace=False))]
 
 
-def stage_scores(stage: Stage, queries: Queries, candidates: Mapping[str, Sequence[str]]) -> dict[str, dict[str, float]]:
+def stage_scores(stage: Stage, queries: Queries, candidates: Mapping[str, Sequence[str]]
+                 ) -> dict[str, dict[str, float]]:
     """{qid: {doc id: score}} of each query's candidates by `stage` (see the module docstring)."""
     queries = queries.subset(q for q in candidates if candidates[q])
     if not queries:

@@ -1,12 +1,14 @@
 """Trainable rankers, each started from any transformers or sentence-transformers checkpoint and saved in a layout
 that both sentence-transformers and rankstack's stages load:
 
-| kind | model | saved as | rankstack loads it with | sentence-transformers |
-|---|---|---|---|---|
-| "cross-encoder" | encoder + new one-logit head | transformers classifier folder | `rerank.CrossEncoder` | `CrossEncoder` |
-| "dense" | encoder + pooling (+ L2 norm) | sentence-transformers folder | `encoders.DenseEncoder`, `Dense` | `SentenceTransformer` |
-| "splade" | masked-LM, max of log(1 + relu(logits)) | SparseEncoder folder | `encoders.SpladeEncoder`, `LearnedSparse` | `SparseEncoder` |
-| "colbert" | encoder + linear projection, L2 norm per token | transformers folder + `linear.weight` | `encoders.MultiVectorEncoder`, `LateInteraction` | (Stanford ColBERT layout) |
+- "cross-encoder": encoder + a new one-logit head; a transformers classifier folder; rankstack `rerank.CrossEncoder`,
+  sentence-transformers `CrossEncoder`.
+- "dense": encoder + pooling (+ L2 norm); a sentence-transformers folder; `encoders.DenseEncoder` / `Dense`,
+  `SentenceTransformer`.
+- "splade": masked-LM, max over tokens of log(1 + relu(logits)); a SparseEncoder folder; `encoders.SpladeEncoder` /
+  `LearnedSparse`, `SparseEncoder`.
+- "colbert": encoder + linear projection, L2 norm per token; a transformers folder whose weights hold
+  `linear.weight` (Stanford ColBERT's key); `encoders.MultiVectorEncoder` / `LateInteraction`.
 
 Each model tokenizes exactly as the rankstack class that loads it (same truncation, markers, prefixes, pooling),
 so the scores seen in training are the scores seen in search.
@@ -302,8 +304,9 @@ class SpladeModel(Ranker):
                     {"pooling_strategy": "max", "activation_function": "relu",
                      "word_embedding_dimension": int(self.lm.vocab_size)})
         _write_json(path / "config_sentence_transformers.json",
-                    {"__version__": _st_version(), "model_type": "SparseEncoder", "prompts": {"query": "", "document": ""},
-                     "default_prompt_name": None, "similarity_fn_name": "dot"})
+                    {"__version__": _st_version(), "model_type": "SparseEncoder",
+                     "prompts": {"query": "", "document": ""}, "default_prompt_name": None,
+                     "similarity_fn_name": "dot"})
         return path
 
     def describe(self) -> dict[str, Any]:

@@ -251,7 +251,8 @@ def train(model: Ranker, examples: Sequence[Example], texts: Texts, objective: O
         step += 1
         window.append(step_loss)
         now = time.perf_counter()
-        bar.set_postfix(loss=f"{np.mean(window[-20:]):.4f}", ex_s=f"{window_examples / max(now - window_start, 1e-9):.1f}")
+        speed = window_examples / max(now - window_start, 1e-9)
+        bar.set_postfix(loss=f"{np.mean(window[-20:]):.4f}", examples_s=f"{speed:.1f}")
         bar.update(1)
         if step % 10 == 0 or step == steps:
             history.append(float(np.mean(window)))
@@ -267,7 +268,8 @@ def train(model: Ranker, examples: Sequence[Example], texts: Texts, objective: O
     bar.close()
     model.eval()
     model.save(output)
-    report = TrainingReport(step, seen, round(elapsed + time.perf_counter() - start, 1), hardware(device), history, resumed)
+    seconds = round(elapsed + time.perf_counter() - start, 1)
+    report = TrainingReport(step, seen, seconds, hardware(device), history, resumed)
     tmp = report_file.with_name(REPORT_FILE + ".tmp")
     tmp.write_text(json.dumps({**report.to_dict(), "arguments": asdict(args), "objective": objective.describe(),
                                "model": model.describe()}, indent=2), encoding="utf-8")
