@@ -123,13 +123,14 @@ def main() -> None:
     for name, folder in trained.items():
         info = json.loads((folder / "training.json").read_text())
         mining = json.loads((folder / "mining.json").read_text())["mining"] if (folder / "mining.json").exists() else {}
-        report[name] = {"seconds": info["seconds"], "hardware": info["hardware"], "steps": info["steps"],
+        report[name] = {"seconds": info["seconds"], "cpu_seconds": info.get("cpu_seconds"),
+                        "hardware": info["hardware"], "steps": info["steps"],
                         "examples_seen": info["examples_seen"], "resumed_from": info["resumed_from"],
                         "mining_seconds": mining.get("seconds"), "examples": mining.get("examples"),
                         "filtered": mining.get("filtered_as_false_negatives"),
                         "skipped_queries": mining.get("skipped_queries")}
         lines.append(f"{name}: trained {info['steps']} steps ({info['examples_seen']} examples) in {info['seconds']}s "
-                     f"on {info['hardware']}; mining {mining.get('seconds')}s, {mining.get('examples')} examples, "
+                     f"wall, {info.get('cpu_seconds')}s CPU, on {info['hardware']}; mining {mining.get('seconds')}s, {mining.get('examples')} examples, "
                      f"{mining.get('filtered_as_false_negatives')} candidates filtered, "
                      f"{mining.get('skipped_queries')} queries skipped")
     if "scifact-splade" in trained:

@@ -56,7 +56,8 @@ def write_model_card(path: str | Path, info: dict[str, Any]) -> Path:
     if training:
         lines += ["", "## Training", "",
                   f"{training.get('steps')} optimizer steps, {training.get('examples_seen')} examples, "
-                  f"{training.get('seconds')} s of wall time on {training.get('hardware')}."]
+                  f"{training.get('seconds')} s of wall time ({training.get('cpu_seconds')} s of CPU time) on "
+                  f"{training.get('hardware')}."]
         if training.get("resumed_from"):
             lines.append(f"Resumed from the checkpoints of steps {training['resumed_from']}.")
         if training.get("arguments"):

@@ -76,12 +76,14 @@ class TrainingArguments:
 
 @dataclass
 class TrainingReport:
-    """What a finished run did: steps, losses, wall time (summed over resumed parts) and hardware."""
+    """What a finished run did: steps, losses, wall time and CPU time (summed over the parts of a resumed run, up to
+    each part's last checkpoint) and hardware."""
 
     steps: int
     examples_seen: int
     seconds: float
     hardware: str
+    cpu_seconds: float = 0.0   # CPU time of the training process (all threads), summed like `seconds`
     losses: list[float] = field(default_factory=list)   # mean loss per logged interval
     resumed_from: list[int] = field(default_factory=list)  # steps of the checkpoints it continued from
     completed: bool = True
@@ -198,7 +200,7 @@ def train(model: Ranker, examples: Sequence[Example], texts: Texts, objective: O
     optimizer = _optimizer(model, args)
     steps = total_steps(len(examples), args)
     scheduler = _schedule(optimizer, steps, args.warmup)
-    step, epoch, position, seen, elapsed = 0, 0, 0, 0, 0.0
+    step, epoch, position, seen, elapsed, cpu = 0, 0, 0, 0, 0.0, 0.0
     history: list[float] = []
     resumed: list[int] = []
     checkpoint = latest_checkpoint(output) if resume else None
@@ -216,11 +218,12 @@ def train(model: Ranker, examples: Sequence[Example], texts: Texts, objective: O
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
         step, epoch, position, seen = state["step"], state["epoch"], state["position"], state["seen"]
         elapsed, history, resumed = state["elapsed"], state["history"], state["resumed_from"] + [state["step"]]
+        cpu = state.get("cpu", 0.0)
         log.info("resuming from %s (step %d of %d)", checkpoint, step, steps)
     micro_per_epoch = math.ceil(len(examples) / args.batch_size)
     bar = tqdm(total=steps, initial=step, desc=f"training {model.kind}", unit="step",
                disable=None if args.progress is None else not args.progress)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     window: list[float] = []
     window_examples, window_start = 0, time.perf_counter()
     order = _order(len(examples), args.seed, epoch)
@@ -264,12 +267,14 @@ def train(model: Ranker, examples: Sequence[Example], texts: Texts, objective: O
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "step": step, "epoch": epoch, "position": position, "seen": seen, "steps_total": steps,
                 "examples": len(examples), "elapsed": elapsed + time.perf_counter() - start,
+                "cpu": cpu + time.process_time() - cpu_start,
                 "history": history, "resumed_from": resumed})
     bar.close()
     model.eval()
     model.save(output)
     seconds = round(elapsed + time.perf_counter() - start, 1)
-    report = TrainingReport(step, seen, seconds, hardware(device), history, resumed)
+    report = TrainingReport(step, seen, seconds, hardware(device), round(cpu + time.process_time() - cpu_start, 1),
+                            history, resumed)
     tmp = report_file.with_name(REPORT_FILE + ".tmp")
     tmp.write_text(json.dumps({**report.to_dict(), "arguments": asdict(args), "objective": objective.describe(),
                                "model": model.describe()}, indent=2), encoding="utf-8")
