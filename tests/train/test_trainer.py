@@ -73,6 +73,12 @@ def test_a_checkpoint_of_another_run_is_refused(tiny_base, tmp_path):
     assert latest_checkpoint(tmp_path).name == "step-00000003"
     with pytest.raises(InputError, match="belongs to another run"):
         train(model, EXAMPLES, TEXTS, Objective("bce", negatives=1), TrainingArguments(progress=False), tmp_path)
+    # a completed run is reused only by the same settings
+    args = TrainingArguments(max_steps=1, progress=False)
+    first = train(model, EXAMPLES, TEXTS, Objective("bce", negatives=1), args, tmp_path, resume=False)
+    assert train(model, EXAMPLES, TEXTS, Objective("bce", negatives=1), args, tmp_path) == first
+    with pytest.raises(InputError, match="trained with other settings"):
+        train(model, EXAMPLES, TEXTS, Objective("bce", negatives=2), args, tmp_path)
 
 
 def test_bad_arguments_and_objectives(tiny_base, tmp_path):

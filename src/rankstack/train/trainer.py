@@ -11,6 +11,7 @@ therefore ends with the same weights as one never interrupted (on the same devic
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -174,6 +175,14 @@ def _save_checkpoint(output: Path, state: dict[str, Any]) -> Path:
     return final
 
 
+def run_key(model: Ranker, examples: Sequence[Example], objective: Objective, args: TrainingArguments) -> str:
+    """What identifies a run (model, data, objective, arguments that change the result), to resume only the same."""
+    settings = {k: v for k, v in asdict(args).items() if k not in ("progress", "checkpoint_every", "threads")}
+    data = [[e.qid, e.positive, e.negatives, e.teacher] for e in examples]
+    text = json.dumps([model.describe(), objective.describe(), settings, data], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 def train(model: Ranker, examples: Sequence[Example], texts: Texts, objective: Objective, args: TrainingArguments,
           output: str | os.PathLike, *, resume: bool = True) -> TrainingReport:
     """Train `model` on `examples` and save it to `output` (in its sentence-transformers/rankstack layout, with
@@ -184,9 +193,13 @@ def train(model: Ranker, examples: Sequence[Example], texts: Texts, objective: O
         raise InputError("no training examples")
     objective.check(model, examples)
     report_file = output / REPORT_FILE
+    key = run_key(model, examples, objective, args)
     if resume and report_file.is_file():
         done = json.loads(report_file.read_text(encoding="utf-8"))
         if done.get("completed"):
+            if done.get("key") not in (None, key):  # None: written before runs had keys
+                raise InputError(f"{output} holds a model trained with other settings or data; train into another "
+                                 "folder, or pass resume=False (rankstack train --restart) to replace it")
             log.info("%s: training already completed; remove %s to train again", output, report_file)
             return TrainingReport(**{k: done[k] for k in TrainingReport.__dataclass_fields__ if k in done})
     output.mkdir(parents=True, exist_ok=True)
@@ -206,10 +219,9 @@ def train(model: Ranker, examples: Sequence[Example], texts: Texts, objective: O
     checkpoint = latest_checkpoint(output) if resume else None
     if checkpoint is not None:
         state = torch.load(checkpoint / STATE_FILE, map_location=device, weights_only=False)
-        if state["examples"] != len(examples) or state["steps_total"] != steps:
-            raise InputError(f"{checkpoint} belongs to another run ({state['examples']} examples, "
-                             f"{state['steps_total']} steps; now {len(examples)}, {steps}): remove it or use "
-                             "another output folder")
+        if state.get("key") != key:
+            raise InputError(f"{checkpoint} belongs to another run (other settings or data): remove it, train into "
+                             "another folder, or pass resume=False (rankstack train --restart)")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -266,7 +278,7 @@ def train(model: Ranker, examples: Sequence[Example], texts: Texts, objective: O
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "step": step, "epoch": epoch, "position": position, "seen": seen, "steps_total": steps,
-                "examples": len(examples), "elapsed": elapsed + time.perf_counter() - start,
+                "examples": len(examples), "key": key, "elapsed": elapsed + time.perf_counter() - start,
                 "cpu": cpu + time.process_time() - cpu_start,
                 "history": history, "resumed_from": resumed})
     bar.close()
@@ -276,7 +288,8 @@ def train(model: Ranker, examples: Sequence[Example], texts: Texts, objective: O
     report = TrainingReport(step, seen, seconds, hardware(device), round(cpu + time.process_time() - cpu_start, 1),
                             history, resumed)
     tmp = report_file.with_name(REPORT_FILE + ".tmp")
-    tmp.write_text(json.dumps({**report.to_dict(), "arguments": asdict(args), "objective": objective.describe(),
+    tmp.write_text(json.dumps({**report.to_dict(), "key": key, "arguments": asdict(args),
+                               "objective": objective.describe(),
                                "model": model.describe()}, indent=2), encoding="utf-8")
     os.replace(tmp, report_file)
     shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
