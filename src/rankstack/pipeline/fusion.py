@@ -9,7 +9,6 @@ zero-shot fusion that weighs each branch by how far the others corroborate it, w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -55,65 +54,17 @@ def normalise(scores: np.ndarray, norm: str) -> np.ndarray:
     return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
 
 
-@dataclass
-class Reliability:
-    """Label-free reliability of each run: `weights` (summing to 1) and, per query, each run's agreement with the
-    others (`agreement[qid]`, one value per run: the share of its top `depth` that the others' fusion also ranks
-    in its top `depth`)."""
-
-    weights: np.ndarray
-    agreement: dict[str, np.ndarray]
-
-
-def estimate_reliability(runs: Sequence[Run], depth: int = 10, iterations: int = 3, reference_depth: int = 100
-                         ) -> Reliability:
-    """How far each run is corroborated by the others, without judgments.
-
-    For each query, each run's top `depth` is compared with the top `depth` of a reciprocal-rank fusion of the
-    other runs (their top `reference_depth`, each weighted by its current reliability); a run's reliability is its
-    mean overlap over the queries. Starting from equal weights, `iterations` rounds let broken or weak runs lose
-    their say in the others' references. Runs that nothing corroborates (every overlap 0) leave equal weights."""
-    columns, _ = aligned(runs)
-    qids = list(dict.fromkeys(q for run in runs for q in run))
-    empty = np.zeros(0, np.int32)
-    tops = {q: [c[q][0] if q in c else empty for c in columns] for q in qids}
-    m = len(runs)
-    weights = np.full(m, 1 / m)
-    agreement = {q: np.zeros(m) for q in qids}
-    for _ in range(max(1, iterations)):
-        for q in qids:
-            lists = tops[q]
-            for i in range(m):
-                mine = lists[i][:depth]
-                others = [(lists[j][:reference_depth], weights[j]) for j in range(m) if j != i and weights[j] > 0]
-                if not len(mine) or not others:
-                    agreement[q][i] = 0.0
-                    continue
-                docnos = np.concatenate([d for d, _ in others])
-                contrib = np.concatenate([w / (60 + np.arange(1, len(d) + 1)) for d, w in others])
-                unique, inverse = np.unique(docnos, return_inverse=True)
-                scores = np.bincount(inverse, weights=contrib, minlength=len(unique))
-                reference = sort_hits(unique, scores.astype(np.float32)).docnos[:depth]
-                agreement[q][i] = len(np.intersect1d(mine, reference)) / depth
-        mean = np.mean([agreement[q] for q in qids], axis=0) if qids else np.zeros(m)
-        if mean.sum() <= 0:
-            weights = np.full(m, 1 / m)
-            break
-        weights = mean / mean.sum()
-    return Reliability(weights, agreement)
-
-
 def _above_last(scores: np.ndarray) -> np.ndarray:
     return scores - scores.min() if len(scores) else scores
 
 
 def fuse(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float] | None = None, k: int = 60,
-         norm: str = "minmax", name: str | None = None) -> Run:
+         norm: str = "minmax", name: str | None = None, estimate: bool = True) -> Run:
     """Fuse runs query by query. method: "rrf" (sum of w / (k + rank)), "combsum" (sum of w * normalised
     score), "combmnz" (combsum times the number of runs that retrieved the document), "auto" (combsum with each
-    run's weight multiplied by its label-free reliability over these queries, `estimate_reliability`, and
-    normalised scores counted from the run's last hit, so that a document a run did not retrieve counts as
-    below all it did)."""
+    run's weight multiplied by its label-free reliability over these queries, rankstack.pipeline.reliability, unless
+    `estimate` is False; normalised scores count from the run's last hit, so that a document a run did not
+    retrieve counts as below all it did)."""
     if not runs:
         raise InputError("fusion needs at least one run")
     if method not in METHODS:
@@ -124,7 +75,9 @@ def fuse(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float] | No
     if len(weights) != len(runs):
         raise InputError(f"{len(weights)} weights for {len(runs)} runs")
     auto = method == "auto"
-    if auto:
+    if auto and estimate:
+        from rankstack.pipeline.reliability import estimate_reliability
+
         weights = weights * estimate_reliability(runs).weights
     columns, doc_ids = aligned(runs)
     qids = list(dict.fromkeys(q for run in runs for q in run))
@@ -156,7 +109,7 @@ class Fusion(Stage):
     """
 
     def __init__(self, branches: Sequence[Stage], method: str = "rrf", weights: Sequence[float] | None = None,
-                 k: int = 60, norm: str = "minmax", open_ended: bool = False):
+                 k: int = 60, norm: str = "minmax", open_ended: bool = False, estimate: bool = True):
         if len(branches) < 2:
             raise InputError("fusion needs at least two branches")
         if method not in METHODS:
@@ -168,6 +121,9 @@ class Fusion(Stage):
         self.branches = list(branches)
         self.method, self.weights, self.k, self.norm = method, None if weights is None else list(weights), k, norm
         self.open_ended = open_ended  # built by `|`: a further `| c` adds a branch instead of nesting
+        self.estimate = bool(estimate)  # "auto": estimate reliability on each batch (else `weights` are final)
+        if method == "auto" and not self.estimate and weights is None:
+            raise InputError("auto fusion without estimation needs weights (see Fusion.calibrate)")
         self.first_stage = all(b.first_stage for b in self.branches)
 
     def rrf(self, k: int = 60, weights: Sequence[float] | None = None) -> "Fusion":
@@ -183,11 +139,26 @@ class Fusion(Stage):
         """Weighted sum of normalised scores (CombSUM with weights)."""
         return Fusion(self.branches, "combsum", weights, norm=norm)
 
-    def auto(self, norm: str = "zscore", weights: Sequence[float] | None = None) -> "Fusion":
-        """Zero-shot fusion: normalised scores summed with weights estimated without judgments from how far the
-        other branches corroborate each branch on the queries fused together (`estimate_reliability`); `weights`
-        multiply the estimates (a prior)."""
-        return Fusion(self.branches, "auto", weights, norm=norm)
+    def auto(self, norm: str = "zscore", weights: Sequence[float] | None = None, estimate: bool = True) -> "Fusion":
+        """Zero-shot fusion: normalised scores summed with weights estimated without judgments, on the queries
+        fused together, from how far the other branches corroborate each branch and how well each recognises
+        the others' results (rankstack.pipeline.reliability); `weights` multiply the estimates (a prior).
+        `estimate=False` uses `weights` as they are (what `calibrate` returns)."""
+        return Fusion(self.branches, "auto", weights, norm=norm, estimate=estimate)
+
+    def calibrate(self, queries: Queries, run: Run | None = None) -> "Fusion":
+        """This auto fusion with its weights estimated once, on `queries` (no judgments needed), and then kept:
+        results for a query no longer depend on the queries searched with it. `.reliability` holds the estimate."""
+        from rankstack.pipeline.reliability import estimate_reliability
+
+        if self.method != "auto":
+            raise InputError(f"calibrate applies to auto fusion, not {self.method!r}: use .auto().calibrate(...)")
+        reliability = estimate_reliability([branch(queries, run) for branch in self.branches])
+        prior = np.ones(len(self.branches)) if self.weights is None or not self.estimate else np.asarray(self.weights)
+        weights = [round(float(w), 4) for w in prior * reliability.weights]
+        calibrated = Fusion(self.branches, "auto", weights, norm=self.norm, estimate=False)
+        calibrated.reliability = reliability
+        return calibrated
 
     def tune(self, queries: Queries, qrels, run: Run | None = None, measure: str = "nDCG@10", step: float = 0.1,
              ks: Sequence[int] = (60,)) -> "Fusion":
@@ -206,11 +177,14 @@ class Fusion(Stage):
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         runs = [branch(queries, run) for branch in self.branches]
-        return fuse(runs, self.method, self.weights, self.k, self.norm)
+        return fuse(runs, self.method, self.weights, self.k, self.norm, estimate=self.estimate)
 
     def config(self) -> dict[str, Any]:
-        return {"method": self.method, "weights": self.weights, "k": self.k, "norm": self.norm,
-                "branches": [repr(b) for b in self.branches]}
+        out = {"method": self.method, "weights": self.weights, "k": self.k, "norm": self.norm,
+               "branches": [repr(b) for b in self.branches]}
+        if not self.estimate:
+            out["estimate"] = False
+        return out
 
     def __repr__(self) -> str:
         inner = " | ".join(repr(b) for b in self.branches)
@@ -218,4 +192,6 @@ class Fusion(Stage):
             self.method, f"norm={self.norm!r}")
         if self.weights is not None:
             args += f"{', ' if args else ''}weights={list(self.weights)}"
+        if self.method == "auto" and not self.estimate:
+            args += ", estimate=False"
         return f"({inner}).{self.method}({args})"
