@@ -4,7 +4,7 @@ against the zero-shot models and fusions, in one experiment table with significa
     MODELS=/path/to/shared/models PYTHONPATH=src python bench/train_scifact.py [--train] [--only NAME ...]
 
 `--train` first runs each recipe of bench/recipes/scifact-*.yaml (`rankstack train RECIPE --no-eval`, one after
-another; a finished one is skipped, an interrupted one resumes). Needs the indexes of bench/experiment_scifact.py
+another; a finished one is skipped, an interrupted one resumes); `--train-only` stops there. Needs the indexes of bench/experiment_scifact.py
 (bench/out/experiment/scifact). Writes bench/out/train/scifact.txt (tables, wall times, non-zeros) and
 bench/out/train/scifact.json.
 """
@@ -62,13 +62,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", action="store_true", help="run the recipes first")
     parser.add_argument("--only", nargs="+", choices=list(RUNS), help="train only these recipes")
+    parser.add_argument("--train-only", action="store_true", help="train, then stop (no evaluation)")
     parser.add_argument("--models", type=Path,
                         default=Path(os.environ.get("MODELS", REPO.parent / "shared" / "models")))
     parser.add_argument("--nonzero-sample", type=int, default=1000)
     args = parser.parse_args()
     os.environ["MODELS"] = str(args.models)
-    if args.train:
+    if args.train or args.train_only:
         train_all(args.only or list(RUNS))
+    if args.train_only:
+        return
 
     from rankstack.pipeline.config import parse
     from rankstack.rerank import CorpusTexts
@@ -90,8 +93,10 @@ def main() -> None:
                  "hybrid: interpolation tuned on train": hybrid}
     trained = {name: OUT / folder for name, folder in RUNS.items() if (OUT / folder / "training.json").exists()}
     if "scifact-cross-encoder" in trained:
-        pipelines["hybrid top 100 >> cross-encoder (trained)"] = trained_stage(
-            "cross-encoder", trained["scifact-cross-encoder"], corpus, first_stage=hybrid, depth=100, texts=texts)
+        from rankstack.rerank.cross_encoder import CrossEncoder  # scores kept on disk: a rerun rescores nothing
+
+        pipelines["hybrid top 100 >> cross-encoder (trained)"] = hybrid % 100 >> CrossEncoder(
+            trained["scifact-cross-encoder"], texts, depth=100, cache=OUT / "cross-encoder-scores.sqlite")
     for name, label in (("scifact-minilm-unfiltered", "Dense MiniLM fine-tuned, no FN filter"),
                         ("scifact-minilm-filtered", "Dense MiniLM fine-tuned, FN filtered")):
         if name in trained:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from rankstack import FromRun, Run, compare  # noqa: E402
 from rankstack.datasets import load  # noqa: E402
-from rankstack.pipeline.fusion import estimate_reliability  # noqa: E402
+from rankstack.pipeline.reliability import estimate_reliability  # noqa: E402
 
 RUNS = REPO / "bench" / "out" / "fusion" / "runs"
 MEASURES = ["nDCG@10", "R@100", "RR@10"]
