@@ -22,6 +22,7 @@ COMMANDS = (
     "rerank",
     "evaluate",
     "experiment",
+    "train",
     "serve",
     "demo",
     "datasets",
