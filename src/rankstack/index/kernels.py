@@ -115,16 +115,25 @@ def check_queries(terms, weights, num_terms):
 def search_csr(seg, mode, n_docs, algo, indptr, terms, weights, norm, na, nb, live, k, theta, out_docs, out_scores,
                out_counts):
     """Each query of a CSR batch in turn (one thread). Query q is ``terms/weights[indptr[q]:indptr[q+1]]`` (term
-    ids, -1: absent from the segment); its results go to ``out_docs/out_scores[q, :out_counts[q]]`` (shape [Q, k])."""
+    ids, -1: absent from the segment); its results go to ``out_docs/out_scores[q, :out_counts[q]]`` (shape [Q, k]).
+    Returns `check_queries`' answer, and searches nothing unless it is 0 (one call: the per-query path)."""
+    problem = check_queries(terms, weights, seg.term_blocks.shape[0] - 1)
+    if problem:
+        return problem
     for q in range(indptr.shape[0] - 1):
         _query(seg, mode, n_docs, algo, indptr, terms, weights, q, norm, na, nb, live, k, theta, out_docs, out_scores,
                out_counts)
+    return 0
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def search_csr_parallel(seg, mode, n_docs, algo, indptr, terms, weights, norm, na, nb, live, k, theta, out_docs,
                         out_scores, out_counts):
     """`search_csr` with the queries spread over numba's threads (prange)."""
+    problem = check_queries(terms, weights, seg.term_blocks.shape[0] - 1)
+    if problem:
+        return problem
     for q in prange(indptr.shape[0] - 1):
         _query(seg, mode, n_docs, algo, indptr, terms, weights, q, norm, na, nb, live, k, theta, out_docs, out_scores,
                out_counts)
+    return 0
