@@ -52,11 +52,11 @@ class TermInfo(NamedTuple):
     factor: float
 
 
-def _segment_ids(ids: list[tuple[int, ...]], segments: int) -> np.ndarray:
+def _segment_ids(infos: list[TermInfo], segments: int) -> np.ndarray:
     """Terms' ids in each segment as an int32 array [segments, terms]."""
     if segments == 1:
-        return np.array(ids, np.int32).reshape(1, len(ids))
-    return np.ascontiguousarray(np.array(ids, np.int32).reshape(len(ids), segments).T)
+        return np.array([info.ids[0] for info in infos], np.int32).reshape(1, len(infos))
+    return np.ascontiguousarray(np.array([info.ids for info in infos], np.int32).reshape(len(infos), segments).T)
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -202,7 +202,7 @@ class InvertedIndex(Snapshot):
         if known is not None:
             return known
         infos = self._term_infos(vocabulary.terms)
-        columns = (_segment_ids([i.ids for i in infos], len(self.segments)),
+        columns = (_segment_ids(infos, len(self.segments)),
                    np.array([i.df for i in infos], dtype=np.int64),
                    np.array([i.factor for i in infos], dtype=np.float64))
         if vocabulary.shared:
@@ -228,12 +228,12 @@ class InvertedIndex(Snapshot):
         infos = self._term_infos([t for t, _ in pairs])
         # as from_bags then search: the weight rounded to float32, times the factor in float64, rounded to float32
         weights = [(w if type(w) is int else float(np.float32(w))) * info.factor for (_, w), info in zip(pairs, infos)]
-        indptr = np.zeros(len(rows) + 1, np.int64)
-        if len(rows) > 1:
-            np.cumsum([len(items) for items in rows], out=indptr[1:])
+        if len(rows) == 1:
+            indptr = np.array([0, len(pairs)], np.int64)
         else:
-            indptr[1] = len(pairs)
-        return indptr, _segment_ids([i.ids for i in infos], len(self.segments)), np.array(weights, np.float32)
+            indptr = np.zeros(len(rows) + 1, np.int64)
+            np.cumsum([len(items) for items in rows], out=indptr[1:])
+        return indptr, _segment_ids(infos, len(self.segments)), np.array(weights, np.float32)
 
     # --- search --------------------------------------------------------------------------------
 

@@ -139,10 +139,8 @@ class SegmentSearcher:
         indptr = np.ascontiguousarray(indptr, dtype=np.int64)
         term_ids = np.ascontiguousarray(term_ids, dtype=np.int32)
         weights = np.ascontiguousarray(weights, dtype=np.float32)
-        if indptr.ndim != 1 or term_ids.ndim != 1 or term_ids.shape != weights.shape or len(indptr) < 1 or \
-                indptr[0] != 0 or indptr[-1] != len(term_ids) or (len(indptr) > 2 and (np.diff(indptr) < 0).any()):
-            raise InputError("a CSR batch needs indptr from 0 to len(term_ids), not decreasing, and as many weights "
-                             "as term ids")
+        if indptr.ndim != 1 or term_ids.ndim != 1 or weights.ndim != 1 or not len(indptr):
+            raise InputError(_PROBLEMS[3])
         nrm, na, nb = self._params(k1, b, avgdl)
         n = len(indptr) - 1
         width = max(1, min(k, self.n_docs))
@@ -161,7 +159,9 @@ class SegmentSearcher:
         return docs, scores, counts
 
 
-_PROBLEMS = {1: "term id out of range for this segment", 2: "query weights must be finite and >= 0"}
+_PROBLEMS = {1: "term id out of range for this segment", 2: "query weights must be finite and >= 0",
+             3: "a CSR batch needs 1-d arrays: indptr from 0 to len(term_ids), never decreasing, and as many weights "
+                "as term ids"}
 
 
 def _check(algorithm: str, k: int, theta: float) -> tuple[int, int, float]:
