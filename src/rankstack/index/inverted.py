@@ -219,21 +219,16 @@ class InvertedIndex(Snapshot):
         global_df = np.array([stats.df.get(t, 0) for t in vocabulary], dtype=np.int64)
         return idf(global_df, stats.num_docs).astype(np.float64)
 
-    def _bag_rows(self, bags: Sequence[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Term -> weight mappings as CSR rows, checked as `SparseQueries.from_bags` checks them: (indptr, term ids
-        int32 [segments, nnz], float32 weights x the snapshot's factors), with no SparseQueries in between (the
-        per-query path: each query term is looked up once, in the cache)."""
-        rows = [bag_items(bag) for bag in bags]
-        pairs = rows[0] if len(rows) == 1 else [p for items in rows for p in items]
+    def _one_bag(self, bag: Query) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One term -> weight mapping as a CSR batch of one, checked as `SparseQueries.from_bags` checks it and
+        weighted as `search` weights SparseQueries (equal results), with no SparseQueries in between: the per-query
+        path. (indptr, term ids int32 [segments, terms], float32 weights x the snapshot's factors)."""
+        pairs = bag_items(bag)
         infos = self._term_infos([t for t, _ in pairs])
-        # as from_bags then search: the weight rounded to float32, times the factor in float64, rounded to float32
+        # the weight rounded to float32, times the factor in float64, rounded to float32
         weights = [(w if type(w) is int else float(np.float32(w))) * info.factor for (_, w), info in zip(pairs, infos)]
-        if len(rows) == 1:
-            indptr = np.array([0, len(pairs)], np.int64)
-        else:
-            indptr = np.zeros(len(rows) + 1, np.int64)
-            np.cumsum([len(items) for items in rows], out=indptr[1:])
-        return indptr, _segment_ids(infos, len(self.segments)), np.array(weights, np.float32)
+        return np.array([0, len(pairs)], np.int64), _segment_ids(infos, len(self.segments)), \
+            np.array(weights, np.float32)
 
     # --- search --------------------------------------------------------------------------------
 
@@ -246,14 +241,15 @@ class InvertedIndex(Snapshot):
             raise InputError(f"unknown search algorithm {params.algorithm!r} (expected one of {ALGORITHMS})")
         k = check_k(k)
         self.verify()
-        if isinstance(queries, SparseQueries) or (params.stats is not None and self.mode == "bm25"):
+        if not isinstance(queries, SparseQueries) and len(queries) == 1 and (params.stats is None or
+                                                                         self.mode != "bm25"):
+            indptr, term_ids, weights = self._one_bag(queries[0])  # one query: straight to segment term ids
+        else:
             queries = SparseQueries.of(queries)
             term_ids, _, factors = self._columns(queries.vocabulary)
             indptr, term_ids = queries.indptr, term_ids[:, queries.indices]
             weights = (queries.data * self._factors(queries.vocabulary, factors, params.stats)[queries.indices]
                        ).astype(np.float32)
-        else:  # term -> weight mappings (BM25 queries): straight to each segment's term ids
-            indptr, term_ids, weights = self._bag_rows(queries)
         scoring = self._scoring(params)
         n = len(indptr) - 1
         per_segment = [searcher.search_csr(indptr, term_ids[s], weights, k, algorithm=params.algorithm,
