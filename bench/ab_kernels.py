@@ -97,13 +97,13 @@ def worker() -> None:
     numba.set_num_threads(1)
     from collections import Counter
 
-    from rankstack.index.search import InvertedParams
-    from rankstack.retrieve.bm25 import BM25
     setup = json.loads(sys.stdin.readline())
     n, ks = setup["queries"], setup["k"]
     texts = [json.loads(line)["text"] for line in QUERIES.read_text().splitlines()[:n]]
     loads: dict = {}
     if setup.get("index"):
+        from rankstack.index.search import InvertedParams
+        from rankstack.retrieve.bm25 import BM25
         bm25 = BM25(setup["index"], progress=False)
         index, ids, params = bm25.index, bm25.index.doc_ids, InvertedParams(threads=1)
         bags = [Counter(bm25.analyzer.analyze(t)) for t in texts]
