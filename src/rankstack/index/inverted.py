@@ -241,8 +241,7 @@ class InvertedIndex(Snapshot):
             raise InputError(f"unknown search algorithm {params.algorithm!r} (expected one of {ALGORITHMS})")
         k = check_k(k)
         self.verify()
-        if not isinstance(queries, SparseQueries) and len(queries) == 1 and (params.stats is None or
-                                                                         self.mode != "bm25"):
+        if isinstance(queries, (list, tuple)) and len(queries) == 1 and (params.stats is None or self.mode != "bm25"):
             indptr, term_ids, weights = self._one_bag(queries[0])  # one query: straight to segment term ids
         else:
             queries = SparseQueries.of(queries)
