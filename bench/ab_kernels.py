@@ -5,7 +5,8 @@ one-query paths, the public BM25.search and Seismic, over data both trees read.)
 
 Each tree runs in its own worker process (PYTHONPATH set to it) that opens the same data once; the controller
 then asks the workers in turn, alternating which goes first, for one timed pass of each workload, and reports
-the fastest pass of each tree and their ratio (this tree over the other). One thread everywhere.
+the fastest pass of each tree, their ratio (this tree over the other) and the ratio of their median passes. One
+thread everywhere; `--cpu` times each pass by the worker thread's CPU time (steadier on a shared machine).
 
 Workloads (all over pypi-summaries: 778,196 documents, the first --queries MS MARCO dev queries):
   kernels-<algorithm>-k<k>  SegmentSearcher.search_batch on bench_kernels.py's cached segment (\\w+ tokens, no
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -95,13 +97,13 @@ def worker() -> None:
     numba.set_num_threads(1)
     from collections import Counter
 
-    from rankstack.index.search import InvertedParams
-    from rankstack.retrieve.bm25 import BM25
     setup = json.loads(sys.stdin.readline())
     n, ks = setup["queries"], setup["k"]
     texts = [json.loads(line)["text"] for line in QUERIES.read_text().splitlines()[:n]]
     loads: dict = {}
     if setup.get("index"):
+        from rankstack.index.search import InvertedParams
+        from rankstack.retrieve.bm25 import BM25
         bm25 = BM25(setup["index"], progress=False)
         index, ids, params = bm25.index, bm25.index.doc_ids, InvertedParams(threads=1)
         bags = [Counter(bm25.analyzer.analyze(t)) for t in texts]
@@ -122,11 +124,12 @@ def worker() -> None:
     for call in loads.values():  # compile and warm up
         call()
     print(json.dumps(sorted(loads)), flush=True)
+    clock = time.thread_time if setup.get("cpu") else time.perf_counter
     for line in sys.stdin:
         name = line.strip()
-        t0 = time.perf_counter()
+        t0 = clock()
         loads[name]()
-        print(json.dumps(time.perf_counter() - t0), flush=True)
+        print(json.dumps(clock() - t0), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -146,13 +149,16 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--only", nargs="*", help="workload names to time (default: all)")
+    ap.add_argument("--cpu", action="store_true", help="time each pass by the worker thread's CPU time, not the wall "
+                    "clock (steadier while other jobs share the cores)")
     args = ap.parse_args()
     if args.worker:
         return worker()
     this = HERE.parent / "src"
     trees = {"this": this, "other": args.other}
     setup = {"queries": args.queries, "k": args.k, "index": str(args.index) if args.index else None,
-             "kernels": str(args.kernel_cache) if args.kernels else None, "algorithms": args.algorithms}
+             "kernels": str(args.kernel_cache) if args.kernels else None, "algorithms": args.algorithms,
+             "cpu": args.cpu}
     procs = {}
     for name, tree in trees.items():
         env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve()), "NUMBA_NUM_THREADS": "1"}
@@ -164,24 +170,27 @@ def main() -> None:
         procs[name].stdin.flush()
     loads = [json.loads(p.stdout.readline()) for p in procs.values()]
     names = [n for n in loads[0] if n in loads[1] and (not args.only or n in args.only)]
-    best = {(t, n): float("inf") for t in trees for n in names}
+    times: dict = {(t, n): [] for t in trees for n in names}
     load_before = os.getloadavg()[0]
     for p in range(args.passes):
         for n in names:
             for t in (list(trees) if p % 2 == 0 else list(trees)[::-1]):
                 procs[t].stdin.write(n + "\n")
                 procs[t].stdin.flush()
-                best[t, n] = min(best[t, n], json.loads(procs[t].stdout.readline()))
+                times[t, n].append(json.loads(procs[t].stdout.readline()))
     for proc in procs.values():
         proc.stdin.close()
         proc.wait()
-    print(f"best of {args.passes} interleaved passes, {args.queries} queries, 1 thread; load average "
+    print(f"best of {args.passes} interleaved passes ({'thread CPU time' if args.cpu else 'wall time'}), "
+          f"{args.queries} queries, 1 thread; load average "
           f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} cores)")
-    print("| workload | this q/s | other q/s | this / other |\n|---|---|---|---|")
+    print("| workload | this q/s best | other q/s best | this / other (best) | this / other (median) |\n"
+          "|---|---|---|---|---|")
     for n in names:
         q = args.queries if n != "seismic" else 1000
-        a, b = q / best["this", n], q / best["other", n]
-        print(f"| {n} | {a:,.0f} | {b:,.0f} | {a / b:.3f} |")
+        a, b = q / min(times["this", n]), q / min(times["other", n])
+        ratio = statistics.median(times["other", n]) / statistics.median(times["this", n])
+        print(f"| {n} | {a:,.0f} | {b:,.0f} | {a / b:.3f} | {ratio:.3f} |")
 
 
 if __name__ == "__main__":

@@ -230,3 +230,23 @@ def test_term_cache_starts_over_when_full_and_changes_no_result(tmp_path, monkey
     one_by_one = [index.search([q], 20, InvertedParams("exhaustive"))[0] for q in queries]  # small vocabularies
     assert [list(zip(index.doc_ids.take(d), np.round(s, 4).tolist())) for d, s in one_by_one] == expected
     assert 0 < len(index._terms) <= 3
+
+
+def test_a_query_alone_scores_bit_for_bit_as_in_a_batch(tmp_path):
+    """A batch of one takes the per-query path (the bag straight to segment term ids); its hits and float32 scores
+    equal those of the same query searched among others, in BM25 and impact indexes of several segments."""
+    rng = random.Random(5)
+    for mode in ("bm25", "impact"):
+        path = tmp_path / mode
+        with IndexWriter(path, {"mode": mode}, buffer_tokens=300, merge_factor=100) as w:
+            for doc_id, terms in random_docs(rng, 150).items():
+                w.add(doc_id, terms if mode == "bm25" else {t: rng.random() + 0.05 for t in terms})
+        index = InvertedIndex(path)
+        assert len(index.segments) > 1
+        queries = [{t: rng.choice([1, 2, 0.7, 1.3e-3, 3.3, 0]) for t in rng.sample(WORDS, 3)} for _ in range(40)]
+        queries += [{"absent": 1.5}, {}, {"w1": 1, "absent": 2}]
+        for algorithm in ("maxscore", "exhaustive"):
+            batch = index.search(queries, 15, InvertedParams(algorithm))
+            for q, hits in zip(queries, batch):
+                [alone] = index.search([q], 15, InvertedParams(algorithm))
+                assert np.array_equal(alone.docnos, hits.docnos) and np.array_equal(alone.scores, hits.scores)

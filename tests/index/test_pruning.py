@@ -255,3 +255,8 @@ def test_csr_batch_rejects_bad_term_ids_and_weights():
         s.search_csr(ptr, np.array([-2], np.int32), np.array([1.0], np.float32))
     with pytest.raises(InputError):
         s.search_csr(ptr, np.array([0], np.int32), np.array([np.nan], np.float32))
+    for bad_ptr in ([1, 1], [0, 2], [0, 1, 0, 1], []):  # not from 0 to len(term_ids), decreasing, empty
+        with pytest.raises(InputError, match="indptr"):
+            s.search_csr(np.array(bad_ptr, np.int64), np.array([0], np.int32), np.array([1.0], np.float32))
+    with pytest.raises(InputError, match="as many weights"):
+        s.search_csr(ptr, np.array([0], np.int32), np.array([1.0, 2.0], np.float32))

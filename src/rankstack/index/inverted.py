@@ -12,7 +12,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -23,7 +23,8 @@ from rankstack.index.container import FileRef, file_ref, read_checked
 from rankstack.data.run import Hits
 from rankstack.index.query import SegmentSearcher
 from rankstack.index.scoring import idf
-from rankstack.index.search import EMPTY, CollectionStats, InvertedParams, SparseQueries, Vocabulary, check_k
+from rankstack.index.search import (EMPTY, CollectionStats, InvertedParams, SparseQueries, Vocabulary, bag_items,
+                                    check_k)
 from rankstack.index.segment import (MODES, Segment, SegmentBuilder, merge_segments, read_tombstones,
                                      write_tombstones)
 from rankstack.index.strings import StringTable
@@ -40,6 +41,22 @@ DEFAULT_SETTINGS = {"mode": "bm25", "k1": 0.9, "b": 0.4, "length_norm": "lucene"
 
 Query = Mapping[str, float]  # term -> count (bm25) or weight (impact)
 _DEFAULT_PARAMS = InvertedParams()
+
+
+class TermInfo(NamedTuple):
+    """A query term in a snapshot: its id in each segment (-1 where absent), its document frequency, its weight per
+    unit of query weight (BM25's idf or the impact scale)."""
+
+    ids: tuple[int, ...]
+    df: int
+    factor: float
+
+
+def _segment_ids(infos: list[TermInfo], segments: int) -> np.ndarray:
+    """Terms' ids in each segment as an int32 array [segments, terms]."""
+    if segments == 1:
+        return np.array([info.ids[0] for info in infos], np.int32).reshape(1, len(infos))
+    return np.ascontiguousarray(np.array([info.ids for info in infos], np.int32).reshape(len(infos), segments).T)
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -106,8 +123,9 @@ class InvertedIndex(Snapshot):
         self.sum_lengths = sum(s.sum_lengths for s in self.segments)
         self.searchers = [SegmentSearcher(seg.postings, seg.length_codes, live, seg.length_table)
                           for seg, live in zip(self.segments, self.live)]
-        self._terms: dict[str, tuple[np.ndarray, int]] = {}  # term -> (its id in each segment, df): see _columns
-        self._vocabularies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._terms: dict[str, TermInfo] = {}  # see _term_infos
+        self._vocabularies: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._default_scoring = None  # _scoring's answer for default params (the snapshot's own statistics)
         return manifest
 
     @property
@@ -144,51 +162,73 @@ class InvertedIndex(Snapshot):
     def document_frequencies(self, terms: Sequence[str]) -> np.ndarray:
         """Document frequency of each term in this snapshot (deleted documents count until a merge, as in
         Lucene): what sharded search adds up into collection statistics."""
-        return self._columns(Vocabulary(terms))[1].copy()
+        return np.array([info.df for info in self._term_infos(list(terms))], dtype=np.int64)
 
     def idf(self, df: np.ndarray) -> np.ndarray:
         """Lucene's BM25 idf of document frequencies in this snapshot, as float32."""
         return idf(df, self.num_docs)
 
-    def _columns(self, vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-        """For a query vocabulary: each term's id in each segment ([segments, terms], -1 where absent) and its
-        document frequency in this snapshot. Looked up once per vocabulary (an encoder's is reused across batches)
-        and per term (the cache holds at most TERM_CACHE terms, then starts over)."""
+    def _term_infos(self, terms: Sequence[str]) -> list[TermInfo]:
+        """Each term's id in each segment (-1 where absent), document frequency in this snapshot and weight per unit
+        of query weight (BM25's idf, or the impact scale), looked up once per term: the cache holds at most
+        TERM_CACHE terms, then starts over."""
+        cache = self._terms
+        found = [cache.get(t) for t in terms]  # (read once: another thread may clear the cache meanwhile)
+        if None not in found:
+            return found  # type: ignore[return-value]
+        missing = [i for i, info in enumerate(found) if info is None]
+        names = [terms[i] for i in missing]
+        positions = np.array([seg.terms.positions(names) for seg in self.segments], dtype=np.int64)
+        positions = positions.reshape(len(self.segments), len(names))
+        df = sum((seg.term_df(pos) for seg, pos in zip(self.segments, positions)), np.zeros(len(names), np.int64))
+        if self.mode == "bm25":
+            factors = self.idf(df).astype(np.float64).tolist()
+        else:
+            factors = [float(self.settings["impact_scale"])] * len(names)
+        new = [TermInfo(tuple(ids), d, f) for ids, d, f in zip(positions.T.tolist(), df.tolist(), factors)]
+        if len(cache) + len(names) > TERM_CACHE:
+            cache.clear()
+        if len(names) <= TERM_CACHE:
+            cache.update(zip(names, new))
+        for i, info in zip(missing, new):
+            found[i] = info
+        return found  # type: ignore[return-value]
+
+    def _columns(self, vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For a query vocabulary: each term's id in each segment (int32 [segments, terms], -1 where absent), its
+        document frequency in this snapshot and its weight per unit of query weight (`_term_infos`). Looked up once
+        per vocabulary (an encoder's is reused across batches) and per term."""
         known = self._vocabularies.get(vocabulary.key) if vocabulary.shared else None
         if known is not None:
             return known
-        cache = self._terms
-        terms = vocabulary.terms
-        found = [cache.get(t) for t in terms]  # (read once: another thread may clear the cache meanwhile)
-        missing = [i for i, info in enumerate(found) if info is None]
-        if missing:
-            names = [terms[i] for i in missing]
-            positions = np.array([seg.terms.positions(names) for seg in self.segments], dtype=np.int64)
-            positions = positions.reshape(len(self.segments), len(names))
-            df = sum((seg.term_df(pos) for seg, pos in zip(self.segments, positions)), np.zeros(len(names), np.int64))
-            if len(cache) + len(names) > TERM_CACHE:
-                cache.clear()
-            for j, i in enumerate(missing):
-                found[i] = (positions[:, j], int(df[j]))
-            if len(names) <= TERM_CACHE:
-                cache.update(zip(names, (found[i] for i in missing)))
-        columns = (np.array([f[0] for f in found], dtype=np.int64).reshape(len(terms), len(self.segments)).T,
-                   np.array([f[1] for f in found], dtype=np.int64))
+        infos = self._term_infos(vocabulary.terms)
+        columns = (_segment_ids(infos, len(self.segments)),
+                   np.array([i.df for i in infos], dtype=np.int64),
+                   np.array([i.factor for i in infos], dtype=np.float64))
         if vocabulary.shared:
             if len(self._vocabularies) >= 16:
                 self._vocabularies.clear()
             self._vocabularies[vocabulary.key] = columns
         return columns
 
-    def _factors(self, vocabulary: Vocabulary, df: np.ndarray, stats: CollectionStats | None) -> np.ndarray:
-        """Each term's weight per unit of query weight: BM25's idf (of the snapshot's, or `stats`' collection),
-        or the impact scale."""
-        if self.mode != "bm25":
-            return np.full(len(vocabulary), float(self.settings["impact_scale"]), np.float64)
-        if stats is None:
-            return self.idf(df).astype(np.float64)
+    def _factors(self, vocabulary: Vocabulary, factors: np.ndarray, stats: CollectionStats | None) -> np.ndarray:
+        """Each term's weight per unit of query weight: the snapshot's (`factors`), or BM25's idf in `stats`'
+        collection."""
+        if stats is None or self.mode != "bm25":
+            return factors
         global_df = np.array([stats.df.get(t, 0) for t in vocabulary], dtype=np.int64)
         return idf(global_df, stats.num_docs).astype(np.float64)
+
+    def _one_bag(self, bag: Query) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One term -> weight mapping as a CSR batch of one, checked as `SparseQueries.from_bags` checks it and
+        weighted as `search` weights SparseQueries (equal results), with no SparseQueries in between: the per-query
+        path. (indptr, term ids int32 [segments, terms], float32 weights x the snapshot's factors)."""
+        pairs = bag_items(bag)
+        infos = self._term_infos([t for t, _ in pairs])
+        # the weight rounded to float32, times the factor in float64, rounded to float32
+        weights = [(w if type(w) is int else float(np.float32(w))) * info.factor for (_, w), info in zip(pairs, infos)]
+        return np.array([0, len(pairs)], np.int64), _segment_ids(infos, len(self.segments)), \
+            np.array(weights, np.float32)
 
     # --- search --------------------------------------------------------------------------------
 
@@ -200,32 +240,44 @@ class InvertedIndex(Snapshot):
         if params.algorithm not in ALGORITHMS:
             raise InputError(f"unknown search algorithm {params.algorithm!r} (expected one of {ALGORITHMS})")
         k = check_k(k)
-        queries = SparseQueries.of(queries)
         self.verify()
-        term_ids, df = self._columns(queries.vocabulary)
-        weights = (queries.data * self._factors(queries.vocabulary, df, params.stats)[queries.indices]
-                   ).astype(np.float32)
+        if isinstance(queries, (list, tuple)) and len(queries) == 1 and (params.stats is None or self.mode != "bm25"):
+            indptr, term_ids, weights = self._one_bag(queries[0])  # one query: straight to segment term ids
+        else:
+            queries = SparseQueries.of(queries)
+            term_ids, _, factors = self._columns(queries.vocabulary)
+            indptr, term_ids = queries.indptr, term_ids[:, queries.indices]
+            weights = (queries.data * self._factors(queries.vocabulary, factors, params.stats)[queries.indices]
+                       ).astype(np.float32)
         scoring = self._scoring(params)
-        n = len(queries)
-        per_segment = [searcher.search_csr(queries.indptr, term_ids[s][queries.indices], weights, k,
-                                           algorithm=params.algorithm, theta=params.theta, threads=params.threads,
-                                           **scoring)
+        n = len(indptr) - 1
+        per_segment = [searcher.search_csr(indptr, term_ids[s], weights, k, algorithm=params.algorithm,
+                                           theta=params.theta, threads=params.threads, **scoring)
                        for s, searcher in enumerate(self.searchers)]
         if not per_segment:
             return [EMPTY] * n
         if len(per_segment) == 1:
             docs, scores, counts = per_segment[0]
+            if n == 1:
+                c = int(counts[0])
+                return [Hits(docs[0, :c], scores[0, :c])]
             return [Hits(docs[q, :c], scores[q, :c]) for q, c in enumerate(counts.tolist())]
         return [self._merge_top_k([(d[q, :c[q]], s[q, :c[q]]) for d, s, c in per_segment], k) for q in range(n)]
 
     def _scoring(self, params: InvertedParams) -> dict[str, float]:
         """BM25 parameters: the given k1 and b, else the index's (stored lengths allow any); the average length
         of the snapshot or of the given collection statistics."""
+        default = params.k1 is None and params.b is None and params.stats is None
+        if default and self._default_scoring is not None:
+            return self._default_scoring
         k1 = self.settings.get("k1", 0.9) if params.k1 is None else params.k1
         b = self.settings.get("b", 0.4) if params.b is None else params.b
         stats = params.stats
         avgdl = stats.sum_lengths / stats.num_docs if stats and stats.num_docs else self.avgdl
-        return {"k1": k1, "b": b, "avgdl": avgdl or 1.0}
+        scoring = {"k1": k1, "b": b, "avgdl": avgdl or 1.0}
+        if default:
+            self._default_scoring = scoring
+        return scoring
 
     def _merge_top_k(self, parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> Hits:
         """The top k of per-segment results (local doc numbers), as global doc numbers."""

@@ -100,9 +100,16 @@ def _query(seg, mode, n_docs, algo, indptr, terms, weights, q, norm, na, nb, liv
 
 
 @njit(cache=True, nogil=True)
-def check_queries(terms, weights, num_terms):
-    """0 if every term id is -1 (absent) or below num_terms and every weight finite and >= 0; else 1 (a term id)
+def check_queries(indptr, terms, weights, num_terms):
+    """0 for a well-formed CSR batch: ``indptr`` from 0 to len(terms), never decreasing, as many weights as terms,
+    every term id -1 (absent) or below num_terms, every weight finite and >= 0; else 3 (the shape), 1 (a term id)
     or 2 (a weight)."""
+    n = indptr.shape[0]
+    if n < 1 or indptr[0] != 0 or indptr[n - 1] != terms.shape[0] or weights.shape[0] != terms.shape[0]:
+        return 3
+    for q in range(n - 1):
+        if indptr[q + 1] < indptr[q]:
+            return 3
     for i in range(terms.shape[0]):
         if terms[i] < -1 or terms[i] >= num_terms:
             return 1
@@ -115,16 +122,25 @@ def check_queries(terms, weights, num_terms):
 def search_csr(seg, mode, n_docs, algo, indptr, terms, weights, norm, na, nb, live, k, theta, out_docs, out_scores,
                out_counts):
     """Each query of a CSR batch in turn (one thread). Query q is ``terms/weights[indptr[q]:indptr[q+1]]`` (term
-    ids, -1: absent from the segment); its results go to ``out_docs/out_scores[q, :out_counts[q]]`` (shape [Q, k])."""
+    ids, -1: absent from the segment); its results go to ``out_docs/out_scores[q, :out_counts[q]]`` (shape [Q, k]).
+    Returns `check_queries`' answer, and searches nothing unless it is 0 (one call: the per-query path)."""
+    problem = check_queries(indptr, terms, weights, seg.term_blocks.shape[0] - 1)
+    if problem:
+        return problem
     for q in range(indptr.shape[0] - 1):
         _query(seg, mode, n_docs, algo, indptr, terms, weights, q, norm, na, nb, live, k, theta, out_docs, out_scores,
                out_counts)
+    return 0
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def search_csr_parallel(seg, mode, n_docs, algo, indptr, terms, weights, norm, na, nb, live, k, theta, out_docs,
                         out_scores, out_counts):
     """`search_csr` with the queries spread over numba's threads (prange)."""
+    problem = check_queries(indptr, terms, weights, seg.term_blocks.shape[0] - 1)
+    if problem:
+        return problem
     for q in prange(indptr.shape[0] - 1):
         _query(seg, mode, n_docs, algo, indptr, terms, weights, q, norm, na, nb, live, k, theta, out_docs, out_scores,
                out_counts)
+    return 0

@@ -136,28 +136,32 @@ class SegmentSearcher:
         `weights` float32; distinct terms per row): (docnos [Q, w], scores [Q, w], counts [Q]) with query q's hits
         in row q's first counts[q] cells (w = min(k, docs)). One query, or threads=1, runs on the calling thread."""
         algo, k, theta = _check(algorithm, k, theta)
+        indptr = np.ascontiguousarray(indptr, dtype=np.int64)
         term_ids = np.ascontiguousarray(term_ids, dtype=np.int32)
         weights = np.ascontiguousarray(weights, dtype=np.float32)
-        problem = kernels.check_queries(term_ids, weights, self.num_terms)
-        if problem:
-            raise InputError(_PROBLEMS[problem])
+        if indptr.ndim != 1 or term_ids.ndim != 1 or weights.ndim != 1 or not len(indptr):
+            raise InputError(_PROBLEMS[3])
         nrm, na, nb = self._params(k1, b, avgdl)
         n = len(indptr) - 1
         width = max(1, min(k, self.n_docs))
         docs = np.empty((n, width), np.int32)
         scores = np.empty((n, width), np.float32)
         counts = np.zeros(n, np.int64)
-        args = (self._seg, self.mode, self.n_docs, algo)
-        tail = (nrm, na, nb, self.live, k, theta)
         if n <= 1 or threads == 1:
-            kernels.search_csr(*args, indptr, term_ids, weights, *tail, docs, scores, counts)
+            problem = kernels.search_csr(self._seg, self.mode, self.n_docs, algo, indptr, term_ids, weights, nrm, na,
+                                         nb, self.live, k, theta, docs, scores, counts)
         else:
             with numba_threads(threads):
-                kernels.search_csr_parallel(*args, indptr, term_ids, weights, *tail, docs, scores, counts)
+                problem = kernels.search_csr_parallel(self._seg, self.mode, self.n_docs, algo, indptr, term_ids,
+                                                      weights, nrm, na, nb, self.live, k, theta, docs, scores, counts)
+        if problem:
+            raise InputError(_PROBLEMS[problem])
         return docs, scores, counts
 
 
-_PROBLEMS = {1: "term id out of range for this segment", 2: "query weights must be finite and >= 0"}
+_PROBLEMS = {1: "term id out of range for this segment", 2: "query weights must be finite and >= 0",
+             3: "a CSR batch needs 1-d arrays: indptr from 0 to len(term_ids), never decreasing, and as many weights "
+                "as term ids"}
 
 
 def _check(algorithm: str, k: int, theta: float) -> tuple[int, int, float]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections import abc
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -124,16 +125,9 @@ class SparseQueries:
         columns: dict[str, int] = {}
         indptr, indices, data = [0], [], []
         for bag in bags:
-            if not isinstance(bag, Mapping):
-                raise InputError(f"a query is a mapping of term -> weight, got {type(bag).__name__}")
-            for term, w in bag.items():
-                if not isinstance(term, str):
-                    raise InputError(f"query terms must be strings, got {term!r}")
-                if not (isinstance(w, (int, float)) and 0 <= w <= MAX_WEIGHT) or isinstance(w, bool):
-                    _check_weight(repr(term), w)
-                if w > 0:
-                    indices.append(columns.setdefault(term, len(columns)))
-                    data.append(w)
+            for term, w in bag_items(bag):
+                indices.append(columns.setdefault(term, len(columns)))
+                data.append(w)
             indptr.append(len(indices))
         return cls(np.array(indptr, np.int64), np.array(indices, np.int32), np.array(data, np.float32),
                    Vocabulary(columns, shared=False))
@@ -169,6 +163,22 @@ class SparseQueries:
 @functools.lru_cache(maxsize=8)
 def _numbered(dim: int) -> Vocabulary:
     return Vocabulary(str(i) for i in range(dim))
+
+
+def bag_items(bag: Mapping[str, float]) -> list[tuple[str, float]]:
+    """The (term, weight) pairs of a term -> weight mapping whose weight is > 0, in its order; InputError for a query
+    that is not a mapping, a term that is not a string, a weight that is not a number in [0, MAX_WEIGHT]."""
+    if not isinstance(bag, dict) and not isinstance(bag, abc.Mapping):
+        raise InputError(f"a query is a mapping of term -> weight, got {type(bag).__name__}")
+    items = []
+    for term, w in bag.items():
+        if not isinstance(term, str):
+            raise InputError(f"query terms must be strings, got {term!r}")
+        if not (isinstance(w, (int, float)) and 0 <= w <= MAX_WEIGHT) or isinstance(w, bool):
+            _check_weight(repr(term), w)
+        if w > 0:
+            items.append((term, w))
+    return items
 
 
 def _check_weight(term: str, w: Any) -> None:

@@ -105,8 +105,12 @@ class BM25(Stage):
 
     @property
     def params(self) -> InvertedParams:
-        """This stage's knobs, as the index takes them."""
-        return InvertedParams(self.algorithm, self.theta, self.k1, self.b, self.threads)
+        """This stage's knobs, as the index takes them (made again only when one changes)."""
+        knobs = (self.algorithm, self.theta, self.k1, self.b, self.threads)
+        made = self.__dict__.get("_params")
+        if made is None or made[0] != knobs:
+            made = self._params = (knobs, InvertedParams(*knobs))
+        return made[1]
 
     @classmethod
     def build(cls, corpus: Corpus | Iterable[Document] | str | Path, index_path: str | Path,
