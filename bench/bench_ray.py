@@ -66,7 +66,8 @@ def identical(a, b) -> dict:
 
 def dense_self_check(single, queries, k: int = 100) -> dict:
     """The one-node Dense index against itself: its queries searched in one batch (FAISS scores them with a
-    blocked matrix product) and in batches of 10 (below FAISS's BLAS threshold of 20: one dot product per pair)."""
+    blocked matrix product) and in batches of 10 (below FAISS's BLAS threshold of 20: one dot product per pair);
+    (agreement, the run in batches of 10)."""
     from rankstack.index.dense import to_run
 
     qids, vectors = single.encode_queries(queries)
@@ -74,7 +75,7 @@ def dense_self_check(single, queries, k: int = 100) -> dict:
     parts = [single.search_vectors(vectors[i:i + 10], k) for i in range(0, len(qids), 10)]
     chunked = to_run(qids, np.concatenate([r for r, _ in parts]), np.concatenate([s for _, s in parts]),
                      single.index.doc_ids)
-    return identical(chunked, to_run(qids, rows, scores, single.index.doc_ids))
+    return identical(chunked, to_run(qids, rows, scores, single.index.doc_ids)), chunked
 
 
 def folder_mb(path: Path) -> float:
@@ -181,8 +182,18 @@ def neural_section(args, work: Path, queries) -> dict:
                 work / f"{kind}-{n}s", encoder, k=100)
             r[f"shards{n}_identity"] = identical(stage(queries), expected)
             stage.close()
-        if kind == "dense":
-            r["one_node_batch_vs_batches_of_10"] = dense_self_check(single, queries)
+        if kind == "dense":  # the shards searched in batches of 10 too (queries encoded once, in one batch)
+            import rankstack.distributed.search as sharded_search
+
+            r["one_node_batch_vs_batches_of_10"], chunked = dense_self_check(single, queries)
+            chunk, sharded_search.QUERY_CHUNK = sharded_search.QUERY_CHUNK, 10
+            try:
+                for n in (2, 4):
+                    stage = distributed.ShardedDense(work / f"{kind}-{n}s", encoder, k=100)
+                    r[f"shards{n}_identity_batches_of_10"] = identical(stage(queries), chunked)
+                    stage.close()
+            finally:
+                sharded_search.QUERY_CHUNK = chunk
         report[kind] = r
         print(kind, r, flush=True)
     return report
