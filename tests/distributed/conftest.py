@@ -2,7 +2,7 @@
 a small object store), started once for the package, and slices of the shared pypi-summaries data.
 
 Sizes (CI keeps them small; the benchmark bench/bench_ray.py runs the full corpus): RANKSTACK_RAY_TEST_DOCS
-documents for BM25 (default 20,000), RANKSTACK_RAY_TEST_NEURAL_DOCS for SPLADE-tiny and MiniLM (default 400),
+documents for BM25 (default 10,000), RANKSTACK_RAY_TEST_NEURAL_DOCS for SPLADE-tiny and MiniLM (default 200),
 with 1,000 queries for BM25 and RANKSTACK_RAY_TEST_NEURAL_QUERIES (default 100) for the encoders.
 """
 
@@ -23,8 +23,8 @@ MODELS = Path(os.environ.get("RANKSTACK_SHARED_MODELS", SHARED_DATA.parent / "mo
 SPLADE = MODELS / "splade-tiny-msmarco"
 MINILM = MODELS / "sentence-transformers__all-MiniLM-L6-v2"
 SCIFACT = Path(__file__).resolve().parents[2] / "src/rankstack/data/embedded/scifact/corpus.jsonl.gz"
-BM25_DOCS = int(os.environ.get("RANKSTACK_RAY_TEST_DOCS", 20_000))
-NEURAL_DOCS = int(os.environ.get("RANKSTACK_RAY_TEST_NEURAL_DOCS", 400))
+BM25_DOCS = int(os.environ.get("RANKSTACK_RAY_TEST_DOCS", 10_000))
+NEURAL_DOCS = int(os.environ.get("RANKSTACK_RAY_TEST_NEURAL_DOCS", 200))
 NEURAL_QUERIES = int(os.environ.get("RANKSTACK_RAY_TEST_NEURAL_QUERIES", 100))
 
 

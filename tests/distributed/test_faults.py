@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from rankstack.errors import RankstackError
 from rankstack.index.commit import MANIFEST
 from rankstack.index.inverted import IndexWriter, InvertedIndex
 
-from .conftest import SCIFACT, SPLADE, same_runs
+from .conftest import NEURAL_DOCS, SCIFACT, SPLADE, same_runs
 
 SCIFACT_QUERIES = SCIFACT.with_name("queries.jsonl.gz")
 
@@ -129,21 +128,24 @@ def test_a_killed_encoding_worker_loses_and_duplicates_nothing(cluster, pypi, tm
 
     encoder = SpladeEncoder(SPLADE, progress=False)
     parts, out = tmp_path / "parts", {}
+    total = -(-NEURAL_DOCS // 10)  # parts of 10 texts (every document has a title)
     thread = threading.Thread(target=lambda: out.update(index=build(
-        pypi["neural"], tmp_path / "sharded", "sparse", encoder, shards=2, part_size=40, parts=parts,
+        pypi["neural"], tmp_path / "sharded", "sparse", encoder, shards=2, part_size=10, parts=parts,
         keep_parts=True, progress=False)))
     thread.start()
-    killed = None
+    killed, done_then = None, 0
     deadline = time.time() + 300
     while killed is None and time.time() < deadline and thread.is_alive():
         pids = part_writer_pids(cluster)
-        if pids and list(parts.glob("part-*.json")):  # encoding is under way
+        done_then = len(list(parts.glob("part-*.json")))
+        if pids and 0 < done_then < total:  # encoding is under way
             os.kill(pids[0], signal.SIGKILL)
             killed = pids[0]
         time.sleep(0.05)
     thread.join()
-    assert killed is not None and "index" in out
-    single = LearnedSparse.build(pypi["neural"], tmp_path / "single", encoder, shards=parts, shard_size=40,
+    assert killed is not None and done_then < total and "index" in out
+    assert len(list(parts.glob("part-*.json"))) == total
+    single = LearnedSparse.build(pypi["neural"], tmp_path / "single", encoder, shards=parts, shard_size=10,
                                  progress=False)
     ids = []
     for shard in out["index"].shards:

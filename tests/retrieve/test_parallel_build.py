@@ -13,7 +13,7 @@ import pytest
 
 from rankstack import BM25, Corpus, Document
 from rankstack.errors import InputError
-from rankstack.index.commit import MANIFEST
+from rankstack.index.commit import MANIFEST, WriterLock
 from rankstack.index.inverted import IndexWriter, InvertedIndex
 from rankstack.retrieve.bm25 import bm25_settings
 from rankstack.retrieve.parallel import index_in_parallel
@@ -116,8 +116,12 @@ def test_a_killed_worker_has_its_part_redone(serial, tmp_path):
 
 KILLED_BUILD = """
 import sys
-from rankstack import BM25
-BM25.build(sys.argv[1], sys.argv[2], workers=2, progress=True)
+from rankstack import Corpus
+from rankstack.index.inverted import IndexWriter
+from rankstack.retrieve.parallel import index_in_parallel
+from rankstack.text.analyzer import Analyzer
+with IndexWriter(sys.argv[2]) as writer:  # 26 parts of 200 documents, added to the index there
+    index_in_parallel(writer, Corpus(sys.argv[1]), Analyzer(), 2, progress=False, part_docs=200)
 """
 
 
@@ -125,13 +129,21 @@ def test_a_killed_build_commits_nothing_and_leaves_nothing(serial, tmp_path):
     path = tmp_path / "killed"
     BM25.build([Document("old", "an older index")], path)
     proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(SCIFACT), str(path)], stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
     # kill it once the first part was analysed (the staging folder holds a part file)
     deadline = time.time() + 120
     while time.time() < deadline and not any(path.glob("parts_*/part_*.rsx")):
         time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # still building: killed mid-build
     proc.kill()
     proc.wait()
+    lock = WriterLock(path)
+    lock.acquire()  # the dead writer's lock went with it (its workers, maybe still alive, hold none)
+    lock.release()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # then its workers too, as a crash of the machine would
+    except ProcessLookupError:
+        pass
     assert BM25(path).search("older") == [("old", pytest.approx(BM25(path).search("older")[0][1]))]
     with IndexWriter(path) as w:
         w.commit()

@@ -48,6 +48,7 @@ from rankstack.index.commit import MANIFEST, WriterLock, new_name, refuse_existi
 PARTS = "parts"           # the build's folder of parts, inside the index directory
 BUILD_RECORD = "build.json"
 PART_SIZE = {"bm25": 100_000, "sparse": 10_000, "dense": 10_000}  # documents (texts) per part
+SPARSE_ENCODERS = ("splade", "inference-free-sparse")  # the encoder kinds a learned-sparse index takes
 
 
 def build(corpus: str | os.PathLike | Corpus, path: str | os.PathLike, kind: str, encoder: Any = None, *,
@@ -128,14 +129,17 @@ def _describe(kind: str, corpus_path: Path, part_size: int, encoder: Any, option
                         "length_norm": settings["length_norm"], "settings": settings}
     if encoder is None:
         raise InputError(f"a {kind} build needs an encoder")
-    if kind == "dense" and isinstance(encoder, (str, os.PathLike)):
-        from rankstack.retrieve.dense import load_encoder as load_dense
-        encoder = load_dense(encoder, {})
-    if not callable(getattr(encoder, "model_info", None)):
-        raise InputError(f"expected an encoder (with model_info()), got {type(encoder).__name__}")
+    from rankstack.encoders import Encoder, as_encoder
+
+    if kind == "dense":
+        encoder = as_encoder(encoder, None, kind="dense")  # an encoder, or one loaded from a model name
+    elif not isinstance(encoder, Encoder) or encoder.kind not in SPARSE_ENCODERS:
+        raise InputError(f"a sparse build needs a SpladeEncoder or InferenceFreeSparseEncoder, got "
+                         f"{type(encoder).__name__}")
     info = encoder.model_info()
     record["encoder"] = info
-    return record, {"encoder": info, "device": "cuda" if gpus else None, "threads": max(1, int(cpus))}
+    return record, {"encoder": info, "files": encoder.index_files(), "device": "cuda" if gpus else None,
+                    "threads": max(1, int(cpus))}
 
 
 def _parts_folder(folder: Path, record: dict[str, Any], overwrite: bool) -> Path:
@@ -257,7 +261,7 @@ def write_shard(kind: str, corpus_path: str, corpus_format: str, folder: str, sh
                 _link(folder_path / ENCODED.format(n), encoded / ENCODED.format(i))
                 i += 1
         docs = list(islice(Corpus(corpus_path, corpus_format), first, end))
-        encoder = load_encoder(kind, worker_options["encoder"])
+        encoder = load_encoder(worker_options)
         try:
             if kind == "sparse":
                 from rankstack.retrieve.sparse import LearnedSparse

@@ -236,8 +236,9 @@ class ShardedSparse(ShardedStage):
 
         recorded = self.settings["metadata"]["encoder"]
         if encoder is None:
-            from rankstack.retrieve.sparse import encoder_from_record
-            encoder = encoder_from_record(recorded, device=device, progress=self.progress)
+            from rankstack.encoders import encoder_from_record
+            encoder = encoder_from_record(recorded, files=ShardFiles(self.pool), device=device,
+                                          progress=self.progress)
         check_compatible(recorded, encoder.model_info())
         self.encoder, self.algorithm, self.theta, self.device = encoder, algorithm, theta, device
         splade = getattr(encoder, "splade", encoder)
@@ -275,12 +276,12 @@ class ShardedDense(ShardedStage):
                  nprobe: int | None = None, ef_search: int | None = None, device: str | None = None,
                  **options: Any):
         super().__init__(index, k, **options)
+        from rankstack.encoders import as_encoder
         from rankstack.records import check_compatible
-        from rankstack.retrieve.dense import load_encoder
 
         recorded = self.settings["encoder"]
         self._encoder_arg = os.fspath(encoder) if isinstance(encoder, (str, os.PathLike)) else None
-        self.encoder = load_encoder(encoder, recorded, **({"device": device} if device else {}))
+        self.encoder = as_encoder(encoder, recorded, kind="dense", **({"device": device} if device else {}))
         if recorded:
             check_compatible(recorded, self.encoder.model_info())
         self.nprobe, self.ef_search, self.device = nprobe, ef_search, device
@@ -302,6 +303,20 @@ class ShardedDense(ShardedStage):
         config.update({key: getattr(self, key) for key in ("nprobe", "ef_search", "device")
                        if getattr(self, key) is not None})
         return config
+
+
+class ShardFiles:
+    """The files an index keeps beside its encoder's record (`read_file(name)`), read from shard 0's server (every
+    shard of a build keeps the same ones): what rebuilding an inference-free encoder from the record needs."""
+
+    def __init__(self, pool: ShardPool):
+        self.pool = pool
+
+    def read_file(self, name: str) -> bytes | None:
+        found, missing = self.pool.call("read_file", name, shards=[0])
+        if missing:
+            raise InputError("the files of shard 0 cannot be read: it does not answer")
+        return found[0]
 
 
 class ShardTexts:

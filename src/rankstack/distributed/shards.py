@@ -71,6 +71,10 @@ class ShardServer:
         finally:
             self.busy -= 1
 
+    def read_file(self, name: str) -> bytes | None:
+        """An index-level file of this shard (InvertedIndex.read_file), or None."""
+        return None if self.kind == "dense" else self.index.read_file(name)
+
     def ids(self, docnos: np.ndarray) -> list[str]:
         return self.index.doc_ids.take(np.asarray(docnos, dtype=np.int64))
 

@@ -39,27 +39,34 @@ def part_done(folder: Path, kind: str, number: int) -> dict[str, Any] | None:
     return record if record["texts"] == 0 or payload.exists() else None
 
 
-def load_encoder(kind: str, info: dict[str, Any], device: str | None = None) -> Any:
-    """The encoder an index record describes (rebuilt by the retrieve stage's own loader)."""
-    if kind == "sparse":
-        from rankstack.retrieve.sparse import encoder_from_record
-        return encoder_from_record(info, device=device, progress=False)
-    from rankstack.retrieve.dense import load_encoder as load_dense
-    return load_dense(None, info, device=device, progress=False)
+class EncoderFiles:
+    """What an encoder keeps beside its record in an index (`Encoder.index_files()`, e.g. an inference-free
+    encoder's IDF table), read back the way an index gives it (`read_file(name)`)."""
+
+    def __init__(self, files: dict[str, bytes] | None):
+        self.files = dict(files or {})
+
+    def read_file(self, name: str) -> bytes | None:
+        return self.files.get(name)
+
+
+def load_encoder(options: dict[str, Any], device: str | None = None) -> Any:
+    """The encoder of a build (`options`: its record, "encoder", and its index files, "files"), rebuilt by the one
+    loader (rankstack.encoders.encoder_from_record) and checked against the record."""
+    from rankstack.encoders import encoder_from_record
+
+    return encoder_from_record(options["encoder"], files=EncoderFiles(options.get("files")), device=device,
+                               progress=False)
 
 
 class PartWriter:
     """A Ray Data actor writing parts (see the module docstring). `options`: for "bm25" the analyzer config,
-    `store` and `length_norm`; for "sparse" / "dense" the encoder's record (`encoder`), `device`, `threads`."""
+    `store` and `length_norm`; for "sparse" / "dense" the encoder's record (`encoder`) and index files (`files`),
+    `device`, `threads`."""
 
     def __init__(self, folder: str, kind: str, options: dict[str, Any]):
         self.folder, self.kind, self.options = Path(folder), kind, options
-        self.encoder = None
-        if kind != "bm25":
-            if options.get("threads"):
-                import torch
-                torch.set_num_threads(int(options["threads"]))
-            self.encoder = load_encoder(kind, options["encoder"], options.get("device"))
+        self.encoder = None  # loaded for the first part to encode (a resumed build may have none left)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         number = int(row["part"])
@@ -74,6 +81,14 @@ class PartWriter:
                       **(self._segment(number, docs) if self.kind == "bm25" else self._encode(number, docs))}
             write_atomic(self.folder / PART_RECORD.format(number), json.dumps(record).encode())
         return {**record, "parts": -1}
+
+    def _encoder(self) -> Any:
+        if self.encoder is None:
+            if self.options.get("threads"):
+                import torch
+                torch.set_num_threads(int(self.options["threads"]))
+            self.encoder = load_encoder(self.options, self.options.get("device"))
+        return self.encoder
 
     def _segment(self, number: int, docs: list[tuple[str, Document]]) -> dict[str, Any]:
         from rankstack.retrieve.parallel import write_part
@@ -98,7 +113,7 @@ class PartWriter:
         if not texts:
             return {"texts": 0, "max_weight": 0.0}
         with tempfile.TemporaryDirectory(dir=self.folder, prefix=".encoding-") as tmp:
-            encode_corpus_to_shards(self.encoder, texts, tmp, shard_size=len(texts))
+            encode_corpus_to_shards(self._encoder(), texts, tmp, shard_size=len(texts))
             weights = load_shards(tmp)
             max_weight = float(weights.data.max()) if self.kind == "sparse" and weights.nnz else 0.0
             os.replace(Path(tmp) / ENCODED.format(0), self.folder / ENCODED.format(number))

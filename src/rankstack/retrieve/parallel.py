@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from rankstack.data.corpus import Corpus, Document
 from rankstack.errors import InputError, RankstackError
-from rankstack.index.commit import new_name
+from rankstack.index.commit import LOCK, new_name
 from rankstack.index.inverted import IndexWriter, check_doc_ids, check_unique
 from rankstack.index.segment import SegmentBuilder
 from rankstack.retrieve.bm25 import INDEX_BATCH, analyze_documents, batches, located
@@ -62,7 +62,7 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
     staging = writer.path / new_name("parts")  # a generated name: removed by the next commit or writer if left
     staging.mkdir()
     args = (analyzer.config(), bool(writer.settings["store"]), writer.settings["length_norm"])
-    pool = _Pool(workers)
+    pool = _Pool(workers, writer.path / LOCK)
     in_flight: deque[tuple[list, str, Future | None]] = deque()
     count = 0
 
@@ -122,15 +122,32 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
     return count
 
 
-class _Pool:
-    """A process pool that can be started again after one of its workers died (at most RESTARTS times)."""
+def _drop_lock(lock: str) -> None:
+    """In a forked worker: close its copies of the writer's lock file, so that the lock lives and dies with the
+    writer's process (a killed build frees its index at once, whatever its workers are still doing)."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return
+    for fd in fds.iterdir():
+        try:
+            if os.readlink(fd) == lock:
+                os.close(int(fd.name))
+        except (OSError, ValueError):
+            pass
 
-    def __init__(self, workers: int):
+
+class _Pool:
+    """A process pool that can be started again after one of its workers died (at most RESTARTS times); its
+    workers do not hold the writer's `lock` file."""
+
+    def __init__(self, workers: int, lock: Path):
         self.workers, self.restarts = workers, 0
         # fork where there is one: no re-import of the caller's main module (scripts need no __main__ guard)
         methods = multiprocessing.get_all_start_methods()
         self._context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        self._executor = ProcessPoolExecutor(workers, mp_context=self._context)
+        self._options = {"mp_context": self._context, "initializer": _drop_lock,
+                         "initargs": (os.path.realpath(lock),)}
+        self._executor = ProcessPoolExecutor(workers, **self._options)
 
     def submit(self, fn, *args) -> Future:
         return self._executor.submit(fn, *args)
@@ -141,7 +158,7 @@ class _Pool:
         if self.restarts > RESTARTS:
             raise RankstackError(f"indexing worker processes died {self.restarts} times (out of memory? killed?); "
                                  "nothing was committed")
-        self._executor = ProcessPoolExecutor(self.workers, mp_context=self._context)
+        self._executor = ProcessPoolExecutor(self.workers, **self._options)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
