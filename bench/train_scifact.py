@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path,
                         default=Path(os.environ.get("MODELS", REPO.parent / "shared" / "models")))
     parser.add_argument("--nonzero-sample", type=int, default=1000)
+    parser.add_argument("--rerank-depth", type=int, default=100, help="hybrid hits the cross-encoder reranks")
     parser.add_argument("--cached-runs", action="store_true",
                         help="BM25, dense and SPLADE-tiny from the test runs cached by bench/fusion_runs.py")
     args = parser.parse_args()
@@ -95,6 +96,7 @@ def main() -> None:
     hybrid = parse("(bm25 | dense | splade).interpolate([0.3, 0.4, 0.3], norm='zscore')",
                    {"bm25": bm25, "dense": dense, "splade": splade})
     minilm = args.models / "sentence-transformers__all-MiniLM-L6-v2"
+    reranked = f"hybrid top {args.rerank_depth} >> cross-encoder (trained)"
     pipelines = {"BM25": bm25, "Dense MiniLM (zero-shot)": dense, "SPLADE-tiny (zero-shot)": splade,
                  "RRF(BM25, Dense, SPLADE)": (bm25 | dense | splade).rrf(),
                  "hybrid: interpolation tuned on train": hybrid}
@@ -102,8 +104,8 @@ def main() -> None:
     if "scifact-cross-encoder" in trained:
         from rankstack.rerank.cross_encoder import CrossEncoder  # scores kept on disk: a rerun rescores nothing
 
-        pipelines["hybrid top 100 >> cross-encoder (trained)"] = hybrid % 100 >> CrossEncoder(
-            trained["scifact-cross-encoder"], texts, depth=100, cache=OUT / "cross-encoder-scores.sqlite")
+        pipelines[reranked] = hybrid % args.rerank_depth >> CrossEncoder(
+            trained["scifact-cross-encoder"], texts, depth=args.rerank_depth, cache=OUT / "cross-encoder-scores.sqlite")
     for name, label in (("scifact-minilm-unfiltered", "Dense MiniLM fine-tuned, no FN filter"),
                         ("scifact-minilm-filtered", "Dense MiniLM fine-tuned, FN filtered")):
         if name in trained:
@@ -125,8 +127,8 @@ def main() -> None:
              ("Dense MiniLM fine-tuned, FN filtered", "Dense MiniLM fine-tuned, no FN filter"),
              ("SPLADE-tiny fine-tuned", "SPLADE-tiny (zero-shot)"),
              ("LateInteraction ColBERT head (trained)", "LateInteraction MiniLM tokens (untrained)"),
-             ("hybrid top 100 >> cross-encoder (trained)", "hybrid: interpolation tuned on train"),
-             ("hybrid top 100 >> cross-encoder (trained)", "RRF(BM25, Dense, SPLADE)")]
+             (reranked, "hybrid: interpolation tuned on train"),
+             (reranked, "RRF(BM25, Dense, SPLADE)")]
     for new, old in pairs:
         if new in names and old in names:
             versus = compare([exp.runs[names.index(old)], exp.runs[names.index(new)]], test.qrels, MEASURES)
