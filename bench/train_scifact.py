@@ -4,9 +4,10 @@ against the zero-shot models and fusions, in one experiment table with significa
     MODELS=/path/to/shared/models PYTHONPATH=src python bench/train_scifact.py [--train] [--only NAME ...]
 
 `--train` first runs each recipe of bench/recipes/scifact-*.yaml (`rankstack train RECIPE --no-eval`, one after
-another; a finished one is skipped, an interrupted one resumes); `--train-only` stops there. Needs the indexes of bench/experiment_scifact.py
-(bench/out/experiment/scifact). Writes bench/out/train/scifact.txt (tables, wall times, non-zeros) and
-bench/out/train/scifact.json.
+another; a finished one is skipped, an interrupted one resumes); `--train-only` stops there. Needs the indexes of
+bench/experiment_scifact.py (bench/out/experiment/scifact), or with `--cached-runs` the test runs of
+bench/fusion_runs.py for BM25, dense and SPLADE-tiny. Writes bench/out/train/scifact.txt (tables, wall times,
+non-zeros) and bench/out/train/scifact.json.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ sys.path.insert(0, str(REPO / "src"))
 
 import numpy as np  # noqa: E402
 
-from rankstack import BM25, Experiment, RankstackError, compare  # noqa: E402
+from rankstack import BM25, Experiment, FromRun, RankstackError, compare  # noqa: E402
 from rankstack.datasets import load  # noqa: E402
 
 RECIPES = REPO / "bench" / "recipes"
 OUT = REPO / "bench" / "out" / "train"
 INDEXES = REPO / "bench" / "out" / "experiment" / "scifact"
+RUNS_CACHE = REPO / "bench" / "out" / "fusion" / "runs" / "scifact" / "test"
 MEASURES = ["nDCG@10", "R@100", "RR@10"]
 #: recipe name -> output folder (as the recipe says), in training order
 RUNS = {"scifact-minilm-unfiltered": "minilm-unfiltered", "scifact-minilm-filtered": "minilm-filtered",
@@ -66,6 +68,9 @@ def main() -> None:
     parser.add_argument("--models", type=Path,
                         default=Path(os.environ.get("MODELS", REPO.parent / "shared" / "models")))
     parser.add_argument("--nonzero-sample", type=int, default=1000)
+    parser.add_argument("--rerank-depth", type=int, default=100, help="hybrid hits the cross-encoder reranks")
+    parser.add_argument("--cached-runs", action="store_true",
+                        help="BM25, dense and SPLADE-tiny from the test runs cached by bench/fusion_runs.py")
     args = parser.parse_args()
     os.environ["MODELS"] = str(args.models)
     if args.train or args.train_only:
@@ -82,12 +87,16 @@ def main() -> None:
     test = load("beir/scifact/test")
     corpus = test.corpus
     texts = CorpusTexts(corpus)
-    bm25 = BM25(INDEXES / "bm25", progress=False)
-    dense = Dense(INDEXES / "minilm")
-    splade = LearnedSparse(INDEXES / "splade-tiny")
+    if args.cached_runs:  # the branch runs of bench/fusion_runs.py: the same results, no index or encoder needed
+        bm25, dense, splade = (FromRun(RUNS_CACHE / f"{name}.trec") for name in ("bm25", "dense", "splade"))
+    else:
+        bm25 = BM25(INDEXES / "bm25", progress=False)
+        dense = Dense(INDEXES / "minilm")
+        splade = LearnedSparse(INDEXES / "splade-tiny")
     hybrid = parse("(bm25 | dense | splade).interpolate([0.3, 0.4, 0.3], norm='zscore')",
                    {"bm25": bm25, "dense": dense, "splade": splade})
     minilm = args.models / "sentence-transformers__all-MiniLM-L6-v2"
+    reranked = f"hybrid top {args.rerank_depth} >> cross-encoder (trained)"
     pipelines = {"BM25": bm25, "Dense MiniLM (zero-shot)": dense, "SPLADE-tiny (zero-shot)": splade,
                  "RRF(BM25, Dense, SPLADE)": (bm25 | dense | splade).rrf(),
                  "hybrid: interpolation tuned on train": hybrid}
@@ -95,8 +104,8 @@ def main() -> None:
     if "scifact-cross-encoder" in trained:
         from rankstack.rerank.cross_encoder import CrossEncoder  # scores kept on disk: a rerun rescores nothing
 
-        pipelines["hybrid top 100 >> cross-encoder (trained)"] = hybrid % 100 >> CrossEncoder(
-            trained["scifact-cross-encoder"], texts, depth=100, cache=OUT / "cross-encoder-scores.sqlite")
+        pipelines[reranked] = hybrid % args.rerank_depth >> CrossEncoder(
+            trained["scifact-cross-encoder"], texts, depth=args.rerank_depth, cache=OUT / "cross-encoder-scores.sqlite")
     for name, label in (("scifact-minilm-unfiltered", "Dense MiniLM fine-tuned, no FN filter"),
                         ("scifact-minilm-filtered", "Dense MiniLM fine-tuned, FN filtered")):
         if name in trained:
@@ -118,8 +127,8 @@ def main() -> None:
              ("Dense MiniLM fine-tuned, FN filtered", "Dense MiniLM fine-tuned, no FN filter"),
              ("SPLADE-tiny fine-tuned", "SPLADE-tiny (zero-shot)"),
              ("LateInteraction ColBERT head (trained)", "LateInteraction MiniLM tokens (untrained)"),
-             ("hybrid top 100 >> cross-encoder (trained)", "hybrid: interpolation tuned on train"),
-             ("hybrid top 100 >> cross-encoder (trained)", "RRF(BM25, Dense, SPLADE)")]
+             (reranked, "hybrid: interpolation tuned on train"),
+             (reranked, "RRF(BM25, Dense, SPLADE)")]
     for new, old in pairs:
         if new in names and old in names:
             versus = compare([exp.runs[names.index(old)], exp.runs[names.index(new)]], test.qrels, MEASURES)
@@ -135,7 +144,8 @@ def main() -> None:
                         "filtered": mining.get("filtered_as_false_negatives"),
                         "skipped_queries": mining.get("skipped_queries")}
         lines.append(f"{name}: trained {info['steps']} steps ({info['examples_seen']} examples) in {info['seconds']}s "
-                     f"wall, {info.get('cpu_seconds')}s CPU, on {info['hardware']}; mining {mining.get('seconds')}s, {mining.get('examples')} examples, "
+                     f"wall, {info.get('cpu_seconds')}s CPU, on {info['hardware']}; mining {mining.get('seconds')}s, "
+                     f"{mining.get('examples')} examples, "
                      f"{mining.get('filtered_as_false_negatives')} candidates filtered, "
                      f"{mining.get('skipped_queries')} queries skipped")
     if "scifact-splade" in trained:

@@ -26,7 +26,7 @@ def test_demo_fuses_bm25_and_dense_into_one_table(tiny, capsys, tmp_path, monkey
     assert main(args) == 0
     out = capsys.readouterr().out
     rows = table_rows(out)
-    assert [r.split()[0] for r in rows] == ["RRF(BM25,", "BM25", "dense"]  # the fused row above BM25
+    assert [r.split()[0] for r in rows] == ["zero-shot", "BM25", "dense"]  # the fused row above BM25
     assert "dense mlm (int8)" in rows[2]  # int8 on CPU by default, and said so
     assert "(baseline)" in rows[1] and "queries/s" in out
     assert "numba kernels ready in" in out and "BM25 index: 5,183 documents in" in out
@@ -50,7 +50,7 @@ def test_demo_without_cache_leaves_nothing(tiny, capsys, tmp_path, monkeypatch):
     assert main(["demo", "--encoder", str(tiny["mlm"]), "--cache", str(cache), "--no-cache", "-m", "nDCG@10",
                  "--precision", "float32"]) == 0
     out = capsys.readouterr().out
-    assert "RRF(BM25, dense)" in out and "dense mlm (float32)" in out and "reused" not in out
+    assert "zero-shot fusion(BM25, dense)" in out and "dense mlm (float32)" in out and "reused" not in out
     assert list(cache.iterdir()) == []
 
 

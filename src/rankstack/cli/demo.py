@@ -1,5 +1,6 @@
 """`rankstack demo`: the main job, offline: index the embedded SciFact with BM25 and a dense encoder, search both,
-fuse them, and print one table with significance tests against BM25.
+fuse them (zero-shot fusion, `Fusion.auto()`: no judgments needed), and print one table with significance tests
+against BM25.
 
 The indexes live in a cache folder (default ~/.cache/rankstack/demo), reused by later runs while they are valid;
 `--no-cache` builds in a temporary folder inside it that is removed at the end. Numba compiles its kernels on first
@@ -29,8 +30,9 @@ SHARD_SIZE = 256  # documents encoded per resumable shard (an interrupted demo r
 def register(sub) -> None:
     p = sub.add_parser("demo", help="BM25 + dense retrieval + fusion on the embedded SciFact, one table (offline)",
                        description="Index the embedded SciFact with BM25 and all-MiniLM-L6-v2, search its 300 test "
-                                   "queries with both, fuse them (reciprocal rank fusion) and print one table with "
-                                   "significance tests against BM25.")
+                                   "queries with both, fuse them (zero-shot fusion: z-scores weighted by each run's "
+                                   "label-free reliability estimate) and print one table with significance tests "
+                                   "against BM25.")
     p.add_argument("--collection", default="beir/scifact", help="a named collection (default beir/scifact, shipped)")
     p.add_argument("--bm25-only", action="store_true", help="BM25 alone: no neural model needed, seconds")
     p.add_argument("--encoder", metavar="MODEL", help=f"dense model (default: {PACKAGE_MODEL} when that package is "
@@ -82,7 +84,7 @@ def run(args) -> None:
             from rankstack.pipeline.fusion import fuse
 
             with common.Timer() as fuse_timer:
-                fused = fuse([bm25_run, dense_run], "rrf", k=60, name="RRF(BM25, dense)")
+                fused = fuse([bm25_run, dense_run], "auto", norm="zscore", name="zero-shot fusion(BM25, dense)")
             print(f"fusion: {common.rate(len(queries), 'queries', fuse_timer.seconds)}")
             runs = [fused, bm25_run, dense_run]
             speeds = [timer.seconds + dense_timer.seconds + fuse_timer.seconds, timer.seconds, dense_timer.seconds]

