@@ -51,9 +51,13 @@ def prepare(kind: str, model: Path, work: Path, backends: list[str], max_length:
     models = {}
     for name in backends:
         backend, file_name = BACKENDS[name]
-        if name == "onnx-int8" and not (folder / file_name).exists():
-            base = cls(str(folder), device="cpu", backend="onnx", **extra)
-            st.export_dynamic_quantized_onnx_model(base, "avx2", str(folder))
+        if name == "onnx-int8":
+            if not (folder / file_name).exists():
+                base = cls(str(folder), device="cpu", backend="onnx", **extra)
+                # (its "avx2" config names the file after the weights' type: model_quint8_avx2.onnx)
+                st.export_dynamic_quantized_onnx_model(base, "avx2", str(folder), file_suffix="qint8_avx2")
+            if not (folder / file_name).exists():  # never fall back on the fp32 model.onnx silently
+                raise SystemExit(f"the int8 export did not write {folder / file_name}")
         options = {**threading[backend], **({"file_name": file_name} if file_name and (folder / file_name).exists()
                                             else {})}
         models[name] = cls(str(folder), device="cpu", backend=backend, **extra,

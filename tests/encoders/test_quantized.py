@@ -41,8 +41,13 @@ def test_dense_int8_is_close_to_fp32_and_recorded(dense, dense_int8):
 
 def test_dense_int8_repr_rebuilds(dense_int8):
     from rankstack.pipeline.config import parse
-    again = parse(repr(dense_int8))
-    assert again.to_record() == dense_int8.to_record()
+    from rankstack import Document
+    from rankstack.rerank.texts import CorpusTexts
+    # An encoder is rebuilt inside the stage that holds it (parse builds stages).
+    texts = CorpusTexts([Document("d", "bone density")])
+    stage = parse(f"BiEncoder({dense_int8!r}, texts=texts)", {"texts": texts})
+    again = stage.encoder
+    assert again.loaded.quantized == "int8" and again.to_record() == dense_int8.to_record()
     np.testing.assert_array_equal(again.encode_queries(["bone density"]), dense_int8.encode_queries(["bone density"]))
 
 
