@@ -55,6 +55,8 @@ def build(inputs: dict, index: Path, threads: int):
     order = embs.codes.long().sort()
     optimize_ivf(order.indices, torch.bincount(order.values, minlength=len(centroids)), str(index), verbose=0)
     torch.set_num_threads(threads)
+    from colbert.modeling.colbert import ColBERT
+    ColBERT.try_load_torch_extensions(use_gpu=False)  # segmented_maxsim: loaded only when a ColBERT model is built
     return IndexScorer(str(index), use_gpu=False), ColBERTConfig
 
 
