@@ -169,6 +169,7 @@ def test_search_command_writing_into_a_missing_folder(tmp_path, capsys):
     (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "text": "cats and dogs"}\n')
     (tmp_path / "q.tsv").write_text("1\tcats\n")
     assert main(["index", str(tmp_path / "corpus.jsonl"), str(tmp_path / "idx")]) == 0
+    capsys.readouterr()  # the index command's report
     assert main(["search", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.tsv"),
                  "-o", str(tmp_path / "missing" / "run.trec")]) == 2
     err = capsys.readouterr().err
