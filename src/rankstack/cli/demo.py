@@ -206,12 +206,12 @@ def _dense(corpus, folder: Path, documents: int, args):
 
 def _encode(encoder, corpus, documents: int, shards: Path, args) -> None:
     """Encode the corpus into resumable shards, with one progress bar over all documents."""
-    from tqdm.auto import tqdm
+    from rankstack.progress import progress_bar
 
     from rankstack.encoders import encode_corpus_to_shards
 
     show = common.progress(args)
-    with tqdm(total=documents, desc="encoding", unit=" docs", disable=None if show is None else not show) as bar:
+    with progress_bar(show, total=documents, desc="encoding", unit=" docs") as bar:
         encode_corpus_to_shards(encoder, (d.contents for d in corpus), shards, SHARD_SIZE,
                                 on_shard=lambda i, path: bar.update(min(SHARD_SIZE, documents - i * SHARD_SIZE)))
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from rankstack.progress import progress_bar
 
 from rankstack.data.corpus import Corpus
 from rankstack.distributed import layout
@@ -175,7 +175,7 @@ def _encode_parts(corpus: Corpus, folder: Path, kind: str, part_size: int, worke
                                                              "options": worker_options},
                           compute=ray_module().data.ActorPoolStrategy(size=workers), **resources)
     total_parts, count = None, 0
-    with tqdm(desc=f"encoding {kind} parts", unit=" docs", disable=None if progress is None else not progress) as bar, \
+    with progress_bar(progress, desc=f"encoding {kind} parts", unit=" docs") as bar, \
             warnings.catch_warnings():
         # Ray Data counts the one read task as one input; its parts are streamed to every worker all the same
         warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
@@ -223,8 +223,7 @@ def _write_shards(path: Path, folder: Path, kind: str, corpus: Corpus, ranges: l
                                 [records[n]["part"] for n in parts], first, end, worker_options,
                                 {**options, **extra}, part_size))
     out = []
-    with tqdm(total=len(refs), desc="writing shards", unit=" shards",
-              disable=None if progress is None else not progress) as bar:
+    with progress_bar(progress, total=len(refs), desc="writing shards", unit=" shards") as bar:
         for ref in refs:
             out.append(_get(ref))
             bar.update()

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rankstack.errors import InputError
+from rankstack.progress import progress_bar
 
 #: Texts tokenized (and length-sorted) together: bigger sorts better, smaller holds fewer token lists.
 CHUNK_TEXTS = 8192
@@ -106,8 +107,7 @@ def run_batches(texts: Sequence[str], tokenize: Tokenize, forward: Forward, fina
     cuda = device.type == "cuda"
     stream = torch.cuda.current_stream(device) if cuda else None  # inputs are copied on the stream that computes
     batches = _batches(texts, tokenize, device, stream, pad_id, batch_size, token_budget, pad_to, left)
-    with tqdm(total=len(texts), desc=desc, unit="text", disable=None if progress is None else not progress,
-              leave=False) as bar:
+    with progress_bar(progress, total=len(texts), desc=desc, unit="text", leave=False) as bar:
         if not cuda:
             for b in batches:
                 with torch.inference_mode():

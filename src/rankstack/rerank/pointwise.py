@@ -82,15 +82,14 @@ class Pointwise(ModelPairReranker):
         return encode_fitted(self.prompter, render, [d for _, d in pairs], [self.max_length] * len(pairs))
 
     def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        from tqdm.auto import tqdm
+        from rankstack.progress import progress_bar
 
         encoded = self.encode(pairs)
         out = np.empty(len(pairs), dtype=np.float32)
         pad_id, dev = self.tokenizer.pad_token_id, self.device
         answers = torch.tensor(self.token_ids, device=dev)
         with self._thread_count(), torch.inference_mode(), \
-                tqdm(total=len(pairs), desc="pointwise", unit="pair", leave=False,
-                     disable=None if self.progress is None else not self.progress) as bar:
+                progress_bar(self.progress, total=len(pairs), desc="pointwise", unit="pair", leave=False) as bar:
             for rows in batches([len(e) for e in encoded], self.batch_size, self.token_budget):
                 seqs = [encoded[i] for i in rows]
                 if self.seq2seq:

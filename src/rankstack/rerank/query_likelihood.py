@@ -88,14 +88,13 @@ class QueryLikelihood(ModelPairReranker):
     # --- scoring ---------------------------------------------------------------------------------------------
 
     def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        from tqdm.auto import tqdm
+        from rankstack.progress import progress_bar
 
         encoded = self.encode(pairs)
         out = np.empty(len(pairs), dtype=np.float32)
         lengths = [len(p) + len(t) for p, t in encoded]
         with self._thread_count(), torch.inference_mode(), \
-                tqdm(total=len(pairs), desc="query likelihood", unit="pair", leave=False,
-                     disable=None if self.progress is None else not self.progress) as bar:
+                progress_bar(self.progress, total=len(pairs), desc="query likelihood", unit="pair", leave=False) as bar:
             for rows in batches(lengths, self.batch_size, self.token_budget):
                 batch = [encoded[i] for i in rows]
                 out[rows] = (self._seq2seq if self.seq2seq else self._causal)(batch).cpu().numpy()

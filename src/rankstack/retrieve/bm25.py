@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import orjson
-from tqdm.auto import tqdm
+from rankstack.progress import progress_bar
 
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
@@ -35,7 +35,7 @@ def index_documents(writer: IndexWriter, corpus: Corpus | Iterable[Document], an
         from rankstack.retrieve.parallel import index_in_parallel
         return index_in_parallel(writer, corpus, analyzer, workers, progress)
     count = 0
-    with tqdm(desc="indexing", unit=" docs", disable=None if progress is None else not progress) as bar:
+    with progress_bar(progress, desc="indexing", unit=" docs") as bar:
         for batch in batches(located(corpus), INDEX_BATCH):
             writer.add_batch(*analyze_documents(batch, analyzer, writer.settings["store"]))
             count += len(batch)
@@ -162,8 +162,7 @@ class BM25(Stage):
         index = self.index  # one snapshot for hits and ids, whatever a concurrent add() does
         qids = list(queries)
         results = {}
-        with tqdm(total=len(qids), desc="BM25", unit=" queries", disable=None if self.progress is None
-                  else not self.progress) as bar:
+        with progress_bar(self.progress, total=len(qids), desc="BM25", unit=" queries") as bar:
             for start in range(0, len(qids), QUERY_CHUNK):
                 chunk = qids[start:start + QUERY_CHUNK]
                 hits = index.search([self.query_terms(queries[q]) for q in chunk], self.k, self.params)

@@ -8,7 +8,7 @@ from itertools import islice
 from typing import Any, Iterable
 
 import numpy as np
-from tqdm.auto import tqdm
+from rankstack.progress import progress_bar
 
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
@@ -79,7 +79,7 @@ class LateInteraction(Stage):
         order = np.random.default_rng(seed).permutation(len(docs))
         sampled = [docs[i] for i in np.sort(order[:n_sample])]
         rest = [docs[i] for i in np.sort(order[n_sample:])]
-        bar = tqdm(total=len(docs), desc="encoding", unit=" docs", disable=None if progress is None else not progress)
+        bar = progress_bar(progress, total=len(docs), desc="encoding", unit=" docs")
         sample_vectors = encoder.encode_documents([d.contents for d in sampled])
         bar.update(len(sampled))
         tokens = sum(len(v) for v in sample_vectors)
@@ -114,8 +114,8 @@ class LateInteraction(Stage):
         vectors = self.encoder.encode_queries([queries[q] for q in qids]) if qids else []
         params = PlaidParams(self.nprobe, self.ncandidates, self.rescore, self.centroid_threshold, self.ndecompress)
         results = {}
-        for qid, q in tqdm(zip(qids, vectors), total=len(qids), desc="LateInteraction", unit=" queries",
-                           disable=None if self.progress is None else not self.progress):
+        for qid, q in progress_bar(self.progress, zip(qids, vectors), total=len(qids), desc="LateInteraction",
+                                   unit=" queries"):
             results[qid] = self.index.search([q], self.k, params)[0]
         return Run(results, self.index.doc_ids, name="LateInteraction", presorted=True)
 

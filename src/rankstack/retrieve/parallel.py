@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterable
 
-from tqdm.auto import tqdm
+from rankstack.progress import progress_bar
 
 from rankstack.data.corpus import Corpus, Document
 from rankstack.errors import InputError, RankstackError
@@ -105,7 +105,7 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
                              + (f", from {part[0][0]})" if part[0][0] else ")")) from None
 
     try:
-        with tqdm(desc="indexing", unit=" docs", disable=None if progress is None else not progress) as bar:
+        with progress_bar(progress, desc="indexing", unit=" docs") as bar:
             for part in batches(located(corpus), part_docs):
                 submit(part)
                 while len(in_flight) > workers:  # at most one part waiting per worker: bounded memory

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import orjson
 import scipy.sparse as sp
-from tqdm.auto import tqdm
+from rankstack.progress import progress_bar
 
 from rankstack.data.corpus import Corpus, Document
 from rankstack.data.queries import Queries
@@ -220,8 +220,7 @@ class LearnedSparse(Stage):
         empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
         results = {q: empty for q in qids}  # an empty query finds nothing, as in BM25
         todo = [q for q in qids if queries[q].strip()]
-        with tqdm(total=len(todo), desc="LearnedSparse", unit=" queries",
-                  disable=None if self.progress is None else not self.progress) as bar:
+        with progress_bar(self.progress, total=len(todo), desc="LearnedSparse", unit=" queries") as bar:
             for start in range(0, len(todo), QUERY_CHUNK):
                 chunk = todo[start:start + QUERY_CHUNK]
                 matrix = self.encoder.encode_queries([queries[q] for q in chunk])
@@ -305,7 +304,7 @@ def _add_encoded(writer: IndexWriter, docs: Corpus | list[Document], matrices: I
     located = docs.located() if isinstance(docs, Corpus) else (("", d) for d in docs)
     rows = _rows(matrices)
     count = 0
-    with tqdm(desc="indexing", unit=" docs", disable=None if progress is None else not progress) as bar:
+    with progress_bar(progress, desc="indexing", unit=" docs") as bar:
         for location, doc in located:
             terms = {}
             if doc.contents.strip():

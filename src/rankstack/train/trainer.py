@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from rankstack.progress import progress_bar
 
 from rankstack.devices import select_device
 from rankstack.errors import InputError
@@ -233,8 +233,7 @@ def train(model: Ranker, examples: Sequence[Example], texts: Texts, objective: O
         cpu = state.get("cpu", 0.0)
         log.info("resuming from %s (step %d of %d)", checkpoint, step, steps)
     micro_per_epoch = math.ceil(len(examples) / args.batch_size)
-    bar = tqdm(total=steps, initial=step, desc=f"training {model.kind}", unit="step",
-               disable=None if args.progress is None else not args.progress)
+    bar = progress_bar(args.progress, total=steps, initial=step, desc=f"training {model.kind}", unit="step")
     start, cpu_start = time.perf_counter(), time.process_time()
     window: list[float] = []
     window_examples, window_start = 0, time.perf_counter()
