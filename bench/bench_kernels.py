@@ -153,7 +153,7 @@ def main() -> None:
     for algorithm in ("exhaustive", "maxscore", "bmw"):  # compile (cached on disk) and warm up
         run(searcher, queries[:200], 10, algorithm, **kw)
         searcher.search_batch(queries[:50], 10, algorithm=algorithm, threads=1, **kw)
-    print(f"single thread, best of {args.repeat} passes; batch = search_batch (numba prange), "
+    print(f"single thread, best of {args.repeat} passes; batch = search_batch (threads), "
           f"threads=1 and all {numba.config.NUMBA_NUM_THREADS} threads")
     for k in (10, 1000):
         ref = None

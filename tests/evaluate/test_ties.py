@@ -74,3 +74,16 @@ def test_scifact_bm25_run_written_by_rankstack_does_not_warn(tmp_path, capsys):
     with warnings.catch_warnings(record=True) as caught:
         assert main(["eval", "beir/scifact", run]) == 0  # nDCG@10 and R@100
     assert _tie_warnings(caught) == [] and "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("output_format, warns", [("table", False), ("json", False), ("csv", True)])
+def test_command_line_says_a_tie_once(tmp_path, capsys, output_format, warns):
+    """The table and JSON carry the tie note, so the command does not warn as well; CSV has no notes: it warns."""
+    qrels, run = tmp_path / "qrels.txt", tmp_path / "run.trec"
+    qrels.write_text("q1 0 rel 1\n")
+    Run.from_dict({"q1": {"rel": 2.0, "x": 2.0}}, name="tied").write_trec(run)
+    with warnings.catch_warnings(record=True) as caught:
+        assert main(["eval", str(qrels), str(run), "-m", "RR", "--format", output_format]) == 0
+    out = capsys.readouterr()
+    assert ("tied scores change RR on 1 queries" in out.out) == (not warns)
+    assert len(_tie_warnings(caught)) == int(warns)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 DEFAULT_MEASURES = ["nDCG@10", "R@100"]
@@ -31,16 +32,20 @@ def register(sub) -> None:
 def run(args) -> None:
     from rankstack.data import resolve
     from rankstack.data.run import Run
-    from rankstack.evaluate import compare
+    from rankstack.evaluate import TiedScoresWarning, compare
 
     from rankstack.cli.search import remove_query_default
 
     runs = [Run.read(path) for path in args.runs]
     if remove_query_default(args, args.qrels):
         runs = [run.remove_query_ids() for run in runs]
-    comparison = compare(runs, resolve.qrels(args.qrels), args.measures or DEFAULT_MEASURES, baseline=args.baseline,
-                         test=args.test, correction=None if args.correction == "none" else args.correction,
-                         alpha=args.alpha, complete=args.complete)
+    with warnings.catch_warnings():
+        if args.format != "csv":  # the table and JSON carry the tie note: a warning would say it twice
+            warnings.simplefilter("ignore", TiedScoresWarning)
+        comparison = compare(runs, resolve.qrels(args.qrels), args.measures or DEFAULT_MEASURES,
+                             baseline=args.baseline, test=args.test,
+                             correction=None if args.correction == "none" else args.correction, alpha=args.alpha,
+                             complete=args.complete)
     text = {"table": comparison.to_table, "json": comparison.to_json, "csv": comparison.to_csv}[args.format]()
     if args.output:
         Path(args.output).write_text(text + ("\n" if not text.endswith("\n") else ""))

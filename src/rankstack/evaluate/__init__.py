@@ -4,8 +4,8 @@ Modules depend one way: ``evaluation`` (evaluate, compare) -> ``significance`` (
 (tables, JSON, CSV); ``evaluation`` and ``significance`` parse measures with ``measures``.
 """
 
-from rankstack.evaluate.evaluation import Evaluation, compare, evaluate
+from rankstack.evaluate.evaluation import Evaluation, TiedScoresWarning, compare, evaluate
 from rankstack.evaluate.measures import parse_measures
 from rankstack.evaluate.significance import Comparison
 
-__all__ = ["evaluate", "compare", "parse_measures", "Evaluation", "Comparison"]
+__all__ = ["evaluate", "compare", "parse_measures", "Evaluation", "Comparison", "TiedScoresWarning"]

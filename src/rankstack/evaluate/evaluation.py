@@ -68,6 +68,11 @@ class Evaluation:
         return self.to_table()
 
 
+class TiedScoresWarning(UserWarning):
+    """Tied scores change a measure value; the evaluation's notes say the same, so a caller that shows the notes
+    (the command line's table and JSON) may ignore this warning."""
+
+
 def evaluate(run: Run, qrels: Mapping[str, Mapping[str, int]],
              measures: Iterable[str | Measure] | str | Measure, complete: bool = False) -> Evaluation:
     """Evaluate `run` with ir_measures (pytrec_eval, i.e. trec_eval's code, for the standard measures).
@@ -117,7 +122,8 @@ def evaluate(run: Run, qrels: Mapping[str, Mapping[str, int]],
         warnings.warn(f"run {run.name!r}: on {len(changed)} of {len(evaluated)} evaluated queries, documents of "
                       f"different relevance have tied scores where {names} read them; evaluation orders ties by "
                       "descending doc id (as trec_eval does), not in the run's order, and the run's order gives "
-                      "other values there. Break ties in the scores to evaluate the run's own order.", stacklevel=2)
+                      "other values there. Break ties in the scores to evaluate the run's own order.",
+                      TiedScoresWarning, stacklevel=2)
     queries = judged if complete else evaluated
     per_query = {key: {q: values[q] if q in evaluated else 0.0 for q in queries}
                  for key, values in computed.items()}

@@ -25,7 +25,7 @@ without reference counting (``_nrt=False``, like all the helpers it calls), whic
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from rankstack.index import topk
 from rankstack.index.bmw import bmw
@@ -128,19 +128,6 @@ def search_csr(seg, mode, n_docs, algo, indptr, terms, weights, norm, na, nb, li
     if problem:
         return problem
     for q in range(indptr.shape[0] - 1):
-        _query(seg, mode, n_docs, algo, indptr, terms, weights, q, norm, na, nb, live, k, theta, out_docs, out_scores,
-               out_counts)
-    return 0
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def search_csr_parallel(seg, mode, n_docs, algo, indptr, terms, weights, norm, na, nb, live, k, theta, out_docs,
-                        out_scores, out_counts):
-    """`search_csr` with the queries spread over numba's threads (prange)."""
-    problem = check_queries(indptr, terms, weights, seg.term_blocks.shape[0] - 1)
-    if problem:
-        return problem
-    for q in prange(indptr.shape[0] - 1):
         _query(seg, mode, n_docs, algo, indptr, terms, weights, q, norm, na, nb, live, k, theta, out_docs, out_scores,
                out_counts)
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Iterator, Sequence
+import threading
+from typing import Callable, Iterator, Sequence
 
 import numba
 import numpy as np
@@ -134,7 +135,8 @@ class SegmentSearcher:
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A batch of queries as CSR rows (`indptr` int64, `term_ids` int32 with -1 for a term the segment lacks,
         `weights` float32; distinct terms per row): (docnos [Q, w], scores [Q, w], counts [Q]) with query q's hits
-        in row q's first counts[q] cells (w = min(k, docs)). One query, or threads=1, runs on the calling thread."""
+        in row q's first counts[q] cells (w = min(k, docs)). ``threads`` (default: numba's setting for this thread,
+        `numba_threads`) share the queries; one query, or threads=1, runs on the calling thread."""
         algo, k, theta = _check(algorithm, k, theta)
         indptr = np.ascontiguousarray(indptr, dtype=np.int64)
         term_ids = np.ascontiguousarray(term_ids, dtype=np.int32)
@@ -147,13 +149,20 @@ class SegmentSearcher:
         docs = np.empty((n, width), np.int32)
         scores = np.empty((n, width), np.float32)
         counts = np.zeros(n, np.int64)
-        if n <= 1 or threads == 1:
+
+        def search_rows(first: int, end: int) -> int:  # queries first..end-1 into the same rows, on this thread
+            start, stop = indptr[first], indptr[end]
+            return kernels.search_csr(self._seg, self.mode, self.n_docs, algo, indptr[first:end + 1] - start,
+                                      term_ids[start:stop], weights[start:stop], nrm, na, nb, self.live, k, theta,
+                                      docs[first:end], scores[first:end], counts[first:end])
+
+        threads = numba.get_num_threads() if threads is None else threads
+        if n <= 1 or threads <= 1:
             problem = kernels.search_csr(self._seg, self.mode, self.n_docs, algo, indptr, term_ids, weights, nrm, na,
                                          nb, self.live, k, theta, docs, scores, counts)
-        else:
-            with numba_threads(threads):
-                problem = kernels.search_csr_parallel(self._seg, self.mode, self.n_docs, algo, indptr, term_ids,
-                                                      weights, nrm, na, nb, self.live, k, theta, docs, scores, counts)
+        else:  # the whole batch checked first: a chunk alone cannot see a bad indptr end
+            problem = kernels.check_queries(indptr, term_ids, weights, self.num_terms) or in_threads(
+                search_rows, n, threads)
         if problem:
             raise InputError(_PROBLEMS[problem])
         return docs, scores, counts
@@ -172,6 +181,37 @@ def _check(algorithm: str, k: int, theta: float) -> tuple[int, int, float]:
     if not theta >= 1.0:
         raise InputError(f"theta must be >= 1 (got {theta})")
     return kernels.ALGORITHMS[algorithm], int(k), float(theta)
+
+
+def in_threads(search_rows: Callable[[int, int], int], n: int, threads: int) -> int:
+    """`search_rows(a, b)` over queries [0, n) in chunks shared by ``threads`` threads (the calling one included;
+    the kernels release the GIL): the first nonzero answer, else 0. Plain threads, not numba's ``prange``: one
+    compiled kernel serves one thread and many (a parallel kernel compiled its whole call tree again, a minute
+    on first use), and the chunks are handed out as threads come free, so uneven queries balance."""
+    threads = max(1, min(int(threads), n))
+    size = max(1, min(_CHUNK, n // (4 * threads)))
+    starts = iter(range(0, n, size))  # next() on a range iterator is atomic under the GIL
+    answers: list[int] = []
+
+    def work() -> None:
+        for a in starts:
+            answer = search_rows(a, min(a + size, n))
+            if answer:
+                answers.append(answer)
+                return
+
+    helpers = [threading.Thread(target=work, daemon=True) for _ in range(threads - 1)]
+    for thread in helpers:
+        thread.start()
+    try:
+        work()
+    finally:
+        for thread in helpers:
+            thread.join()
+    return answers[0] if answers else 0
+
+
+_CHUNK = 64  # queries per hand-out: large enough that a kernel call's overhead is noise, small enough to balance
 
 
 @contextlib.contextmanager

@@ -17,10 +17,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import numba
+
 from rankstack.data.corpus import Document
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
 from rankstack.errors import InputError
+from rankstack.index.query import numba_threads
 from rankstack.pipeline.stage import Pipeline, Stage
 from rankstack.serve import batching, limits
 from rankstack.serve.collection import Collection, Served, step_labels
@@ -231,7 +234,7 @@ class Service:
         for text in queries.values():
             self._check_query(text)
         self.metrics.search_batch.observe(len(queries))
-        with _numba_threads(None):  # a batch uses every core (a single query, one: the other cores serve others)
+        with numba_threads(numba.config.NUMBA_NUM_THREADS):  # a batch uses every core (a single query, one: the other cores serve others)
             final, _ = self._trace(served, _at_depth(served.stage, k), Queries(queries))
         return {"pipeline": served.name, "k": k,
                 "results": [{"id": q, "hits": [{"id": d, "score": s} for d, s in final.hits(q)] if q in final else []}
@@ -383,21 +386,7 @@ def _serially(steps: Iterator, lock: Any) -> Iterator:
 def _one_numba_thread() -> None:
     """Worker threads run numba kernels on one thread each (numba's setting is per thread): concurrent requests,
     not one request's kernel, share the cores."""
-    import numba
-
     numba.set_num_threads(1)
-
-
-@contextlib.contextmanager
-def _numba_threads(threads: int | None) -> Iterator[None]:
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 def _torch_threads(n: int) -> None:
