@@ -18,11 +18,8 @@ token vectors of 64 dimensions (2 bits, 256 centroids), 200 queries of 16 tokens
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
-import sys
-from pathlib import Path
+
+import abtest
 
 WORKER = r"""
 import json, sys, time
@@ -113,30 +110,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", default="/tmp/rankstack-ab-backends", help="where each tree builds its indexes")
     args = parser.parse_args()
-    workers = {}
-    for side in ("old", "new"):
-        src = str(Path(getattr(args, side)).resolve())
-        env = {"PYTHONPATH": src, "PATH": "/usr/bin:/bin", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        workers[side] = subprocess.Popen([sys.executable, "-c", WORKER, f"{args.work}/{side}"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True, env=env, cwd="/tmp")
-        json.loads(workers[side].stdout.readline())
-    results: dict = {"old": [], "new": []}
-    for r in range(args.rounds):
-        for side in (("old", "new") if r % 2 == 0 else ("new", "old")):
-            workers[side].stdin.write("go\n")
-            workers[side].stdin.flush()
-            results[side].append(json.loads(workers[side].stdout.readline()))
-    for w in workers.values():
-        w.stdin.close()
-        w.wait()
+    _, results = abtest.run(WORKER, {"old": args.old, "new": args.new}, [f"{args.work}/{{side}}"], args.rounds)
     print(f"random data (see the docstring), one thread, {args.rounds} rounds taking turns (queries/s: best / median)")
-    print("| | old best | old median | new best | new median | new/old (best) | new/old (median) |")
-    print("|---|---|---|---|---|---|---|")
-    for key in KEYS:
-        o = [r[key] for r in results["old"]]
-        n = [r[key] for r in results["new"]]
-        print(f"| {key} | {max(o):,.0f} | {statistics.median(o):,.0f} | {max(n):,.0f} | {statistics.median(n):,.0f} "
-              f"| {max(n) / max(o):.3f} | {statistics.median(n) / statistics.median(o):.3f} |")
+    print(abtest.table(results, KEYS))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ the pipelines `bm25 % 10` and `bm25 % 100` (a cut-off after a first stage of k=1
     .venv/bin/python bench/ab_search.py --old /tmp/before/src --new src [--rounds 5]
 
 Each tree builds its own index (the formats may differ), then the trees take turns, round after round, each
-running the same 2,000 queries one per call and as one batch in a worker process of its own; the best and the
+running the same 2,000 queries one per call and as one batch (one thread, and two) in a worker process of its
+own; the best and the
 median of the rounds are reported per tree, with the new/old ratio. Taking turns spreads the noise of a shared
 machine over both sides.
 """
@@ -13,11 +14,9 @@ machine over both sides.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+import abtest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "pypi-summaries"
@@ -49,18 +48,19 @@ bags = [bm25.query_terms(q) for q in queries]
 old_api = hasattr(InvertedIndex, "search_batch")
 if old_api:
     one = lambda bag, k: index.search(bag, k)
-    batch = lambda k: index.search_batch(bags, k, threads=1)
+    batch = lambda k, threads=1: index.search_batch(bags, k, threads=threads)
 else:
     from rankstack.index.search import InvertedParams
     single = InvertedParams(threads=1)
     one = lambda bag, k: index.search([bag], k, single)[0]
-    batch = lambda k: index.search(bags, k, single)
+    batch = lambda k, threads=1: index.search(bags, k, InvertedParams(threads=threads))
 batch_queries = Queries({str(i): q for i, q in enumerate(queries)})
 pipelines = {"pipeline_cut10": bm25 % 10, "pipeline_cut100": bm25 % 100}
 for k in (10, 1000):  # compile and warm up
     for bag in bags[:200]:
         one(bag, k)
     batch(k)
+    batch(k, 2)
 for p in pipelines.values():
     p(Queries({"0": queries[0]}))
 for line in rounds_in:
@@ -73,6 +73,9 @@ for line in rounds_in:
         t = time.perf_counter()
         batch(k)
         out[f"batch_k{k}"] = len(bags) / (time.perf_counter() - t)
+        t = time.perf_counter()
+        batch(k, 2)
+        out[f"batch2_k{k}"] = len(bags) / (time.perf_counter() - t)
     for name, p in pipelines.items():
         t = time.perf_counter()
         p(batch_queries)
@@ -89,32 +92,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--work", default="/tmp/rankstack-ab", help="where the two indexes are built")
     args = parser.parse_args()
-    workers, builds = {}, {}
-    for side in ("old", "new"):
-        src = str(Path(getattr(args, side)).resolve())
-        env = {"PYTHONPATH": src, "PATH": "/usr/bin:/bin", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        workers[side] = subprocess.Popen([sys.executable, "-c", WORKER, f"{args.work}/{side}", str(DATA),
-                                          str(args.queries)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         text=True, env=env, cwd="/tmp")
-        builds[side] = json.loads(workers[side].stdout.readline())["build_s"]
-    results: dict = {"old": [], "new": []}
-    for _ in range(args.rounds):
-        for side in ("old", "new"):
-            workers[side].stdin.write("go\n")
-            workers[side].stdin.flush()
-            results[side].append(json.loads(workers[side].stdout.readline()))
-    for w in workers.values():
-        w.stdin.close()
-        w.wait()
-    print(f"pypi-summaries, {args.queries} MS MARCO queries, one thread, {args.rounds} rounds taking turns "
-          f"(q/s: best / median); builds: old {builds['old']}, new {builds['new']} s")
-    print("| | old best | old median | new best | new median | new/old (best) |")
-    print("|---|---|---|---|---|---|")
-    for key in ("one_k10", "one_k1000", "batch_k10", "batch_k1000", "pipeline_cut10", "pipeline_cut100"):
-        o = [r[key] for r in results["old"]]
-        n = [r[key] for r in results["new"]]
-        print(f"| {key} | {max(o):,.0f} | {statistics.median(o):,.0f} | {max(n):,.0f} | {statistics.median(n):,.0f} "
-              f"| {max(n) / max(o):.3f} |")
+    ready, results = abtest.run(WORKER, {"old": args.old, "new": args.new},
+                                [f"{args.work}/{{side}}", str(DATA), str(args.queries)], args.rounds, threads=2)
+    print(f"pypi-summaries, {args.queries} MS MARCO queries, one thread (batch2: two), {args.rounds} rounds taking "
+          f"turns (q/s: best / median); builds: old {ready['old']['build_s']}, new {ready['new']['build_s']} s")
+    print(abtest.table(results, ("one_k10", "one_k1000", "batch_k10", "batch_k1000", "batch2_k10", "batch2_k1000",
+                                 "pipeline_cut10", "pipeline_cut100")))
 
 
 if __name__ == "__main__":

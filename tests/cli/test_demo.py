@@ -27,7 +27,7 @@ def test_demo_fuses_bm25_and_dense_into_one_table(tiny, capsys, tmp_path, monkey
     out = capsys.readouterr().out
     rows = table_rows(out)
     assert [r.split()[0] for r in rows] == ["zero-shot", "BM25", "dense"]  # the fused row above BM25
-    assert "dense mlm (int8)" in rows[2]  # int8 on CPU by default, and said so
+    assert "dense mlm (int8, 128 tokens)" in rows[2]  # int8 on CPU and 128 tokens by default, and said so
     assert "(baseline)" in rows[1] and "queries/s" in out
     assert "numba kernels ready in" in out and "BM25 index: 5,183 documents in" in out
     assert "dense index: encoded 5,183 documents in" in out and "documents/s" in out
@@ -48,10 +48,17 @@ def test_demo_without_cache_leaves_nothing(tiny, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("RANKSTACK_DATA", "")
     cache = tmp_path / "cache"
     assert main(["demo", "--encoder", str(tiny["mlm"]), "--cache", str(cache), "--no-cache", "-m", "nDCG@10",
-                 "--precision", "float32"]) == 0
+                 "--precision", "float32", "--max-length", "16"]) == 0
     out = capsys.readouterr().out
-    assert "zero-shot fusion(BM25, dense)" in out and "dense mlm (float32)" in out and "reused" not in out
+    assert "zero-shot fusion(BM25, dense)" in out and "dense mlm (float32, 16 tokens)" in out and "reused" not in out
     assert list(cache.iterdir()) == []
+
+
+def test_demo_refuses_a_negative_max_length(tiny, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("RANKSTACK_DATA", "")
+    assert main(["demo", "--encoder", str(tiny["mlm"]), "--cache", str(tmp_path), "--max-length", "-1"]) == 2
+    assert "--max-length must be 0" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before any work
 
 
 def test_demo_refuses_a_bad_measure_before_any_work(capsys, tmp_path):

@@ -3,6 +3,8 @@ algorithms and the batch entry point return exactly the exhaustive top-k."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -260,3 +262,42 @@ def test_csr_batch_rejects_bad_term_ids_and_weights():
             s.search_csr(np.array(bad_ptr, np.int64), np.array([0], np.int32), np.array([1.0], np.float32))
     with pytest.raises(InputError, match="as many weights"):
         s.search_csr(ptr, np.array([0], np.int32), np.array([1.0, 2.0], np.float32))
+
+
+@pytest.mark.parametrize("algorithm", ["maxscore", "bmw", "exhaustive"])
+def test_threads_share_a_large_batch_exactly(algorithm):
+    """A batch of many queries, handed out in chunks to two threads, gives each query the rows it gets alone."""
+    corpus = Corpus(7, 3000, 60, "bm25", False, 0.1)
+    s, rng = corpus.searcher, np.random.default_rng(7)
+    queries = [(rng.choice(60, size=int(rng.integers(0, 6)), replace=False).astype(np.int32),
+                rng.random(6).astype(np.float32)) for _ in range(700)]
+    queries = [(t, w[:len(t)]) for t, w in queries]
+    together = s.search_batch(queries, 20, algorithm=algorithm, threads=2)
+    for (t, w), got in zip(queries, together):
+        _equal(got, s.search(t, w, 20, algorithm=algorithm))
+    bad = [*queries[:650], (np.array([0], np.int32), np.array([np.nan], np.float32)), *queries[650:]]
+    with pytest.raises(InputError, match="finite"):
+        s.search_batch(bad, 20, algorithm=algorithm, threads=2)
+
+
+def test_thread_hand_out_covers_each_query_once_and_raises_a_threads_error():
+    from rankstack.index.query import _in_threads
+
+    seen, lock = [], threading.Lock()
+
+    def rows(first, end):
+        with lock:
+            seen.extend(range(first, end))
+        return 0
+
+    assert _in_threads(rows, 1001, 2) == 0
+    assert sorted(seen) == list(range(1001))
+
+    def failing(first, end):
+        if first >= 500:
+            raise RuntimeError("chunk failed")
+        return 0
+
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        _in_threads(failing, 1000, 2)
+    assert _in_threads(lambda first, end: 2 if first <= 10 < end else 0, 100, 2) == 2  # a chunk's problem

@@ -63,10 +63,13 @@ def register(sub) -> None:
 def run(args) -> None:
     """Index, search, fuse, evaluate, print the table."""
     from rankstack.data import datasets
+    from rankstack.errors import InputError
     from rankstack.evaluate import TiedScoresWarning, compare, parse_measures
 
     started = time.perf_counter()
-    measures = [str(m) for m in parse_measures(args.measures or MEASURES)]  # bad measures fail before any work
+    measures = [str(m) for m in parse_measures(args.measures or MEASURES)]  # bad input fails before any work
+    if args.max_length < 0:
+        raise InputError(f"--max-length must be 0 (the model's) or a number of tokens, got {args.max_length}")
     dataset = datasets.load(args.collection)
     queries, qrels = dataset.queries, dataset.qrels
     documents = sum(1 for _ in dataset.corpus)
@@ -184,10 +187,6 @@ def _dense(corpus, folder: Path, documents: int, args):
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.max_length < 0:
-        from rankstack.errors import InputError
-
-        raise InputError(f"--max-length must be 0 (the model's) or a number of tokens, got {args.max_length}")
     encoder = DenseEncoder(model, progress=False, max_length=args.max_length or None,
                            **({"dtype": "fp32"} if args.precision == "float32" else {}))
     int8 = args.precision == "int8" or (args.precision == "auto" and encoder.device.type == "cpu")

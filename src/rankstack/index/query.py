@@ -161,7 +161,7 @@ class SegmentSearcher:
             problem = kernels.search_csr(self._seg, self.mode, self.n_docs, algo, indptr, term_ids, weights, nrm, na,
                                          nb, self.live, k, theta, docs, scores, counts)
         else:  # the whole batch checked first: a chunk alone cannot see a bad indptr end
-            problem = kernels.check_queries(indptr, term_ids, weights, self.num_terms) or in_threads(
+            problem = kernels.check_queries(indptr, term_ids, weights, self.num_terms) or _in_threads(
                 search_rows, n, threads)
         if problem:
             raise InputError(_PROBLEMS[problem])
@@ -183,31 +183,35 @@ def _check(algorithm: str, k: int, theta: float) -> tuple[int, int, float]:
     return kernels.ALGORITHMS[algorithm], int(k), float(theta)
 
 
-def in_threads(search_rows: Callable[[int, int], int], n: int, threads: int) -> int:
+def _in_threads(search_rows: Callable[[int, int], int], n: int, threads: int) -> int:
     """`search_rows(a, b)` over queries [0, n) in chunks shared by ``threads`` threads (the calling one included;
     the kernels release the GIL): the first nonzero answer, else 0. Plain threads, not numba's ``prange``: one
     compiled kernel serves one thread and many (a parallel kernel compiled its whole call tree again, a minute
     on first use), and the chunks are handed out as threads come free, so uneven queries balance."""
-    threads = max(1, min(int(threads), n))
+    threads = max(1, min(int(threads), n, numba.config.NUMBA_NUM_THREADS))
     size = max(1, min(_CHUNK, n // (4 * threads)))
     starts = iter(range(0, n, size))  # next() on a range iterator is atomic under the GIL
     answers: list[int] = []
+    errors: list[BaseException] = []
 
     def work() -> None:
-        for a in starts:
-            answer = search_rows(a, min(a + size, n))
-            if answer:
-                answers.append(answer)
-                return
+        try:
+            for a in starts:
+                answer = search_rows(a, min(a + size, n))
+                if answer:
+                    answers.append(answer)
+                    return
+        except BaseException as error:  # raised on the calling thread below: never a silently missing chunk
+            errors.append(error)
 
     helpers = [threading.Thread(target=work, daemon=True) for _ in range(threads - 1)]
     for thread in helpers:
         thread.start()
-    try:
-        work()
-    finally:
-        for thread in helpers:
-            thread.join()
+    work()
+    for thread in helpers:
+        thread.join()
+    if errors:
+        raise errors[0]
     return answers[0] if answers else 0
 
 
