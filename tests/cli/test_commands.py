@@ -143,13 +143,31 @@ def test_index_flags_of_another_type_are_refused(data, tiny, capsys, tmp_path):
                           (["--encoder", tiny["mlm"]], "apply to neural indexes"),
                           (["--type", "dense"], "--type dense needs --encoder"),
                           (["--type", "splade", "--encoder", tiny["mlm"], "--pooling", "cls"],
-                           "--pooling applies to dense encoders only")]:
+                           "--pooling applies to dense encoders only"),
+                          (["--type", "dense", "--encoder", tiny["mlm"], "--reorder"],
+                           "--reorder does not apply to --type dense")]:
         code, _, err = run_cli(capsys, "index", "beir/scifact", tmp_path / "x", *args)
         assert code == 2 and message in one_line_error(err), err
     assert run_cli(capsys, "index", "beir/scifact", tmp_path / "y")[0] == 0
     code, _, err = run_cli(capsys, "index", "beir/scifact", tmp_path / "y")
     assert code == 2 and "pass --overwrite to replace it" in one_line_error(err) and "overwrite=True" not in err
     assert run_cli(capsys, "index", "beir/scifact", tmp_path / "y", "--overwrite")[0] == 0
+
+
+def test_index_reorder_keeps_the_search_results(data, capsys, tmp_path):
+    """`--reorder` renumbers the documents (recorded in the manifest); the run is the same up to tied scores."""
+    runs = {}
+    for name, extra in (("plain", []), ("reordered", ["--reorder"])):
+        assert run_cli(capsys, "index", "beir/scifact", tmp_path / name, *extra)[0] == 0
+        assert run_cli(capsys, "search", tmp_path / name, "--queries", "beir/scifact", "-k", 100,
+                       "-o", tmp_path / f"{name}.trec")[0] == 0
+        runs[name] = Run.read(tmp_path / f"{name}.trec")
+    manifest = json.loads((tmp_path / "reordered" / "manifest.json").read_text())
+    assert manifest["settings"]["reorder"] is True
+    for q in runs["plain"]:
+        plain, reordered = runs["plain"].hits(q), runs["reordered"].hits(q)
+        assert [s for _, s in plain] == [s for _, s in reordered]
+        assert {d for d, s in plain if s > plain[-1][1]} == {d for d, s in reordered if s > plain[-1][1]}
 
 
 def test_run_fuse_and_rerank(data, indexes, tiny, capsys, tmp_path):

@@ -29,6 +29,8 @@ def register(sub) -> None:
     bm25.add_argument("--length-norm", choices=["lucene", "exact"], default="lucene",
                       help="Lucene's lossy document-length encoding (as Anserini) or exact lengths")
     bm25.add_argument("--workers", type=int, help="analyse and invert in this many worker processes")
+    bm25.add_argument("--reorder", action="store_true", help="renumber documents by recursive graph bisection "
+                                                             "(a slower build; README: what it gains)")
     bm25.add_argument("--no-store", action="store_true", help="bm25 / learned sparse: do not store document texts")
     common.add_encoder_options(p)
     enc = p.add_argument_group("resumable encoding (dense, learned sparse)")
@@ -66,7 +68,8 @@ def run(args) -> None:
 
             stage = BM25.build(corpus, args.index, analyzer=Analyzer(stemmer=args.stemmer, stopwords=args.stopwords),
                                k1=args.k1, b=args.b, length_norm=args.length_norm, store=not args.no_store,
-                               overwrite=args.overwrite, progress=progress, workers=args.workers)
+                               overwrite=args.overwrite, progress=progress, workers=args.workers,
+                               reorder=args.reorder)
         else:
             stage = _build_neural(args, corpus, encoder, progress)
     common.report(f"indexed {common.rate(_count(stage), 'documents', timer.seconds)} into {args.index} ({args.type})")
@@ -101,8 +104,8 @@ def _check_flags(args) -> None:
     defaults = {"k1": 0.9, "b": 0.4, "stemmer": "porter", "stopwords": "lucene", "length_norm": "lucene",
                 "impact_bits": 8, "approximate": False, "factory": "Flat", "metric": "ip", "nbits": 2,
                 "num_centroids": None, "kmeans_iters": 10, "store_vectors": None, "shards": None, "no_store": False,
-                "workers": None}
-    applies = {"bm25": {"k1", "b", "stemmer", "stopwords", "length_norm", "no_store", "workers"},
+                "workers": None, "reorder": False}
+    applies = {"bm25": {"k1", "b", "stemmer", "stopwords", "length_norm", "no_store", "workers", "reorder"},
                "splade": {"impact_bits", "approximate", "shards", "no_store"},
                "dense": {"factory", "metric", "store_vectors", "shards"},
                "late": {"nbits", "num_centroids", "kmeans_iters", "store_vectors"}}

@@ -36,7 +36,7 @@ ALGORITHMS = ("maxscore", "bmw", "exhaustive")
 TERM_CACHE = 1 << 16  # terms whose lookups a snapshot remembers (then it starts over): about 20 MB at most
 # impact_scale None: set at the first flush so that the largest weight seen maps to the top quantum.
 DEFAULT_SETTINGS = {"mode": "bm25", "k1": 0.9, "b": 0.4, "length_norm": "lucene", "impact_bits": 8,
-                    "impact_scale": None,
+                    "impact_scale": None, "reorder": False,
                     "store": True, "metadata": {}}
 
 Query = Mapping[str, float]  # term -> count (bm25) or weight (impact)
@@ -336,6 +336,8 @@ class IndexWriter(LockedWriter):
                     raise InputError(f"unknown index mode {full['mode']!r} (expected one of {MODES})")
                 if full["impact_bits"] not in (8, 16):
                     raise InputError(f"impact_bits must be 8 or 16, got {full['impact_bits']!r}")
+                if not isinstance(full["reorder"], bool):
+                    raise InputError(f"reorder must be True or False, got {full['reorder']!r}")
             self.manifest = commit.start(self.path, FORMAT, FORMAT_VERSION, WHAT, full, overwrite)
             if exists and not overwrite and settings:
                 self._check_settings(settings)
@@ -363,7 +365,8 @@ class IndexWriter(LockedWriter):
                                              "open it without settings or build a new index")
 
     def _new_builder(self) -> SegmentBuilder:
-        return SegmentBuilder(self.settings["mode"], self.settings["store"], self.settings["length_norm"])
+        return SegmentBuilder(self.settings["mode"], self.settings["store"], self.settings["length_norm"],
+                              self.settings.get("reorder", False))
 
     def _segment(self, ref: Any) -> Segment:
         """A segment file of this directory, opened once (its postings are verified before a merge decodes them)."""
@@ -542,7 +545,8 @@ class IndexWriter(LockedWriter):
         lives = [read_tombstones(self.path / e.deletes.name, e.deletes, e.num_docs) if e.deletes else None
                  for e in chosen]
         merged = new_name("seg")
-        ref = merge_segments(segments, lives, self.path / f"{merged}.rsx", self.settings["length_norm"])
+        ref = merge_segments(segments, lives, self.path / f"{merged}.rsx", self.settings["length_norm"],
+                             self.settings.get("reorder", False))
         manifest = self.manifest.copy()
         first = min(i for i, s in enumerate(manifest.segments) if s.name in names)
         kept = [s for s in manifest.segments if s.name not in names]

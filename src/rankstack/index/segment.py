@@ -16,6 +16,7 @@ import numpy as np
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import lucene, postings
 from rankstack.index.container import Container, FileRef, write_container
+from rankstack.index.reorder import bisection_order
 from rankstack.index.strings import StringTable
 
 SEGMENT_FORMAT = 3  # 3: one container file; 2: a directory of .npy files
@@ -32,10 +33,10 @@ class SegmentBuilder:
     matches no query.
     """
 
-    def __init__(self, mode: str, store: bool, length_norm: str = "exact"):
+    def __init__(self, mode: str, store: bool, length_norm: str = "exact", reorder: bool = False):
         if mode not in MODES:
             raise InputError(f"unknown index mode {mode!r} (expected one of {MODES})")
-        self.mode, self.store, self.length_norm = mode, store, length_norm
+        self.mode, self.store, self.length_norm, self.reorder = mode, store, length_norm, reorder
         self.vocab: dict[str, int] = {}
         self._lookup: dict[str | None, int] = {None: -1}  # vocab, plus None (a dropped token) -> -1
         self.doc_ids: list[str] = []
@@ -114,15 +115,25 @@ class SegmentBuilder:
             values = np.clip(np.rint(np.array(self._values, dtype=np.float64) / impact_scale), 1,
                              2**impact_bits - 1).astype(np.uint32)
         return write_segment(path, self.mode, self.length_norm, list(self.vocab), self.doc_ids,
-                             self.stored if self.store else None, term_ids, docs, values, lengths)
+                             self.stored if self.store else None, term_ids, docs, values, lengths, self.reorder)
 
 
 def write_segment(path: Path, mode: str, length_norm: str, terms: list[str], doc_ids: list[str],
                   stored: list[str] | None, term_ids: np.ndarray, docnos: np.ndarray, values: np.ndarray,
-                  lengths: np.ndarray) -> FileRef:
+                  lengths: np.ndarray, reorder: bool = False) -> FileRef:
     """Write a segment file from postings (term id, docno, value), each term's in increasing docno order but terms
-    interleaved in any order, and exact document lengths."""
+    interleaved in any order, and exact document lengths. `reorder`: documents get new docnos by recursive graph
+    bisection (`rankstack.index.reorder`), their ids, texts and lengths moving with them."""
     num_docs = len(doc_ids)
+    if reorder:
+        order = bisection_order(term_ids, docnos, num_docs)  # order[new] = old
+        new_docno = np.empty(num_docs, np.int64)
+        new_docno[order] = np.arange(num_docs)
+        docnos, lengths = new_docno[docnos], np.asarray(lengths)[order]
+        doc_ids = [doc_ids[i] for i in order]
+        stored = [stored[i] for i in order] if stored is not None else None
+        by_doc = np.argsort(docnos, kind="stable")  # each term's postings in docno order again (the sort below
+        term_ids, docnos, values = term_ids[by_doc], docnos[by_doc], values[by_doc]  # by term keeps it)
     # Terms in sorted order: lookups binary-search the term table itself, no hash table on disk.
     by_term = sorted(range(len(terms)), key=terms.__getitem__)
     new_id = np.empty(len(terms), dtype=np.int64)
@@ -151,8 +162,9 @@ def write_segment(path: Path, mode: str, length_norm: str, terms: list[str], doc
 
 
 def merge_segments(segments: list["Segment"], lives: list[np.ndarray | None], path: Path,
-                   length_norm: str) -> FileRef:
-    """Write the live documents of `segments`, in order, as one new segment file."""
+                   length_norm: str, reorder: bool = False) -> FileRef:
+    """Write the live documents of `segments`, in order (or reordered anew, `write_segment`), as one new segment
+    file."""
     vocab: dict[str, int] = {}
     doc_ids: list[str] = []
     stored: list[str] | None = [] if all(s.docs is not None for s in segments) else None
@@ -176,7 +188,7 @@ def merge_segments(segments: list["Segment"], lives: list[np.ndarray | None], pa
         base += len(kept)
     term_ids, docnos, values = (np.concatenate([p[i] for p in parts]) for i in range(3))
     return write_segment(path, segments[0].mode, length_norm, list(vocab), doc_ids, stored,
-                         term_ids, docnos, values, np.concatenate(exact_lengths))
+                         term_ids, docnos, values, np.concatenate(exact_lengths), reorder)
 
 
 class Segment:

@@ -36,12 +36,12 @@ _analyzers: dict[str, Analyzer] = {}  # per process: an analyzer keeps a cache o
 
 
 def write_part(docs: list[tuple[str, Document]], path: str | os.PathLike, analyzer_config: dict[str, Any],
-               store: bool, length_norm: str) -> int:
+               store: bool, length_norm: str, reorder: bool = False) -> int:
     """Analyse (location, document) pairs and write them, in order, as one BM25 segment file at `path` (new);
     return how many. Ids are checked as a writer checks them (non-empty, unique within the part)."""
     key = repr(sorted(analyzer_config.items()))
     analyzer = _analyzers.get(key) or _analyzers.setdefault(key, Analyzer.from_config(analyzer_config))
-    builder = SegmentBuilder("bm25", store, length_norm)
+    builder = SegmentBuilder("bm25", store, length_norm, reorder)
     for batch in batches(docs, INDEX_BATCH):
         doc_ids, terms, counts, stored, locations = analyze_documents(batch, analyzer, store)
         check_doc_ids(doc_ids, locations)
@@ -61,7 +61,8 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
         raise InputError(f"part_docs must be at least 1, got {part_docs}")
     staging = writer.path / new_name("parts")  # a generated name: removed by the next commit or writer if left
     staging.mkdir()
-    args = (analyzer.config(), bool(writer.settings["store"]), writer.settings["length_norm"])
+    args = (analyzer.config(), bool(writer.settings["store"]), writer.settings["length_norm"],
+            writer.settings.get("reorder", False))
     pool = _Pool(workers, writer.path / LOCK)
     in_flight: deque[tuple[list, str, Future | None]] = deque()
     count = 0
