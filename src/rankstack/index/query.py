@@ -149,18 +149,18 @@ class SegmentSearcher:
         docs = np.empty((n, width), np.int32)
         scores = np.empty((n, width), np.float32)
         counts = np.zeros(n, np.int64)
-
-        def search_rows(first: int, end: int) -> int:  # queries first..end-1 into the same rows, on this thread
-            start, stop = indptr[first], indptr[end]
-            return kernels.search_csr(self._seg, self.mode, self.n_docs, algo, indptr[first:end + 1] - start,
-                                      term_ids[start:stop], weights[start:stop], nrm, na, nb, self.live, k, theta,
-                                      docs[first:end], scores[first:end], counts[first:end])
-
         threads = numba.get_num_threads() if threads is None else threads
         if n <= 1 or threads <= 1:
             problem = kernels.search_csr(self._seg, self.mode, self.n_docs, algo, indptr, term_ids, weights, nrm, na,
                                          nb, self.live, k, theta, docs, scores, counts)
-        else:  # the whole batch checked first: a chunk alone cannot see a bad indptr end
+        else:
+            def search_rows(first: int, end: int) -> int:  # queries first..end-1 into the same rows
+                start, stop = indptr[first], indptr[end]
+                return kernels.search_csr(self._seg, self.mode, self.n_docs, algo, indptr[first:end + 1] - start,
+                                          term_ids[start:stop], weights[start:stop], nrm, na, nb, self.live, k,
+                                          theta, docs[first:end], scores[first:end], counts[first:end])
+
+            # the whole batch checked first: a chunk alone cannot see a bad end of indptr
             problem = kernels.check_queries(indptr, term_ids, weights, self.num_terms) or _in_threads(
                 search_rows, n, threads)
         if problem:
