@@ -76,6 +76,18 @@ def test_bm25_build_workers_option(serial, tmp_path):
         BM25.build(SCIFACT, tmp_path / "bad", workers=0)
 
 
+def test_parallel_parts_are_reordered_when_the_index_says_so(serial, tmp_path):
+    """The workers write their parts reordered (the index's setting): same documents and scores as the serial
+    build, each part's documents in a new order."""
+    count, reordered = build_parallel(tmp_path / "par", Corpus(SCIFACT), reorder=True)
+    assert count == 5183 and reordered.index.settings["reorder"] is True
+    ids = list(reordered.index.doc_ids.take(np.arange(700)))
+    assert sorted(ids) == sorted(serial.index.doc_ids.take(np.arange(700))) and ids != list(
+        serial.index.doc_ids.take(np.arange(700)))
+    for q in QUERIES:
+        assert sorted(reordered.search(q, k=6000)) == sorted(serial.search(q, k=6000))
+
+
 def test_duplicate_ids_across_parts_commit_nothing(tmp_path):
     docs = [Document(f"d{i}", f"text {i}") for i in range(30)] + [Document("d3", "again")]
     with pytest.raises(InputError, match="duplicate document id 'd3'.*documents 31 to 31"):

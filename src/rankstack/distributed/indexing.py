@@ -118,15 +118,16 @@ def _describe(kind: str, corpus_path: Path, part_size: int, encoder: Any, option
         from rankstack.retrieve.bm25 import bm25_settings
         from rankstack.text.analyzer import Analyzer
 
-        unknown = set(options) - {"analyzer", "k1", "b", "length_norm", "store"}
+        unknown = set(options) - {"analyzer", "k1", "b", "length_norm", "store", "reorder"}
         if unknown:
             raise InputError(f"unknown BM25 index options {sorted(unknown)}")
         analyzer = options.get("analyzer") or Analyzer()
         settings = bm25_settings(analyzer, options.get("k1", 0.9), options.get("b", 0.4),
-                                 options.get("length_norm", "lucene"), options.get("store", True))
+                                 options.get("length_norm", "lucene"), options.get("store", True),
+                                 options.get("reorder", False))
         record["settings"] = settings
         return record, {"analyzer": analyzer.config(), "store": settings["store"],
-                        "length_norm": settings["length_norm"], "settings": settings}
+                        "length_norm": settings["length_norm"], "reorder": settings["reorder"], "settings": settings}
     if encoder is None:
         raise InputError(f"a {kind} build needs an encoder")
     from rankstack.encoders import Encoder, as_encoder

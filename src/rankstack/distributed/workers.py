@@ -96,7 +96,7 @@ class PartWriter:
         tmp = self.folder / f".{SEGMENT.format(number)}.tmp-{os.getpid()}"
         tmp.unlink(missing_ok=True)
         o = self.options
-        write_part(docs, tmp, o["analyzer"], o["store"], o["length_norm"])
+        write_part(docs, tmp, o["analyzer"], o["store"], o["length_norm"], o.get("reorder", False))
         os.replace(tmp, self.folder / SEGMENT.format(number))
         return {"texts": len(docs), "max_weight": 0.0}
 
