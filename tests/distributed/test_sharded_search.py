@@ -134,7 +134,9 @@ def test_neural_shards_equal_one_index(neural, pypi, kind):
     """Sparse: the whole batch at once. Dense: both sides are given the same batches of 10 queries (each encoded in
     one call, so both hold the same query vectors), which FAISS scores one dot product per (query, document) pair
     (below its BLAS threshold of 20 queries), the same float sums whatever the shard; a larger batch is scored by a
-    blocked matrix product whose rounding depends on the matrix shapes (bench_ray.py measures that difference)."""
+    blocked matrix product whose rounding depends on the matrix shapes (bench_ray.py measures that difference).
+    Documents of equal text tie: which of those tied at the k-th score FAISS keeps is its heap's choice, so the
+    one-node side is searched at 2k and cut to k, which keeps the lowest doc numbers, as the shards' merge does."""
     single, sharded, encoder = neural[kind]
     queries = pypi["neural_queries"]
     for n, index in sharded.items():
@@ -143,7 +145,8 @@ def test_neural_shards_equal_one_index(neural, pypi, kind):
             if kind == "sparse":
                 assert same_runs(stage(queries), single.at_depth(100)(queries)) >= 10 * len(queries)
             else:
-                hits = sum(same_runs(stage(part), single.at_depth(100)(part)) for part in batches(queries, 10))
+                hits = sum(same_runs(stage(part), single.at_depth(200)(part).cut(100))
+                           for part in batches(queries, 10))
                 assert hits == 100 * len(queries)  # every query has k hits (dense: every document scores)
         finally:
             stage.close()
