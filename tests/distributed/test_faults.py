@@ -19,7 +19,7 @@ from rankstack.errors import RankstackError
 from rankstack.index.commit import MANIFEST
 from rankstack.index.inverted import IndexWriter, InvertedIndex
 
-from .conftest import NEURAL_DOCS, SCIFACT, SPLADE, same_runs
+from .conftest import NEURAL_DOCS, SCIFACT, same_runs
 
 SCIFACT_QUERIES = SCIFACT.with_name("queries.jsonl.gz")
 
@@ -120,17 +120,14 @@ def part_writer_pids(ray):
     return [a["Pid"] for a in state.actors().values() if "PartWriter" in a["ActorClassName"] and a["State"] == "ALIVE"]
 
 
-def test_a_killed_encoding_worker_loses_and_duplicates_nothing(cluster, pypi, tmp_path):
-    if not SPLADE.is_dir():
-        pytest.skip("shared models not found")
-    from rankstack.encoders import SpladeEncoder
+def test_a_killed_encoding_worker_loses_and_duplicates_nothing(cluster, pypi, encoders, tmp_path):
     from rankstack.retrieve.sparse import LearnedSparse
 
-    encoder = SpladeEncoder(SPLADE, progress=False)
+    encoder = encoders["sparse"]
     parts, out = tmp_path / "parts", {}
-    total = -(-NEURAL_DOCS // 10)  # parts of 10 texts (every document has a title)
+    total = -(-NEURAL_DOCS // 2)  # parts of 2 texts (every document has a title): many parts, a wide window
     thread = threading.Thread(target=lambda: out.update(index=build(
-        pypi["neural"], tmp_path / "sharded", "sparse", encoder, shards=2, part_size=10, parts=parts,
+        pypi["neural"], tmp_path / "sharded", "sparse", encoder, shards=2, part_size=2, parts=parts,
         keep_parts=True, progress=False)))
     thread.start()
     killed, done_then = None, 0
@@ -141,11 +138,11 @@ def test_a_killed_encoding_worker_loses_and_duplicates_nothing(cluster, pypi, tm
         if pids and 0 < done_then < total:  # encoding is under way
             os.kill(pids[0], signal.SIGKILL)
             killed = pids[0]
-        time.sleep(0.05)
+        time.sleep(0.01)
     thread.join()
     assert killed is not None and done_then < total and "index" in out
     assert len(list(parts.glob("part-*.json"))) == total
-    single = LearnedSparse.build(pypi["neural"], tmp_path / "single", encoder, shards=parts, shard_size=10,
+    single = LearnedSparse.build(pypi["neural"], tmp_path / "single", encoder, shards=parts, shard_size=2,
                                  progress=False)
     ids = []
     for shard in out["index"].shards:

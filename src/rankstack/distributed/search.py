@@ -167,6 +167,11 @@ class ShardedStage(Stage):
             return [EMPTY] * n
         return [merge_top_k([per_shard[s][q] for s in shards], bases, k) for q in range(n)]
 
+    @property
+    def num_live(self) -> int:
+        """Live documents over all shards, as their servers opened them."""
+        return sum(int(info["live"]) for info in self.pool.infos)
+
     def identity(self) -> list:
         """The commit of every shard (caches key on it)."""
         return [info["commit"] for info in self.pool.infos]
@@ -214,6 +219,13 @@ class ShardedBM25(ShardedStage):
             out.extend(self._gather(hits, len(chunk), k))
             missing.update(lost, lost_too)
         return out, sorted(missing)
+
+    def document(self, doc_id: str) -> Document:
+        """A stored document by id (KeyError if no shard holds it), as BM25.document."""
+        found = stored_documents(self, [doc_id])
+        if doc_id not in found:
+            raise KeyError(f"unknown document id {doc_id!r}")
+        return found[doc_id]
 
     def config(self) -> dict[str, Any]:
         config = super().config()
@@ -319,6 +331,19 @@ class ShardFiles:
         return found[0]
 
 
+def stored_documents(stage: ShardedStage, doc_ids: Sequence[str]) -> dict[str, Document]:
+    """The stored documents of those of `doc_ids` that some shard holds, asked of every shard in one round."""
+    found, missing = stage.pool.call("stored", list(doc_ids))
+    if missing:
+        raise InputError(f"the documents of shards {missing} cannot be read: they do not answer")
+    out = {}
+    for part in found.values():
+        for doc_id, stored in part.items():
+            fields = orjson.loads(stored)
+            out[doc_id] = Document(doc_id, fields.get("text") or "", fields.get("title") or "")
+    return out
+
+
 class ShardTexts:
     """Document texts (title + text) read from the shards' stored documents, for rerankers (the Texts protocol)."""
 
@@ -327,19 +352,11 @@ class ShardTexts:
         self.source = None
 
     def texts(self, doc_ids: Sequence[str]) -> list[str]:
-        found, missing = self.stage.pool.call("stored", list(doc_ids))
-        if missing:
-            raise InputError(f"the texts of shards {missing} cannot be read: they do not answer")
-        stored: dict[str, str] = {}
-        for part in found.values():
-            stored.update(part)
-        out = []
-        for doc_id in doc_ids:
-            if doc_id not in stored:
-                raise InputError(f"document {doc_id!r} is not in the sharded index {self.stage.sharded.path}")
-            fields = orjson.loads(stored[doc_id])
-            out.append(Document("", fields.get("text") or "", fields.get("title") or "").contents)
-        return out
+        stored = stored_documents(self.stage, doc_ids)
+        missing = next((d for d in doc_ids if d not in stored), None)
+        if missing is not None:
+            raise InputError(f"document {missing!r} is not in the sharded index {self.stage.sharded.path}")
+        return [stored[d].contents for d in doc_ids]
 
     def identity(self) -> list:
         return self.stage.identity()

@@ -23,8 +23,10 @@ from rankstack.pipeline.stage import STAGE_TYPES, Stage
 _ALLOWED = (ast.Expression, ast.BinOp, ast.RShift, ast.Mod, ast.BitOr, ast.Call, ast.Name, ast.Load, ast.Constant,
             ast.keyword, ast.Attribute, ast.List, ast.Tuple, ast.UnaryOp, ast.USub)
 #: The packages whose modules define stages and encoders (every module is imported, so that they register;
-#: those needing a missing optional extra, e.g. torch or FAISS, are skipped).
-PACKAGES = ("rankstack.pipeline", "rankstack.retrieve", "rankstack.rerank", "rankstack.encoders")
+#: those needing a missing optional extra, e.g. torch or FAISS, are skipped). rankstack.distributed imports Ray
+#: only when one of its stages is built.
+PACKAGES = ("rankstack.pipeline", "rankstack.retrieve", "rankstack.rerank", "rankstack.encoders",
+            "rankstack.distributed")
 
 
 def parse(expression: str, stages: Mapping[str, Any] | None = None) -> Stage:

@@ -92,6 +92,10 @@ class Collection:
                 stage.delete(doc_ids)
 
     def size(self) -> int | None:
+        """The live documents of the stage documents are read from (its index's, or its own `num_live`)."""
+        live = getattr(self.reader, "num_live", None)
+        if isinstance(live, int):
+            return live
         index = getattr(self.reader, "index", None)
         try:
             return len(index) if index is not None else None

@@ -6,12 +6,15 @@
       "pipelines": {"BM25": "bm25 % 100", "BM25 >> dense": "bm25 % 100 >> BiEncoder(index=dense)"},
       "documents": ["bm25", "dense"],          # the named stages document writes go to (default: none)
       "queries": "beir/scifact/test", "qrels": "beir/scifact/test",  # optional: judged queries for the page
+      "ray": {"address": "auto"},              # optional: the Ray cluster of the sharded stages (ShardedBM25, ...)
       "serve": {"reads": "open", "cors": [], "threads": 64, "model_threads": null,
                 "batching": {"window_ms": 2, "max_items": 256},     # or false
                 "limits": {"query_chars": 1000, "k": 1000, "batch": 256, "candidates": 1000,
                            "body_bytes": 4000000, "request_seconds": 30}}
     }
 
+`ray` is {"address": "auto" | "host:6379" | "ray://host:10001"} for a running cluster, or {"num_cpus": 4,
+"num_gpus": 0, "object_store_mb": 512} for a local one that the server starts and stops (no dashboard).
 Relative paths are relative to the config file. The keys only `rankstack experiment` reads (measures, baseline,
 report, latency_sample, cache) are ignored, so an experiment's config can be served as it is.
 """
@@ -24,14 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from rankstack.errors import InputError
+from rankstack.errors import InputError, RankstackError
 from rankstack.serve.limits import Limits
 
 log = logging.getLogger(__name__)
 
-SERVED_KEYS = {"indexes", "stages", "pipelines", "documents", "queries", "qrels", "serve"}
+SERVED_KEYS = {"indexes", "stages", "pipelines", "documents", "queries", "qrels", "serve", "ray"}
 EXPERIMENT_KEYS = {"measures", "baseline", "report", "latency_sample", "cache"}
 SETTINGS_KEYS = {"reads", "cors", "threads", "model_threads", "batching", "limits"}
+RAY_KEYS = {"address", "num_cpus", "num_gpus", "object_store_mb"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,41 @@ class Settings:
                    max_items=max_items, limits=Limits.from_config(values.get("limits")))
 
 
+@dataclass(frozen=True)
+class RaySettings:
+    """The Ray cluster that the config's sharded stages run on: `address` of a running one, else a local one of
+    `num_cpus` CPUs (None: all), `num_gpus` GPUs and an object store of `object_store_mb` MB."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    object_store_mb: int | None = None
+
+    @classmethod
+    def from_config(cls, values: Any) -> "RaySettings":
+        if not isinstance(values, dict):
+            raise InputError(f"'ray' must be {{'address': ..}} or {{'num_cpus': .., ..}}, got {values!r}")
+        unknown = sorted(set(values) - RAY_KEYS)
+        if unknown:
+            raise InputError(f"unknown ray settings {unknown}; known: {sorted(RAY_KEYS)}")
+        address = values.get("address")
+        if address is not None and (not isinstance(address, str) or not address.strip()):
+            raise InputError(f"ray.address must be 'auto', 'host:port' or 'ray://host:port', got {address!r}")
+        for key in ("num_cpus", "num_gpus", "object_store_mb"):
+            value = values.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key != "num_gpus" else 0):
+                raise InputError(f"ray.{key} must be a {'positive' if key != 'num_gpus' else 'non-negative'} "
+                                 f"integer, got {value!r}")
+            if address is not None:
+                raise InputError(f"ray.{key} sizes a local cluster; a cluster at an address ({address!r}) has its own")
+        from rankstack.distributed.cluster import ray_module
+
+        ray_module()  # a clear error now if Ray is not installed
+        return cls(address, values.get("num_cpus"), values.get("num_gpus"), values.get("object_store_mb"))
+
+
 @dataclass
 class ServeConfig:
     """A validated server config: what to build (`load` builds it) and how to serve it."""
@@ -96,6 +135,7 @@ class ServeConfig:
     raw: dict
     settings: Settings
     documents: list[str]
+    ray: RaySettings | None = None
 
     @property
     def root(self) -> Path:
@@ -145,4 +185,8 @@ def read_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         settings = Settings.from_config(serve)
     except InputError as e:
         raise InputError(str(e), path) from None
-    return ServeConfig(path.absolute(), raw, settings, documents)
+    try:
+        ray = RaySettings.from_config(raw["ray"]) if "ray" in raw else None
+    except RankstackError as e:
+        raise InputError(str(e), path) from None
+    return ServeConfig(path.absolute(), raw, settings, documents, ray)

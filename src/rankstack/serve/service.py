@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from rankstack.errors import InputError
 from rankstack.index.query import numba_threads
 from rankstack.pipeline.stage import Pipeline, Stage
 from rankstack.serve import batching, limits
+from rankstack.serve.batching import walk
 from rankstack.serve.collection import Collection, Served, step_labels
 from rankstack.serve.config import ServeConfig
 from rankstack.serve.errors import NotFound, NotReady, RequestTimeout
@@ -95,6 +97,8 @@ class Service:
         self.batchers: list[batching.MicroBatcher] = []
         self.highlighter: Highlighter | None = None
         self._serial: Any = contextlib.nullcontext()
+        self._ray_started = False  # whether loading connected to Ray (closing disconnects then)
+        self._built: Collection | None = None  # what loading built, ready or not (closing closes its stages)
 
     # --- life cycle -----------------------------------------------------------------------------------------
 
@@ -104,7 +108,18 @@ class Service:
         try:
             if self.settings.model_threads is not None:
                 _torch_threads(self.settings.model_threads)
-            collection = Collection(self.config)
+            ray_before = _ray_connected()
+            try:
+                if self.config.ray is not None:
+                    from rankstack.distributed import cluster
+
+                    ray = self.config.ray
+                    cluster.init(ray.address, num_cpus=ray.num_cpus, num_gpus=ray.num_gpus,
+                                 object_store_mb=ray.object_store_mb)
+                collection = Collection(self.config)
+            finally:  # a sharded stage connects on its own when the config names no cluster
+                self._ray_started = not ray_before and _ray_connected()
+            self._built = collection
             if self.settings.batching:
                 self.batchers = batching.install(
                     [s.stage for s in collection.pipelines.values()] + list(collection.stages.values()),
@@ -121,9 +136,24 @@ class Service:
             raise
 
     def close(self) -> None:
+        """Stop the batchers and worker threads, release what stages hold (their `close`: e.g. the Ray actors of
+        sharded stages) and disconnect from Ray if loading connected (a local cluster it started stops)."""
         for b in self.batchers:
             b.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        collection, self._built = self._built, None
+        if collection is not None:
+            for stage in walk([s.stage for s in collection.pipelines.values()] + list(collection.stages.values())):
+                if callable(getattr(stage, "close", None)):
+                    try:
+                        stage.close()
+                    except Exception as e:  # noqa: BLE001 - shutting down: the others are still closed
+                        log.warning("closing %s failed: %s", type(stage).__name__, e)
+        if self._ray_started:
+            from rankstack.distributed import cluster
+
+            cluster.shutdown()
+            self._ray_started = False
 
     def require_ready(self) -> Collection:
         if self.collection is None:
@@ -381,6 +411,12 @@ def _serially(steps: Iterator, lock: Any) -> Iterator:
         if step is None:
             return
         yield step
+
+
+def _ray_connected() -> bool:
+    """Whether this process is connected to Ray (without importing it)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 def _one_numba_thread() -> None:
