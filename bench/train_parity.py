@@ -1,6 +1,6 @@
 """The SciFact models trained by bench/train_scifact.py, loaded in sentence-transformers and in rankstack: the largest
 score difference between the two (cross-encoder: sigmoid scores of query-document pairs; dense: document and query
-vectors).
+vectors; SPLADE: sparse document and query vectors from SparseEncoder).
 
     PYTHONPATH=src python bench/train_parity.py [--pairs 500]
 """
@@ -55,6 +55,19 @@ def main() -> None:
         q = np.abs(ours_enc.encode_queries(queries) - theirs_enc.encode(queries, show_progress_bar=False))
         print(f"dense ({name}): {len(doc_sample)} documents and {len(queries)} queries, max |rankstack - "
               f"sentence-transformers| = {max(d.max(), q.max()):.2e}")
+    folder = OUT / "splade-tiny"
+    if (folder / "training.json").exists():
+        from rankstack.encoders import SpladeEncoder
+
+        ours_sp = SpladeEncoder(folder, device="cpu", progress=False)
+        theirs_sp = st.SparseEncoder(str(folder), device="cpu")
+        worst = 0.0
+        for ours_m, theirs_m in ((ours_sp.encode_documents(doc_sample), theirs_sp.encode_document(doc_sample)),
+                                 (ours_sp.encode_queries(queries), theirs_sp.encode_query(queries))):
+            theirs_m = theirs_m.to_dense().cpu().numpy() if hasattr(theirs_m, "to_dense") else np.asarray(theirs_m)
+            worst = max(worst, float(np.abs(ours_m.toarray() - theirs_m).max()))
+        print(f"SPLADE ({folder.name}): {len(doc_sample)} documents and {len(queries)} queries, max |rankstack - "
+              f"sentence-transformers| = {worst:.2e}")
 
 
 if __name__ == "__main__":

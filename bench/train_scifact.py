@@ -41,9 +41,12 @@ RUNS = {"scifact-minilm-unfiltered": "minilm-unfiltered", "scifact-minilm-filter
 PLAID = {"nbits": 2, "store_vectors": "float16", "rescore": True}
 
 
-def train_all(names: list[str]) -> None:
+def train_all(names: list[str], cached_runs: bool = False) -> None:
+    """Run each recipe (its `-cached-runs` variant, first stages replayed from cached train runs, if asked)."""
     for name in names:
         recipe = RECIPES / f"{name}.yaml"
+        if cached_runs and (RECIPES / f"{name}-cached-runs.yaml").exists():
+            recipe = RECIPES / f"{name}-cached-runs.yaml"
         print(f"== {name}", flush=True)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "rankstack.cli", "train", str(recipe), "--no-eval", "--quiet"],
@@ -70,11 +73,12 @@ def main() -> None:
     parser.add_argument("--nonzero-sample", type=int, default=1000)
     parser.add_argument("--rerank-depth", type=int, default=100, help="hybrid hits the cross-encoder reranks")
     parser.add_argument("--cached-runs", action="store_true",
-                        help="BM25, dense and SPLADE-tiny from the test runs cached by bench/fusion_runs.py")
+                        help="BM25, dense and SPLADE-tiny from the runs cached by bench/fusion_runs.py (train: "
+                             "the recipes' -cached-runs variants; test: the baselines)")
     args = parser.parse_args()
     os.environ["MODELS"] = str(args.models)
     if args.train or args.train_only:
-        train_all(args.only or list(RUNS))
+        train_all(args.only or list(RUNS), args.cached_runs)
     if args.train_only:
         return
 

@@ -116,3 +116,81 @@ def test_bf16_autocast_on_cuda(tiny_base, tmp_path):
                    TrainingArguments(batch_size=3, max_steps=2, device="cuda", progress=False), tmp_path)
     assert report.hardware.startswith("GPU") and all(x == x for x in report.losses)
     assert next(model.parameters()).dtype == torch.float32  # mixed precision: fp32 weights, bf16 compute
+
+
+def _pretrained_like(path, squeeze: float):
+    """A tiny BERT whose [CLS] output varies with its input (as a pretrained encoder's does, unlike one at the usual
+    0.02 init) and whose pooler shrinks it by `squeeze` (all-MiniLM-L6-v2's untrained pooler: [CLS] RMS 0.36 in,
+    0.06 out); no dropout."""
+    import json
+
+    from transformers import AutoConfig, AutoModel
+
+    tiny_bert(path)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg.update(initializer_range=0.3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (path / "config.json").write_text(json.dumps(cfg))
+    torch.manual_seed(0)
+    model = AutoModel.from_config(AutoConfig.from_pretrained(path))
+    with torch.no_grad():
+        model.pooler.dense.weight.mul_(squeeze)
+    model.save_pretrained(path)
+    return path
+
+
+def test_a_new_cross_encoder_head_learns_behind_a_squeezing_pooler(tmp_path):
+    # regression: the SciFact cross-encoder's InfoNCE loss stayed at ln 4 because only the classifier took the head's
+    # learning rate while the checkpoint's untrained pooler, which squeezes [CLS], moved at the encoder's. A toy any
+    # head can learn (the positives are always d1-d4, the negatives d5-d7) with the encoder nearly frozen:
+    start = _pretrained_like(tmp_path / "start", squeeze=0.05)
+    ids = list(DOCS)
+    examples = [Example(q, QUERIES[q], ids[i % 4], ids[4:7]) for i, q in enumerate(QUERIES)]
+    args = TrainingArguments(epochs=100, max_steps=20, batch_size=6, learning_rate=1e-5, head_learning_rate=1e-2,
+                             warmup=0.0, checkpoint_every=0, progress=False)
+    model = build_model("cross-encoder", start)
+    assert set(model.head_prefixes) == {"model.classifier.", "model.bert.pooler."}
+    fixed = train(model, examples, TEXTS, Objective("infonce", negatives=3), args, tmp_path / "fixed")
+    model = build_model("cross-encoder", start)
+    model.head_prefixes = ("model.classifier.",)  # the defect: the pooler at the encoder's rate
+    stuck = train(model, examples, TEXTS, Objective("infonce", negatives=3), args, tmp_path / "stuck")
+    ln4 = torch.log(torch.tensor(4.0)).item()
+    assert stuck.losses[-1] > 0.9 * ln4  # the toy reproduces the defect
+    assert fixed.losses[-1] < 0.1 * ln4 < fixed.losses[0]
+
+
+def test_only_layers_new_to_the_task_take_the_head_learning_rate(tiny_base, tmp_path):
+    from rankstack.train.trainer import _optimizer
+
+    args = TrainingArguments(learning_rate=1e-5, head_learning_rate=1e-3)
+    model = build_model("cross-encoder", tiny_base)
+    rate = {id(p): g["lr"] for g in _optimizer(model, args).param_groups for p in g["params"]}
+    fast = {n for n, p in model.named_parameters() if rate[id(p)] == 1e-3}
+    assert fast == {"model.classifier.weight", "model.classifier.bias", "model.bert.pooler.dense.weight",
+                    "model.bert.pooler.dense.bias"}
+    trained = tiny_bert(tmp_path / "ce", "classifier")  # a checkpoint with its own classifier: nothing is new
+    assert build_model("cross-encoder", trained).head_prefixes == ()
+    assert build_model("colbert", tiny_base).head_prefixes == ("linear.",)
+    assert build_model("dense", tiny_base).head_prefixes == ()
+
+
+def _toy_loss(model, examples, objective):
+    """The objective on the whole toy, in eval mode (no dropout)."""
+    model.eval()
+    with torch.no_grad():
+        loss, _ = objective(model, examples, TEXTS, [e.negatives for e in examples], 0)
+    model.train()
+    return float(loss)
+
+
+@pytest.mark.parametrize("kind", ["dense", "splade", "colbert"])
+def test_bi_encoder_losses_fall_on_a_learnable_toy(kind, tiny_base, tiny_mlm, tmp_path):
+    # the same toy for the paths with no new classifier: the gradient reaches the encoder and the loss falls
+    ids = list(DOCS)
+    examples = [Example(q, QUERIES[q], ids[i % 4], ids[4:7]) for i, q in enumerate(QUERIES)]
+    model = build_model(kind, tiny_mlm if kind == "splade" else tiny_base)
+    objective = Objective("infonce", negatives=3, in_batch=False)
+    before = _toy_loss(model, examples, objective)
+    args = TrainingArguments(epochs=100, max_steps=8, batch_size=6, learning_rate=1e-3, warmup=0.0,
+                             checkpoint_every=0, progress=False)
+    train(model, examples, TEXTS, objective, args, tmp_path / "m")
+    assert _toy_loss(model, examples, objective) < 0.5 * before

@@ -42,6 +42,8 @@ class Ranker(torch.nn.Module):
     bi_encoder: bool = True
     #: InfoNCE / KL temperature that suits the model's score scale (cosine similarities need a small one).
     default_temperature: float = 1.0
+    #: name prefixes (as in named_parameters) of the layers new to the task, trained at `head_learning_rate`
+    head_prefixes: tuple[str, ...] = ()
 
     def encode_queries(self, texts: Sequence[str]) -> Any:
         raise NotImplementedError
@@ -106,7 +108,8 @@ class CrossEncoderModel(Ranker):
 
     Pairs are tokenized as `rankstack.rerank.CrossEncoder` does: query and document together, the document
     truncated to fit `max_length` tokens (both sides when the query alone is too long). `max_length` defaults to
-    the checkpoint's (at most 512) and is saved as the model's length."""
+    the checkpoint's (at most 512) and is saved as the model's length. Where the checkpoint has no classifier, the
+    new one and the pooler before it take the trainer's `head_learning_rate` (`head_prefixes`)."""
 
     kind, bi_encoder = "cross-encoder", False
 
@@ -118,7 +121,8 @@ class CrossEncoderModel(Ranker):
         path = str(self.spec.transformer_path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+            self.model, loading = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=1, dtype=torch.float32, output_loading_info=True)
         except (OSError, ValueError, KeyError) as e:
             raise RankstackError(f"cannot start a cross-encoder from {path}: {e}") from e
         pos = getattr(self.model.config, "max_position_embeddings", None)
@@ -129,6 +133,7 @@ class CrossEncoderModel(Ranker):
             raise InputError(f"max_length={max_length} exceeds the model's {pos} positions")
         self.max_length = int(max_length)
         self.start = self.spec.name
+        self.head_prefixes = _new_head(self.model, loading.get("missing_keys", ()))
         self.model.train()
         if device is not None:
             self.to(torch.device(device))
@@ -176,7 +181,19 @@ class CrossEncoderModel(Ranker):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "start": str(self.start), "max_length": self.max_length,
-                "activation": "sigmoid of one logit"}
+                "activation": "sigmoid of one logit", "new_layers": [p.rstrip(".") for p in self.head_prefixes]}
+
+
+def _new_head(model: torch.nn.Module, missing: Sequence[str]) -> tuple[str, ...]:
+    """The parameter prefixes of a classifier built anew (its weights missing from the checkpoint) and, with it, of
+    the encoder's pooler: the layer between [CLS] and the classifier, which a checkpoint without a classifier (a
+    bi-encoder, a masked LM) never trained for scoring. all-MiniLM-L6-v2's squeezes [CLS] (RMS 0.36) to outputs of RMS
+    0.06, so at the encoder's learning rate the new head's logits stay nearly equal (InfoNCE stuck at ln n)."""
+    heads = [name for name, _ in model.named_modules() if name.split(".")[-1] == "classifier"]
+    if not any(k == h or k.startswith(h + ".") for k in missing for h in heads):
+        return ()  # a trained classifier (a cross-encoder checkpoint): fine-tuned at the encoder's rate
+    poolers = [name for name, _ in model.named_modules() if name.split(".")[-1] == "pooler"]
+    return tuple(f"model.{name}." for name in heads + poolers)
 
 
 # --- dense bi-encoder --------------------------------------------------------------------------------------
@@ -345,6 +362,7 @@ class ColBERTModel(Ranker):
         self.register_buffer("_skip", torch.tensor(sorted({p[0] for p in punct if len(p) == 1}),
                                                    device=self.lm.device), persistent=False)
         self.freeze_encoder = freeze_encoder
+        self.head_prefixes = ("linear.",)
         if freeze_encoder:
             self.encoder.requires_grad_(False)
         self.default_temperature = 1.0

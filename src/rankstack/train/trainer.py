@@ -118,16 +118,15 @@ def total_steps(n_examples: int, args: TrainingArguments) -> int:
 
 
 def _optimizer(model: Ranker, args: TrainingArguments) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and norms; `head_learning_rate` for parameters outside the pretrained
-    encoder (a new classifier head or projection)."""
+    """AdamW; no weight decay on biases and norms; `head_learning_rate` for the layers new to the task
+    (`model.head_prefixes`: a new classifier and the pooler before it, a projection)."""
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    head_names = ("classifier.", "linear.")
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         decay = 0.0 if p.ndim < 2 or "norm" in name.lower() else args.weight_decay
-        lr = args.head_learning_rate if args.head_learning_rate and any(
-            name.startswith(h) or f".{h}" in name for h in head_names) else args.learning_rate
+        lr = args.head_learning_rate if args.head_learning_rate and name.startswith(model.head_prefixes) \
+            else args.learning_rate
         groups.setdefault((lr, decay), []).append(p)
     if not groups:
         raise InputError("the model has no trainable parameters")
