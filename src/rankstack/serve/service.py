@@ -264,7 +264,8 @@ class Service:
         for text in queries.values():
             self._check_query(text)
         self.metrics.search_batch.observe(len(queries))
-        with numba_threads(numba.config.NUMBA_NUM_THREADS):  # a batch uses every core (a single query, one: the other cores serve others)
+        # a batch uses every core (a single query, one: the other cores serve others)
+        with numba_threads(numba.config.NUMBA_NUM_THREADS):
             final, _ = self._trace(served, _at_depth(served.stage, k), Queries(queries))
         return {"pipeline": served.name, "k": k,
                 "results": [{"id": q, "hits": [{"id": d, "score": s} for d, s in final.hits(q)] if q in final else []}
