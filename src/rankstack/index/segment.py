@@ -132,8 +132,9 @@ def write_segment(path: Path, mode: str, length_norm: str, terms: list[str], doc
         docnos, lengths = new_docno[docnos], np.asarray(lengths)[order]
         doc_ids = [doc_ids[i] for i in order]
         stored = [stored[i] for i in order] if stored is not None else None
-        by_doc = np.argsort(docnos, kind="stable")  # each term's postings in docno order again (the sort below
-        term_ids, docnos, values = term_ids[by_doc], docnos[by_doc], values[by_doc]  # by term keeps it)
+        # each term's postings in docno order again (the stable sort by term below keeps that order)
+        by_doc = np.argsort(docnos, kind="stable")
+        term_ids, docnos, values = term_ids[by_doc], docnos[by_doc], values[by_doc]
     # Terms in sorted order: lookups binary-search the term table itself, no hash table on disk.
     by_term = sorted(range(len(terms)), key=terms.__getitem__)
     new_id = np.empty(len(terms), dtype=np.int64)
