@@ -1,11 +1,16 @@
 """Shard servers: each shard of a sharded index opened by Ray actors (one per replica), and calls to them that
 survive a lost actor.
 
+The servers are laid out over the cluster's nodes in turn, replica after replica, so that the replicas of a shard
+sit on different nodes where there are enough (a soft preference: Ray places them elsewhere when a node is full or
+gone).
+
 A call goes to one replica of each shard at once (round robin over the replicas). When an actor dies mid-call, Ray
 restarts it (actors restart without limit) and the call is sent again, to the next replica when there is one, up to
-`retries` times; a shard that still fails (or does not answer within `timeout` seconds) is an error, or, with
-`allow_partial`, is left out and named in the answer's `missing` list. Errors raised by the index itself (bad
-input) are raised as they are, never retried.
+`retries` times; an actor that cannot be reached (its node lost: Ray notices it within seconds to tens of seconds,
+then starts the actor on another node) is tried for at least UNREACHABLE_WAIT seconds. A shard that still fails
+(or does not answer within `timeout` seconds) is an error, or, with `allow_partial`, is left out and named in the
+answer's `missing` list. Errors raised by the index itself (bad input) are raised as they are, never retried.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from rankstack.distributed.layout import ShardedIndex
 from rankstack.errors import RankstackError
 
 RETRIES = 3
-BACKOFF = 0.2  # seconds before the first resend; doubled at each
+BACKOFF = 0.2  # seconds before the first resend; doubled at each, up to MAX_BACKOFF
+MAX_BACKOFF = 5.0
+UNREACHABLE_WAIT = 60.0  # seconds an unreachable actor is retried for (Ray's detection of a lost node, a restart)
 
 
 class ShardServer:
@@ -52,9 +59,12 @@ class ShardServer:
         return {"size": self.size, "live": index.num_live, "sum_lengths": int(index.sum_lengths),
                 "commit": index.commit_id, "pid": os.getpid(), "settings": index.settings}
 
-    def status(self) -> dict[str, int]:
-        """This server's process id and the searches it is running (for operations and fault tests)."""
-        return {"pid": os.getpid(), "busy": self.busy}
+    def status(self) -> dict[str, Any]:
+        """This server's process id, Ray node id and the searches it is running (for operations and fault
+        tests)."""
+        import ray
+
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "busy": self.busy}
 
     def frequencies(self, terms: Sequence[str]) -> np.ndarray:
         """Document frequency of each term in this shard."""
@@ -101,6 +111,19 @@ def cpu_options(ray: Any, actors: int, cpus: float | None, what: str) -> dict[st
     return {"num_cpus": cpus}
 
 
+def placements(ray: Any, actors: int, gpus: bool) -> list[dict[str, Any]]:
+    """Ray options placing `actors` actors on the live nodes (with GPUs, when they need them) in turn, softly; no
+    preference on a one-node cluster."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = sorted(n["NodeID"] for n in ray.nodes()
+                   if n["Alive"] and n["Resources"].get("GPU" if gpus else "CPU", 0) > 0)
+    if len(nodes) < 2:
+        return [{}] * actors
+    return [{"scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[a % len(nodes)], soft=True)}
+            for a in range(actors)]
+
+
 class ShardPool:
     """The servers of a sharded index: `replicas` actors per shard, each with `cpus` CPUs reserved (default: none,
     see `cpu_options`) and `gpus` GPUs; `threads`: numba threads per actor (default: its CPUs, at least 1)."""
@@ -114,11 +137,12 @@ class ShardPool:
         resources = cpu_options(self.ray, len(index.shards) * replicas, cpus, "shard servers")
         if gpus:
             resources["num_gpus"] = gpus
-        remote = self.ray.remote(ShardServer).options(**resources, max_restarts=-1, max_task_retries=0,
-                                                      max_concurrency=4)
+        remote = self.ray.remote(ShardServer)
         threads = threads or max(1, int(cpus or 1))
-        self.actors = [[remote.remote(index.kind, str(shard.path), threads) for _ in range(replicas)]
-                       for shard in index.shards]
+        places = placements(self.ray, len(index.shards) * replicas, gpus > 0)
+        self.actors = [[remote.options(**resources, **places[s * replicas + r], max_restarts=-1, max_task_retries=0,
+                                       max_concurrency=4).remote(index.kind, str(shard.path), threads)
+                        for r in range(replicas)] for s, shard in enumerate(index.shards)]
         self._turn = 0
         self.failures = 0  # calls that failed and were sent again (or left out)
         infos, missing = self.call("info")
@@ -145,6 +169,7 @@ class ShardPool:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         results: dict[int, Any] = {}
         missing: list[int] = []
+        unreachable_since: dict[int, float] = {}
         while pending:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait)
@@ -163,10 +188,13 @@ class ShardPool:
             except ray.exceptions.RayActorError as e:
                 self.failures += 1
                 attempt[s] += 1
-                if attempt[s] > self.retries:
+                if isinstance(e, ray.exceptions.ActorUnavailableError):
+                    unreachable_since.setdefault(s, time.monotonic())
+                patient = time.monotonic() - unreachable_since.get(s, -UNREACHABLE_WAIT) < UNREACHABLE_WAIT
+                if attempt[s] > self.retries and not patient:
                     self._give_up(s, f"its actors died {attempt[s]} times ({type(e).__name__})", missing)
                     continue
-                time.sleep(BACKOFF * 2 ** (attempt[s] - 1))
+                time.sleep(min(MAX_BACKOFF, BACKOFF * 2 ** (attempt[s] - 1)))
                 pending[self._send(s, method, args if per_shard is None else per_shard[s], attempt[s])] = s
         return results, sorted(missing)
 
@@ -181,7 +209,7 @@ class ShardPool:
                                  "answer from the other shards")
         missing.append(shard)
 
-    def status(self) -> list[list[dict[str, int]]]:
+    def status(self) -> list[list[dict[str, Any]]]:
         """Every actor's `ShardServer.status()`, by shard then replica."""
         return [self.ray.get([a.status.remote() for a in replicas]) for replicas in self.actors]
 
