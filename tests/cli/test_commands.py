@@ -87,6 +87,9 @@ def test_search_options_follow_the_index_type(data, indexes, capsys, tmp_path):
     code, shown, _ = run_cli(capsys, "search", indexes / "bm25", "-q", data_root_query(data), "-k", 5, "--k1", 1.2,
                              "--b", 0.75)
     assert [line.split()[-1] for line in shown.splitlines()] == [d for d, _ in expected]
+    code, shown, _ = run_cli(capsys, "search", indexes / "bm25", "-q", data_root_query(data), "-k", 5, "--k1", 1.2,
+                             "--b", 0.75, "--algorithm", "bmp")  # Block-Max Pruning: the same hits
+    assert code == 0 and [line.split()[-1] for line in shown.splitlines()] == [d for d, _ in expected]
     for args, message in [(["--nprobe", 4], "--nprobe does not apply to a BM25 index"),
                           (["--algorithm", "seismic"], "algorithm 'seismic' does not apply to a BM25 index"),
                           (["--ef-search", 8, "--k1", 1.0], "--ef-search does not apply")]:

@@ -1,5 +1,6 @@
 """Query kernels: exhaustive equals an independent numpy reference, and the (safe) pruning
-algorithms and the batch entry point return exactly the exhaustive top-k."""
+algorithms (MaxScore, Block-Max WAND, Block-Max Pruning) and the batch entry point return exactly the exhaustive
+top-k."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from rankstack.index import postings
 from rankstack.index.postings import encode_postings
 from rankstack.index.query import SegmentSearcher
 
+PRUNING = ("maxscore", "bmw", "bmp")  # every safe algorithm but the exhaustive reference
+ALGORITHMS = [*PRUNING, "exhaustive"]
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -103,14 +106,14 @@ def test_pruning_is_exact(case):
     corpus, q, w, k, params = case
     s = corpus.searcher
     expected = s.search(q, w, k, algorithm="exhaustive", **params)
-    for algorithm in ("maxscore", "bmw"):
+    for algorithm in PRUNING:
         _equal(s.search(q, w, k, algorithm=algorithm, **params), expected)
     if corpus.live is not None:
         assert corpus.live[expected[0]].all()
 
 
 @SETTINGS
-@given(cases(), st.sampled_from(["maxscore", "bmw", "exhaustive"]), st.sampled_from([None, 1, 2]))
+@given(cases(), st.sampled_from(ALGORITHMS), st.sampled_from([None, 1, 2]))
 def test_batch_is_exact(case, algorithm, threads):
     corpus, q, w, k, params = case
     s = corpus.searcher
@@ -128,7 +131,7 @@ def test_unsafe_theta_scores_are_exact(case, theta):
     s = corpus.searcher
     full = corpus.reference_scores(q, w, _norm(corpus, **params))
     exact = s.search(q, w, k, algorithm="exhaustive", **params)
-    for algorithm in ("maxscore", "bmw"):
+    for algorithm in PRUNING:
         docs, scores = s.search(q, w, k, algorithm=algorithm, theta=theta, **params)
         assert len(docs) <= len(exact[0]) and len(set(docs.tolist())) == len(docs)
         np.testing.assert_array_equal(scores, full[docs])  # returned scores are exact
@@ -152,14 +155,14 @@ def test_large_corpus_many_windows(mode):
             k = int(rng.choice([1, 10, 100, 1000, 10_000]))
             s = corpus.searcher
             expected = s.search(q, w, k, algorithm="exhaustive")
-            for algorithm in ("maxscore", "bmw"):
+            for algorithm in PRUNING:
                 _equal(s.search(q, w, k, algorithm=algorithm), expected)
 
 
 def test_no_terms_and_empty_lists():
     corpus = Corpus(3, 500, 4, "bm25", False, 0.0)
     s = corpus.searcher
-    for algorithm in ("maxscore", "bmw", "exhaustive"):
+    for algorithm in ALGORITHMS:
         d, sc = s.search(np.zeros(0, np.int32), np.zeros(0, np.float32), 10, algorithm=algorithm)
         assert d.size == 0 and sc.size == 0
 
@@ -170,7 +173,7 @@ def test_large_k_all_docs():
     q, w = np.arange(6, dtype=np.int32), np.linspace(0.5, 2, 6).astype(np.float32)
     expected = s.search(q, w, 10_000, algorithm="exhaustive")
     assert len(expected[0]) == np.count_nonzero(corpus.reference_scores(q, w, None)[corpus.live] > 0)
-    for algorithm in ("maxscore", "bmw"):
+    for algorithm in PRUNING:
         _equal(s.search(q, w, 10_000, algorithm=algorithm), expected)
 
 
@@ -227,7 +230,7 @@ def test_check_names_each_damage_the_kernels_would_trip_over():
 
 
 @SETTINGS
-@given(cases(), st.sampled_from(["maxscore", "bmw", "exhaustive"]), st.sampled_from([None, 1, 2]),
+@given(cases(), st.sampled_from(ALGORITHMS), st.sampled_from([None, 1, 2]),
        st.integers(0, 2**32 - 1))
 def test_csr_batch_skips_absent_terms(case, algorithm, threads, seed):
     """search_csr (the inverted index's path): a term id of -1 (absent from the segment) is left out, on one
@@ -264,7 +267,7 @@ def test_csr_batch_rejects_bad_term_ids_and_weights():
         s.search_csr(ptr, np.array([0], np.int32), np.array([1.0, 2.0], np.float32))
 
 
-@pytest.mark.parametrize("algorithm", ["maxscore", "bmw", "exhaustive"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_threads_share_a_large_batch_exactly(algorithm):
     """A batch of many queries, handed out in chunks to two threads, gives each query the rows it gets alone."""
     corpus = Corpus(7, 3000, 60, "bm25", False, 0.1)

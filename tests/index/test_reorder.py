@@ -74,8 +74,8 @@ def same_answers(plain: BM25, reordered: BM25, queries: Queries, k: int) -> None
                 assert ha[score] == hb[score], (q, score)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.integers(0, 10_000), st.integers(40, 400), st.sampled_from(["maxscore", "bmw", "exhaustive"]),
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.integers(0, 10_000), st.integers(40, 400), st.sampled_from(["maxscore", "bmw", "bmp", "exhaustive"]),
        st.sampled_from([5, 50]))
 def test_reordered_index_answers_as_the_plain_one(tmp_path_factory, seed, n, algorithm, k):
     docs = corpus(seed, n)

@@ -58,9 +58,13 @@ def brute_force(encoder, docs, texts, k, bits=16):
             for i in range(len(texts))]
 
 
-@pytest.mark.parametrize("algorithm", ["maxscore", "bmw", "exhaustive", "matmul"])
-def test_exact_search_equals_brute_force(tmp_path, encoder, algorithm):
-    stage = LearnedSparse.build(DOCS, tmp_path / "idx", encoder, impact_bits=16, k=5, algorithm=algorithm)
+@pytest.mark.parametrize("algorithm,reorder", [("maxscore", False), ("bmw", False), ("bmp", False),
+                                               ("exhaustive", False), ("matmul", False), ("bmp", True),
+                                               ("maxscore", True)])
+def test_exact_search_equals_brute_force(tmp_path, encoder, algorithm, reorder):
+    stage = LearnedSparse.build(DOCS, tmp_path / "idx", encoder, impact_bits=16, k=5, algorithm=algorithm,
+                                reorder=reorder)
+    assert stage.index.settings["reorder"] is reorder
     run = stage(QUERIES)
     expected = brute_force(encoder, DOCS, list(QUERIES.values()), 5)
     for qid, exp in zip(QUERIES, expected):

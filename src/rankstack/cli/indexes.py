@@ -17,8 +17,8 @@ KINDS = {"rankstack-dense-index": "dense", "rankstack-plaid": "late", "rankstack
 INVERTED_MODES = {"bm25": "bm25", "impact": "sparse"}
 NAMES = {"bm25": "BM25", "sparse": "learned sparse", "seismic": "Seismic", "dense": "dense", "late": "late-interaction"}
 #: Search algorithms each index type offers (the first is the default).
-ALGORITHMS = {"bm25": ("maxscore", "bmw", "exhaustive"),
-              "sparse": ("maxscore", "bmw", "exhaustive", "seismic", "matmul"),
+ALGORITHMS = {"bm25": ("maxscore", "bmw", "bmp", "exhaustive"),
+              "sparse": ("maxscore", "bmw", "bmp", "exhaustive", "seismic", "matmul"),
               "seismic": ("seismic",), "dense": (), "late": ()}
 #: Search options and the index types they apply to.
 OPTIONS = {"theta": ("bm25", "sparse"), "threads": ("bm25", "sparse", "seismic"), "k1": ("bm25",), "b": ("bm25",),

@@ -37,8 +37,9 @@ def register(sub) -> None:
 def add_search_options(p: argparse.ArgumentParser) -> None:
     """The search knobs of every index type (each applies to some types: see rankstack.cli.indexes.OPTIONS)."""
     g = p.add_argument_group("search options (by index type)")
-    g.add_argument("--algorithm", help="BM25 and learned sparse: maxscore (default), bmw, exhaustive; learned sparse "
-                                       "also seismic (the approximate index) and matmul (exhaustive sparse product)")
+    g.add_argument("--algorithm", help="BM25 and learned sparse: maxscore (default), bmw, bmp (Block-Max Pruning), "
+                                       "exhaustive; learned sparse also seismic "
+                                       "(the approximate index) and matmul (exhaustive sparse product)")
     g.add_argument("--theta", type=float, help="BM25 / learned sparse: > 1 trades recall for speed (default 1)")
     g.add_argument("--threads", type=int, help="BM25 / learned sparse: search threads (default: all cores)")
     g.add_argument("--k1", type=float, help="BM25: k1 (default: the index's; Pyserini's set_bm25)")

@@ -32,7 +32,7 @@ from rankstack.index.strings import StringTable
 FORMAT = "rankstack-inverted-index"
 FORMAT_VERSION = 2  # 2: segments and tombstones are checksummed container files
 WHAT = "inverted index"
-ALGORITHMS = ("maxscore", "bmw", "exhaustive")
+ALGORITHMS = ("maxscore", "bmw", "bmp", "exhaustive")
 TERM_CACHE = 1 << 16  # terms whose lookups a snapshot remembers (then it starts over): about 20 MB at most
 # impact_scale None: set at the first flush so that the largest weight seen maps to the top quantum.
 DEFAULT_SETTINGS = {"mode": "bm25", "k1": 0.9, "b": 0.4, "length_norm": "lucene", "impact_bits": 8,

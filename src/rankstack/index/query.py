@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from rankstack.errors import IndexFormatError, InputError
-from rankstack.index import kernels
+from rankstack.index import bmp, kernels
 from rankstack.index import scoring
 from rankstack.index.postings import FORMAT_VERSION, MODE_BM25, PostingArrays
 
@@ -56,6 +56,8 @@ class SegmentSearcher:
         self._asked: tuple | None = None  # the last (k1, b, avgdl) asked of _params, and its answer
         self._answer: tuple = ()
         self._norm_table = np.zeros(0, np.float32)
+        self._range_bounds: tuple = (None, ())  # (the norm table they were built for, bmp.range_bounds' arrays)
+        self._bounds_lock = threading.Lock()
 
     @functools.cached_property
     def _lengths(self) -> np.ndarray:
@@ -102,7 +104,7 @@ class SegmentSearcher:
                avgdl: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (docnos int32, scores float32) for one query, best first (ties: lower docno).
 
-        ``algorithm``: "maxscore", "bmw" or "exhaustive"; ``theta`` >= 1 trades recall for speed
+        ``algorithm``: "maxscore", "bmw", "bmp" or "exhaustive"; ``theta`` >= 1 trades recall for speed
         (1 = exact); BM25 norms come from ``k1``, ``b``, ``avgdl`` (default: the segment's mean
         length).
         """
@@ -149,16 +151,25 @@ class SegmentSearcher:
         docs = np.empty((n, width), np.int32)
         scores = np.empty((n, width), np.float32)
         counts = np.zeros(n, np.int64)
-        threads = numba.get_num_threads() if threads is None else threads
-        if n <= 1 or threads <= 1:
-            problem = kernels.search_csr(self._seg, self.mode, self.n_docs, algo, indptr, term_ids, weights, nrm, na,
-                                         nb, self.live, k, theta, docs, scores, counts)
+        if algo == BMP:
+            bounds = self._bounds(nrm[1] if self.mode == MODE_BM25 else None, nrm)
+
+            def kernel(ip, t, w, d, s, c):
+                return bmp.search_csr(self._seg, self.mode, self.n_docs, ip, t, w, nrm, self.live, k, theta, *bounds,
+                                      d, s, c)
+        else:
+            def kernel(ip, t, w, d, s, c):
+                return kernels.search_csr(self._seg, self.mode, self.n_docs, algo, ip, t, w, nrm, na, nb, self.live,
+                                          k, theta, d, s, c)
+
+        threads = 1 if n <= 1 else numba.get_num_threads() if threads is None else threads
+        if threads <= 1:
+            problem = kernel(indptr, term_ids, weights, docs, scores, counts)
         else:
             def search_rows(first: int, end: int) -> int:  # queries first..end-1 into the same rows
                 start, stop = indptr[first], indptr[end]
-                return kernels.search_csr(self._seg, self.mode, self.n_docs, algo, indptr[first:end + 1] - start,
-                                          term_ids[start:stop], weights[start:stop], nrm, na, nb, self.live, k,
-                                          theta, docs[first:end], scores[first:end], counts[first:end])
+                return kernel(indptr[first:end + 1] - start, term_ids[start:stop], weights[start:stop],
+                              docs[first:end], scores[first:end], counts[first:end])
 
             # the whole batch checked first: a chunk alone cannot see a bad end of indptr
             problem = kernels.check_queries(indptr, term_ids, weights, self.num_terms) or _in_threads(
@@ -167,20 +178,34 @@ class SegmentSearcher:
             raise InputError(_PROBLEMS[problem])
         return docs, scores, counts
 
+    def _bounds(self, key: np.ndarray | None, norm: tuple) -> tuple:
+        """Block-Max Pruning's range bounds for these norms (`key`: BM25's norm table, None in impact mode), built
+        at first use and kept while the norms stay."""
+        with self._bounds_lock:
+            built_for, bounds = self._range_bounds
+            if built_for is not key or not bounds:
+                bounds = bmp.range_bounds(self._seg, self.mode, norm, self.n_docs)
+                self._range_bounds = (key, bounds)
+            return bounds
+
 
 _PROBLEMS = {1: "term id out of range for this segment", 2: "query weights must be finite and >= 0",
              3: "a CSR batch needs 1-d arrays: indptr from 0 to len(term_ids), never decreasing, and as many weights "
                 "as term ids"}
 
 
+BMP = 3  # Block-Max Pruning (rankstack.index.bmp), besides the kernels' algorithms
+ALGORITHMS = {**kernels.ALGORITHMS, "bmp": BMP}
+
+
 def _check(algorithm: str, k: int, theta: float) -> tuple[int, int, float]:
-    if algorithm not in kernels.ALGORITHMS:
-        raise InputError(f"unknown algorithm {algorithm!r} (expected one of {sorted(kernels.ALGORITHMS)})")
+    if algorithm not in ALGORITHMS:
+        raise InputError(f"unknown algorithm {algorithm!r} (expected one of {sorted(ALGORITHMS)})")
     if int(k) < 1:
         raise InputError(f"k must be >= 1 (got {k})")
     if not theta >= 1.0:
         raise InputError(f"theta must be >= 1 (got {theta})")
-    return kernels.ALGORITHMS[algorithm], int(k), float(theta)
+    return ALGORITHMS[algorithm], int(k), float(theta)
 
 
 def _in_threads(search_rows: Callable[[int, int], int], n: int, threads: int) -> int:

@@ -199,9 +199,9 @@ class CollectionStats:
 
 @dataclass(frozen=True)
 class InvertedParams:
-    """Knobs of the inverted index: `algorithm` "maxscore", "bmw" or "exhaustive" (all exact at theta=1; larger
-    theta trades recall for speed); BM25's `k1`/`b` (default: the index's); `threads` (default: all cores);
-    `stats`: collection statistics to score with (sharded search)."""
+    """Knobs of the inverted index: `algorithm` "maxscore", "bmw", "bmp" (Block-Max Pruning) or "exhaustive" (all
+    exact at theta=1; larger theta trades recall for speed); BM25's `k1`/`b` (default: the index's); `threads`
+    (default: all cores); `stats`: collection statistics to score with (sharded search)."""
 
     algorithm: str = "maxscore"
     theta: float = 1.0

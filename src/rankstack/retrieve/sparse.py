@@ -4,7 +4,7 @@ Documents are encoded once into {token: weight} vectors and written, quantised t
 recorded scale, into rankstack's inverted index; the encoder's `model_info()` is recorded with it, so that
 an index is never queried with another model. Queries are encoded at search time and searched with one of:
 
-* "maxscore", "bmw", "exhaustive": the inverted index, exact (`theta` > 1 trades recall for speed);
+* "maxscore", "bmw", "bmp", "exhaustive": the inverted index, exact (`theta` > 1 trades recall for speed);
 * "seismic": the approximate Seismic index (rankstack.index.seismic) kept beside the inverted one, built by
   `build_approximate()`; knobs `query_cut` and `heap_factor`;
 * "matmul": every document scored by a sparse matrix product (rankstack.index.sparse_gpu), on `device`.
@@ -78,15 +78,18 @@ class LearnedSparse(Stage):
     @classmethod
     def build(cls, corpus: Corpus | Iterable[Document] | str | Path, index_path: str | Path, encoder: Any, *,
               impact_bits: int = 8, impact_scale: float | None = None, store: bool = True, overwrite: bool = False,
-              shards: str | Path | None = None, shard_size: int = 10_000, progress: bool | None = None,
-              **search_options) -> "LearnedSparse":
+              shards: str | Path | None = None, shard_size: int = 10_000, reorder: bool = False,
+              progress: bool | None = None, **search_options) -> "LearnedSparse":
         """Encode a corpus's documents (title + text) and index them into a new directory.
 
         Weights are quantised to `impact_bits` (8 or 16) bits; the scale is `impact_scale`, by default the
         largest weight of the corpus over the top quantum (documents added later that exceed it are clipped).
         `shards`: encode resumably into this folder first (rankstack.encoders.encode_corpus_to_shards); a rerun
-        after a crash skips the shards already written. With `algorithm="seismic"` in `search_options` the
-        approximate index is built too (default parameters; call `build_approximate` for others).
+        after a crash skips the shards already written. `reorder`: documents renumbered by recursive graph
+        bisection in each segment (as `BM25.build`'s): the same scores, and documents that share terms close
+        together, which Block-Max Pruning (`algorithm="bmp"`) needs to pay. With `algorithm="seismic"` in
+        `search_options` the approximate index is built too (default parameters; call `build_approximate` for
+        others).
         """
         refuse_existing(index_path, overwrite, "LearnedSparse")
         if impact_bits not in (8, 16):
@@ -105,7 +108,7 @@ class LearnedSparse(Stage):
         if not impact_scale > 0:
             raise InputError(f"impact_scale must be > 0, got {impact_scale}")
         settings = {"mode": "impact", "impact_bits": impact_bits, "impact_scale": impact_scale, "store": store,
-                    "metadata": {"encoder": encoder.model_info(), "terms": "tokens", "fields": "title + text"}}
+                    "reorder": reorder, "metadata": {"encoder": encoder.model_info(), "terms": "tokens", "fields": "title + text"}}
         with IndexWriter(index_path, settings, overwrite=overwrite) as writer:
             _save_index_files(encoder, writer)
             _add_encoded(writer, docs, matrices(), vocab, store, progress)
