@@ -3,9 +3,11 @@
 Doc numbers are cut into ranges of RANGE consecutive documents. For every term, `range_bounds` lists the ranges
 holding its postings, each with an upper bound of the term's contribution there (per unit of query weight,
 quantised upwards to 8 bits of the term's largest). A query adds its terms' bounds over all ranges, then evaluates
-ranges exactly (their postings decoded, scored in query-term order as the exhaustive kernel does), highest bound
-first, and stops when no range left can beat the k-th score: the same hits and scores as the exhaustive kernel at
-theta = 1; theta > 1 skips ranges whose bound is below theta times the threshold (faster, may miss documents).
+ranges exactly (their postings decoded, scored in query-term order as the exhaustive kernel does): first the few
+with the highest bounds, for a good k-th score soon, then the others whose bound can still beat it, in doc order,
+so that each term's postings are read forwards and each block is decoded once. The same hits and scores as the
+exhaustive kernel at theta = 1; theta > 1 skips ranges whose bound is below theta times the k-th score (faster, may
+miss documents).
 
 The bounds come from one pass over the segment's postings when first asked (`SegmentSearcher` keeps them in
 memory; BM25's depend on the norms, so on k1, b and avgdl), not from the index files. They pay where documents
@@ -37,7 +39,12 @@ def range_bounds(seg, mode, norm, n_docs):
     n_terms = term_blocks.shape[0] - 1
     n_ranges = (n_docs + RANGE - 1) // RANGE
     offsets = np.zeros(n_terms + 1, np.int64)
-    ids = np.empty(max(1, seg.block_last.shape[0]) * min(BLOCK, n_ranges), np.int32)  # >= entries
+    postings = 0  # at least the number of entries
+    for t in range(n_terms):
+        blocks = np.int64(term_blocks[t + 1]) - np.int64(term_blocks[t])
+        if blocks > 0:
+            postings += (blocks - 1) * BLOCK + np.int64(term_last[t])
+    ids = np.empty(postings, np.int32)
     bounds = np.empty(ids.shape[0], np.uint8)
     scale = np.zeros(n_terms, np.float64)
     largest = np.empty(n_ranges, np.float64)  # the current term's largest contribution per range
