@@ -15,7 +15,7 @@ import pytest
 from rankstack import BM25, Queries, Run
 from rankstack.distributed import PartialResultsWarning, ShardedBM25, ShardedSparse, build
 from rankstack.distributed.workers import PART_RECORD
-from rankstack.errors import RankstackError
+from rankstack.errors import InputError, RankstackError
 from rankstack.index.commit import MANIFEST
 from rankstack.index.inverted import IndexWriter, InvertedIndex
 
@@ -87,7 +87,8 @@ def test_a_shard_that_cannot_answer(scifact, tmp_path):
     few = queries.subset(list(queries)[:20])
     lost = sharded.shards[1].path
     for partial in (True, False):
-        stage = ShardedBM25(sharded.path, allow_partial=partial, retries=2)
+        # a server that keeps failing to start may also read as unreachable: waited for 2 s, not the default 30
+        stage = ShardedBM25(sharded.path, allow_partial=partial, retries=2, unreachable_wait=2)
         pid = stage.pool.status()[1][0]["pid"]
         hidden = tmp_path / "hidden"
         lost.rename(hidden)  # the restarted actor cannot open its shard
@@ -112,6 +113,15 @@ def test_a_shard_that_cannot_answer(scifact, tmp_path):
         same_runs(run, subset(expected, few))
     finally:
         stage.close()
+
+
+def test_bad_fault_settings_are_refused_before_any_server_starts(scifact):
+    sharded = scifact[1]
+    for bad in (-1, "30", True, float("nan")):
+        with pytest.raises(InputError, match="unreachable_wait"):
+            ShardedBM25(sharded.path, unreachable_wait=bad)
+    with pytest.raises(InputError, match="replicas"):
+        ShardedBM25(sharded.path, replicas=0)
 
 
 def part_writer_pids(ray):

@@ -30,7 +30,7 @@ from rankstack.data.corpus import Document
 from rankstack.data.queries import Queries
 from rankstack.data.run import Hits, Run
 from rankstack.distributed.layout import ShardedIndex
-from rankstack.distributed.shards import RETRIES, ShardPool
+from rankstack.distributed.shards import RETRIES, UNREACHABLE_WAIT, ShardPool
 from rankstack.errors import IncompatibleIndexError, InputError
 from rankstack.index.search import EMPTY, CollectionStats, DenseParams, InvertedParams, SparseQueries, Vocabulary
 from rankstack.pipeline.stage import Stage
@@ -104,24 +104,30 @@ class ShardedStage(Stage):
     """What the sharded first stages share: the shard servers, scatter-gather and the run (see the module
     docstring). `replicas` actors per shard with `cpus_per_shard` CPUs reserved (default: none: Ray's default for
     actors, see rankstack.distributed.shards.cpu_options) and `gpus_per_shard` GPUs each; `retries`,
-    `timeout` (seconds per call) and `allow_partial` say what happens when actors die."""
+    `unreachable_wait` (seconds a server on a lost node is waited for), `timeout` (seconds per call) and
+    `allow_partial` say what happens when actors die."""
 
     first_stage = True
     kind = ""
 
     def __init__(self, index: str | os.PathLike | ShardedIndex, k: int = 1000, *, replicas: int = 1,
                  allow_partial: bool = False, retries: int = RETRIES, timeout: float | None = None,
-                 cpus_per_shard: float | None = None, gpus_per_shard: float = 0, progress: bool | None = None):
+                 unreachable_wait: float = UNREACHABLE_WAIT, cpus_per_shard: float | None = None,
+                 gpus_per_shard: float = 0, progress: bool | None = None):
         self.sharded = index if isinstance(index, ShardedIndex) else ShardedIndex(index)
         if self.sharded.kind != self.kind:
             raise IncompatibleIndexError(f"{self.sharded.path} holds {self.sharded.kind} shards, not {self.kind} ones")
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
             raise InputError(f"replicas must be a positive integer, got {replicas!r}")
+        if isinstance(unreachable_wait, bool) or not isinstance(unreachable_wait, (int, float)) or \
+                not unreachable_wait >= 0:
+            raise InputError(f"unreachable_wait must be a number of seconds >= 0, got {unreachable_wait!r}")
         self.k, self.replicas, self.allow_partial, self.retries, self.timeout = k, replicas, allow_partial, retries, \
             timeout
+        self.unreachable_wait = unreachable_wait
         self.cpus_per_shard, self.gpus_per_shard, self.progress = cpus_per_shard, gpus_per_shard, progress
         self.pool = ShardPool(self.sharded, replicas, cpus=cpus_per_shard, gpus=gpus_per_shard, retries=retries,
-                              timeout=timeout, allow_partial=allow_partial)
+                              timeout=timeout, allow_partial=allow_partial, unreachable_wait=unreachable_wait)
         self.doc_ids = ShardedDocIds(self.pool)
         settings = [info["settings"] for info in self.pool.infos]
         for s, other in enumerate(settings[1:], 1):
@@ -183,7 +189,7 @@ class ShardedStage(Stage):
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"index": str(self.sharded.path), "k": self.k}
         defaults = {"replicas": 1, "allow_partial": False, "retries": RETRIES, "timeout": None,
-                    "cpus_per_shard": None, "gpus_per_shard": 0}
+                    "unreachable_wait": UNREACHABLE_WAIT, "cpus_per_shard": None, "gpus_per_shard": 0}
         config.update({key: getattr(self, key) for key, default in defaults.items() if getattr(self, key) != default})
         return config
 

@@ -8,7 +8,7 @@ gone).
 A call goes to one replica of each shard at once (round robin over the replicas). When an actor dies mid-call, Ray
 restarts it (actors restart without limit) and the call is sent again, to the next replica when there is one, up to
 `retries` times; an actor that cannot be reached (its node lost: Ray notices it within seconds to tens of seconds,
-then starts the actor on another node) is tried for at least UNREACHABLE_WAIT seconds. A shard that still fails
+then starts the actor on another node) is tried for at least `unreachable_wait` seconds. A shard that still fails
 (or does not answer within `timeout` seconds) is an error, or, with `allow_partial`, is left out and named in the
 answer's `missing` list. Errors raised by the index itself (bad input) are raised as they are, never retried.
 """
@@ -28,7 +28,8 @@ from rankstack.errors import RankstackError
 RETRIES = 3
 BACKOFF = 0.2  # seconds before the first resend; doubled at each, up to MAX_BACKOFF
 MAX_BACKOFF = 5.0
-UNREACHABLE_WAIT = 60.0  # seconds an unreachable actor is retried for (Ray's detection of a lost node, a restart)
+UNREACHABLE_WAIT = 30.0  # seconds an unreachable actor is retried for: Ray's detection of a lost node (15 s by
+# default: a health check every 3 s, 5 missed), then a restart elsewhere
 
 
 class ShardServer:
@@ -130,9 +131,10 @@ class ShardPool:
 
     def __init__(self, index: ShardedIndex, replicas: int = 1, *, cpus: float | None = None, gpus: float = 0,
                  threads: int | None = None, retries: int = RETRIES, timeout: float | None = None,
-                 allow_partial: bool = False):
+                 allow_partial: bool = False, unreachable_wait: float = UNREACHABLE_WAIT):
         self.ray = ensure()
         self.index, self.replicas, self.retries, self.timeout = index, replicas, retries, timeout
+        self.unreachable_wait = unreachable_wait
         self.allow_partial = allow_partial
         resources = cpu_options(self.ray, len(index.shards) * replicas, cpus, "shard servers")
         if gpus:
@@ -190,7 +192,8 @@ class ShardPool:
                 attempt[s] += 1
                 if isinstance(e, ray.exceptions.ActorUnavailableError):
                     unreachable_since.setdefault(s, time.monotonic())
-                patient = time.monotonic() - unreachable_since.get(s, -UNREACHABLE_WAIT) < UNREACHABLE_WAIT
+                patient = s in unreachable_since and \
+                    time.monotonic() - unreachable_since[s] < self.unreachable_wait
                 if attempt[s] > self.retries and not patient:
                     self._give_up(s, f"its actors died {attempt[s]} times ({type(e).__name__})", missing)
                     continue
