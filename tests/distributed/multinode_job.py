@@ -86,9 +86,8 @@ def main(corpus: str, queries_file: str, workdir: str) -> None:
         lap("build")
         single = BM25.build(corpus, work / "single", progress=False)
         report["single_docs"] = single.index.num_docs
-        cluster.add_node(**NODE)  # a fresh node in place of the lost one
-        nodes.update({n.node_id: n for n in cluster.worker_nodes if n.node_id not in nodes and
-                      n.node_id != lost})
+        fresh = cluster.add_node(**NODE)  # a node in place of the lost one
+        nodes[fresh.node_id] = fresh
         cluster.wait_for_nodes()
 
         # 2. two replicas a shard, spread over the nodes: the same hits and scores as one node
