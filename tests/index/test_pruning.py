@@ -304,3 +304,16 @@ def test_thread_hand_out_covers_each_query_once_and_raises_a_threads_error():
     with pytest.raises(RuntimeError, match="chunk failed"):
         _in_threads(failing, 1000, 2)
     assert _in_threads(lambda first, end: 2 if first <= 10 < end else 0, 100, 2) == 2  # a chunk's problem
+
+
+def test_block_max_pruning_gallops_to_the_first_position_at_or_above():
+    """The forward searches of Block-Max Pruning, from any start, including an exhausted one."""
+    from rankstack.index.bmp import _gallop, _row_gallop
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        a = np.sort(rng.integers(0, 50, rng.integers(0, 30))).astype(np.int32)
+        lo, x = int(rng.integers(0, len(a) + 1)), int(rng.integers(-2, 55))
+        expected = lo + int(np.searchsorted(a[lo:], x))
+        assert _gallop(a, lo, len(a), x) == expected
+        assert _row_gallop(np.vstack([a[::-1], a]), 1, lo, len(a), x) == expected

@@ -95,8 +95,8 @@ def search_csr(seg, mode, n_docs, indptr, terms, weights, norm, live, k, theta, 
     for q in range(width):
         longest = max(longest, indptr[q + 1] - indptr[q])
     ub = np.empty(n_ranges, np.float64)
-    keys = np.empty(n_ranges, np.float64)
-    heap = np.empty(n_ranges, np.int32)
+    keys = np.empty(max(1, min(n_ranges, SEEDS + k // SEED_DOCS)), np.float64)
+    seeds = np.empty(keys.shape[0], np.int32)
     acc = np.zeros(RANGE, np.float32)
     touched = np.zeros(RANGE, np.bool_)
     bd = np.empty((max(1, longest), BLOCK), np.int32)
@@ -104,12 +104,13 @@ def search_csr(seg, mode, n_docs, indptr, terms, weights, norm, live, k, theta, 
     decoded = np.empty(max(1, longest), np.int64)
     entry = np.empty(max(1, longest), np.int64)
     block = np.empty(max(1, longest), np.int64)
+    pos = np.empty(max(1, longest), np.int64)
     hs = np.empty(k, np.float32)
     hd = np.empty(k, np.int32)
     for q in range(width):
         a, e = indptr[q], indptr[q + 1]
         size = _query(seg, mode, n_docs, terms[a:e], weights[a:e], norm, live, k, theta, offsets, ids, bounds,
-                      scale, ub, keys, heap, acc, touched, bd, bv, decoded, entry, block, hs, hd)
+                      scale, ub, keys, seeds, acc, touched, bd, bv, decoded, entry, block, pos, hs, hd)
         topk.heap_sort(hs, hd, size)
         out_counts[q] = size
         out_docs[q, :size] = hd[:size]
@@ -118,8 +119,8 @@ def search_csr(seg, mode, n_docs, indptr, terms, weights, norm, live, k, theta, 
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _query(seg, mode, n_docs, terms, weights, norm, live, k, theta, offsets, ids, bounds, scale, ub, keys, heap, acc,
-           touched, bd, bv, decoded, entry, block, hs, hd):
+def _query(seg, mode, n_docs, terms, weights, norm, live, k, theta, offsets, ids, bounds, scale, ub, keys, seeds, acc,
+           touched, bd, bv, decoded, entry, block, pos, hs, hd):
     """One query's top k into the k-heap (hs, hd); its size. The other arrays are work space."""
     n_ranges = ub.shape[0]
     for r in range(n_ranges):
@@ -131,60 +132,91 @@ def _query(seg, mode, n_docs, terms, weights, norm, live, k, theta, offsets, ids
         unit = np.float64(weights[i]) * scale[t] / LEVELS * (1.0 + UB_SLACK)
         for j in range(offsets[t], offsets[t + 1]):
             ub[ids[j]] += unit * np.float64(bounds[j])
-    n = 0
-    for r in range(n_ranges):  # the ranges that can hold a scored doc, as a max-heap of their bounds
-        if ub[r] > 0.0:
-            keys[n] = ub[r]
-            heap[n] = r
-            n += 1
-    for i in range(n // 2 - 1, -1, -1):
-        _sift_down(keys, heap, i, n)
+    n = 0  # the ranges with the highest bounds: a min-heap of at most keys.shape[0]
+    for r in range(n_ranges):
+        if ub[r] > 0.0 and (n < keys.shape[0] or ub[r] > keys[0]):
+            if n < keys.shape[0]:
+                keys[n], seeds[n] = ub[r], r
+                n += 1
+                _sift_up(keys, seeds, n - 1)
+            else:
+                keys[0], seeds[0] = ub[r], r
+                _sift_down(keys, seeds, 0, n)
+    for last in range(n - 1, 0, -1):  # highest bound first
+        keys[0], keys[last] = keys[last], keys[0]
+        seeds[0], seeds[last] = seeds[last], seeds[0]
+        _sift_down(keys, seeds, 0, last)
     for i in range(terms.shape[0]):
+        decoded[i] = -1
+    slack = sum_slack(terms.shape[0])
+    size = 0
+    for s in range(n):  # a threshold soon; every other range's bound is at most the last seed's
+        if size == k and keys[s] * slack < theta * hs[0]:  # no range left can beat the k-th score
+            return size
+        size = _evaluate(seg, mode, n_docs, terms, weights, norm, live, k, offsets, ids, seeds[s], acc, touched, bd,
+                         bv, decoded, entry, block, pos, False, hs, hd, size)
+        ub[seeds[s]] = 0.0
+    for i in range(terms.shape[0]):  # then the others in doc order, each term's postings read forwards
         decoded[i] = -1
         if terms[i] >= 0:
             entry[i], block[i] = offsets[terms[i]], seg.term_blocks[terms[i]]
-    slack = sum_slack(terms.shape[0])
-    size = 0
-    seeds = SEEDS + k // SEED_DOCS
-    while n > 0 and seeds > 0:  # the highest bounds first: a threshold soon
-        if size == k and keys[0] * slack < theta * hs[0]:  # no range left can beat the k-th score
-            return size
-        r = heap[0]
-        n -= 1
-        keys[0], heap[0] = keys[n], heap[n]
-        _sift_down(keys, heap, 0, n)
-        size = _evaluate(seg, mode, n_docs, terms, weights, norm, live, k, offsets, ids, r, acc, touched, bd, bv,
-                         decoded, entry, block, False, hs, hd, size)
-        ub[r] = 0.0
-        seeds -= 1
-    for r in range(n_ranges):  # then in doc order, each term's postings read forwards
+    for r in range(n_ranges):
         if ub[r] > 0.0 and (size < k or ub[r] * slack >= theta * hs[0]):
             size = _evaluate(seg, mode, n_docs, terms, weights, norm, live, k, offsets, ids, r, acc, touched, bd, bv,
-                             decoded, entry, block, True, hs, hd, size)
+                             decoded, entry, block, pos, True, hs, hd, size)
     return size
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _sift_down(keys, heap, i, n):
-    """Restore the max-heap of (keys, heap) below position i."""
-    key, value = keys[i], heap[i]
+def _sift_up(keys, values, i):
+    """Restore the min-heap of (keys, values) above position i."""
+    key, value = keys[i], values[i]
+    while i > 0 and keys[(i - 1) >> 1] > key:
+        keys[i], values[i] = keys[(i - 1) >> 1], values[(i - 1) >> 1]
+        i = (i - 1) >> 1
+    keys[i], values[i] = key, value
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _sift_down(keys, values, i, n):
+    """Restore the min-heap of (keys, values) below position i."""
+    key, value = keys[i], values[i]
     while True:
         c = 2 * i + 1
         if c >= n:
             break
-        if c + 1 < n and keys[c + 1] > keys[c]:
+        if c + 1 < n and keys[c + 1] < keys[c]:
             c += 1
-        if keys[c] <= key:
+        if keys[c] >= key:
             break
-        keys[i], heap[i] = keys[c], heap[c]
+        keys[i], values[i] = keys[c], values[c]
         i = c
-    keys[i], heap[i] = key, value
+    keys[i], values[i] = key, value
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _row_lower_bound(rows, i, n, x):
-    """First position in rows[i, :n] (ascending) whose value is >= x (n if none)."""
-    lo, hi = 0, n
+def _gallop(ascending, lo, hi, x):
+    """First position in ascending[lo:hi] whose value is >= x (hi if none), searched from lo outwards: cheap when
+    it is near lo, as when reading forwards."""
+    if lo >= hi or ascending[lo] >= x:
+        return lo
+    step = 1  # ascending[lo] < x from here on
+    while lo + step < hi and ascending[lo + step] < x:
+        lo += step
+        step <<= 1
+    return lower_bound(ascending, lo + 1, min(lo + step + 1, hi), x)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _row_gallop(rows, i, lo, n, x):
+    """`_gallop` over rows[i, lo:n]."""
+    if lo >= n or rows[i, lo] >= x:
+        return lo
+    step = 1  # rows[i, lo] < x from here on
+    while lo + step < n and rows[i, lo + step] < x:
+        lo += step
+        step <<= 1
+    lo, hi = lo + 1, min(lo + step + 1, n)
     while lo < hi:
         mid = (lo + hi) >> 1
         if rows[i, mid] < x:
@@ -196,9 +228,10 @@ def _row_lower_bound(rows, i, n, x):
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _evaluate(seg, mode, n_docs, terms, weights, norm, live, k, offsets, ids, r, acc, touched, bd, bv, decoded, entry,
-              block, forwards, hs, hd, size):
-    """Score range r's documents exactly and offer them to the k-heap; the heap's new size. Term i's range entries
-    and blocks are looked up from entry[i] and block[i], which move there when reading `forwards`."""
+              block, pos, forwards, hs, hd, size):
+    """Score range r's documents exactly and offer them to the k-heap; the heap's new size. Reading `forwards`
+    (ranges in ascending order, after `_query` reset decoded, entry and block), term i's range entry, block and
+    position in its decoded block move on from entry[i], block[i] and pos[i]; otherwise each is searched anew."""
     term_blocks, term_last, block_last = seg.term_blocks, seg.term_last_count, seg.block_last
     lo = np.int64(r) * RANGE
     hi = min(lo + RANGE, n_docs)
@@ -206,16 +239,20 @@ def _evaluate(seg, mode, n_docs, terms, weights, norm, live, k, offsets, ids, r,
         t = terms[i]
         if t < 0:
             continue
-        j = lower_bound(ids, entry[i], offsets[t + 1], r)
+        first, end = np.int64(term_blocks[t]), np.int64(term_blocks[t + 1])
         if forwards:
+            j = _gallop(ids, entry[i], offsets[t + 1], r)
             entry[i] = j
+        else:
+            j = lower_bound(ids, offsets[t], offsets[t + 1], r)
         if j == offsets[t + 1] or ids[j] != r:  # no posting of t in this range
             continue
         w = weights[i]
-        first, end = np.int64(term_blocks[t]), np.int64(term_blocks[t + 1])
-        b = lower_bound(block_last, block[i], end, lo)  # the first block that reaches the range
         if forwards:
+            b = _gallop(block_last, block[i], end, lo)  # the first block that reaches the range
             block[i] = b
+        else:
+            b = lower_bound(block_last, first, end, lo)
         while b < end:
             n = BLOCK if b + 1 < end else np.int64(term_last[t])
             if decoded[i] != b:
@@ -223,7 +260,8 @@ def _evaluate(seg, mode, n_docs, terms, weights, norm, live, k, offsets, ids, r,
                 decode_block_values(seg.block_offsets, seg.block_doc_bits, seg.block_val_bits, seg.data, b,
                                     b == first, n, bv, i)
                 decoded[i] = b
-            p = _row_lower_bound(bd, i, n, lo)
+                pos[i] = 0
+            p = _row_gallop(bd, i, pos[i] if forwards else 0, n, lo)
             while p < n and bd[i, p] < hi:
                 d = bd[i, p]
                 if mode == BM25:
@@ -232,6 +270,8 @@ def _evaluate(seg, mode, n_docs, terms, weights, norm, live, k, offsets, ids, r,
                     acc[d - lo] += contrib(IMPACT, w, bv[i, p], np.float32(0.0))
                 touched[d - lo] = True
                 p += 1
+            if forwards:
+                pos[i] = p
             if p < n or block_last[b] >= hi - 1:  # the range ends in this block
                 break
             b += 1
