@@ -1,6 +1,8 @@
 """The SciFact models trained by bench/train_scifact.py, loaded in sentence-transformers and in rankstack: the largest
 score difference between the two (cross-encoder: sigmoid scores of query-document pairs; dense: document and query
-vectors; SPLADE: sparse document and query vectors from SparseEncoder).
+vectors; SPLADE: sparse document and query vectors from SparseEncoder). The ColBERT head is saved as a Stanford ColBERT
+folder, which sentence-transformers does not load (PyLate would): its token vectors from MultiVectorEncoder (what
+LateInteraction indexes) are compared with the training model's (rankstack.train ColBERTModel with the saved head).
 
     PYTHONPATH=src python bench/train_parity.py [--pairs 500]
 """
@@ -8,6 +10,7 @@ vectors; SPLADE: sparse document and query vectors from SparseEncoder).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -68,6 +71,38 @@ def main() -> None:
             worst = max(worst, float(np.abs(ours_m.toarray() - theirs_m).max()))
         print(f"SPLADE ({folder.name}): {len(doc_sample)} documents and {len(queries)} queries, max |rankstack - "
               f"sentence-transformers| = {worst:.2e}")
+    folder = OUT / "colbert-minilm"
+    if (folder / "training.json").exists():
+        print(f"ColBERT ({folder.name}): {len(doc_sample)} documents and {len(queries)} queries, max |inference - "
+              f"training model| over kept token vectors = {_colbert_gap(folder, doc_sample, queries):.2e}")
+
+
+def _colbert_gap(folder: Path, docs: list[str], queries: list[str]) -> float:
+    """Largest difference between MultiVectorEncoder's token vectors and the training model's (same kept tokens)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from rankstack.encoders import MultiVectorEncoder
+    from rankstack.train.models import build_model
+
+    ours = MultiVectorEncoder(folder, progress=False)
+    config = json.loads((folder / "colbert_config.json").read_text())
+    trained = build_model("colbert", folder, dimension=config["dim"], query_length=config["query_maxlen"],
+                          document_max_length=config["doc_maxlen"]).eval()
+    trained.linear.weight.data = load_file(str(folder / "model.safetensors"))["linear.weight"]
+    worst = 0.0
+    for texts, mine, theirs in ((docs, ours.encode_documents, trained.encode_documents),
+                                (queries, ours.encode_queries, trained.encode_queries)):
+        for start in range(0, len(texts), 16):
+            chunk = texts[start:start + 16]
+            with torch.no_grad():
+                vectors, keep = theirs(chunk)
+            for row, v, k in zip(mine(chunk), vectors, keep):
+                reference = v[k].numpy()
+                if row.shape != reference.shape:
+                    raise SystemExit(f"ColBERT: {row.shape} token vectors against {reference.shape}")
+                worst = max(worst, float(np.abs(row - reference).max()))
+    return worst
 
 
 if __name__ == "__main__":
