@@ -16,6 +16,10 @@ from rankstack.index import scoring
 from rankstack.index.postings import FORMAT_VERSION, MODE_BM25, PostingArrays
 
 
+BMP = 3  # Block-Max Pruning (rankstack.index.bmp), besides the kernels' algorithms
+ALGORITHMS = {**kernels.ALGORITHMS, "bmp": BMP}
+
+
 class SegmentSearcher:
     """Holds one segment's posting arrays (plain or memory-mapped) and runs the query kernels.
 
@@ -192,10 +196,6 @@ class SegmentSearcher:
 _PROBLEMS = {1: "term id out of range for this segment", 2: "query weights must be finite and >= 0",
              3: "a CSR batch needs 1-d arrays: indptr from 0 to len(term_ids), never decreasing, and as many weights "
                 "as term ids"}
-
-
-BMP = 3  # Block-Max Pruning (rankstack.index.bmp), besides the kernels' algorithms
-ALGORITHMS = {**kernels.ALGORITHMS, "bmp": BMP}
 
 
 def _check(algorithm: str, k: int, theta: float) -> tuple[int, int, float]:
