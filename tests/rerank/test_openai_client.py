@@ -52,17 +52,26 @@ class ScriptedServer:
                     m = re.search(r"Search Query: (.*)\.\n", user)
                     key = m.group(1) if m else "*"
                     action = server.script[key].pop(0) if server.script[key] else ("default",)
+                self.answered = False
                 try:
                     self.act(action, user)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                     pass
                 finally:
+                    self.leave()
+
+            def leave(self):
+                """Out of flight once the answer is about to go: the client may send its next request as soon as
+                it reads it, before this thread returns."""
+                if not self.answered:
+                    self.answered = True
                     with server.lock:
                         server.in_flight -= 1
 
             def act(self, action, user):
                 kind = action[0]
                 if kind == "status":
+                    self.leave()
                     self.send_response(action[1])
                     if len(action) > 2:
                         self.send_header("Retry-After", str(action[2]))
@@ -84,6 +93,7 @@ class ScriptedServer:
                 self.reply(json.dumps(completion(" > ".join(f"[{i}]" for i in reversed(ids)))).encode())
 
             def reply(self, data: bytes):
+                self.leave()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

@@ -91,6 +91,28 @@ def test_sqlite_cache_shared_across_instances(plain_dir, tmp_path):
     c.predict([("flea", TEXTS["d0"])])
     assert calls.calls == 1
 
+def test_stopped_reranking_keeps_the_batches_it_scored(plain_dir, tmp_path):
+    def make():
+        return CrossEncoder(plain_dir, CorpusTexts(DOCS), device="cpu", max_length=64, batch_size=2,
+                            cache=tmp_path / "scores.db", progress=False)
+    pairs = [("flea", TEXTS[f"d{i}"]) for i in range(8)]
+    expected = make().predict(pairs)
+    (tmp_path / "scores.db").unlink()
+    stopped = make()
+
+    def fail_on_third_batch(*_):
+        fail_on_third_batch.calls += 1
+        if fail_on_third_batch.calls == 3:
+            raise KeyboardInterrupt
+    fail_on_third_batch.calls = 0
+    stopped.model.register_forward_hook(fail_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        stopped.predict(pairs)
+    resumed = make()
+    calls = Calls(resumed.model)
+    assert np.allclose(resumed.predict(pairs), expected, atol=1e-6)
+    assert calls.calls == 2  # the two batches scored before the stop came from the file: 2 of 4 batches left
+
 
 def test_repr_rebuilds(plain_dir, tmp_path):
     corpus = tmp_path / "corpus.jsonl"

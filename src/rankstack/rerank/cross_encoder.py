@@ -10,7 +10,7 @@ is computed for the [CLS] token only, the one the classification head reads (che
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -89,15 +89,11 @@ class CrossEncoder(ModelPairReranker):
 
     # --- scoring ---------------------------------------------------------------------------------------------
 
-    def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        out = np.empty(len(pairs), dtype=np.float32)
+    def _score_batches(self, pairs: list[tuple[str, str]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         with self._thread_count():
-            for positions, scores in run_batches(pairs, self._tokenize, self._forward, _to_numpy, device=self.device,
-                                                 pad_id=self.tokenizer.pad_token_id or 0, batch_size=self.batch_size,
-                                                 token_budget=self.token_budget, progress=self.progress,
-                                                 desc="reranking"):
-                out[positions] = scores
-        return out
+            yield from run_batches(pairs, self._tokenize, self._forward, _to_numpy, device=self.device,
+                                   pad_id=self.tokenizer.pad_token_id or 0, batch_size=self.batch_size,
+                                   token_budget=self.token_budget, progress=self.progress, desc="reranking")
 
     def _tokenize(self, pairs: list[tuple[str, str]]) -> list[list[int]]:
         """Token ids of each pair, the document side truncated (both sides where the query alone is too long).

@@ -2,7 +2,8 @@
 CPU threads, config.
 
 A subclass (CrossEncoder, QueryLikelihood, Pointwise) calls `_setup` (texts, depth, threads, the model, batching),
-sets `cache` (a ScoreCache or None) and `_args` (its constructor's arguments), and implements `_score(pairs)`.
+sets `cache` (a ScoreCache or None) and `_args` (its constructor's arguments), and implements
+`_score_batches(pairs)`.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ class ModelPairReranker(PairReranker):
         self._args = {"model": os.fspath(given.pop("model")), "texts": texts_config(self.texts), **given,
                       "cache": os.fspath(cache) if isinstance(cache, (str, os.PathLike)) else cache}
 
-    def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        """float32 scores of distinct, uncached pairs."""
+    def _score_batches(self, pairs: list[tuple[str, str]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Scores of distinct, uncached pairs, batch by batch: (positions in `pairs`, float32 scores)."""
         raise NotImplementedError
 
     def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
@@ -69,12 +70,15 @@ class ModelPairReranker(PairReranker):
                 scores[i] = known[key]
             else:
                 todo.setdefault(key, []).append(i)
-        if todo:
-            new = self._score([pairs[rows[0]] for rows in todo.values()])
-            for rows, s in zip(todo.values(), new):
-                scores[rows] = s
-            if cache is not None:
-                cache.put_many(zip(todo, new.tolist()))
+        if not todo:
+            return scores
+        todo_keys, todo_rows = list(todo), list(todo.values())
+        for positions, new in self._score_batches([pairs[rows[0]] for rows in todo_rows]):
+            positions, new = positions.tolist(), new.tolist()
+            for p, s in zip(positions, new):
+                scores[todo_rows[p]] = s
+            if cache is not None:  # batch by batch: a reranking stopped part-way keeps what it scored
+                cache.put_many([(todo_keys[p], s) for p, s in zip(positions, new)])
         return scores
 
     @contextlib.contextmanager

@@ -15,7 +15,7 @@ tokenizer's chat template with `chat=True`, the answer word then opening the ass
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -81,11 +81,10 @@ class Pointwise(ModelPairReranker):
             return self.prompter.text(self.template.format(query=pairs[i][0], document=doc))
         return encode_fitted(self.prompter, render, [d for _, d in pairs], [self.max_length] * len(pairs))
 
-    def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+    def _score_batches(self, pairs: list[tuple[str, str]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         from rankstack.progress import progress_bar
 
         encoded = self.encode(pairs)
-        out = np.empty(len(pairs), dtype=np.float32)
         pad_id, dev = self.tokenizer.pad_token_id, self.device
         answers = torch.tensor(self.token_ids, device=dev)
         with self._thread_count(), torch.inference_mode(), \
@@ -102,9 +101,9 @@ class Pointwise(ModelPairReranker):
                 else:
                     ids, mask = left_pad(seqs, pad_id, dev)
                     logits = causal_logits(self.model, ids, mask, 1)[:, 0]
-                out[rows] = torch.log_softmax(logits[:, answers], dim=-1)[:, 0].cpu().numpy()
+                scores = torch.log_softmax(logits[:, answers], dim=-1)[:, 0].cpu().numpy()
                 bar.update(len(rows))
-        return out
+                yield np.asarray(rows), scores
 
     def info(self) -> dict[str, Any]:
         """What computes the scores: model, revision, length, prompt, answer tokens, precision and device."""

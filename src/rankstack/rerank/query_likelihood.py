@@ -13,7 +13,7 @@ end (the query and the prompt's words are kept whole).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -87,19 +87,18 @@ class QueryLikelihood(ModelPairReranker):
 
     # --- scoring ---------------------------------------------------------------------------------------------
 
-    def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+    def _score_batches(self, pairs: list[tuple[str, str]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         from rankstack.progress import progress_bar
 
         encoded = self.encode(pairs)
-        out = np.empty(len(pairs), dtype=np.float32)
         lengths = [len(p) + len(t) for p, t in encoded]
         with self._thread_count(), torch.inference_mode(), \
                 progress_bar(self.progress, total=len(pairs), desc="query likelihood", unit="pair", leave=False) as bar:
             for rows in batches(lengths, self.batch_size, self.token_budget):
                 batch = [encoded[i] for i in rows]
-                out[rows] = (self._seq2seq if self.seq2seq else self._causal)(batch).cpu().numpy()
+                scores = (self._seq2seq if self.seq2seq else self._causal)(batch).cpu().numpy()
                 bar.update(len(rows))
-        return out
+                yield np.asarray(rows), scores
 
     def _causal(self, batch: list[tuple[list[int], list[int]]]) -> torch.Tensor:
         dev = self.device
