@@ -283,8 +283,9 @@ PISA_ALGORITHMS = ("block_max_maxscore", "block_max_wand", "maxscore", "wand", "
 
 
 def make_pisa(args):
-    """PISA through pyterrier-pisa: porter2 stemming, Terrier's stopwords, block_simdbp postings, BM25 k1/b as the
-    others. Every query algorithm PISA offers, each timed two ways: its C++ retrieve call alone (query text in;
+    """PISA through pyterrier-pisa: porter2 stemming, Lucene's stopwords (as rankstack and Anserini; PISA applies
+    them to queries, and its default Terrier list of 733 words would drop question words such as "what" and "how"
+    that the others search), block_simdbp postings, BM25 k1/b as the others. Every query algorithm PISA offers, each timed two ways: its C++ retrieve call alone (query text in;
     tokenising, stemming, searching and docno strings done in C++), and through PyTerrier (a DataFrame of queries
     in, one out)."""
     import numpy as np
@@ -299,7 +300,7 @@ def make_pisa(args):
 
     def opener(algorithm, call):
         def open_(index_dir, ids):
-            index = PisaIndex(str(index_dir), threads=1)
+            index = PisaIndex(str(index_dir), threads=1, stops="lucene")
             retrievers = {}
 
             def retriever(k, threads):
