@@ -10,7 +10,9 @@ rankstack's SpladeEncoder (cached, resumable, under bench/out/sparse/). rankstac
 pyseismic-lsr (run in the peers venv) are built with the same parameters on the same float vectors and
 swept over (query_cut, heap_factor), one thread, each setting timed --repeats times (the fastest run counts,
 for both); recall@10 is measured against the exact float top-10. rankstack stores document weights in 16 bits
-(value_bits=16), pyseismic-lsr as float16.
+(value_bits=16), pyseismic-lsr as float16. PISA (pyterrier-pisa, peers venv) indexes the same documents with
+the integer impacts of rankstack's 8- and 16-bit indexes and runs each of its exact algorithms
+(bench/peers/pisa_sparse_peer.py); its query weights are integers (--pisa-query-scales).
 Prints queries/s of each at matched recall (the fastest setting reaching each target) and their ratio,
 plus the exact engines' queries/s (the 16-bit inverted index in corpus order and reordered by recursive graph
 bisection, each with MaxScore, Block-Max WAND, Block-Max Pruning and exhaustive; sparse matmul on CPU).
@@ -125,7 +127,7 @@ def _coo_to_csr(t) -> sp.csr_matrix:
 
 
 GRID = [(qc, hf) for qc in (3, 5, 8, 12, 20) for hf in (0.1, 0.3, 0.5, 0.7, 0.9)]
-TARGETS = (0.85, 0.90, 0.95, 0.98)
+TARGETS = (0.85, 0.90, 0.95, 0.98, 0.99, 0.999)
 
 
 def _pypi(args):
@@ -181,9 +183,10 @@ def seismic(args) -> dict:
            "query_nnz_mean": q.nnz / q.shape[0]}
 
     position = {doc.id: row for row, doc in enumerate(docs)}
-    for order, reorder in (("", False), ("reordered_", True)):  # corpus order; recursive graph bisection
+    # 16 bits in corpus order and reordered by recursive graph bisection; 8 bits, the impacts PISA gets below
+    for order, reorder, bits in (("", False, 16), ("reordered_", True, 16), ("8bit_", False, 8)):
         t = time.perf_counter()
-        stage = LearnedSparse.build(docs, OUT / f"pypi-{order}idx", encoder, impact_bits=16, store=False,
+        stage = LearnedSparse.build(docs, OUT / f"pypi-{order}idx", encoder, impact_bits=bits, store=False,
                                     overwrite=True, shards=OUT / "pypi100k_shards", k=10, threads=1, reorder=reorder)
         out[f"exact_{order}build_s"] = time.perf_counter() - t
         stage.search_vectors(q[:50], 10)
@@ -203,7 +206,7 @@ def seismic(args) -> dict:
     matmul.search(SparseQueries.over_columns(q[:50], matmul.dim), 10)
     t = time.perf_counter()
     res = matmul.search(SparseQueries.over_columns(q, matmul.dim), 10)
-    out["exact_matmul_cpu_qps"] = q.shape[0] / (time.perf_counter() - t)
+    out["exact_matmul_qps"] = q.shape[0] / (time.perf_counter() - t)
     out["exact_matmul_recall"] = _recall(res, truth)
 
     build = {"n_postings": args.n_postings, "centroid_fraction": 0.1, "summary_energy": 0.4}
@@ -233,21 +236,43 @@ def seismic(args) -> dict:
         raise SystemExit(f"pyseismic-lsr failed:\n{proc.stderr[-3000:]}")
     peer = json.loads(proc.stdout.strip().splitlines()[-1])
     out["pyseismic_build_s"], out["pyseismic"] = peer["build_s"], peer["rows"]
+    for bits in (8, 16):  # PISA on the same quantised document impacts as rankstack's `impact_bits` index
+        options = json.dumps({"bits": bits, "repeats": args.repeats, "query_scales": args.pisa_query_scales,
+                              "workdir": str(OUT / f"pisa-{bits}bit")})
+        proc = subprocess.run([str(args.peer_python), str(REPO / "bench" / "peers" / "pisa_sparse_peer.py"),
+                               str(peer_input), options], capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"PISA failed:\n{proc.stderr[-3000:]}")
+        out[f"pisa_{bits}bit"] = json.loads(proc.stdout.strip().splitlines()[-1])
 
+    out["matched_recall"] = _matched(out)
+    return out
+
+
+def _matched(out: dict) -> list[dict]:
+    """The fastest setting of each engine reaching each recall@10 target (Seismic and the exact kernels for
+    rankstack), and rankstack's ratio to each peer."""
+    exact = [{"algorithm": key[len("exact_"):-len("_qps")], "recall": out[key[:-len("qps")] + "recall"], "qps": v}
+             for key, v in out.items() if key.startswith("exact_") and key.endswith("_qps")]
+    engines = {"rankstack": [{"seismic": [r["query_cut"], r["heap_factor"]], **r} for r in out["rankstack_seismic"]]
+               + exact,
+               "pyseismic": [{"seismic": [r["query_cut"], r["heap_factor"]], **r} for r in out["pyseismic"]],
+               "pisa": [{**r, "bits": out[f"pisa_{bits}bit"]["bits"]} for bits in (8, 16)
+                        for r in out[f"pisa_{bits}bit"]["rows"]]}
     matched = []
     for target in TARGETS:
-        best = {}
-        for name, rows in (("rankstack", ours), ("pyseismic", peer["rows"])):
+        row: dict = {"target_recall": target}
+        for name, rows in engines.items():
             ok = [r for r in rows if r["recall"] >= target]
-            best[name] = max(ok, key=lambda r: r["qps"]) if ok else None
-        row = {"target_recall": target, **{f"{n}_qps": (b["qps"] if b else None) for n, b in best.items()},
-               **{f"{n}_setting": (b and [b["query_cut"], b["heap_factor"], round(b["recall"], 4)])
-                  for n, b in best.items()}}
-        if best["rankstack"] and best["pyseismic"]:
-            row["ratio_rankstack_over_pyseismic"] = best["rankstack"]["qps"] / best["pyseismic"]["qps"]
+            best = max(ok, key=lambda r: r["qps"]) if ok else None
+            row[f"{name}_qps"] = best and best["qps"]
+            row[f"{name}_setting"] = best and {k: v for k, v in best.items()
+                                               if k not in ("qps", "query_cut", "heap_factor")}
+        for peer in ("pyseismic", "pisa"):
+            if row["rankstack_qps"] and row[f"{peer}_qps"]:
+                row[f"ratio_rankstack_over_{peer}"] = row["rankstack_qps"] / row[f"{peer}_qps"]
         matched.append(row)
-    out["matched_recall"] = matched
-    return out
+    return matched
 
 
 def main() -> None:
@@ -261,6 +286,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--n-postings", type=int, default=3500)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per Seismic setting (the fastest counts)")
+    parser.add_argument("--pisa-query-scales", type=float, nargs="+", default=[10, 100, 1000],
+                        help="PISA takes integer query weights (pyterrier-pisa repeats a term weight times): "
+                             "weights are multiplied by each scale and truncated (pyterrier-pisa's default 100)")
     parser.add_argument("--peer-python", type=Path, default=REPO / "bench" / ".venv-peers" / "bin" / "python")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
