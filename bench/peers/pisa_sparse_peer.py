@@ -4,10 +4,10 @@ The documents are indexed pre-tokenised with the integer impacts rankstack's own
 (code = clip(rint(weight / scale), 1, 2**bits - 1), scale = the largest weight / (2**bits - 1)), so both engines
 search the same quantised vectors. PISA's "quantized" scorer sums query weight x document impact, as rankstack
 does, but takes integer query weights (pyterrier-pisa repeats a query term `weight` times): the float weights
-are multiplied by a scale and truncated: each of "query_scales" (pyterrier-pisa's default is 100; a smaller
-scale drops a query's lightest terms, a larger one costs PISA more query processing) is timed. Each of PISA's safe disjunctive algorithms is timed on all
-queries in one C++ retrieve call (no pandas), one thread, the fastest of --repeats; recall@10 against the exact
-float top 10 that bench_sparse.py computed.
+are multiplied by a scale and truncated: each of "query_scales" is timed (pyterrier-pisa's default is 100; a
+smaller scale drops a query's lightest terms, a larger one costs PISA more query processing). Each of PISA's
+exact disjunctive algorithms runs all queries in one C++ retrieve call (no pandas), one thread, the fastest of
+"repeats" runs; recall@10 against the exact float top 10 that bench_sparse.py computed.
 
     bench/.venv-peers/bin/python bench/peers/pisa_sparse_peer.py bench/out/sparse/pypi-seismic-peer.npz \
         '{"bits": 8, "repeats": 3, "query_scales": [10, 100, 1000], "workdir": "bench/out/sparse/pisa-8bit"}'
@@ -77,7 +77,8 @@ def main(path: str, options: str) -> None:
             found[q].add(int(d))
         recall = float(np.mean([len(found[i] & set(truth[i][truth[i] >= 0].tolist())) / max((truth[i] >= 0).sum(), 1)
                                 for i in range(len(queries))]))
-        rows.append({"algorithm": algorithm, "query_scale": query_scale, "recall": recall, "qps": len(queries) / seconds})
+        rows.append({"algorithm": algorithm, "query_scale": query_scale, "recall": recall,
+                     "qps": len(queries) / seconds})
     size = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file())
     print(json.dumps({"build_s": build_s, "bits": bits, "index_bytes": size, "rows": rows}))
 
