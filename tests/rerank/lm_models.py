@@ -3,12 +3,23 @@ from configs for the generative reranker tests: mechanics only, their scores mea
 
 from pathlib import Path
 
+import pytest
+
 from tests.rerank.conftest import CONFIG_ONLY
 
 VOCAB = 30522  # the MiniLM tokenizer's
 
 
+def require_models():
+    """Skip where torch, transformers or the shared tokenizer folder is missing."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    if not CONFIG_ONLY.is_dir():
+        pytest.skip(f"tokenizer folder not found: {CONFIG_ONLY}")
+
+
 def build_llama(out: Path, seed: int = 0, max_positions: int = 256) -> Path:
+    require_models()
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -22,6 +33,7 @@ def build_llama(out: Path, seed: int = 0, max_positions: int = 256) -> Path:
 
 
 def build_t5(out: Path, seed: int = 0) -> Path:
+    require_models()
     import torch
     from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
@@ -33,23 +45,11 @@ def build_t5(out: Path, seed: int = 0) -> Path:
     return out
 
 
-import pytest
-
-
-def _require_models():
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    if not CONFIG_ONLY.is_dir():
-        pytest.skip(f"tokenizer folder not found: {CONFIG_ONLY}")
-
-
 @pytest.fixture(scope="session")
 def llama_dir(tmp_path_factory) -> Path:
-    _require_models()
     return build_llama(tmp_path_factory.mktemp("lm") / "llama")
 
 
 @pytest.fixture(scope="session")
 def t5_dir(tmp_path_factory) -> Path:
-    _require_models()
     return build_t5(tmp_path_factory.mktemp("lm") / "t5")

@@ -101,7 +101,9 @@ def test_chat_prompts_use_the_template_and_its_special_tokens():
 
     from rankstack.rerank.llm import Prompter
     from tests.rerank.conftest import CONFIG_ONLY
+    from tests.rerank.lm_models import require_models
 
+    require_models()
     tok = AutoTokenizer.from_pretrained(CONFIG_ONLY)
     with pytest.raises(InputError, match="chat template"):
         Prompter(tok, chat=True)
