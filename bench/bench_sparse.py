@@ -291,6 +291,8 @@ def main() -> None:
                              "weights are multiplied by each scale and truncated (pyterrier-pisa's default 100)")
     parser.add_argument("--peer-python", type=Path, default=REPO / "bench" / ".venv-peers" / "bin" / "python")
     args = parser.parse_args()
+    if min(args.pisa_query_scales) <= 0:
+        parser.error("--pisa-query-scales must be positive")
     OUT.mkdir(parents=True, exist_ok=True)
     result = scifact(args) if args.task == "scifact" else seismic(args)
     result["command"] = _command()

@@ -80,16 +80,16 @@ def main() -> None:
 def _colbert_gap(folder: Path, docs: list[str], queries: list[str]) -> float:
     """Largest difference between MultiVectorEncoder's token vectors and the training model's (same kept tokens)."""
     import torch
-    from safetensors.torch import load_file
 
     from rankstack.encoders import MultiVectorEncoder
+    from rankstack.encoders.multivector import _load_linear
     from rankstack.train.models import build_model
 
     ours = MultiVectorEncoder(folder, progress=False)
     config = json.loads((folder / "colbert_config.json").read_text())
     trained = build_model("colbert", folder, dimension=config["dim"], query_length=config["query_maxlen"],
                           document_max_length=config["doc_maxlen"]).eval()
-    trained.linear.weight.data = load_file(str(folder / "model.safetensors"))["linear.weight"]
+    trained.linear.weight.data = _load_linear(folder)  # the saved head, read as LateInteraction reads it
     worst = 0.0
     for texts, mine, theirs in ((docs, ours.encode_documents, trained.encode_documents),
                                 (queries, ours.encode_queries, trained.encode_queries)):
