@@ -3,11 +3,13 @@
 Scores the first N (query, passage) pairs of TREC DL 2019's BM25 top-100 candidates with both, on one
 random-weight MiniLM-L6 cross-encoder (built from the config-only folder with a fixed seed, or --model-dir),
 timed alternately in one run. Prints one JSON object: pairs/s of each, the ratio, the largest absolute score
-difference, and rankstack with its own default batching. On CPU also rankstack's dtype="int8" and
-sentence-transformers' own ONNX, ONNX int8 and OpenVINO backends (a worker in the neural peers venv,
-bench/peers/setup_neural.sh; exported offline). No hub access. Random weights: speed only, no quality; int8 is
-judged by its agreement with fp32 on the same pairs (Pearson and Spearman correlation, per-query overlap of the
-top 10 of each query's 100 candidates, largest absolute difference), since no trained weights are here.
+difference, and rankstack with its own default batching. On CPU also rankstack's reduced precisions
+(--cpu-precisions: dtype="int8" and dtype="bf16", the latter fast only on CPUs with bf16 matrix units, which the
+report names), sentence-transformers in bf16, and its own ONNX, ONNX int8 and OpenVINO backends (a worker in the
+neural peers venv, bench/peers/setup_neural.sh; exported offline). No hub access. Random weights (unless
+--model-dir): speed only; each reduced precision is judged by its agreement with fp32 on the same pairs (Pearson
+and Spearman correlation, per-query overlap of the top 10 of each query's 100 candidates, largest absolute
+difference); bench/rerank_scifact.py measures what it costs a trained model in nDCG@10.
 
     PYTHONPATH=src python bench/bench_cross_encoder.py --device cpu --threads 2
     PYTHONPATH=src python bench/bench_cross_encoder.py --device cuda --dtype fp16
@@ -126,7 +128,8 @@ def main() -> None:
                    help="a saved cross-encoder folder (default: random weights from the config-only folder)")
     p.add_argument("--config-dir", help=f"the config-only folder (default: shared/{CONFIG_ONLY})")
     p.add_argument("--candidates", help=f"the candidates TSV (default: shared/{CANDIDATES})")
-    p.add_argument("--no-int8", action="store_true", help="CPU: leave out rankstack's dtype='int8'")
+    p.add_argument("--cpu-precisions", nargs="*", choices=["int8", "bf16"], default=["int8", "bf16"],
+                   help="CPU: rankstack's reduced precisions to run beside fp32 (none: only fp32)")
     p.add_argument("--peers-python", default=str(REPO / "bench" / ".venv-neural-peers" / "bin" / "python"),
                    help="python of the neural peers venv, for sentence-transformers' ONNX / OpenVINO backends; "
                         "'none' leaves them out")
@@ -143,6 +146,7 @@ def main() -> None:
     import sentence_transformers as st
     import transformers
     CrossEncoder = _cross_encoder_class()
+    from rankstack.devices import cpu_description
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-ce-")
     model_dir = Path(args.model_dir) if args.model_dir else \
@@ -156,9 +160,14 @@ def main() -> None:
     theirs = st.CrossEncoder(str(model_dir), device=args.device, max_length=args.max_length).to(torch_dtype)
     runners = {"rankstack": ours.predict, "sentence_transformers":
                lambda x: theirs.predict(x, batch_size=args.batch_size, show_progress_bar=False)}
-    if args.device == "cpu" and not args.no_int8:
-        runners["rankstack_int8"] = ours_with(batch_size=args.batch_size, dtype_="int8").predict
-    worker = None
+    reduced = args.cpu_precisions if args.device == "cpu" and args.dtype == "fp32" else []
+    for precision in reduced:
+        runners[f"rankstack_{precision}"] = ours_with(batch_size=args.batch_size, dtype_=precision).predict
+    if "bf16" in reduced:
+        theirs16 = st.CrossEncoder(str(model_dir), device="cpu", max_length=args.max_length).to(torch.bfloat16)
+        runners["sentence_transformers_bf16"] = \
+            lambda x: np.asarray(theirs16.predict(x, batch_size=args.batch_size, show_progress_bar=False), np.float32)
+    worker, worker_names = None, set()
     if args.device == "cpu" and args.peers_python != "none" and Path(args.peers_python).exists():
         sys.path.insert(0, str(REPO / "bench"))
         from peers.st_backends import Worker
@@ -167,6 +176,7 @@ def main() -> None:
                         args.batch_size, args.max_length)
         for name in worker.backends:
             runners[f"sentence_transformers_{name}"] = (lambda n: lambda x: worker.run(n))(name)
+            worker_names.add(f"sentence_transformers_{name}")
     defaults = ours_with()
     if (defaults.batch_size, defaults.token_budget) != (ours.batch_size, ours.token_budget):
         runners["rankstack_default_batching"] = defaults.predict
@@ -179,13 +189,13 @@ def main() -> None:
         runners["rankstack_full_last_layer"] = full.predict
 
     for name, run in runners.items():  # warm-up (the worker warmed up its own)
-        if not name.startswith("sentence_transformers_"):
+        if name not in worker_names:
             run(pairs[:64])
     best, cpu, scores = {k: float("inf") for k in runners}, {k: float("inf") for k in runners}, {}
     try:
         for _ in range(args.repeat):  # alternate, so that a noisy neighbour hurts all alike
             for name, run in runners.items():
-                if name.startswith("sentence_transformers_"):  # timed inside the worker
+                if name in worker_names:  # timed inside the worker
                     t, c, scores[name] = run(pairs)
                 else:
                     t, c, scores[name] = timed(run, pairs, args.device)
@@ -199,6 +209,7 @@ def main() -> None:
                             max_length=args.max_length)["input_ids"]
     report = {"device": args.device, "load_average": os.getloadavg(),
               "device_name": torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPUs",
+              **({"cpu": cpu_description()} if args.device == "cpu" else {}),
               "threads": torch.get_num_threads(), "dtype": args.dtype, "pairs": len(pairs),
               "tokens_per_pair": round(float(np.mean([len(t) for t in tokens])), 1), "max_length": args.max_length,
               "batch_size": args.batch_size, "rankstack_token_budget": ours.token_budget,
@@ -211,8 +222,8 @@ def main() -> None:
         if name != "sentence_transformers":
             report[f"ratio_{name}"] = round(best["sentence_transformers"] / best[name], 3)
             report[f"max_abs_diff_{name}"] = float(np.abs(scores[name] - ref).max())
-    if "rankstack_int8" in scores:
-        report["int8_agreement_with_fp32"] = agreement(scores["rankstack"], scores["rankstack_int8"])
+    for precision in reduced:
+        report[f"{precision}_agreement_with_fp32"] = agreement(scores["rankstack"], scores[f"rankstack_{precision}"])
     if "sentence_transformers_onnx-int8" in scores:
         report["st_onnx_int8_agreement_with_fp32"] = agreement(ref, scores["sentence_transformers_onnx-int8"])
     report["seconds"] = {k: round(v, 3) for k, v in best.items()}

@@ -2,13 +2,16 @@
 
 Encodes the first N SciFact documents (title + " " + text) with rankstack's DenseEncoder and with
 SentenceTransformer.encode (all-MiniLM-L6-v2), then with SpladeEncoder and sentence-transformers' SparseEncoder
-(MLM transformer + SpladePooling("max"), when installed) on splade-tiny. On CPU also rankstack's dtype="int8"
-(dynamic quantisation) and, for the dense model, sentence-transformers' own ONNX, ONNX int8 (its
+(MLM transformer + SpladePooling("max"), when installed) on splade-tiny. On CPU also rankstack's reduced
+precisions (--cpu-precisions: dtype="int8", dynamic quantisation, and dtype="bf16", which runs on the CPU's bf16
+matrix units where it has them: AMX or AVX512-BF16, named in the report), sentence-transformers in bf16 (this venv)
+and, for the dense model, sentence-transformers' own ONNX, ONNX int8 (its
 export_dynamic_quantized_onnx_model, "avx2") and OpenVINO backends, run by a worker in the neural peers venv
 (bench/peers/setup_neural.sh; bench/peers/st_backends.py; exported offline into bench/out/st-backends). Every
 runner runs once per pass, passes interleaved, best of --repeat. Prints one JSON object: per runner wall and CPU
 seconds, speed against sentence-transformers (torch, this venv), the largest absolute difference of its output
-and the lowest cosine. `--ndcg` adds nDCG@10 on SciFact test of rankstack fp32 and int8 (exact search). No hub
+and the lowest cosine. `--ndcg` adds nDCG@10 on SciFact test of rankstack fp32 and each reduced precision
+(exact search). No hub
 access: models come from local folders.
 
     PYTHONPATH=src python bench/bench_encoders.py --n 300 --device cpu --threads 2 --repeat 3
@@ -188,13 +191,15 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="interleaved passes; the best of each runner counts")
     p.add_argument("--skip", choices=["dense", "splade"], action="append", default=[])
     p.add_argument("--no-speed", action="store_true", help="no timings (with --ndcg: only the effectiveness)")
-    p.add_argument("--no-int8", action="store_true", help="CPU: leave out rankstack's dtype='int8'")
+    p.add_argument("--cpu-precisions", nargs="*", choices=["int8", "bf16"], default=["int8", "bf16"],
+                   help="CPU: rankstack's reduced precisions to run beside fp32 (none: only fp32)")
     p.add_argument("--peers-python", default=str(REPO / "bench" / ".venv-neural-peers" / "bin" / "python"),
                    help="python of the neural peers venv (bench/peers/setup_neural.sh), for sentence-transformers' "
                         "ONNX / OpenVINO backends; 'none' leaves them out")
     p.add_argument("--st-backends", nargs="+", default=["onnx", "onnx-int8", "openvino"])
     p.add_argument("--ndcg", action="store_true",
-                   help="also nDCG@10 on SciFact test of rankstack fp32 vs int8 (exact search over --ndcg-docs)")
+                   help="also nDCG@10 on SciFact test of rankstack fp32 vs each reduced precision (exact search "
+                        "over --ndcg-docs)")
     p.add_argument("--ndcg-cache", type=Path, default=REPO / "bench" / "out" / "encodings",
                    help="folder keeping --ndcg's encodings (keyed by encoder record and texts); 'none': no cache")
     p.add_argument("--ndcg-minutes", type=float, default=None,
@@ -214,17 +219,18 @@ def main() -> None:
         sys.exit("SciFact corpus not found; pass --corpus")
     docs = load_docs(corpus, args.n)
     cpu = args.device == "cpu"
-    int8 = cpu and not args.no_int8
+    reduced = args.cpu_precisions if cpu and args.dtype == "fp32" else []
     peers = cpu and args.peers_python != "none" and Path(args.peers_python).exists()
 
     enc = _encoders()
+    from rankstack.devices import cpu_description
     import sentence_transformers as st
     import transformers
     report = {"device": args.device, "device_name": torch.cuda.get_device_name() if args.device == "cuda" else
               f"{os.cpu_count()} CPUs, {threads} threads for every runner", "dtype": args.dtype, "n": len(docs),
               "batch_size": args.batch_size, "corpus": str(corpus), "torch": torch.__version__,
               "transformers": transformers.__version__, "sentence_transformers": st.__version__,
-              "load_average": os.getloadavg()}
+              "load_average": os.getloadavg(), "cpu": cpu_description()}
 
     if "dense" not in args.skip:
         model_dir = _find("sentence-transformers__all-MiniLM-L6-v2", args.model_dir)
@@ -237,9 +243,14 @@ def main() -> None:
         ours_default = enc.DenseEncoder(model_dir, device=args.device, dtype=args.dtype, progress=False)
         if (ours_default.batch_size, ours_default.token_budget) != (ours.batch_size, ours.token_budget):
             runners["rankstack_default_batching"] = local(ours_default.encode_documents, docs, np.asarray)
-        if int8:
-            ours8 = enc.DenseEncoder(model_dir, device="cpu", dtype="int8", progress=False)
-            runners["rankstack_int8"] = local(ours8.encode_documents, docs, np.asarray)
+        lowered = {p: enc.DenseEncoder(model_dir, device="cpu", dtype=p, progress=False) for p in reduced}
+        for precision, encoder in lowered.items():
+            runners[f"rankstack_{precision}"] = local(encoder.encode_documents, docs, np.asarray)
+        if "bf16" in reduced:
+            theirs16 = st.SentenceTransformer(model_dir, device="cpu").to(torch.bfloat16)
+            runners["sentence_transformers_bf16"] = local(
+                lambda d: theirs16.encode(d, batch_size=args.batch_size, convert_to_numpy=True), docs,
+                lambda x: np.asarray(x, dtype=np.float32))
         worker = None
         if peers and not args.no_speed:
             from peers.st_backends import Worker
@@ -260,7 +271,7 @@ def main() -> None:
         if args.ndcg:
             subset = scifact_subset(args.ndcg_docs)
             report.setdefault("dense", {})["ndcg"] = ndcg_exact(
-                {"fp32": ours_default, **({"int8": ours8} if int8 else {})}, *subset, sparse=False, cache=cache,
+                {"fp32": ours_default, **lowered}, *subset, sparse=False, cache=cache,
                 budget_s=args.ndcg_minutes and args.ndcg_minutes * 60)
         del ours, theirs
 
@@ -288,9 +299,9 @@ def main() -> None:
             ours_default = enc.SpladeEncoder(splade_dir, device=args.device, dtype=args.dtype, progress=False)
             if (ours_default.batch_size, ours_default.token_budget) != (ours.batch_size, ours.token_budget):
                 runners["rankstack_default_batching"] = local(ours_default.encode_documents, docs, dense_of)
-            if int8:
-                ours8 = enc.SpladeEncoder(splade_dir, device="cpu", dtype="int8", progress=False)
-                runners["rankstack_int8"] = local(ours8.encode_documents, docs, dense_of)
+            lowered = {p: enc.SpladeEncoder(splade_dir, device="cpu", dtype=p, progress=False) for p in reduced}
+            for precision, encoder in lowered.items():
+                runners[f"rankstack_{precision}"] = local(encoder.encode_documents, docs, dense_of)
             if not args.no_speed:
                 for run in runners.values():
                     run(warm_up=True)
@@ -298,7 +309,7 @@ def main() -> None:
             if args.ndcg:
                 subset = scifact_subset(args.ndcg_docs)
                 report.setdefault("splade", {})["ndcg"] = ndcg_exact(
-                    {"fp32": ours_default, **({"int8": ours8} if int8 else {})}, *subset, sparse=True, cache=cache,
+                    {"fp32": ours_default, **lowered}, *subset, sparse=True, cache=cache,
                     budget_s=args.ndcg_minutes and args.ndcg_minutes * 60)
     print(json.dumps(report, indent=1))
     print("reproduce: PYTHONPATH=src python bench/bench_encoders.py " + " ".join(sys.argv[1:]), file=sys.stderr)

@@ -1,10 +1,13 @@
-"""dtype="int8" (dynamic quantisation of the Linear layers, CPU): close to fp32, told apart by the record, refused
-where it cannot run."""
+"""Reduced precision on CPU: dtype="int8" (dynamic quantisation of the Linear layers) and dtype="bf16": close to
+fp32, told apart by the record, refused where it cannot run, and bf16 flagged where the CPU would emulate it."""
+
+import logging
 
 import numpy as np
 import pytest
 import torch
 
+from rankstack.devices import _EXTENSIONS, cpu_description
 from rankstack.encoders.loading import quantization
 from rankstack.errors import InputError
 from rankstack.records import check_compatible
@@ -76,3 +79,36 @@ def test_int8_is_a_cpu_option():
     assert quantization("fp32", torch.device("cpu")) is None and quantization(None, torch.device("cpu")) is None
     with pytest.raises(InputError, match="CPU option"):
         quantization("int8", torch.device("cuda"))
+
+
+def test_dense_bf16_on_cpu_is_close_to_fp32_and_recorded(minilm_dir, dense):
+    from rankstack.encoders import DenseEncoder
+    bf16 = DenseEncoder(minilm_dir, device="cpu", dtype="bf16", batch_size=2, progress=False)
+    exact, reduced = dense.encode_documents(SHORT), bf16.encode_documents(SHORT)
+    cos = _cosines(exact, reduced)
+    assert cos.min() > 0.999 and np.abs(exact - reduced).max() > 1e-5  # close, and not the fp32 model itself
+    assert reduced.dtype == np.float32 and reduced.shape == exact.shape
+    assert next(bf16.loaded.model.parameters()).dtype == torch.bfloat16
+    assert bf16.to_record()["dtype"] == "bfloat16" and not bf16.loaded.exact
+    check_compatible(dense.to_record(), bf16.to_record())
+
+
+def test_bf16_warns_on_a_cpu_without_bf16_units(minilm_dir, monkeypatch, caplog):
+    from rankstack.encoders import loading
+    for has_units, warned in ((False, True), (True, False)):
+        monkeypatch.setattr(loading, "cpu_has_bf16_units", lambda: has_units)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rankstack.encoders.loading"):
+            loading.load_model(minilm_dir, device="cpu", dtype="bf16")
+        assert ("emulated" in caplog.text) is warned
+    caplog.clear()
+    monkeypatch.setattr(loading, "cpu_has_bf16_units", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="rankstack.encoders.loading"):
+        loading.load_model(minilm_dir, device="cpu")  # fp32: nothing to say
+    assert "emulated" not in caplog.text
+
+
+def test_cpu_description_names_the_cpu_and_known_extensions():
+    cpu = cpu_description()
+    assert isinstance(cpu["model"], str) and cpu["model"]
+    assert set(cpu["extensions"]) <= set(_EXTENSIONS)

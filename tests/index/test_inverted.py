@@ -75,6 +75,27 @@ def test_updates_equal_a_fresh_build(tmp_path):
         assert by_score(results(merged, QUERIES, k=400, algorithm=algorithm)) == by_score(results(fresh, QUERIES, k=400))
 
 
+def test_documents_added_one_by_one_and_in_batches_share_one_vocabulary(tmp_path):
+    """add() and add_batch() on one writer (a term first seen by either) index what a one-by-one build does."""
+    rng = random.Random(3)
+    docs = random_docs(rng, 60)
+    with IndexWriter(tmp_path / "mixed", {"length_norm": "exact"}) as w:
+        items = list(docs.items())
+        for start in range(0, len(items), 10):
+            part = items[start:start + 10]
+            if start % 20:
+                ids, terms = [d for d, _ in part], [t for _, ts in part for t in ts]
+                w.add_batch(ids, terms + [None], [len(ts) for _, ts in part[:-1]] + [len(part[-1][1]) + 1])
+            else:
+                for doc_id, terms in part:
+                    w.add(doc_id, terms)
+    mixed, plain = InvertedIndex(tmp_path / "mixed"), build(tmp_path / "plain", docs)
+    assert results(mixed, QUERIES, k=60) == results(plain, QUERIES, k=60)
+    with pytest.raises(InputError, match="terms must be strings"):
+        with IndexWriter(tmp_path / "bad", {"length_norm": "exact"}) as w:
+            w.add("x", ["w1", None])
+
+
 def test_pruned_search_equals_exhaustive_across_segments(tmp_path):
     rng = random.Random(1)
     path = tmp_path / "idx"

@@ -37,7 +37,12 @@ class Document(_Fields):
     @property
     def contents(self) -> str:
         """Title and text joined, as Anserini's default `contents` field."""
-        return f"{self.title} {self.text}" if self.title else self.text
+        return contents(self.title, self.text)
+
+
+def contents(title: str, text: str) -> str:
+    """A document's title and text joined, as Anserini's default `contents` field."""
+    return f"{title} {text}" if title else text
 
 
 _unchecked = tuple.__new__  # a Document from fields a reader has checked

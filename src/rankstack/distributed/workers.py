@@ -91,12 +91,13 @@ class PartWriter:
         return self.encoder
 
     def _segment(self, number: int, docs: list[tuple[str, Document]]) -> dict[str, Any]:
+        from rankstack.retrieve.bm25 import Columns
         from rankstack.retrieve.parallel import write_part
 
         tmp = self.folder / f".{SEGMENT.format(number)}.tmp-{os.getpid()}"
         tmp.unlink(missing_ok=True)
         o = self.options
-        write_part(docs, tmp, o["analyzer"], o["store"], o["length_norm"], o.get("reorder", False))
+        write_part(Columns.of(docs), tmp, o["analyzer"], o["store"], o["length_norm"], o.get("reorder", False))
         os.replace(tmp, self.folder / SEGMENT.format(number))
         return {"texts": len(docs), "max_weight": 0.0}
 

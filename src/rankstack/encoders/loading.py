@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from rankstack.devices import select_device, select_dtype  # noqa: F401 (select_dtype re-exported)
+from rankstack.devices import cpu_has_bf16_units, select_device, select_dtype  # noqa: F401 (select_dtype re-exported)
 from rankstack.encoders.names import WEIGHT_FILES, is_commit, locate
 from rankstack.errors import InputError, RankstackError
 from rankstack.records import check_compatible  # noqa: F401 (re-exported)
@@ -444,6 +444,9 @@ def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device
     dev = select_device(device)
     quantized = quantization(dtype, dev)
     dt = select_dtype("fp32" if quantized else dtype, dev)
+    if dev.type == "cpu" and str(dt) == "torch.bfloat16" and not cpu_has_bf16_units():
+        log.warning("dtype='bf16' on a CPU without bf16 matrix units (AMX or AVX512-BF16): it is emulated and "
+                    "may be slower than fp32; dtype='int8' is the faster reduced precision here")
     path = str(spec.transformer_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)

@@ -23,6 +23,21 @@ SEGMENT_FORMAT = 3  # 3: one container file; 2: a directory of .npy files
 MODES = ("bm25", "impact")
 
 
+class Vocabulary(dict):
+    """term -> term id, numbering a new term at its first lookup (0, 1, ...); None, a dropped token, is -1."""
+
+    def __init__(self) -> None:
+        super().__init__({None: -1})
+
+    def __missing__(self, term: str) -> int:
+        self[term] = term_id = len(self) - 1
+        return term_id
+
+    def terms(self) -> list[str]:
+        """The terms, in id order."""
+        return list(self)[1:]
+
+
 class SegmentBuilder:
     """Accumulates documents in memory as compact arrays, then writes them as one segment.
 
@@ -37,8 +52,7 @@ class SegmentBuilder:
         if mode not in MODES:
             raise InputError(f"unknown index mode {mode!r} (expected one of {MODES})")
         self.mode, self.store, self.length_norm, self.reorder = mode, store, length_norm, reorder
-        self.vocab: dict[str, int] = {}
-        self._lookup: dict[str | None, int] = {None: -1}  # vocab, plus None (a dropped token) -> -1
+        self.vocab = Vocabulary()
         self.doc_ids: list[str] = []
         self.doc_locations: list[str] = []
         self.stored: list[str] = []
@@ -58,11 +72,7 @@ class SegmentBuilder:
                   stored: list[str] | None = None, locations: list[str] | None = None) -> None:
         """Add bm25 documents in bulk: all their terms in one list (None = a dropped token) and the
         number of entries of each document."""
-        lookup = self._lookup
-        for term in set(terms).difference(lookup):
-            lookup[term] = len(self.vocab)
-            self.vocab[term] = len(self.vocab)
-        ids = np.array(list(map(lookup.__getitem__, terms)), dtype=np.int32)
+        ids = np.fromiter(map(self.vocab.__getitem__, terms), np.int32, len(terms))
         kept = ids >= 0
         doc_of = np.repeat(np.arange(len(doc_ids)), counts)
         lengths = np.bincount(doc_of[kept], minlength=len(doc_ids)).astype(np.int32)
@@ -78,18 +88,24 @@ class SegmentBuilder:
             location: str = "") -> None:
         vocab = self.vocab
         if self.mode == "bm25":
-            ids = [vocab.setdefault(t, len(vocab)) for t in terms]
+            if not all(isinstance(t, str) for t in terms):
+                raise InputError(f"{location + ': ' if location else ''}document {doc_id!r}: terms must be strings, "
+                                 f"got {next(t for t in terms if not isinstance(t, str))!r}")
+            ids = [vocab[t] for t in terms]
             self._term_ids.extend(ids)
             self._lengths.append(len(ids))
             self._num_terms.append(len(ids))
         else:
             before = len(self._term_ids)
             for term, weight in terms.items():
+                if not isinstance(term, str):
+                    raise InputError(f"{location + ': ' if location else ''}document {doc_id!r}: terms must be "
+                                     f"strings, got {term!r}")
                 if not (isinstance(weight, (int, float, np.number)) and np.isfinite(weight) and weight >= 0):
                     raise InputError(f"{location + ': ' if location else ''}document {doc_id!r}: weight of "
                                      f"{term!r} must be a finite number >= 0, got {weight!r}")
                 if weight > 0:
-                    self._term_ids.append(vocab.setdefault(term, len(vocab)))
+                    self._term_ids.append(vocab[term])
                     self._values.append(weight)
             self._lengths.append(len(self._term_ids) - before)
             self._num_terms.append(len(self._term_ids) - before)
@@ -114,7 +130,7 @@ class SegmentBuilder:
         else:
             values = np.clip(np.rint(np.array(self._values, dtype=np.float64) / impact_scale), 1,
                              2**impact_bits - 1).astype(np.uint32)
-        return write_segment(path, self.mode, self.length_norm, list(self.vocab), self.doc_ids,
+        return write_segment(path, self.mode, self.length_norm, self.vocab.terms(), self.doc_ids,
                              self.stored if self.store else None, term_ids, docs, values, lengths, self.reorder)
 
 

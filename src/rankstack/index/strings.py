@@ -101,59 +101,62 @@ def _front_code(flat, offsets, block):
 @numba.njit(cache=True, nogil=True)
 def _gather(blob, index, block, max_len, positions):
     """The strings at `positions`, NUL-separated, where each starts (string i is out[starts[i]:starts[i+1]-1]), and
-    False for a corrupt table."""
+    False for a corrupt table. Each string is decoded straight into `out`."""
+    m = len(positions)
     first = np.int64(0)  # read every block's start first: the cache misses then overlap
     for p in positions:
         first += index[p // block]
-    out = np.empty(len(positions) * 16 + max_len + 1 + (first & 1), np.uint8)  # (uses `first`: the reads stay)
-    starts = np.empty(len(positions) + 1, np.int64)
-    buf = np.empty(max_len, np.uint8)  # the string last decoded
+    out = np.empty(m * 16 + max_len + 1 + (first & 1), np.uint8)  # (uses `first`: the reads stay)
+    starts = np.empty(m + 1, np.int64)
     step_pre = np.empty(block, np.int64)
     step_at = np.empty(block, np.int64)
     cur_b, cur_j, o, n, w = np.int64(-1), np.int64(-1), np.int64(0), np.int64(0), np.int64(0)
-    for i, p in enumerate(positions):
+    for i in range(m):
+        b = positions[i] // block
+        j = positions[i] - b * block
+        if w + max_len + 1 > len(out):
+            grown = np.empty(2 * len(out), np.uint8)
+            grown[:w] = out[:w]
+            out = grown
         starts[i] = w
-        if p // block == cur_b and p % block == cur_j + 1:  # the next string: extend the one in buf
+        if b == cur_b and j == cur_j + 1:  # the next string: the last one's prefix, then its own suffix
             pre, o = _varint(blob, o)
             suf, o = _varint(blob, o)
             if pre < 0 or suf < 0 or pre > n or pre + suf > max_len or o + suf > len(blob):
                 return out, starts, False
-            _copy(blob, o, buf, pre, suf)
+            _copy(out, starts[i - 1], out, w, pre)
+            _copy(blob, o, out, w + pre, suf)
             o += suf
             n = pre + suf
-            cur_j += 1
-        elif p // block != cur_b or p % block != cur_j:
+        elif b != cur_b or j != cur_j:
             # Walk the block to string j, noting where each suffix lies, then copy each byte of string j
             # once, from the last suffix that wrote it, going backwards.
-            cur_b, cur_j = p // block, p % block
-            n, o = _varint(blob, index[cur_b])
+            n, o = _varint(blob, index[b])
             step_pre[0], step_at[0] = 0, o
             if n < 0 or n > max_len or o + n > len(blob):
                 return out, starts, False
             o += n
-            for j in range(1, cur_j + 1):
+            for t in range(1, j + 1):
                 pre, o = _varint(blob, o)
                 suf, o = _varint(blob, o)
                 if pre < 0 or suf < 0 or pre > n or pre + suf > max_len or o + suf > len(blob):
                     return out, starts, False
-                step_pre[j], step_at[j] = pre, o
+                step_pre[t], step_at[t] = pre, o
                 o += suf
                 n = pre + suf
             limit = n
-            for j in range(cur_j, -1, -1):
-                if step_pre[j] < limit:
-                    _copy(blob, step_at[j], buf, step_pre[j], limit - step_pre[j])
-                    limit = step_pre[j]
+            for t in range(j, -1, -1):
+                if step_pre[t] < limit:
+                    _copy(blob, step_at[t], out, w + step_pre[t], limit - step_pre[t])
+                    limit = step_pre[t]
                 if limit == 0:
                     break
-        if w + n + 1 > len(out):
-            grown = np.empty(max(2 * len(out), w + n + 1), np.uint8)
-            grown[:w] = out[:w]
-            out = grown
-        _copy(buf, 0, out, w, n)
+        else:  # the same string again
+            _copy(out, starts[i - 1], out, w, n)
+        cur_b, cur_j = b, j
         out[w + n] = 0
         w += n + 1
-    starts[len(positions)] = w
+    starts[m] = w
     return out[:max(w - 1, 0)], starts, True
 
 

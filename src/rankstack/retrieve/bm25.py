@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable
@@ -11,7 +12,7 @@ from typing import Any, Iterable
 import orjson
 from rankstack.progress import progress_bar
 
-from rankstack.data.corpus import Corpus, Document
+from rankstack.data.corpus import Corpus, Document, contents
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
 from rankstack.errors import IncompatibleIndexError, InputError
@@ -37,7 +38,7 @@ def index_documents(writer: IndexWriter, corpus: Corpus | Iterable[Document], an
     count = 0
     with progress_bar(progress, desc="indexing", unit=" docs") as bar:
         for batch in batches(located(corpus), INDEX_BATCH):
-            writer.add_batch(*analyze_documents(batch, analyzer, writer.settings["store"]))
+            writer.add_batch(*analyze_documents(Columns.of(batch), analyzer, writer.settings["store"]))
             count += len(batch)
             bar.update(len(batch))
     return count
@@ -48,14 +49,40 @@ def located(corpus: Corpus | Iterable[Document]) -> Iterable[tuple[str, Document
     return corpus.located() if isinstance(corpus, Corpus) else (("", doc) for doc in corpus)
 
 
-def analyze_documents(batch: list[tuple[str, Document]], analyzer: Analyzer, store: bool
+@dataclass
+class Columns:
+    """Documents as four lists: what `analyze_documents` reads, and cheap to send to a worker process (a list of
+    Documents pickles about ten times slower)."""
+
+    locations: list[str]
+    ids: list[str]
+    titles: list[str]
+    texts: list[str]
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Document]]) -> "Columns":
+        """The columns of (location, document) pairs."""
+        return cls([loc for loc, _ in pairs], [d.id for _, d in pairs], [d.title for _, d in pairs],
+                   [d.text for _, d in pairs])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def slices(self, size: int) -> Iterable["Columns"]:
+        for start in range(0, len(self), size):
+            end = start + size
+            yield Columns(self.locations[start:end], self.ids[start:end], self.titles[start:end],
+                          self.texts[start:end])
+
+
+def analyze_documents(docs: Columns, analyzer: Analyzer, store: bool
                       ) -> tuple[list[str], list[str | None], list[int], list[str] | None, list[str]]:
-    """What `add_batch` takes for (location, document) pairs: ids, analysed terms, term counts, stored documents
-    (JSON, when `store`), locations."""
-    docs = [doc for _, doc in batch]
-    terms, counts = analyzer.analyze_batch([doc.contents for doc in docs])
-    stored = [orjson.dumps({"title": d.title, "text": d.text}).decode() for d in docs] if store else None
-    return [d.id for d in docs], terms, counts, stored, [loc for loc, _ in batch]
+    """What `add_batch` takes for documents: ids, analysed terms, term counts, stored documents (JSON, when
+    `store`), locations."""
+    terms, counts = analyzer.analyze_batch(list(map(contents, docs.titles, docs.texts)))
+    stored = [orjson.dumps({"title": title, "text": text}).decode() for title, text in zip(docs.titles, docs.texts)
+              ] if store else None
+    return docs.ids, terms, counts, stored, docs.locations
 
 
 def batches(items: Iterable, size: int) -> Iterable[list]:

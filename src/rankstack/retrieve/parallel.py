@@ -26,7 +26,7 @@ from rankstack.errors import InputError, RankstackError
 from rankstack.index.commit import LOCK, new_name
 from rankstack.index.inverted import IndexWriter, check_doc_ids, check_unique
 from rankstack.index.segment import SegmentBuilder
-from rankstack.retrieve.bm25 import INDEX_BATCH, analyze_documents, batches, located
+from rankstack.retrieve.bm25 import INDEX_BATCH, Columns, analyze_documents, batches, located
 from rankstack.text.analyzer import Analyzer
 
 PART_DOCS = 100_000  # documents per part (one segment each)
@@ -35,14 +35,14 @@ RESTARTS = 3  # times a pool whose worker died is started again before the build
 _analyzers: dict[str, Analyzer] = {}  # per process: an analyzer keeps a cache of its normalised tokens
 
 
-def write_part(docs: list[tuple[str, Document]], path: str | os.PathLike, analyzer_config: dict[str, Any],
-               store: bool, length_norm: str, reorder: bool = False) -> int:
-    """Analyse (location, document) pairs and write them, in order, as one BM25 segment file at `path` (new);
-    return how many. Ids are checked as a writer checks them (non-empty, unique within the part)."""
+def write_part(docs: Columns, path: str | os.PathLike, analyzer_config: dict[str, Any], store: bool,
+               length_norm: str, reorder: bool = False) -> int:
+    """Analyse documents and write them, in order, as one BM25 segment file at `path` (new); return how many. Ids
+    are checked as a writer checks them (non-empty, unique within the part)."""
     key = repr(sorted(analyzer_config.items()))
     analyzer = _analyzers.get(key) or _analyzers.setdefault(key, Analyzer.from_config(analyzer_config))
     builder = SegmentBuilder("bm25", store, length_norm, reorder)
-    for batch in batches(docs, INDEX_BATCH):
+    for batch in docs.slices(INDEX_BATCH):
         doc_ids, terms, counts, stored, locations = analyze_documents(batch, analyzer, store)
         check_doc_ids(doc_ids, locations)
         builder.add_batch(doc_ids, terms, counts, stored, locations)
@@ -64,10 +64,10 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
     args = (analyzer.config(), bool(writer.settings["store"]), writer.settings["length_norm"],
             writer.settings.get("reorder", False))
     pool = _Pool(workers, writer.path / LOCK)
-    in_flight: deque[tuple[list, str, Future | None]] = deque()
+    in_flight: deque[tuple[Columns, str, Future | None]] = deque()
     count = 0
 
-    def submit(part: list) -> None:
+    def submit(part: Columns) -> None:
         path = str(staging / new_name("part", ".rsx"))  # a new name per attempt: a dead worker's file is left alone
         try:
             future = pool.submit(write_part, part, path, *args)
@@ -103,12 +103,12 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
             return writer.adopt(path)
         except InputError as e:  # an id that an earlier part holds too
             raise InputError(f"{e}: an id given twice (documents {count + 1} to {count + len(part)} of the corpus"
-                             + (f", from {part[0][0]})" if part[0][0] else ")")) from None
+                             + (f", from {part.locations[0]})" if part.locations[0] else ")")) from None
 
     try:
         with progress_bar(progress, desc="indexing", unit=" docs") as bar:
             for part in batches(located(corpus), part_docs):
-                submit(part)
+                submit(Columns.of(part))
                 while len(in_flight) > workers:  # at most one part waiting per worker: bounded memory
                     done = adopt_first()
                     count += done

@@ -40,11 +40,13 @@ class Analyzer:
             self._stemmer = None
         else:
             try:
-                self._stemmer = Stemmer.Stemmer(self.stemmer_name)
+                # no PyStemmer cache (maxCacheSize 0): this class caches every token, and PyStemmer's
+                # bounded cache, purged as new words arrive, made each stem of a build 4x slower
+                self._stemmer = Stemmer.Stemmer(self.stemmer_name, 0)
             except KeyError:
                 raise InputError(f"unknown stemmer {stemmer!r}; use 'porter', 'english', 'none' or another "
                                  f"language of {sorted(Stemmer.algorithms())}") from None
-        self._cache: dict[str, str | None] = {}
+        self._cache = _Normalised(self._normalise)
 
     def tokenize(self, text: str) -> list[str]:
         """Raw tokens, lowercased when configured, before stopping and stemming."""
@@ -58,6 +60,8 @@ class Analyzer:
             term = cache.get(token, 0)
             if term == 0:
                 term = self._normalise(token)
+                if len(cache) < 2_000_000:  # bounded when searching (indexing keeps every token it meets)
+                    cache[token] = term
             if term is not None:
                 out.append(term)
         return out
@@ -69,12 +73,9 @@ class Analyzer:
         tokens = [findall(t.lower()) for t in texts] if self.lowercase else [findall(t) for t in texts]
         counts = [len(t) for t in tokens]
         flat = list(chain.from_iterable(tokens))
-        cache = self._cache
-        for token in set(flat).difference(cache):
-            self._normalise(token, force_cache=True)
-        return list(map(cache.__getitem__, flat)), counts
+        return list(map(self._cache.__getitem__, flat)), counts  # a new token is normalised once, and kept
 
-    def _normalise(self, token: str, force_cache: bool = False) -> str | None:
+    def _normalise(self, token: str) -> str | None:
         term: str | None = token
         if term.endswith(("'s", "’s")):
             term = term[:-2]
@@ -82,8 +83,6 @@ class Analyzer:
             term = None
         elif self._stemmer is not None:
             term = self._stemmer.stemWord(term)
-        if force_cache or len(self._cache) < 2_000_000:
-            self._cache[token] = term
         return term
 
     def config(self) -> dict[str, Any]:
@@ -101,3 +100,15 @@ class Analyzer:
     def __repr__(self) -> str:
         return f"Analyzer(stemmer={self.stemmer_name!r}, stopwords={self.stopwords_spec!r})" \
             if isinstance(self.stopwords_spec, str) else f"Analyzer(stemmer={self.stemmer_name!r}, stopwords=[...])"
+
+
+class _Normalised(dict):
+    """token -> index term (None: dropped), a token missing from it normalised and kept at its first lookup."""
+
+    def __init__(self, normalise):
+        super().__init__()
+        self._normalise = normalise
+
+    def __missing__(self, token: str) -> str | None:
+        self[token] = term = self._normalise(token)
+        return term

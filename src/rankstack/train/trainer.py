@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from rankstack.progress import progress_bar
 
-from rankstack.devices import select_device
+from rankstack.devices import cpu_description, select_device
 from rankstack.errors import InputError
 from rankstack.rerank.texts import Texts
 from rankstack.train.examples import Example
@@ -97,14 +96,7 @@ def hardware(device: torch.device | None = None) -> str:
     """The device a run trains on, in words (CPU model and torch threads, or the GPU's name)."""
     if device is not None and device.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(device)}"
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_description()["model"]
     return f"CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
