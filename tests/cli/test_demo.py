@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from rankstack.cli import main
+from rankstack.devices import cpu_has_bf16_units
 
 
 def table_rows(out: str) -> list[str]:
@@ -27,7 +28,8 @@ def test_demo_fuses_bm25_and_dense_into_one_table(tiny, capsys, tmp_path, monkey
     out = capsys.readouterr().out
     rows = table_rows(out)
     assert [r.split()[0] for r in rows] == ["zero-shot", "BM25", "dense"]  # the fused row above BM25
-    assert "dense mlm (int8, 128 tokens)" in rows[2]  # int8 on CPU and 128 tokens by default, and said so
+    # On a CPU: bf16 where it has bf16 units, else int8, and 128 tokens by default, and said so
+    assert f"dense mlm ({'bfloat16' if cpu_has_bf16_units() else 'int8'}, 128 tokens)" in rows[2]
     assert "(baseline)" in rows[1] and "queries/s" in out
     assert "numba kernels ready in" in out and "BM25 index: 5,183 documents in" in out
     assert "dense index: encoded 5,183 documents in" in out and "documents/s" in out
@@ -78,3 +80,11 @@ def test_console_script_demo_bm25_only_runs_offline(tmp_path):
     ndcg = float(row.split()[1])
     assert abs(ndcg - 0.6789) < 0.005
     assert (tmp_path / ".cache" / "rankstack" / "demo" / "beir__scifact" / "bm25" / "manifest.json").exists()
+
+
+def test_demo_precision_auto_follows_the_cpu(monkeypatch):
+    from rankstack.cli import demo
+    for has_units, expected in ((True, "bf16"), (False, "int8")):
+        monkeypatch.setattr("rankstack.devices.cpu_has_bf16_units", lambda: has_units)
+        assert demo._dtype("auto") == expected
+    assert demo._dtype("float32") == "fp32" and demo._dtype("int8") == "int8" and demo._dtype("bf16") == "bf16"

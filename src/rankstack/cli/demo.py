@@ -41,10 +41,11 @@ def register(sub) -> None:
     p.add_argument("--bm25-only", action="store_true", help="BM25 alone: no neural model needed, seconds")
     p.add_argument("--encoder", metavar="MODEL", help=f"dense model (default: {PACKAGE_MODEL} when that package is "
                                                       f"installed, else {HUB_MODEL})")
-    p.add_argument("--precision", choices=["auto", "int8", "float32"], default="auto",
-                   help="dense encoder precision: auto (default) is int8 dynamic quantisation of the linear layers on "
-                        "CPU, which encodes faster at a small measured cost (README), and the encoder's own (fp16) on "
-                        "a GPU; float32 gives the model's exact scores")
+    p.add_argument("--precision", choices=["auto", "bf16", "int8", "float32"], default="auto",
+                   help="dense encoder precision: auto (default) is, on a CPU, bf16 where it has bf16 matrix units "
+                        "(AMX, AVX512-BF16), else int8 dynamic quantisation of the linear layers: both encode faster "
+                        "at a small measured cost (README); on a GPU the encoder's own (fp16); float32 gives the "
+                        "model's exact scores")
     p.add_argument("--max-length", type=int, default=DEMO_MAX_LENGTH,
                    help=f"document tokens the dense encoder keeps (default {DEMO_MAX_LENGTH}, the length "
                         "all-MiniLM-L6-v2 was trained with; 0: the model's configured length, 256 for it, about twice "
@@ -187,12 +188,8 @@ def _dense(corpus, folder: Path, documents: int, args):
         import torch
 
         torch.set_num_threads(args.threads)
-    encoder = DenseEncoder(model, progress=False, max_length=args.max_length or None,
-                           **({"dtype": "fp32"} if args.precision == "float32" else {}))
-    int8 = args.precision == "int8" or (args.precision == "auto" and encoder.device.type == "cpu")
-    precision = "int8" if int8 else encoder.model_info()["dtype"]
-    if int8:
-        quantize_int8(encoder)
+    encoder = DenseEncoder(model, progress=False, max_length=args.max_length or None, dtype=_dtype(args.precision))
+    precision = encoder.loaded.precision
     label = "all-MiniLM-L6-v2" if model in (PACKAGE_MODEL, HUB_MODEL) else Path(model).name
     max_length = encoder.loaded.max_length
     label += f" ({precision}, {max_length} tokens)"
@@ -231,19 +228,11 @@ def _encode(encoder, corpus, documents: int, shards: Path, args) -> None:
                                 on_shard=lambda i, path: bar.update(min(SHARD_SIZE, documents - i * SHARD_SIZE)))
 
 
-def quantize_int8(encoder) -> None:
-    """Replace a DenseEncoder's linear layers by int8 dynamically quantised ones (weights per output channel,
-    activations per batch), in place, for CPU inference."""
-    import warnings
+def _dtype(precision: str) -> str | None:
+    """The dense encoder's dtype for --precision: "auto" on a CPU is bf16 where it has bf16 matrix units, else int8
+    (rankstack.devices); on a GPU, the encoder's default."""
+    from rankstack.devices import cpu_has_bf16_units, select_device
 
-    import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    if encoder.device.type != "cpu":
-        from rankstack.errors import InputError
-
-        raise InputError("int8 quantisation is for CPU inference; on a GPU, fp16 is the default")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        encoder.loaded.model = quantize_dynamic(encoder.loaded.model, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                                                dtype=torch.qint8)
+    if precision == "auto":
+        return None if select_device(None).type != "cpu" else "bf16" if cpu_has_bf16_units() else "int8"
+    return {"float32": "fp32"}.get(precision, precision)
