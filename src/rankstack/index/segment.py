@@ -88,10 +88,12 @@ class SegmentBuilder:
             location: str = "") -> None:
         vocab = self.vocab
         if self.mode == "bm25":
-            if not all(isinstance(t, str) for t in terms):
-                raise InputError(f"{location + ': ' if location else ''}document {doc_id!r}: terms must be strings, "
-                                 f"got {next(t for t in terms if not isinstance(t, str))!r}")
-            ids = [vocab[t] for t in terms]
+            ids = []
+            for term in terms:
+                if not isinstance(term, str):
+                    raise InputError(f"{location + ': ' if location else ''}document {doc_id!r}: terms must be "
+                                     f"strings, got {term!r}")
+                ids.append(vocab[term])
             self._term_ids.extend(ids)
             self._lengths.append(len(ids))
             self._num_terms.append(len(ids))
