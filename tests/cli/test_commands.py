@@ -139,6 +139,10 @@ def test_encode_then_index_from_the_shards(data, tiny, capsys, tmp_path):
     code, _, err = run_cli(capsys, "encode", "beir/scifact", shards, "--shard-size", 128, "--type", "dense",
                            "--encoder", tiny["other"])
     assert code == 2 and "differs from the one" in one_line_error(err)  # another model never mixes into shards
+    code, _, err = run_cli(capsys, "index", "beir/scifact", tmp_path / "idx8", *common, "--device", "cpu", "--dtype",
+                           "int8")
+    assert code == 0, err
+    assert Dense(tmp_path / "idx8").index.encoder_info["dtype"] == "int8"  # the index records the precision
 
 
 def test_index_flags_of_another_type_are_refused(data, tiny, capsys, tmp_path):
@@ -200,6 +204,14 @@ def test_run_fuse_and_rerank(data, indexes, tiny, capsys, tmp_path):
     reranked, first = Run.read(tmp_path / "ce.jsonl"), runs[0]
     for q in first:
         assert sorted(reranked.ids(q)[:5]) == sorted(first.ids(q)[:5]) and reranked.ids(q)[5:] == first.ids(q)[5:]
+    for dtype in ("bf16", "int8"):  # reduced precision on CPU: the same candidates, reordered among themselves
+        code, _, err = run_cli(capsys, "rerank", tmp_path / "bm25.trec", tiny["ce"], "--queries", "beir/scifact",
+                               "--texts", bm25, "--depth", 5, "--device", "cpu", "--dtype", dtype, "-o",
+                               tmp_path / f"ce-{dtype}.trec")
+        assert code == 0, err
+        lowered = Run.read(tmp_path / f"ce-{dtype}.trec")
+        assert all(sorted(lowered.ids(q)[:5]) == sorted(first.ids(q)[:5]) for q in first)
+        assert any(dict(lowered.hits(q)[:5]) != dict(reranked.hits(q)[:5]) for q in first)  # not fp32's scores
     code, _, err = run_cli(capsys, "rerank", tmp_path / "bm25.trec",
                            f"BiEncoder(DenseEncoder({str(tiny['mlm'])!r}), texts, depth=5)", "--queries",
                            "beir/scifact", "--texts", "beir/scifact", "-o", tmp_path / "bi.trec")

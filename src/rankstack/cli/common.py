@@ -12,7 +12,9 @@ from rankstack.errors import InputError
 
 #: Encoder types `index` and `encode` build, by the name the --type flag takes.
 ENCODER_TYPES = ("splade", "inference-free", "dense", "late")
-DTYPES = ("auto", "fp32", "fp16", "bf16")
+DTYPES = ("auto", "fp32", "fp16", "bf16", "int8")
+DTYPE_HELP = ("precision (default: fp32 on CPU, fp16 on CUDA); on a CPU, bf16 (fast where it has bf16 units) or int8 "
+              "(dynamic quantisation) are faster and close to fp32 (README, \"Neural stages\")")
 
 
 def add_progress_option(p: argparse.ArgumentParser) -> None:
@@ -27,7 +29,7 @@ def add_encoder_options(p: argparse.ArgumentParser, model_required: bool = False
                    help="hub id, local model folder, or package:NAME (a model shipped by a PyPI package)")
     g.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     g.add_argument("--batch-size", type=int, help="texts per batch (default 32 on CPU, 256 on CUDA)")
-    g.add_argument("--dtype", choices=DTYPES, default="auto", help="precision (default: fp32 on CPU, fp16 on CUDA)")
+    g.add_argument("--dtype", choices=DTYPES, default="auto", help=DTYPE_HELP)
     g.add_argument("--fp16", dest="dtype", action="store_const", const="fp16", help="same as --dtype fp16 (Pyserini)")
     g.add_argument("--max-length", type=int, help="document tokens kept (default: the model's)")
     g.add_argument("--pooling", choices=["mean", "cls", "max"], help="dense: pooling (default: the model's)")

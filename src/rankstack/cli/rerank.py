@@ -23,6 +23,8 @@ def register(sub) -> None:
                         "the rest follow")
     p.add_argument("--device", help="cpu, cuda, cuda:N (cross-encoder given by model)")
     p.add_argument("--batch-size", type=int, help="pairs per batch (cross-encoder given by model)")
+    p.add_argument("--dtype", choices=common.DTYPES, default="auto",
+                   help=common.DTYPE_HELP.replace("precision", "precision (cross-encoder given by model)", 1))
     common.add_progress_option(p)
     common.add_output_options(p, "rankstack-rerank")
     p.set_defaults(func=run)
@@ -63,7 +65,8 @@ def _reranker(args, texts):
     if "(" not in args.reranker:
         from rankstack.rerank.cross_encoder import CrossEncoder
 
-        options = {"device": args.device, "batch_size": args.batch_size, "progress": common.progress(args)}
+        options = {"device": args.device, "batch_size": args.batch_size, "progress": common.progress(args),
+                   "dtype": None if args.dtype == "auto" else args.dtype}
         return CrossEncoder(args.reranker, texts, depth=args.depth,
                             **{k: v for k, v in options.items() if v is not None})
     from rankstack.encoders import DenseEncoder, MultiVectorEncoder, SpladeEncoder
