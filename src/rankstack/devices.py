@@ -26,18 +26,24 @@ _EXTENSIONS = ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx
 def cpu_description() -> dict:
     """This machine's CPU: {"model": name, "extensions": the ones of `_EXTENSIONS` it has} (Linux reads
     /proc/cpuinfo; elsewhere the extensions are unknown, an empty list)."""
-    model, flags = "", set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not model:
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    model = model or platform.processor() or platform.machine()
-    return {"model": model, "extensions": [e for e in _EXTENSIONS if e in flags]}
+        info = ""
+    return describe_cpuinfo(info)
+
+
+def describe_cpuinfo(info: str) -> dict:
+    """`cpu_description` of a /proc/cpuinfo text: its first model name and first flags line."""
+    model, flags = "", set()
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return {"model": model or platform.processor() or platform.machine(),
+            "extensions": [e for e in _EXTENSIONS if e in flags]}
 
 
 def cpu_has_bf16_units() -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rankstack.devices import _EXTENSIONS, cpu_description
+from rankstack.devices import _EXTENSIONS, cpu_description, describe_cpuinfo
 from rankstack.encoders.loading import quantization
 from rankstack.errors import InputError
 from rankstack.records import check_compatible
@@ -112,3 +112,7 @@ def test_cpu_description_names_the_cpu_and_known_extensions():
     cpu = cpu_description()
     assert isinstance(cpu["model"], str) and cpu["model"]
     assert set(cpu["extensions"]) <= set(_EXTENSIONS)
+    info = ("processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu avx2 avx512f amx_bf16 sse4_2\n\n"
+            "processor\t: 1\nmodel name\t: Some Xeon\nflags\t\t: fpu avx2\n")
+    assert describe_cpuinfo(info) == {"model": "Some Xeon", "extensions": ["avx2", "avx512f", "amx_bf16"]}
+    assert describe_cpuinfo("")["extensions"] == []

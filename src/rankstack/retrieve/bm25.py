@@ -52,7 +52,7 @@ def located(corpus: Corpus | Iterable[Document]) -> Iterable[tuple[str, Document
 @dataclass
 class Columns:
     """Documents as four lists: what `analyze_documents` reads, and cheap to send to a worker process (a list of
-    Documents pickles about ten times slower)."""
+    Documents pickles several times slower)."""
 
     locations: list[str]
     ids: list[str]
