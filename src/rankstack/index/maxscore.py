@@ -36,11 +36,9 @@ def _add_run(docs, contribs, p, cnt, wmin, wmax, acc32, bits):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, tmask, bits):
+def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits):
     """Buffer term i's contributions at the postings from p with docno < wmax: partial score
-    in acc, the contribution in cw and a flag in tmask (reset at a doc's first touch)."""
-    ib = np.int64(1) << (i & 63)
-    iw = i >> 6
+    in acc, the contribution in cw (a doc's row is zeroed at its first touch in the window)."""
     while p < cnt:
         d = docs[p]
         if d >= wmax:
@@ -52,11 +50,10 @@ def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, tmask, bits):
         if bits[wd] & bit == 0:  # first touch in this window
             bits[wd] |= bit
             acc[off] = 0.0
-            for j in range(tmask.shape[1]):
-                tmask[off, j] = 0
+            for j in range(cw.shape[1]):
+                cw[off, j] = 0.0
         acc[off] += c
         cw[off, i] = c
-        tmask[off, iw] |= ib
         p += 1
     return p
 
@@ -100,21 +97,20 @@ def maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     C, ub, w64, bufd, bufv, bufc, bub = open_cursors(seg, mode, term_ids, weights, na, nb)
     order = np.argsort(ub, kind="mergesort")  # ascending term bound
     bs, bd, kn, kth = topk.new(k)
-    nw = (n + 63) >> 6
     _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
                   order, np.empty(n, np.float64), np.zeros(WINDOW, np.float32), np.empty(WINDOW, np.float64),
-                  np.empty((WINDOW, n), np.float32), np.empty((WINDOW, nw), np.int64),
-                  np.zeros(WINDOW // 32, np.int64), np.zeros(n, np.float64), np.arange(n), np.zeros(n, np.int64),
+                  np.empty((WINDOW, n), np.float32), np.zeros(WINDOW // 32, np.int64), np.zeros(n, np.float64),
+                  np.arange(n), np.zeros(n, np.int64),
                   np.empty(WINDOW, np.int64), np.zeros(WINDOW // 32, np.int64), bs, bd, kn, kth, k)
     return topk.results(bs, bd, kn, k)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
-                  order, prefix, acc32, acc, cw, tmask, bits, wm, word, nbw, cands, cbits, bs, bd, kn, kth, k):
+                  order, prefix, acc32, acc, cw, bits, wm, word, nbw, cands, cbits, bs, bd, kn, kth, k):
     """`maxscore`'s work. Buffers: prefix[m] = sum of ub[order[:m+1]]; acc32 (kept zeroed):
-    exact scores in all-essential windows; else acc / cw / tmask: partial score, per-term
-    contributions and which terms those are, of each buffered doc; bits: buffered docs (32 per
+    exact scores in all-essential windows; else acc / cw: partial score and per-term
+    contributions (0 for a term not seen) of each buffered doc; bits: buffered docs (32 per
     word); wm: window bound per term; word: terms by ascending window bound; nbw: blocks of
     each list in the window; cands / cbits: candidate docs as a list and as bits."""
     block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
@@ -193,7 +189,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                     move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
             thr = max(thr, _collect(acc32, bits, lo, hi, wmin, live, bs, bd, kn, kth, k, tscale))
             continue
-        # essential lists, in any order, into acc / cw / tmask
+        # essential lists, in any order, into acc / cw
         for m in range(f, n):
             i = word[m]
             next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
@@ -203,7 +199,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                 if C[i, CDEC] != C[i, BLK]:
                     load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
                 cnt = C[i, CNT]
-                p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, tmask, bits)
+                p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, bits)
                 hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
                 move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
         # candidates: buffered live docs whose partial score plus the non-essential bounds
@@ -225,7 +221,6 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                             nd = doc_norm(norm, wmin + off) if mode == BM25 else np.float32(0.0)
                             c = contrib(mode, weights[i], value(block_offsets, dbits, vbits, data, C, bufv, i), nd)
                             cw[off, i] = c
-                            tmask[off, i >> 6] |= np.int64(1) << (i & 63)
                             acc[off] += c
                         p += 1
                     move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
@@ -238,18 +233,17 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                         nd = doc_norm(norm, d) if mode == BM25 else np.float32(0.0)
                         c = contrib(mode, weights[i], value(block_offsets, dbits, vbits, data, C, bufv, i), nd)
                         cw[off, i] = c
-                        tmask[off, i >> 6] |= np.int64(1) << (i & 63)
                         acc[off] += c
             nc = _refine(acc, cands, nc, cbits, wm[i], thr)
             m -= 1
-        # survivors: exact score, float32 sum in query-term order
+        # survivors: exact score, float32 sum in query-term order (adding a term's 0 changes
+        # no sum of non-negative contributions)
         for j in range(nc):
             off = cands[j]
             cbits[off >> 5] = 0
             s = np.float32(0.0)
             for t in range(n):
-                if (tmask[off, t >> 6] >> (t & 63)) & 1:
-                    s += cw[off, t]
+                s += cw[off, t]
             if s > kth[0]:
                 topk.offer(bs, bd, kn, kth, k, s, wmin + off)
                 thr = kth[0] * tscale
