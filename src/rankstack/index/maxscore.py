@@ -36,9 +36,10 @@ def _add_run(docs, contribs, p, cnt, wmin, wmax, acc32, bits):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits):
+def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits, ness, floor):
     """Buffer term i's contributions at the postings from p with docno < wmax: partial score
-    in acc, the contribution in cw (a doc's row is zeroed at its first touch in the window)."""
+    in acc, the contribution in cw (a doc's row is zeroed at its first touch in the window).
+    A doc first touched here whose contribution plus ness is at most floor is not buffered."""
     while p < cnt:
         d = docs[p]
         if d >= wmax:
@@ -48,6 +49,9 @@ def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits):
         wd = off >> 5
         bit = np.int64(1) << (off & 31)
         if bits[wd] & bit == 0:  # first touch in this window
+            if np.float64(c) + ness <= floor:
+                p += 1
+                continue
             bits[wd] |= bit
             acc[off] = 0.0
             for j in range(cw.shape[1]):
@@ -189,9 +193,12 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                     move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
             thr = max(thr, _collect(acc32, bits, lo, hi, wmin, live, bs, bd, kn, kth, k, tscale))
             continue
-        # essential lists, in any order, into acc / cw
-        for m in range(f, n):
+        # essential lists, largest window bound first, into acc / cw; a doc that only the last
+        # one reaches is a candidate if that contribution plus the non-essential bounds beats
+        # the threshold (the test `_candidates` makes), so the others are not buffered
+        for m in range(n - 1, f - 1, -1):
             i = word[m]
+            floor = thr if m == f else -1.0
             next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
             if C[i, CD] < wmax:
                 lo = min(lo, (C[i, CD] - wmin) >> 5)
@@ -199,7 +206,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                 if C[i, CDEC] != C[i, BLK]:
                     load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
                 cnt = C[i, CNT]
-                p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, bits)
+                p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, bits, ness, floor)
                 hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
                 move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
         # candidates: buffered live docs whose partial score plus the non-essential bounds
