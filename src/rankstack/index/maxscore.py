@@ -36,10 +36,11 @@ def _add_run(docs, contribs, p, cnt, wmin, wmax, acc32, bits):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits, ness, floor):
+def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits, used, ness, floor):
     """Buffer term i's contributions at the postings from p with docno < wmax: partial score
-    in acc, the contribution in cw (a doc's row is zeroed at its first touch in the window).
-    A doc first touched here whose contribution plus ness is at most floor is not buffered."""
+    in acc, the contribution in cw (a doc's row is zeroed at its first touch in the window),
+    the doc marked in bits and its word of bits in used. A doc first touched here whose
+    contribution plus ness is at most floor is not buffered."""
     while p < cnt:
         d = docs[p]
         if d >= wmax:
@@ -53,6 +54,7 @@ def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits, ness, floo
                 p += 1
                 continue
             bits[wd] |= bit
+            used[wd >> 6] |= np.int64(1) << (wd & 63)
             acc[off] = 0.0
             for j in range(cw.shape[1]):
                 cw[off, j] = 0.0
@@ -103,19 +105,19 @@ def maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     bs, bd, kn, kth = topk.new(k)
     _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
                   order, np.empty(n, np.float64), np.zeros(WINDOW, np.float32), np.empty(WINDOW, np.float64),
-                  np.empty((WINDOW, n), np.float32), np.zeros(WINDOW // 32, np.int64), np.zeros(n, np.float64),
-                  np.arange(n), np.zeros(n, np.int64),
+                  np.empty((WINDOW, n), np.float32), np.zeros(WINDOW // 32, np.int64),
+                  np.zeros(WINDOW // 2048, np.int64), np.zeros(n, np.float64), np.arange(n), np.zeros(n, np.int64),
                   np.empty(WINDOW, np.int64), np.zeros(WINDOW // 32, np.int64), bs, bd, kn, kth, k)
     return topk.results(bs, bd, kn, k)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
-                  order, prefix, acc32, acc, cw, bits, wm, word, nbw, cands, cbits, bs, bd, kn, kth, k):
+                  order, prefix, acc32, acc, cw, bits, used, wm, word, nbw, cands, cbits, bs, bd, kn, kth, k):
     """`maxscore`'s work. Buffers: prefix[m] = sum of ub[order[:m+1]]; acc32 (kept zeroed):
     exact scores in all-essential windows; else acc / cw: partial score and per-term
     contributions (0 for a term not seen) of each buffered doc; bits: buffered docs (32 per
-    word); wm: window bound per term; word: terms by ascending window bound; nbw: blocks of
+    word); used: the words of bits in use (64 per word); wm: window bound per term; word: terms by ascending window bound; nbw: blocks of
     each list in the window; cands / cbits: candidate docs as a list and as bits."""
     block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
         seg.block_last, seg.block_offsets, seg.block_doc_bits, seg.block_val_bits, seg.block_max, seg.block_min_len,
@@ -206,12 +208,12 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                 if C[i, CDEC] != C[i, BLK]:
                     load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
                 cnt = C[i, CNT]
-                p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, bits, ness, floor)
+                p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, bits, used, ness, floor)
                 hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
                 move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
         # candidates: buffered live docs whose partial score plus the non-essential bounds
         # beats the threshold; acc becomes that running bound
-        nc = _candidates(acc, bits, lo, hi, wmin, ness, thr, live, cands, cbits)
+        nc = _candidates(acc, bits, used, wmin, ness, thr, live, cands, cbits)
         # refine them one non-essential list at a time, largest bound first
         m = f - 1
         while m >= 0 and nc > 0:
@@ -257,24 +259,47 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _candidates(acc, bits, lo, hi, wmin, ness, thr, live, cands, cbits):
-    """List (ascending, in cands) and flag (in cbits) the docs buffered in bits[lo:hi+1] that
-    are live and whose bound acc + ness beats thr, setting acc to that bound; clears bits."""
+def _candidates(acc, bits, used, wmin, ness, thr, live, cands, cbits):
+    """List (ascending, in cands) and flag (in cbits) the docs buffered in bits (its words
+    marked in used) that are live and whose bound acc + ness beats thr, setting acc to that
+    bound; clears bits and used."""
     has_live = live.shape[0] > 0
     nc = 0
-    for wd in range(lo, hi + 1):
-        x = bits[wd]
-        bits[wd] = 0
-        while x != 0:
-            t = x & -x
-            x ^= t
-            off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
-            bound = acc[off] + ness
-            if bound > thr and (not has_live or live[wmin + off]):
-                acc[off] = bound
-                cands[nc] = off
-                cbits[wd] |= t
-                nc += 1
+    for u in range(used.shape[0]):
+        y = used[u]
+        used[u] = 0
+        while y != 0:
+            t = y & -y
+            y ^= t
+            nc = _word_candidates(acc, bits, u * 64 + _trailing_zeros(t), wmin, ness, thr, live, has_live, cands,
+                                  cbits, nc)
+    return nc
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _trailing_zeros(t):
+    """Position of the one set bit of t (a power of two below 2**64)."""
+    lo = t & 0xFFFFFFFF
+    if lo != 0:
+        return _DEBRUIJN_POS[((lo * 0x077CB531) >> 27) & 31]
+    return 32 + _DEBRUIJN_POS[((((t >> 32) & 0xFFFFFFFF) * 0x077CB531) >> 27) & 31]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _word_candidates(acc, bits, wd, wmin, ness, thr, live, has_live, cands, cbits, nc):
+    """`_candidates` for the docs of bits[wd]."""
+    x = bits[wd]
+    bits[wd] = 0
+    while x != 0:
+        t = x & -x
+        x ^= t
+        off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
+        bound = acc[off] + ness
+        if bound > thr and (not has_live or live[wmin + off]):
+            acc[off] = bound
+            cands[nc] = off
+            cbits[wd] |= t
+            nc += 1
     return nc
 
 
