@@ -21,16 +21,18 @@ _DEBRUIJN_POS = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4,
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _add_run(docs, contribs, p, cnt, wmin, wmax, acc32, bits):
+def _add_run(docs, contribs, p, cnt, wmin, wmax, acc32, bits, used):
     """acc32[d - wmin] += contribs[p] for the postings from p with docno d < wmax, marking the
-    docs in bits; returns the position after them."""
+    docs in bits and their words in used; returns the position after them."""
     while p < cnt:
         d = docs[p]
         if d >= wmax:
             break
         off = d - wmin
         acc32[off] += contribs[p]
-        bits[off >> 5] |= np.int64(1) << (off & 31)
+        wd = off >> 5
+        bits[wd] |= np.int64(1) << (off & 31)
+        used[wd >> 6] |= np.int64(1) << (wd & 63)
         p += 1
     return p
 
@@ -65,21 +67,27 @@ def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits, used, ness
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _collect(acc32, bits, lo, hi, wmin, live, bs, bd, kn, kth, k, tscale):
-    """Offer the docs marked in bits[lo:hi+1] with their scores in acc32 to the collector, clearing
-    both; returns the new threshold (tscale * worst score kept)."""
+def _collect(acc32, bits, used, wmin, live, bs, bd, kn, kth, k, tscale):
+    """Offer the docs marked in bits (its words marked in used) with their scores in acc32 to the
+    collector, clearing all three; returns the new threshold (tscale * worst score kept)."""
     has_live = live.shape[0] > 0
-    for wd in range(lo, hi + 1):
-        x = bits[wd]
-        bits[wd] = 0
-        while x != 0:
-            t = x & -x
-            x ^= t
-            off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
-            s = acc32[off]
-            acc32[off] = 0.0
-            if s > kth[0] and (not has_live or live[wmin + off]):
-                topk.offer(bs, bd, kn, kth, k, s, wmin + off)
+    for u in range(used.shape[0]):
+        y = used[u]
+        used[u] = 0
+        while y != 0:
+            z = y & -y
+            y ^= z
+            wd = u * 64 + _trailing_zeros(z)
+            x = bits[wd]
+            bits[wd] = 0
+            while x != 0:
+                t = x & -x
+                x ^= t
+                off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
+                s = acc32[off]
+                acc32[off] = 0.0
+                if s > kth[0] and (not has_live or live[wmin + off]):
+                    topk.offer(bs, bd, kn, kth, k, s, wmin + off)
     return kth[0] * tscale
 
 
@@ -179,21 +187,17 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
         if f == n:  # nothing in this window can beat the threshold, nor up to `same`
             wmax = max(wmax, same)
             continue
-        lo, hi = WINDOW, -1  # range of touched words in `bits`
         if f == 0:
             # every term essential: add the lists in query-term order into acc32 (exact)
             for i in range(n):
                 next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
-                if C[i, CD] < wmax:
-                    lo = min(lo, (C[i, CD] - wmin) >> 5)
                 while C[i, CD] < wmax:
                     if C[i, CDEC] != C[i, BLK]:
                         load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
                     cnt = C[i, CNT]
-                    p = _add_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, acc32, bits)
-                    hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
+                    p = _add_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, acc32, bits, used)
                     move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
-            thr = max(thr, _collect(acc32, bits, lo, hi, wmin, live, bs, bd, kn, kth, k, tscale))
+            thr = max(thr, _collect(acc32, bits, used, wmin, live, bs, bd, kn, kth, k, tscale))
             continue
         # essential lists, largest window bound first, into acc / cw; a doc that only the last
         # one reaches is a candidate if that contribution plus the non-essential bounds beats
@@ -202,14 +206,11 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
             i = word[m]
             floor = thr if m == f else -1.0
             next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
-            if C[i, CD] < wmax:
-                lo = min(lo, (C[i, CD] - wmin) >> 5)
             while C[i, CD] < wmax:
                 if C[i, CDEC] != C[i, BLK]:
                     load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
                 cnt = C[i, CNT]
                 p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, bits, used, ness, floor)
-                hi = max(hi, (bufd[i, p - 1] - wmin) >> 5)
                 move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
         # candidates: buffered live docs whose partial score plus the non-essential bounds
         # beats the threshold; acc becomes that running bound
