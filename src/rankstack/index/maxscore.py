@@ -14,6 +14,7 @@ from rankstack.index.cursors import (BLK, CD, CDEC, CNT, END, POS, STOP, cursor_
 from rankstack.index.scoring import BM25, block_bound, contrib, doc_norm, sum_slack
 
 WINDOW = 4096  # docs per window (multiple of 32)
+_CW_MIN = 8  # columns of the per-term contribution buffer at least (zeroed as one vector)
 _MERGE_PER_BLOCK = 16  # a list's blocks are scanned rather than skipped when there are more candidates
 # trailing-zero count of a power of two below 2**32 by de Bruijn multiplication (no overflow)
 _DEBRUIJN_POS = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
@@ -58,8 +59,12 @@ def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits, used, ness
             bits[wd] |= bit
             used[wd >> 6] |= np.int64(1) << (wd & 63)
             acc[off] = 0.0
-            for j in range(cw.shape[1]):
-                cw[off, j] = 0.0
+            if cw.shape[1] == _CW_MIN:  # a constant count: a few vector stores, not a call to memset
+                for j in range(_CW_MIN):
+                    cw[off, j] = 0.0
+            else:
+                for j in range(cw.shape[1]):
+                    cw[off, j] = 0.0
         acc[off] += c
         cw[off, i] = c
         p += 1
@@ -113,7 +118,7 @@ def maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     bs, bd, kn, kth = topk.new(k)
     _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
                   order, np.empty(n, np.float64), np.zeros(WINDOW, np.float32), np.empty(WINDOW, np.float64),
-                  np.empty((WINDOW, n), np.float32), np.zeros(WINDOW // 32, np.int64),
+                  np.empty((WINDOW, max(n, _CW_MIN)), np.float32), np.zeros(WINDOW // 32, np.int64),
                   np.zeros(WINDOW // 2048, np.int64), np.zeros(n, np.float64), np.arange(n), np.zeros(n, np.int64),
                   np.empty(WINDOW, np.int64), np.zeros(WINDOW // 32, np.int64), bs, bd, kn, kth, k)
     return topk.results(bs, bd, kn, k)
