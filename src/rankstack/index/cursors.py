@@ -179,11 +179,26 @@ def shallow(block_last, C, i, target):
     C[i, BLK] = hi
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, inline="always")
 def next_geq(block_last, block_offsets, dbits, data, C, bufd, i, target):
-    """Advance cursor i to its first posting >= target (END if none)."""
+    """Advance cursor i to its first posting >= target (END if none). Inlined: a target at or before the cursor, or
+    inside its decoded block, costs no call (a call passes every array field by field)."""
     if C[i, CD] >= target:
         return
+    b = C[i, BLK]
+    if C[i, DEC] == b and block_last[b] >= target:
+        p = C[i, POS]
+        while bufd[i, p] < target:
+            p += 1
+        C[i, POS] = p
+        C[i, CD] = bufd[i, p]
+        return
+    _next_geq_block(block_last, block_offsets, dbits, data, C, bufd, i, target)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _next_geq_block(block_last, block_offsets, dbits, data, C, bufd, i, target):
+    """`next_geq` past the decoded block: find the target's block, decode it, scan it."""
     shallow(block_last, C, i, target)
     if C[i, BLK] >= C[i, STOP]:
         C[i, CD] = END
