@@ -38,6 +38,41 @@ def _add_run(docs, contribs, p, cnt, wmin, wmax, acc32, bits, used):
     return p
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _zero_row(cw, off):
+    """cw[off, :] = 0; with the usual width a constant count: a few vector stores, not a call to memset."""
+    if cw.shape[1] == _CW_MIN:
+        for j in range(_CW_MIN):
+            cw[off, j] = 0.0
+    else:
+        for j in range(cw.shape[1]):
+            cw[off, j] = 0.0
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _candidate_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, ness, thr, live, cands, cbits, nc):
+    """With term i the only essential one: list (in cands, cbits) the live docs of its postings from p with docno
+    < wmax whose contribution plus ness beats thr, as `_buffer_run` then `_candidates` would (acc: that bound; cw:
+    the contribution, the rest of the row 0). Returns (position after them, number of candidates)."""
+    has_live = live.shape[0] > 0
+    while p < cnt:
+        d = docs[p]
+        if d >= wmax:
+            break
+        c = contribs[p]
+        bound = np.float64(c) + ness
+        if bound > thr and (not has_live or live[d]):
+            off = d - wmin
+            acc[off] = bound
+            _zero_row(cw, off)
+            cw[off, i] = c
+            cands[nc] = off
+            cbits[off >> 5] |= np.int64(1) << (off & 31)
+            nc += 1
+        p += 1
+    return p, nc
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits, used, ness, floor):
     """Buffer term i's contributions at the postings from p with docno < wmax: partial score
@@ -59,12 +94,7 @@ def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits, used, ness
             bits[wd] |= bit
             used[wd >> 6] |= np.int64(1) << (wd & 63)
             acc[off] = 0.0
-            if cw.shape[1] == _CW_MIN:  # a constant count: a few vector stores, not a call to memset
-                for j in range(_CW_MIN):
-                    cw[off, j] = 0.0
-            else:
-                for j in range(cw.shape[1]):
-                    cw[off, j] = 0.0
+            _zero_row(cw, off)
         acc[off] += c
         cw[off, i] = c
         p += 1
@@ -204,22 +234,34 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                     move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
             thr = max(thr, _collect(acc32, bits, used, wmin, live, bs, bd, kn, kth, k, tscale))
             continue
-        # essential lists, largest window bound first, into acc / cw; a doc that only the last
-        # one reaches is a candidate if that contribution plus the non-essential bounds beats
-        # the threshold (the test `_candidates` makes), so the others are not buffered
-        for m in range(n - 1, f - 1, -1):
-            i = word[m]
-            floor = thr if m == f else -1.0
+        if f == n - 1:  # one essential list: its docs are the candidates, no buffering
+            i = word[f]
+            nc = 0
             next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
             while C[i, CD] < wmax:
                 if C[i, CDEC] != C[i, BLK]:
                     load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
-                cnt = C[i, CNT]
-                p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, bits, used, ness, floor)
+                p, nc = _candidate_run(bufd[i], bufc[i], C[i, POS], C[i, CNT], wmin, wmax, i, acc, cw, ness, thr,
+                                       live, cands, cbits, nc)
                 move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
-        # candidates: buffered live docs whose partial score plus the non-essential bounds
-        # beats the threshold; acc becomes that running bound
-        nc = _candidates(acc, bits, used, wmin, ness, thr, live, cands, cbits)
+        else:
+            # essential lists, largest window bound first, into acc / cw; a doc that only the
+            # last one reaches is a candidate if that contribution plus the non-essential bounds
+            # beats the threshold (the test `_candidates` makes), so the others are not buffered
+            for m in range(n - 1, f - 1, -1):
+                i = word[m]
+                floor = thr if m == f else -1.0
+                next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
+                while C[i, CD] < wmax:
+                    if C[i, CDEC] != C[i, BLK]:
+                        load_contribs(seg, mode, weights, norm, C, bufd, bufv, bufc, i)
+                    cnt = C[i, CNT]
+                    p = _buffer_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, i, acc, cw, bits, used, ness,
+                                    floor)
+                    move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
+            # candidates: buffered live docs whose partial score plus the non-essential bounds
+            # beats the threshold; acc becomes that running bound
+            nc = _candidates(acc, bits, used, wmin, ness, thr, live, cands, cbits)
         # refine them one non-essential list at a time, largest bound first
         m = f - 1
         while m >= 0 and nc > 0:
