@@ -1,0 +1,92 @@
+"""Profile BM25 search with Linux perf, numba's compiled kernels named in the report.
+
+perf cannot name code that numba compiled at run time. This script compiles the kernels in its own process (numba's
+cache pointed at a new, empty folder, so that their LLVM modules are at hand), writes each compiled function's
+address range to /tmp/perf-<pid>.map (perf's map for JIT code), then searches the queries --passes times:
+
+    perf record -F 2000 -o /tmp/perf.data env PYTHONPATH=src python bench/profile_kernels.py \\
+        --index /tmp/bench-work/rankstack-pypi-summaries --k 10 --passes 60
+    perf report -i /tmp/perf.data --no-children --sort sym --time 50%-100%
+
+(`--time 50%-100%` leaves out the compilation; a function's range runs to the next function's start, so a few
+samples may land on the wrong name.) `--dump NAME` also writes the machine code of the functions whose name
+contains NAME to /tmp/perf-<pid>-<address>.bin, for `objdump -D -b binary -m i386:x86-64 --adjust-vma=<address>`
+against the samples' addresses (`perf script -F ip,sym`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+QUERIES = HERE.parents[1] / "shared" / "data" / "pypi-summaries" / "queries.msmarco-dev-small.jsonl"
+
+
+def compiled_functions() -> list[tuple[int, str]]:
+    """(address, LLVM name) of every function numba compiled in this process, by address."""
+    from numba.core.registry import CPUDispatcher
+    found = set()
+    for obj in gc.get_objects():
+        if not isinstance(obj, CPUDispatcher):
+            continue
+        for cres in obj.overloads.values():
+            module = getattr(cres.library, "_final_module", None)
+            if module is None:  # loaded from a cache: no module to name its functions
+                continue
+            for fn in module.functions:
+                if not fn.is_declaration:
+                    address = cres.library.get_pointer_to_function(fn.name)
+                    if address:
+                        found.add((address, fn.name))
+    return sorted(found)
+
+
+def write_perf_map(dump: str | None = None) -> int:
+    """Write /tmp/perf-<pid>.map for the compiled functions (and dump the code of those named like `dump`)."""
+    functions = compiled_functions()
+    pid = os.getpid()
+    with open(f"/tmp/perf-{pid}.map", "w") as out:
+        for (address, name), (following, _) in zip(functions, functions[1:] + [(functions[-1][0] + 4096, "")]):
+            size = following - address
+            out.write(f"{address:x} {size:x} {name}\n")
+            if dump and dump in name:
+                Path(f"/tmp/perf-{pid}-{address:x}.bin").write_bytes(ctypes.string_at(address, size))
+    return len(functions)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--index", type=Path, required=True, help="a rankstack BM25 index")
+    p.add_argument("--queries", type=Path, default=QUERIES)
+    p.add_argument("--num-queries", type=int, default=2000)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--passes", type=int, default=60)
+    p.add_argument("--dump", help="also write the machine code of the functions whose name contains this")
+    args = p.parse_args()
+    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-profile-")  # compile here, not load
+    import numba
+    numba.set_num_threads(1)
+    from collections import Counter
+
+    from rankstack.index.search import InvertedParams
+    from rankstack.retrieve.bm25 import BM25
+
+    texts = [json.loads(line)["text"] for line in args.queries.read_text().splitlines()[:args.num_queries]]
+    bm25 = BM25(args.index, progress=False)
+    bags = [Counter(bm25.analyzer.analyze(t)) for t in texts]
+    params = InvertedParams(threads=1)
+    bm25.index.search(bags, args.k, params)  # compile
+    print(f"{write_perf_map(args.dump)} compiled functions mapped for perf", file=sys.stderr)
+    for _ in range(args.passes):
+        bm25.index.search(bags, args.k, params)
+
+
+if __name__ == "__main__":
+    main()
