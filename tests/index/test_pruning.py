@@ -317,3 +317,12 @@ def test_block_max_pruning_gallops_to_the_first_position_at_or_above():
         expected = lo + int(np.searchsorted(a[lo:], x))
         assert _gallop(a, lo, len(a), x) == expected
         assert _row_gallop(np.vstack([a[::-1], a]), 1, lo, len(a), x) == expected
+
+
+def test_maxscore_finds_each_bit_of_its_64_bit_summary_words():
+    """MaxScore's summary of the bitmap words in use names the word of each set bit, the sign bit included."""
+    from rankstack.index.maxscore import _trailing_zeros
+
+    for position in range(64):
+        bit = np.array([1], np.uint64) << np.uint64(position)
+        assert _trailing_zeros(np.int64(bit.view(np.int64)[0])) == position

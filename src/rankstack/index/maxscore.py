@@ -138,7 +138,7 @@ def maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     in query-term order, into a float32 window buffer, which then holds exact scores.
     Otherwise the essential lists are buffered (partial score and per-term contributions);
     the buffered docs whose partial score plus the non-essential bounds beats the threshold
-    are candidates, refined one non-essential list at a time, largest bound first: the list
+    are candidates (with one essential list, they are taken from it directly), refined one non-essential list at a time, largest bound first: the list
     is scanned through the window when candidates are dense, else skipped to each candidate;
     each step drops the candidates that can no longer win. Survivors get their exact score.
     """
@@ -160,8 +160,9 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
     """`maxscore`'s work. Buffers: prefix[m] = sum of ub[order[:m+1]]; acc32 (kept zeroed):
     exact scores in all-essential windows; else acc / cw: partial score and per-term
     contributions (0 for a term not seen) of each buffered doc; bits: buffered docs (32 per
-    word); used: the words of bits in use (64 per word); wm: window bound per term; word: terms by ascending window bound; nbw: blocks of
-    each list in the window; cands / cbits: candidate docs as a list and as bits."""
+    word); used: the words of bits in use (64 per word); wm: window bound per term; word:
+    terms by ascending window bound; nbw: blocks of each list in the window; cands / cbits:
+    candidate docs as a list and as bits."""
     block_last, block_offsets, dbits, vbits, bmax, bminlen, data = (
         seg.block_last, seg.block_offsets, seg.block_doc_bits, seg.block_val_bits, seg.block_max, seg.block_min_len,
         seg.data)
@@ -317,38 +318,31 @@ def _candidates(acc, bits, used, wmin, ness, thr, live, cands, cbits):
         y = used[u]
         used[u] = 0
         while y != 0:
-            t = y & -y
-            y ^= t
-            nc = _word_candidates(acc, bits, u * 64 + _trailing_zeros(t), wmin, ness, thr, live, has_live, cands,
-                                  cbits, nc)
+            z = y & -y
+            y ^= z
+            wd = u * 64 + _trailing_zeros(z)
+            x = bits[wd]
+            bits[wd] = 0
+            while x != 0:
+                t = x & -x
+                x ^= t
+                off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
+                bound = acc[off] + ness
+                if bound > thr and (not has_live or live[wmin + off]):
+                    acc[off] = bound
+                    cands[nc] = off
+                    cbits[wd] |= t
+                    nc += 1
     return nc
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _trailing_zeros(t):
-    """Position of the one set bit of t (a power of two below 2**64)."""
-    lo = t & 0xFFFFFFFF
-    if lo != 0:
-        return _DEBRUIJN_POS[((lo * 0x077CB531) >> 27) & 31]
+    """Position of the one set bit of t (a power of two below 2**64, as int64)."""
+    low = t & 0xFFFFFFFF
+    if low != 0:
+        return _DEBRUIJN_POS[((low * 0x077CB531) >> 27) & 31]
     return 32 + _DEBRUIJN_POS[((((t >> 32) & 0xFFFFFFFF) * 0x077CB531) >> 27) & 31]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _word_candidates(acc, bits, wd, wmin, ness, thr, live, has_live, cands, cbits, nc):
-    """`_candidates` for the docs of bits[wd]."""
-    x = bits[wd]
-    bits[wd] = 0
-    while x != 0:
-        t = x & -x
-        x ^= t
-        off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
-        bound = acc[off] + ness
-        if bound > thr and (not has_live or live[wmin + off]):
-            acc[off] = bound
-            cands[nc] = off
-            cbits[wd] |= t
-            nc += 1
-    return nc
 
 
 @njit(cache=True, nogil=True, _nrt=False)
