@@ -102,10 +102,10 @@ def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits, used, ness
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _collect(acc32, bits, used, wmin, live, bs, bd, kn, kth, k, tscale):
-    """Offer the docs marked in bits (its words marked in used) with their scores in acc32 to the
-    collector, clearing all three; returns the new threshold (tscale * worst score kept)."""
-    has_live = live.shape[0] > 0
+def _marked(bits, used, out):
+    """List in out, ascending, the docs marked in bits (its words marked in used), clearing both;
+    returns how many."""
+    n = 0
     for u in range(used.shape[0]):
         y = used[u]
         used[u] = 0
@@ -118,11 +118,23 @@ def _collect(acc32, bits, used, wmin, live, bs, bd, kn, kth, k, tscale):
             while x != 0:
                 t = x & -x
                 x ^= t
-                off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
-                s = acc32[off]
-                acc32[off] = 0.0
-                if s > kth[0] and (not has_live or live[wmin + off]):
-                    topk.offer(bs, bd, kn, kth, k, s, wmin + off)
+                out[n] = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
+                n += 1
+    return n
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _collect(acc32, bits, used, wmin, live, docs, bs, bd, kn, kth, k, tscale):
+    """Offer the docs marked in bits (its words marked in used) with their scores in acc32 to the
+    collector, clearing all three (docs: room for the window's docs); returns the new threshold
+    (tscale * worst score kept)."""
+    has_live = live.shape[0] > 0
+    for j in range(_marked(bits, used, docs)):
+        off = docs[j]
+        s = acc32[off]
+        acc32[off] = 0.0
+        if s > kth[0] and (not has_live or live[wmin + off]):
+            topk.offer(bs, bd, kn, kth, k, s, wmin + off)
     return kth[0] * tscale
 
 
@@ -233,7 +245,7 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                     cnt = C[i, CNT]
                     p = _add_run(bufd[i], bufc[i], C[i, POS], cnt, wmin, wmax, acc32, bits, used)
                     move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
-            thr = max(thr, _collect(acc32, bits, used, wmin, live, bs, bd, kn, kth, k, tscale))
+            thr = max(thr, _collect(acc32, bits, used, wmin, live, cands, bs, bd, kn, kth, k, tscale))
             continue
         if f == n - 1:  # one essential list: its docs are the candidates, no buffering
             i = word[f]
@@ -314,25 +326,14 @@ def _candidates(acc, bits, used, wmin, ness, thr, live, cands, cbits):
     bound; clears bits and used."""
     has_live = live.shape[0] > 0
     nc = 0
-    for u in range(used.shape[0]):
-        y = used[u]
-        used[u] = 0
-        while y != 0:
-            z = y & -y
-            y ^= z
-            wd = u * 64 + _trailing_zeros(z)
-            x = bits[wd]
-            bits[wd] = 0
-            while x != 0:
-                t = x & -x
-                x ^= t
-                off = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
-                bound = acc[off] + ness
-                if bound > thr and (not has_live or live[wmin + off]):
-                    acc[off] = bound
-                    cands[nc] = off
-                    cbits[wd] |= t
-                    nc += 1
+    for j in range(_marked(bits, used, cands)):
+        off = cands[j]
+        bound = acc[off] + ness
+        if bound > thr and (not has_live or live[wmin + off]):
+            acc[off] = bound
+            cands[nc] = off  # nc <= j: listed in place
+            cbits[off >> 5] |= np.int64(1) << (off & 31)
+            nc += 1
     return nc
 
 
