@@ -51,6 +51,9 @@ def compiled_functions() -> list[tuple[int, str]]:
 def write_perf_map(dump: str | None = None) -> int:
     """Write /tmp/perf-<pid>.map for the compiled functions (and dump the code of those named like `dump`)."""
     functions = compiled_functions()
+    if not functions:
+        sys.exit("no compiled numba functions to map: were the kernels loaded from a cache? (NUMBA_CACHE_DIR must "
+                 "be new before numba is imported)")
     pid = os.getpid()
     with open(f"/tmp/perf-{pid}.map", "w") as out:
         for (address, name), (following, _) in zip(functions, functions[1:] + [(functions[-1][0] + 4096, "")]):

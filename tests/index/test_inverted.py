@@ -94,6 +94,13 @@ def test_documents_added_one_by_one_and_in_batches_share_one_vocabulary(tmp_path
     with pytest.raises(InputError, match="terms must be strings"):
         with IndexWriter(tmp_path / "bad", {"length_norm": "exact"}) as w:
             w.add("x", ["w1", None])
+    with pytest.raises(InputError, match="index terms must be strings, got 7"):
+        with IndexWriter(tmp_path / "bad2", {"length_norm": "exact"}) as w:
+            w.add_batch(["x", "y"], ["w1", None, 7], [2, 1])
+    for counts in ([3], [2, 2], [4, -1]):  # one count per document, summing to the terms, none negative
+        with pytest.raises(InputError, match="add_batch: 2 documents need as many term counts"):
+            with IndexWriter(tmp_path / "bad3", {"length_norm": "exact"}, overwrite=True) as w:
+                w.add_batch(["x", "y"], ["w1", None, "w2"], counts)
 
 
 def test_pruned_search_equals_exhaustive_across_segments(tmp_path):

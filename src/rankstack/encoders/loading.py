@@ -435,6 +435,7 @@ def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device
     `max_length`: tokens per input (default: sentence-transformers' max_seq_length, else the tokenizer's, capped
     by the model's positions).
     """
+    import torch
     from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
                               AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer)
 
@@ -444,7 +445,7 @@ def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device
     dev = select_device(device)
     quantized = quantization(dtype, dev)
     dt = select_dtype("fp32" if quantized else dtype, dev)
-    if dev.type == "cpu" and str(dt) == "torch.bfloat16" and not cpu_has_bf16_units():
+    if dev.type == "cpu" and dt == torch.bfloat16 and not cpu_has_bf16_units():
         log.warning("dtype='bf16' on a CPU without bf16 matrix units (AMX or AVX512-BF16): it is emulated and "
                     "may be slower than fp32; dtype='int8' is the faster reduced precision here")
     path = str(spec.transformer_path)

@@ -30,12 +30,21 @@ class Vocabulary(dict):
         super().__init__({None: -1})
 
     def __missing__(self, term: str) -> int:
+        if not isinstance(term, str):
+            raise InputError(f"index terms must be strings, got {term!r}")
         self[term] = term_id = len(self) - 1
         return term_id
 
     def terms(self) -> list[str]:
         """The terms, in id order."""
         return list(self)[1:]
+
+
+def _check_term(term: object, doc_id: str, location: str) -> None:
+    """InputError naming the document unless `term` is a string (None, a dropped token, is not a term here)."""
+    if not isinstance(term, str):
+        raise InputError(f"{location + ': ' if location else ''}document {doc_id!r}: terms must be strings, got "
+                         f"{term!r}")
 
 
 class SegmentBuilder:
@@ -72,6 +81,9 @@ class SegmentBuilder:
                   stored: list[str] | None = None, locations: list[str] | None = None) -> None:
         """Add bm25 documents in bulk: all their terms in one list (None = a dropped token) and the
         number of entries of each document."""
+        if len(counts) != len(doc_ids) or sum(counts) != len(terms) or min(counts, default=0) < 0:
+            raise InputError(f"add_batch: {len(doc_ids)} documents need as many term counts, each >= 0, summing to "
+                             f"the {len(terms)} terms (got {len(counts)} counts summing to {sum(counts)})")
         ids = np.fromiter(map(self.vocab.__getitem__, terms), np.int32, len(terms))
         kept = ids >= 0
         doc_of = np.repeat(np.arange(len(doc_ids)), counts)
@@ -90,9 +102,7 @@ class SegmentBuilder:
         if self.mode == "bm25":
             ids = []
             for term in terms:
-                if not isinstance(term, str):
-                    raise InputError(f"{location + ': ' if location else ''}document {doc_id!r}: terms must be "
-                                     f"strings, got {term!r}")
+                _check_term(term, doc_id, location)
                 ids.append(vocab[term])
             self._term_ids.extend(ids)
             self._lengths.append(len(ids))
@@ -100,9 +110,7 @@ class SegmentBuilder:
         else:
             before = len(self._term_ids)
             for term, weight in terms.items():
-                if not isinstance(term, str):
-                    raise InputError(f"{location + ': ' if location else ''}document {doc_id!r}: terms must be "
-                                     f"strings, got {term!r}")
+                _check_term(term, doc_id, location)
                 if not (isinstance(weight, (int, float, np.number)) and np.isfinite(weight) and weight >= 0):
                     raise InputError(f"{location + ': ' if location else ''}document {doc_id!r}: weight of "
                                      f"{term!r} must be a finite number >= 0, got {weight!r}")
