@@ -16,7 +16,9 @@ Workloads (all over pypi-summaries: 778,196 documents, the first --queries MS MA
   batch-k<k>                as bench_bm25's batch: analyse the query texts, InvertedIndex.search, external ids;
   one-k<k>                  one query per call: InvertedIndex.search([terms]) and external ids;
   public-k<k>               one query per call through the public API, BM25.search(text, k);
-  seismic                   SeismicIndex.search on random Zipfian sparse vectors (100k documents, k=10).
+  seismic                   SeismicIndex.search on random Zipfian sparse vectors (100k documents, k=10);
+  seismic-splade            SeismicIndex.search, k=10, on bench_sparse.py's index of SPLADE-tiny vectors
+                            (--seismic-index, its queries --seismic-queries) with --seismic-knobs.
 
     PYTHONPATH=src python bench/ab_kernels.py --other /tmp/base/src --index /tmp/pypi-bm25 [--passes 5]
 
@@ -92,6 +94,20 @@ def _seismic_setup(tmp: Path):
     return lambda: index.search(queries, 10, params)
 
 
+def _seismic_splade_setup(path: str, queries: str, query_cut: int, heap_factor: float):
+    import numpy as np
+    import scipy.sparse as sp
+
+    from rankstack.index.search import SeismicParams, SparseQueries
+    from rankstack.index.seismic import SeismicIndex
+    index = SeismicIndex(path)
+    with np.load(queries) as z:
+        matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+    batch = SparseQueries.over_columns(matrix, index.dim)
+    params = SeismicParams(query_cut=query_cut, heap_factor=heap_factor, threads=1)
+    return lambda: index.search(batch, 10, params)
+
+
 def worker() -> None:
     import numba
     numba.set_num_threads(1)
@@ -121,6 +137,9 @@ def worker() -> None:
                 loads[f"kernels-{algorithm}-k{k}"] = run(algorithm, k)
     if setup.get("seismic"):
         loads["seismic"] = _seismic_setup(Path(setup["seismic"]))
+    if setup.get("seismic_index"):
+        loads["seismic-splade"] = _seismic_splade_setup(setup["seismic_index"], setup["seismic_queries"],
+                                                        *setup["seismic_knobs"])
     for call in loads.values():  # compile and warm up
         call()
     print(json.dumps(sorted(loads)), flush=True)
@@ -145,6 +164,10 @@ def main() -> None:
     ap.add_argument("--kernel-cache", type=Path, default=KERNEL_CACHE)
     ap.add_argument("--algorithms", nargs="+", default=["maxscore", "bmw", "exhaustive"])
     ap.add_argument("--seismic", action="store_true", help="time Seismic on random vectors")
+    ap.add_argument("--seismic-index", type=Path, help="a Seismic index (bench_sparse.py's bench/out/sparse/pypi-seismic)")
+    ap.add_argument("--seismic-queries", type=Path, default=HERE / "out" / "sparse" / "pypi-queries-1000.npz",
+                    help="its queries, a CSR matrix saved by bench_sparse.py")
+    ap.add_argument("--seismic-knobs", nargs=2, type=float, default=[5, 0.5], metavar=("QUERY_CUT", "HEAP_FACTOR"))
     ap.add_argument("--k", type=int, nargs="+", default=[10, 1000])
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--passes", type=int, default=5)
@@ -158,7 +181,9 @@ def main() -> None:
     trees = {"this": this, "other": args.other}
     setup = {"queries": args.queries, "k": args.k, "index": str(args.index) if args.index else None,
              "kernels": str(args.kernel_cache) if args.kernels else None, "algorithms": args.algorithms,
-             "cpu": args.cpu}
+             "cpu": args.cpu, "seismic_index": str(args.seismic_index) if args.seismic_index else None,
+             "seismic_queries": str(args.seismic_queries),
+             "seismic_knobs": [int(args.seismic_knobs[0]), args.seismic_knobs[1]]}
     procs = {}
     for name, tree in trees.items():
         env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve()), "NUMBA_NUM_THREADS": "1"}
@@ -171,6 +196,11 @@ def main() -> None:
     loads = [json.loads(p.stdout.readline()) for p in procs.values()]
     names = [n for n in loads[0] if n in loads[1] and (not args.only or n in args.only)]
     times: dict = {(t, n): [] for t in trees for n in names}
+    splade_queries = 0
+    if args.seismic_index:
+        import numpy as np
+        with np.load(args.seismic_queries) as z:
+            splade_queries = int(z["shape"][0])
     load_before = os.getloadavg()[0]
     for p in range(args.passes):
         for n in names:
@@ -187,7 +217,7 @@ def main() -> None:
     print("| workload | this q/s best | other q/s best | this / other (best) | this / other (median) |\n"
           "|---|---|---|---|---|")
     for n in names:
-        q = args.queries if n != "seismic" else 1000
+        q = {"seismic": 1000, "seismic-splade": splade_queries}.get(n, args.queries)
         a, b = q / min(times["this", n]), q / min(times["other", n])
         ratio = statistics.median(times["other", n]) / statistics.median(times["this", n])
         print(f"| {n} | {a:,.0f} | {b:,.0f} | {a / b:.3f} | {ratio:.3f} |")

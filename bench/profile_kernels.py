@@ -1,4 +1,4 @@
-"""Profile BM25 search with Linux perf, numba's compiled kernels named in the report.
+"""Profile BM25 or Seismic search with Linux perf, numba's compiled kernels named in the report.
 
 perf cannot name code that numba compiled at run time. This script compiles the kernels in its own process (numba's
 cache pointed at a new, empty folder, so that their LLVM modules are at hand), writes each compiled function's
@@ -9,9 +9,11 @@ address range to /tmp/perf-<pid>.map (perf's map for JIT code), then searches th
     perf report -i /tmp/perf.data --no-children --sort sym --time 50%-100%
 
 (`--time 50%-100%` leaves out the compilation; a function's range runs to the next function's start, so a few
-samples may land on the wrong name.) `--dump NAME` also writes the machine code of the functions whose name
-contains NAME to /tmp/perf-<pid>-<address>.bin, for `objdump -D -b binary -m i386:x86-64 --adjust-vma=<address>`
-against the samples' addresses (`perf script -F ip,sym`).
+samples may land on the wrong name.) `--seismic bench/out/sparse/pypi-seismic` profiles a Seismic index instead
+(bench_sparse.py's, with its queries `--seismic-queries` and `--seismic-knobs`; give --passes 300: its passes are
+short). `--dump NAME` also writes the machine code of the functions whose name contains NAME to
+/tmp/perf-<pid>-<address>.bin, for `objdump -D -b binary -m i386:x86-64 --adjust-vma=<address>` against the
+samples' addresses (`perf script -F ip,sym`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def compiled_functions() -> list[tuple[int, str]]:
     from numba.core.registry import CPUDispatcher
     found = set()
     for obj in gc.get_objects():
-        if not isinstance(obj, CPUDispatcher):
+        if not issubclass(type(obj), CPUDispatcher):  # not isinstance: some objects' __class__ raises
             continue
         for cres in obj.overloads.values():
             module = getattr(cres.library, "_final_module", None)
@@ -66,16 +68,29 @@ def write_perf_map(dump: str | None = None) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--index", type=Path, required=True, help="a rankstack BM25 index")
+    p.add_argument("--index", type=Path, help="a rankstack BM25 index")
+    p.add_argument("--seismic", type=Path, help="a Seismic index (instead of --index)")
+    p.add_argument("--seismic-queries", type=Path, default=HERE / "out" / "sparse" / "pypi-queries-1000.npz")
+    p.add_argument("--seismic-knobs", nargs=2, type=float, default=[5, 0.5], metavar=("QUERY_CUT", "HEAP_FACTOR"))
     p.add_argument("--queries", type=Path, default=QUERIES)
     p.add_argument("--num-queries", type=int, default=2000)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--passes", type=int, default=60)
     p.add_argument("--dump", help="also write the machine code of the functions whose name contains this")
     args = p.parse_args()
+    if (args.index is None) == (args.seismic is None):
+        p.error("give one of --index and --seismic")
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-profile-")  # compile here, not load
     import numba
     numba.set_num_threads(1)
+    search = seismic_search(args) if args.seismic else bm25_search(args)
+    search()  # compile
+    print(f"{write_perf_map(args.dump)} compiled functions mapped for perf", file=sys.stderr)
+    for _ in range(args.passes):
+        search()
+
+
+def bm25_search(args):
     from collections import Counter
 
     from rankstack.index.search import InvertedParams
@@ -85,10 +100,22 @@ def main() -> None:
     bm25 = BM25(args.index, progress=False)
     bags = [Counter(bm25.analyzer.analyze(t)) for t in texts]
     params = InvertedParams(threads=1)
-    bm25.index.search(bags, args.k, params)  # compile
-    print(f"{write_perf_map(args.dump)} compiled functions mapped for perf", file=sys.stderr)
-    for _ in range(args.passes):
-        bm25.index.search(bags, args.k, params)
+    return lambda: bm25.index.search(bags, args.k, params)
+
+
+def seismic_search(args):
+    import numpy as np
+    import scipy.sparse as sp
+
+    from rankstack.index.search import SeismicParams, SparseQueries
+    from rankstack.index.seismic import SeismicIndex
+
+    index = SeismicIndex(args.seismic)
+    with np.load(args.seismic_queries) as z:
+        matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+    queries = SparseQueries.over_columns(matrix[:args.num_queries], index.dim)
+    params = SeismicParams(int(args.seismic_knobs[0]), args.seismic_knobs[1], threads=1)
+    return lambda: index.search(queries, args.k, params)
 
 
 if __name__ == "__main__":

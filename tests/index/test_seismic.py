@@ -118,6 +118,72 @@ def test_recall_rises_with_the_knobs(tmp_path):
     assert by_heap[-1] > 0.8
 
 
+def reference_search(index, qc, qv, query_cut, heap_factor, k):
+    """Seismic's search as rankstack.index.seismic states it, one step at a time in float32: the query's
+    `query_cut` heaviest terms, each term's blocks in list order, a block skipped when its summary score is
+    below heap_factor x the k-th best score so far, each document scored once (four partial sums, as the
+    kernel adds them)."""
+    a, f32 = index.arrays, np.float32
+    scale = index._value_scale
+    dense = np.zeros(index.dim, np.float32)
+    dense[qc] = qv * scale
+    if "fwd_packed" in a:
+        packed = a["fwd_packed"]
+        comps, values = (packed & 0xFFFF).astype(np.int64), (packed >> 16).astype(np.float32)
+    else:
+        comps, values = a["fwd_comps"].astype(np.int64), a["fwd_values"].astype(np.float32)
+
+    def row_dot(d):
+        lo, hi = a["fwd_offsets"][d], a["fwd_offsets"][d + 1]
+        part = [f32(0)] * 4
+        n4 = (hi - lo) & ~3
+        for i in range(hi - lo):
+            j = i % 4 if i < n4 else 0
+            part[j] = f32(part[j] + f32(dense[comps[lo + i]] * values[lo + i]))
+        return f32(f32(part[0] + part[1]) + f32(part[2] + part[3]))
+
+    heap: list[tuple[float, int]] = []  # (score, docno), the worst first
+    seen = set()
+    for i in np.argsort(-qv, kind="stable")[:query_cut]:
+        t = qc[i]
+        b0, b1 = a["term_blocks"][t], a["term_blocks"][t + 1]
+        acc = np.zeros(b1 - b0, np.float32)
+        for c, w in zip(qc, qv):
+            for j in range(a["term_comps"][t], a["term_comps"][t + 1]):
+                if a["summary_comps"][j] == c:
+                    for e in range(a["summary_comp_offsets"][j], a["summary_comp_offsets"][j + 1]):
+                        acc[a["summary_blocks"][e]] = f32(acc[a["summary_blocks"][e]] + f32(w * f32(a["summary_codes"][e])))
+        for bi in range(b1 - b0):
+            if len(heap) == k and f32(acc[bi] * a["summary_scales"][b0 + bi]) < f32(f32(heap_factor) * f32(heap[0][0])):
+                continue
+            for d in a["block_docs"][a["block_offsets"][b0 + bi]:a["block_offsets"][b0 + bi + 1]]:
+                if d in seen:
+                    continue
+                seen.add(d)
+                s = row_dot(d)
+                if s > 0 and (len(heap) < k or (s, -d) > (heap[0][0], -heap[0][1])):
+                    heap = sorted([*heap, (s, int(d))], key=lambda h: (h[0], -h[1]))[-k:]
+    best = heap[::-1]
+    return np.array([d for _, d in best], np.int64), np.array([s for s, _ in best], np.float32)
+
+
+@pytest.mark.parametrize("query_cut, heap_factor", [(2, 0.9), (4, 0.6), (None, 0.3)])
+def test_approximate_search_follows_its_definition(tmp_path, query_cut, heap_factor):
+    """The kernel (which requests a block's rows before scoring them, and sums in four parts) returns exactly
+    what the definition returns, pruning included."""
+    d = random_matrix(1500, 60, 0.1, 7)  # many blocks per list: the threshold often rises between two of them
+    q = random_matrix(25, 60, 0.15, 8)
+    index = SeismicIndex.build(tmp_path / "idx", d, n_postings=150, centroid_fraction=0.5, summary_energy=0.5)
+    queries = SparseQueries.over_columns(q, index.dim)
+    results = index.search(queries, 5, SeismicParams(query_cut, heap_factor))
+    for r, (docs, scores) in enumerate(results):
+        span = slice(queries.indptr[r], queries.indptr[r + 1])
+        qc, qv = queries.indices[span], queries.data[span]
+        want_docs, want_scores = reference_search(index, qc, qv, query_cut or len(qc), heap_factor, 5)
+        assert docs.tolist() == want_docs.tolist()
+        assert scores.tolist() == want_scores.tolist()
+
+
 def test_reopen_and_threads(tmp_path):
     d = random_matrix(500, 100, 0.05, 3)
     q = random_matrix(30, 100, 0.05, 4)
