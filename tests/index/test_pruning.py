@@ -320,9 +320,20 @@ def test_block_max_pruning_gallops_to_the_first_position_at_or_above():
 
 
 def test_maxscore_finds_each_bit_of_its_64_bit_summary_words():
-    """MaxScore's summary of the bitmap words in use names the word of each set bit, the sign bit included."""
-    from rankstack.index.maxscore import _trailing_zeros
+    """MaxScore lists the docs marked in its window bitmap (32 docs per word) through the summary of the words in
+    use (64 words per summary word), every bit position included (the sign bits too), and clears both."""
+    from rankstack.index.maxscore import WINDOW, _marked
 
-    for position in range(64):
-        bit = np.array([1], np.uint64) << np.uint64(position)
-        assert _trailing_zeros(np.int64(bit.view(np.int64)[0])) == position
+    rng = np.random.default_rng(5)
+    for trial in range(70):
+        want = np.sort(rng.choice(WINDOW, size=rng.integers(1, 200), replace=False)) if trial >= 64 else \
+            np.array([trial * 32 + 31, (trial + 64) * 32, (trial + 64) * 32 + 31]) % WINDOW  # word `trial`'s edges
+        want = np.unique(want)
+        bits, used = np.zeros(WINDOW // 32, np.int64), np.zeros(WINDOW // 2048, np.int64)
+        for doc in want:
+            bits[doc // 32] |= np.int64(1) << np.int64(doc % 32)
+            used[doc // 2048] |= (np.uint64(1) << np.uint64(doc // 32 % 64)).astype(np.int64)
+        out = np.full(WINDOW, -1, np.int64)
+        n = _marked(bits, used, out)
+        assert out[:n].tolist() == want.tolist()
+        assert not bits.any() and not used.any()

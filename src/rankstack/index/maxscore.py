@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from rankstack.index import topk
 from rankstack.index.cursors import (BLK, CD, CDEC, CNT, END, POS, STOP, cursor_bound, load_contribs, load_docs,
@@ -16,9 +17,6 @@ from rankstack.index.scoring import BM25, block_bound, contrib, doc_norm, sum_sl
 WINDOW = 4096  # docs per window (multiple of 32)
 _CW_MIN = 8  # columns of the per-term contribution buffer at least (zeroed as one vector)
 _MERGE_PER_BLOCK = 16  # a list's blocks are scanned rather than skipped when there are more candidates
-# trailing-zero count of a power of two below 2**32 by de Bruijn multiplication (no overflow)
-_DEBRUIJN_POS = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
-                          31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9], np.int64)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -110,15 +108,13 @@ def _marked(bits, used, out):
         y = used[u]
         used[u] = 0
         while y != 0:
-            z = y & -y
-            y ^= z
-            wd = u * 64 + _trailing_zeros(z)
+            wd = u * 64 + trailing_zeros(y)  # LLVM's cttz: one instruction
+            y &= y - 1  # the lowest set bit cleared (wraps for the sign bit alone, to 0)
             x = bits[wd]
             bits[wd] = 0
             while x != 0:
-                t = x & -x
-                x ^= t
-                out[n] = wd * 32 + _DEBRUIJN_POS[((t * 0x077CB531) >> 27) & 31]
+                out[n] = wd * 32 + trailing_zeros(x)
+                x &= x - 1
                 n += 1
     return n
 
@@ -335,15 +331,6 @@ def _candidates(acc, bits, used, wmin, ness, thr, live, cands, cbits):
             cbits[off >> 5] |= np.int64(1) << (off & 31)
             nc += 1
     return nc
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _trailing_zeros(t):
-    """Position of the one set bit of t (a power of two below 2**64, as int64)."""
-    low = t & 0xFFFFFFFF
-    if low != 0:
-        return _DEBRUIJN_POS[((low * 0x077CB531) >> 27) & 31]
-    return 32 + _DEBRUIJN_POS[((((t >> 32) & 0xFFFFFFFF) * 0x077CB531) >> 27) & 31]
 
 
 @njit(cache=True, nogil=True, _nrt=False)
