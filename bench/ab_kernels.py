@@ -94,7 +94,10 @@ def _seismic_setup(tmp: Path):
     return lambda: index.search(queries, 10, params)
 
 
-def _seismic_splade_setup(path: str, queries: str, query_cut: int, heap_factor: float):
+def seismic_splade_search(path, queries, query_cut: int, heap_factor: float, k: int = 10,
+                          num_queries: int | None = None):
+    """A call that searches a Seismic index (bench_sparse.py's) with the queries bench_sparse.py saved (a CSR
+    matrix in an .npz), one thread; shared with profile_kernels.py."""
     import numpy as np
     import scipy.sparse as sp
 
@@ -103,9 +106,9 @@ def _seismic_splade_setup(path: str, queries: str, query_cut: int, heap_factor: 
     index = SeismicIndex(path)
     with np.load(queries) as z:
         matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-    batch = SparseQueries.over_columns(matrix, index.dim)
-    params = SeismicParams(query_cut=query_cut, heap_factor=heap_factor, threads=1)
-    return lambda: index.search(batch, 10, params)
+    batch = SparseQueries.over_columns(matrix[:num_queries], index.dim)
+    params = SeismicParams(query_cut=int(query_cut), heap_factor=heap_factor, threads=1)
+    return lambda: index.search(batch, k, params)
 
 
 def worker() -> None:
@@ -138,7 +141,7 @@ def worker() -> None:
     if setup.get("seismic"):
         loads["seismic"] = _seismic_setup(Path(setup["seismic"]))
     if setup.get("seismic_index"):
-        loads["seismic-splade"] = _seismic_splade_setup(setup["seismic_index"], setup["seismic_queries"],
+        loads["seismic-splade"] = seismic_splade_search(setup["seismic_index"], setup["seismic_queries"],
                                                         *setup["seismic_knobs"])
     for call in loads.values():  # compile and warm up
         call()

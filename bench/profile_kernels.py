@@ -104,19 +104,10 @@ def bm25_search(args):
 
 
 def seismic_search(args):
-    import numpy as np
-    import scipy.sparse as sp
+    from ab_kernels import seismic_splade_search  # this folder is on sys.path when run as a script
 
-    from rankstack.index.search import SeismicParams, SparseQueries
-    from rankstack.index.seismic import SeismicIndex
-
-    index = SeismicIndex(args.seismic)
-    with np.load(args.seismic_queries) as z:
-        matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-    queries = SparseQueries.over_columns(matrix[:args.num_queries], index.dim)
-    params = SeismicParams(int(args.seismic_knobs[0]), args.seismic_knobs[1], threads=1)
-    return lambda: index.search(queries, args.k, params)
-
+    return seismic_splade_search(args.seismic, args.seismic_queries, *args.seismic_knobs, k=args.k,
+                                 num_queries=args.num_queries)
 
 if __name__ == "__main__":
     main()
