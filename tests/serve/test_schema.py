@@ -79,7 +79,10 @@ def test_no_request_gets_a_server_error(api_schema, label, mode):
               phases=[Phase.explicit, Phase.generate, Phase.shrink])
     def check(case):
         response = case.call(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)  # writes fsync: be patient
-        case.validate_response(response, checks=[not_a_server_error, negative_data_rejection])
+        checks = [not_a_server_error, negative_data_rejection]
+        if response.status_code == 413:  # a body over the limit is refused before it is read, valid or not
+            checks = [not_a_server_error]
+        case.validate_response(response, checks=checks)
         if response.status_code >= 400:
             # (a generated id may itself be the word "Traceback", echoed in the message: look for a real one)
             assert isinstance(response.json().get("message"), str)
