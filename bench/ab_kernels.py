@@ -167,7 +167,8 @@ def main() -> None:
     ap.add_argument("--kernel-cache", type=Path, default=KERNEL_CACHE)
     ap.add_argument("--algorithms", nargs="+", default=["maxscore", "bmw", "exhaustive"])
     ap.add_argument("--seismic", action="store_true", help="time Seismic on random vectors")
-    ap.add_argument("--seismic-index", type=Path, help="a Seismic index (bench_sparse.py's bench/out/sparse/pypi-seismic)")
+    ap.add_argument("--seismic-index", type=Path,
+                    help="a Seismic index (bench_sparse.py's bench/out/sparse/pypi-seismic)")
     ap.add_argument("--seismic-queries", type=Path, default=HERE / "out" / "sparse" / "pypi-queries-1000.npz",
                     help="its queries, a CSR matrix saved by bench_sparse.py")
     ap.add_argument("--seismic-knobs", nargs=2, type=float, default=[5, 0.5], metavar=("QUERY_CUT", "HEAP_FACTOR"))

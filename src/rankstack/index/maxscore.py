@@ -146,9 +146,10 @@ def maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     in query-term order, into a float32 window buffer, which then holds exact scores.
     Otherwise the essential lists are buffered (partial score and per-term contributions);
     the buffered docs whose partial score plus the non-essential bounds beats the threshold
-    are candidates (with one essential list, they are taken from it directly), refined one non-essential list at a time, largest bound first: the list
-    is scanned through the window when candidates are dense, else skipped to each candidate;
-    each step drops the candidates that can no longer win. Survivors get their exact score.
+    are candidates (with one essential list, they are taken from it directly), refined one
+    non-essential list at a time, largest bound first: the list is scanned through the window
+    when candidates are dense, else skipped to each candidate; each step drops the candidates
+    that can no longer win. Survivors get their exact score.
     """
     n = term_ids.shape[0]
     C, ub, w64, bufd, bufv, bufc, bub = open_cursors(seg, mode, term_ids, weights, na, nb)
