@@ -327,7 +327,7 @@ def test_maxscore_finds_each_bit_of_its_64_bit_summary_words():
     rng = np.random.default_rng(5)
     for trial in range(70):
         want = np.sort(rng.choice(WINDOW, size=rng.integers(1, 200), replace=False)) if trial >= 64 else \
-            np.array([trial * 32 + 31, (trial + 64) * 32, (trial + 64) * 32 + 31]) % WINDOW  # word `trial`'s edges
+            np.array([trial * 32 + 31, (trial + 64) * 32, (trial + 64) * 32 + 31])  # words trial, trial + 64: edges
         want = np.unique(want)
         bits, used = np.zeros(WINDOW // 32, np.int64), np.zeros(WINDOW // 2048, np.int64)
         for doc in want:
