@@ -57,7 +57,8 @@ def distributions(corpus: Path, analyzer: Analyzer) -> tuple[list[str], np.ndarr
 
 
 def _count(texts: list[str], analyzer: Analyzer, counts: Counter, lengths: list[int]) -> None:
-    terms, tokens = analyzer.analyze_batch(texts)  # tokens per text, dropped ones (None) included
+    batch = analyzer.analyze_batch(texts)
+    terms, tokens = batch.flat(), batch.counts.tolist()  # tokens per text, dropped ones (None) included
     start = 0
     for n in tokens:
         lengths.append(n - terms[start:start + n].count(None))

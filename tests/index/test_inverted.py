@@ -103,6 +103,28 @@ def test_documents_added_one_by_one_and_in_batches_share_one_vocabulary(tmp_path
                 w.add_batch(["x", "y"], ["w1", None, "w2"], counts)
 
 
+def test_add_batch_with_codes_writes_what_flat_terms_write(tmp_path):
+    """Distinct terms plus a code per token (what the analyzer gives) write the same segment file as every token's
+    term; a term no token has is not indexed; codes out of range are refused."""
+    rng = random.Random(5)
+    docs = random_docs(rng, 40)
+    ids, flat = list(docs), [t for ts in docs.values() for t in ts] + [None]
+    counts = [len(ts) for ts in docs.values()]
+    counts[-1] += 1
+    distinct = ["unused"] + list(dict.fromkeys(flat))
+    codes = np.array([distinct.index(t) for t in flat], np.int32)
+    for name, kwargs in (("flat", {"terms": flat}), ("codes", {"terms": distinct, "codes": codes})):
+        with IndexWriter(tmp_path / name, {"length_norm": "exact"}) as w:
+            w.add_batch(ids, counts=counts, **kwargs)
+    segment_bytes = [next((tmp_path / name).glob("*.rsx")).read_bytes() for name in ("flat", "codes")]
+    assert segment_bytes[0] == segment_bytes[1]
+    assert results(InvertedIndex(tmp_path / "codes"), [{"unused": 1}, {"w1": 1}]) == \
+        results(InvertedIndex(tmp_path / "flat"), [{"unused": 1}, {"w1": 1}]) != [[], []]
+    with pytest.raises(InputError, match="codes must index the 2 terms"):
+        with IndexWriter(tmp_path / "bad", {"length_norm": "exact"}) as w:
+            w.add_batch(["x"], ["w1", "w2"], [2], codes=np.array([0, 2]))
+
+
 def test_pruned_search_equals_exhaustive_across_segments(tmp_path):
     rng = random.Random(1)
     path = tmp_path / "idx"

@@ -386,13 +386,14 @@ class IndexWriter(LockedWriter):
         if self._builder.num_tokens >= self.buffer_tokens:
             self._flush()
 
-    def add_batch(self, doc_ids: list[str], terms: list[str | None], counts: list[int],
-                  stored: list[str] | None = None, locations: list[str] | None = None) -> None:
+    def add_batch(self, doc_ids: list[str], terms: list[str | None], counts: Sequence[int],
+                  stored: list[str] | None = None, locations: list[str] | None = None,
+                  codes: np.ndarray | None = None) -> None:
         """Buffer many bm25 documents at once (see SegmentBuilder.add_batch): the fast path for indexing."""
         if self.settings["mode"] != "bm25":
             raise InputError("add_batch takes bm25 documents; add impact documents one by one with add()")
         check_doc_ids(doc_ids, locations)
-        self._builder.add_batch(doc_ids, terms, counts, stored, locations)
+        self._builder.add_batch(doc_ids, terms, counts, stored, locations, codes)
         if self._builder.num_tokens >= self.buffer_tokens:
             self._flush()
 

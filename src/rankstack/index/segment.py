@@ -77,14 +77,27 @@ class SegmentBuilder:
     def num_tokens(self) -> int:
         return len(self._term_ids)
 
-    def add_batch(self, doc_ids: list[str], terms: list[str | None], counts: list[int],
-                  stored: list[str] | None = None, locations: list[str] | None = None) -> None:
-        """Add bm25 documents in bulk: all their terms in one list (None = a dropped token) and the
-        number of entries of each document."""
-        if len(counts) != len(doc_ids) or sum(counts) != len(terms) or min(counts, default=0) < 0:
+    def add_batch(self, doc_ids: list[str], terms: list[str | None], counts: Sequence[int],
+                  stored: list[str] | None = None, locations: list[str] | None = None,
+                  codes: np.ndarray | None = None) -> None:
+        """Add bm25 documents in bulk: all their terms in one list (None = a dropped token) and the number of
+        entries of each document. With `codes`, `terms` are distinct and token i's term is `terms[codes[i]]`
+        (rankstack.text.analyzer.TermBatch): each distinct term is looked up once."""
+        counts = np.asarray(counts, np.int64)
+        tokens = len(terms) if codes is None else len(codes)
+        if len(counts) != len(doc_ids) or int(counts.sum()) != tokens or (len(counts) and counts.min() < 0):
             raise InputError(f"add_batch: {len(doc_ids)} documents need as many term counts, each >= 0, summing to "
-                             f"the {len(terms)} terms (got {len(counts)} counts summing to {sum(counts)})")
+                             f"the {tokens} terms (got {len(counts)} counts summing to {int(counts.sum())})")
+        if codes is not None:
+            codes = np.asarray(codes)
+            if len(codes) and (codes.min() < 0 or codes.max() >= len(terms)):
+                raise InputError(f"add_batch: codes must index the {len(terms)} terms")
+            used = np.bincount(codes, minlength=len(terms)) > 0
+            if not used.all():  # a term no token has is not numbered
+                terms = [t if u else None for t, u in zip(terms, used.tolist())]
         ids = np.fromiter(map(self.vocab.__getitem__, terms), np.int32, len(terms))
+        if codes is not None:
+            ids = ids[codes]
         kept = ids >= 0
         doc_of = np.repeat(np.arange(len(doc_ids)), counts)
         lengths = np.bincount(doc_of[kept], minlength=len(doc_ids)).astype(np.int32)

@@ -38,7 +38,7 @@ def index_documents(writer: IndexWriter, corpus: Corpus | Iterable[Document], an
     count = 0
     with progress_bar(progress, desc="indexing", unit=" docs") as bar:
         for batch in batches(located(corpus), INDEX_BATCH):
-            writer.add_batch(*analyze_documents(Columns.of(batch), analyzer, writer.settings["store"]))
+            writer.add_batch(**analyze_documents(Columns.of(batch), analyzer, writer.settings["store"]))
             count += len(batch)
             bar.update(len(batch))
     return count
@@ -75,14 +75,14 @@ class Columns:
                           self.texts[start:end])
 
 
-def analyze_documents(docs: Columns, analyzer: Analyzer, store: bool
-                      ) -> tuple[list[str], list[str | None], list[int], list[str] | None, list[str]]:
-    """What `add_batch` takes for documents: ids, analysed terms, term counts, stored documents (JSON, when
-    `store`), locations."""
-    terms, counts = analyzer.analyze_batch(list(map(contents, docs.titles, docs.texts)))
+def analyze_documents(docs: Columns, analyzer: Analyzer, store: bool) -> dict[str, Any]:
+    """What `add_batch` takes for documents, as keyword arguments: ids, analysed terms (distinct, with each token's
+    code), term counts, stored documents (JSON, when `store`), locations."""
+    batch = analyzer.analyze_batch(list(map(contents, docs.titles, docs.texts)))
     stored = [orjson.dumps({"title": title, "text": text}).decode() for title, text in zip(docs.titles, docs.texts)
               ] if store else None
-    return docs.ids, terms, counts, stored, docs.locations
+    return {"doc_ids": docs.ids, "terms": batch.terms, "codes": batch.codes, "counts": batch.counts,
+            "stored": stored, "locations": docs.locations}
 
 
 def batches(items: Iterable, size: int) -> Iterable[list]:

@@ -43,9 +43,9 @@ def write_part(docs: Columns, path: str | os.PathLike, analyzer_config: dict[str
     analyzer = _analyzers.get(key) or _analyzers.setdefault(key, Analyzer.from_config(analyzer_config))
     builder = SegmentBuilder("bm25", store, length_norm, reorder)
     for batch in docs.slices(INDEX_BATCH):
-        doc_ids, terms, counts, stored, locations = analyze_documents(batch, analyzer, store)
-        check_doc_ids(doc_ids, locations)
-        builder.add_batch(doc_ids, terms, counts, stored, locations)
+        analyzed = analyze_documents(batch, analyzer, store)
+        check_doc_ids(analyzed["doc_ids"], analyzed["locations"])
+        builder.add_batch(**analyzed)
     check_unique(builder, set(), [])
     builder.write(Path(path))
     return len(builder)
