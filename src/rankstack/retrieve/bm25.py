@@ -16,6 +16,7 @@ from rankstack.data.corpus import Corpus, Document, contents
 from rankstack.data.queries import Queries
 from rankstack.data.run import Run
 from rankstack.errors import IncompatibleIndexError, InputError
+from rankstack.gc_pause import gc_paused
 from rankstack.index.inverted import IndexWriter, InvertedIndex
 from rankstack.index.search import InvertedParams
 from rankstack.index.commit import refuse_existing
@@ -36,7 +37,7 @@ def index_documents(writer: IndexWriter, corpus: Corpus | Iterable[Document], an
         from rankstack.retrieve.parallel import index_in_parallel
         return index_in_parallel(writer, corpus, analyzer, workers, progress)
     count = 0
-    with progress_bar(progress, desc="indexing", unit=" docs") as bar:
+    with progress_bar(progress, desc="indexing", unit=" docs") as bar, gc_paused():
         for batch in batches(located(corpus), INDEX_BATCH):
             writer.add_batch(**analyze_documents(Columns.of(batch), analyzer, writer.settings["store"]))
             count += len(batch)

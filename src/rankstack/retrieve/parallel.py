@@ -23,6 +23,7 @@ from rankstack.progress import progress_bar
 
 from rankstack.data.corpus import Corpus, Document
 from rankstack.errors import InputError, RankstackError
+from rankstack.gc_pause import gc_paused
 from rankstack.index.commit import LOCK, new_name
 from rankstack.index.inverted import IndexWriter, check_doc_ids, check_unique
 from rankstack.index.segment import SegmentBuilder
@@ -42,12 +43,13 @@ def write_part(docs: Columns, path: str | os.PathLike, analyzer_config: dict[str
     key = repr(sorted(analyzer_config.items()))
     analyzer = _analyzers.get(key) or _analyzers.setdefault(key, Analyzer.from_config(analyzer_config))
     builder = SegmentBuilder("bm25", store, length_norm, reorder)
-    for batch in docs.slices(INDEX_BATCH):
-        analyzed = analyze_documents(batch, analyzer, store)
-        check_doc_ids(analyzed["doc_ids"], analyzed["locations"])
-        builder.add_batch(**analyzed)
-    check_unique(builder, set(), [])
-    builder.write(Path(path))
+    with gc_paused():
+        for batch in docs.slices(INDEX_BATCH):
+            analyzed = analyze_documents(batch, analyzer, store)
+            check_doc_ids(analyzed["doc_ids"], analyzed["locations"])
+            builder.add_batch(**analyzed)
+        check_unique(builder, set(), [])
+        builder.write(Path(path))
     return len(builder)
 
 
@@ -106,7 +108,7 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
                              + (f", from {part.locations[0]})" if part.locations[0] else ")")) from None
 
     try:
-        with progress_bar(progress, desc="indexing", unit=" docs") as bar:
+        with progress_bar(progress, desc="indexing", unit=" docs") as bar, gc_paused():
             for part in batches(located(corpus), part_docs):
                 submit(Columns.of(part))
                 while len(in_flight) > workers:  # at most one part waiting per worker: bounded memory
