@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputError, RankstackError
+from rankstack.index import inverted
 from rankstack.index.inverted import IndexWriter, InvertedIndex, read_manifest
+from rankstack.index.segment import SegmentBuilder
 from rankstack.index.search import InvertedParams
 
 WORDS = [f"w{i}" for i in range(60)]
@@ -173,6 +175,35 @@ def test_impact_mode_quantises_with_a_recorded_scale(tmp_path):
     assert top == pytest.approx(2.55, abs=0.01)
     with IndexWriter(path) as w, pytest.raises(InputError, match="weight of 'x' must be a finite number"):
         w.add("d", {"x": float("nan")})
+
+
+@pytest.mark.parametrize("colliding", [False, True])
+def test_ids_are_unique_across_the_segments_of_one_commit(tmp_path, monkeypatch, colliding):
+    """A flush looks up in earlier segments only the ids whose hash they hold: a repeat is found in any earlier
+    segment, a deleted id may come back, and ids whose hashes collide (every hash equal here) are still told
+    apart by their text."""
+    if colliding:
+        monkeypatch.setattr(inverted, "string_hashes", lambda ids: np.zeros(len(ids), np.uint64))
+    path = tmp_path / "idx"
+    with IndexWriter(path, {"length_norm": "exact"}, buffer_tokens=2) as w:  # a segment per document
+        for i in range(6):
+            w.add(f"d{i}", ["x", "y"])
+        w.delete(["d1"])
+        w.add("d1", ["z", "z"])
+        for source in ("add", "adopt"):
+            builder = SegmentBuilder("bm25", store=True)
+            builder.add("d4" if source == "adopt" else "new", ["x"])
+            builder.write(tmp_path / f"{source}.rsx")
+            if source == "add":
+                w.adopt(tmp_path / "add.rsx")
+            else:
+                with pytest.raises(InputError, match="duplicate document id 'd4'"):
+                    w.adopt(tmp_path / "adopt.rsx")
+        with pytest.raises(InputError, match="duplicate document id 'd2'"):
+            w.add("d2", ["x", "y"])  # flushed at once: found in the third segment
+    index = InvertedIndex(path)
+    assert sorted(index.doc_ids.take(np.arange(index.num_docs))) == ["d0", "d1", "d2", "d3", "d4", "d5", "new"]
+    assert [doc for doc, _ in results(index, [{"z": 1}])[0]] == ["d1"]  # the d1 added again
 
 
 def test_bad_states_are_clear_errors(tmp_path):

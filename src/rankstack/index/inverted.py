@@ -27,7 +27,7 @@ from rankstack.index.search import (EMPTY, CollectionStats, InvertedParams, Spar
                                     check_k)
 from rankstack.index.segment import (MODES, Segment, SegmentBuilder, merge_segments, read_tombstones,
                                      write_tombstones)
-from rankstack.index.strings import StringTable
+from rankstack.index.strings import StringTable, string_hashes
 
 FORMAT = "rankstack-inverted-index"
 FORMAT_VERSION = 2  # 2: segments and tombstones are checksummed container files
@@ -354,6 +354,7 @@ class IndexWriter(LockedWriter):
         self._builder = self._new_builder()
         self._builder_dead: set[int] = set()  # buffered documents deleted after being added
         self._pending: list[tuple[str, Any, set[int]]] = []  # flushed this commit: (file name, FileRef, dead)
+        self._pending_ids = _IdHashes()  # their ids' hashes
         self._deletes: set[str] = set()
         self._files: dict[str, Any] = {}  # index-level files set this commit, by role
 
@@ -410,8 +411,11 @@ class IndexWriter(LockedWriter):
         seg = Segment(source)
         seg.verify()
         self._check_adoptable(seg, impact_scale)
-        _check_unique_ids(seg.ids.take(np.arange(seg.num_docs)), f" (in {source})",
-                          [(self._segment(ref), dead) for _, ref, dead in self._pending])
+        ids = seg.ids.take(np.arange(seg.num_docs))
+        hashes = string_hashes(ids)
+        _check_unique_ids(ids, f" (in {source})", [(self._segment(ref), dead) for _, ref, dead in self._pending],
+                          self._pending_ids.holding(hashes))
+        self._pending_ids.add(hashes)
         name = new_name("seg", ".rsx")
         _move(source, self.path / name)
         ref = FileRef(name, seg.container.ref.size, seg.container.ref.crc)
@@ -477,7 +481,10 @@ class IndexWriter(LockedWriter):
             return
         builder, dead = self._builder, self._builder_dead
         self._builder, self._builder_dead = self._new_builder(), set()
-        check_unique(builder, dead, [(self._segment(ref), d) for _, ref, d in self._pending])
+        hashes = string_hashes(builder.doc_ids)
+        check_unique(builder, dead, [(self._segment(ref), d) for _, ref, d in self._pending],
+                     self._pending_ids.holding(hashes))
+        self._pending_ids.add(hashes)
         if self.settings["mode"] == "impact" and not self.settings["impact_scale"]:
             self.settings["impact_scale"] = (builder.max_weight() or 1.0) / (2 ** self.settings["impact_bits"] - 1)
         file_name = new_name("seg", ".rsx")
@@ -565,17 +572,37 @@ def check_doc_ids(doc_ids: Sequence[str], locations: Sequence[str] | None = None
             raise InputError(f"{where}document id must be a non-empty string")
 
 
-def _check_unique_ids(ids: list[str], where: str, pending: list[tuple[Segment, set[int]]]) -> None:
-    """InputError naming the first id that `ids` holds twice, or that a live document of `pending` holds."""
+def _check_unique_ids(ids: list[str], where: str, pending: list[tuple[Segment, set[int]]],
+                      suspects: np.ndarray | None = None) -> None:
+    """InputError naming the first id that `ids` holds twice, or that a live document of `pending` holds (only the
+    ids at `suspects` are looked up there, when given)."""
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dup = next(d for d in ids if d in seen or seen.add(d))
         raise InputError(f"duplicate document id {dup!r}{where}")
-    for seg, seg_dead in pending:
-        positions = seg.ids.positions(ids)
+    suspects = np.arange(len(ids)) if suspects is None else suspects
+    looked_up = [ids[i] for i in suspects.tolist()]
+    for seg, seg_dead in pending if looked_up else ():
+        positions = seg.ids.positions(looked_up)
         found = [i for i in np.flatnonzero(positions >= 0).tolist() if int(positions[i]) not in seg_dead]
         if found:
-            raise InputError(f"duplicate document id {ids[found[0]]!r}{where}")
+            raise InputError(f"duplicate document id {looked_up[found[0]]!r}{where}")
+
+
+class _IdHashes:
+    """The hashes of the ids of the segments flushed in one commit, sorted: which new ids may repeat one of them,
+    so that a flush looks up only those in each earlier segment, not all its ids in every one."""
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, np.uint64)
+
+    def holding(self, hashes: np.ndarray) -> np.ndarray:
+        """Positions of the `hashes` held here (equal ids, or a collision)."""
+        at = np.minimum(np.searchsorted(self._sorted, hashes), max(len(self._sorted) - 1, 0))
+        return np.flatnonzero(self._sorted[at] == hashes) if len(self._sorted) else np.empty(0, np.int64)
+
+    def add(self, hashes: np.ndarray) -> None:
+        self._sorted = np.sort(np.concatenate([self._sorted, hashes]), kind="stable")  # two sorted runs: a merge
 
 
 def _move(source: Path, target: Path) -> None:
@@ -591,8 +618,10 @@ def _move(source: Path, target: Path) -> None:
         source.unlink()
 
 
-def check_unique(builder: SegmentBuilder, dead: set[int], pending: list[tuple[Segment, set[int]]]) -> None:
-    """Ids must be unique among the live documents of one commit."""
+def check_unique(builder: SegmentBuilder, dead: set[int], pending: list[tuple[Segment, set[int]]],
+                 suspects: np.ndarray | None = None) -> None:
+    """Ids must be unique among the live documents of one commit (only the builder's ids at `suspects` are looked
+    up in `pending`, when given)."""
     ids = np.array(builder.doc_ids, dtype=object)
     alive = np.ones(len(ids), dtype=bool)
     alive[list(dead)] = False
@@ -605,10 +634,12 @@ def check_unique(builder: SegmentBuilder, dead: set[int], pending: list[tuple[Se
         where = [builder.doc_locations[i] for i in (first, second)]
         detail = f" (at {where[0]} and {where[1]})" if all(where) else ""
         raise InputError(f"duplicate document id {sorted_ids[dup[0]]!r}{detail}")
-    for seg, seg_dead in pending:
-        positions = seg.ids.positions(builder.doc_ids)
-        found = np.flatnonzero((positions >= 0) & alive)
-        found = [i for i in found.tolist() if int(positions[i]) not in seg_dead]
+    suspects = live_positions if suspects is None else suspects[alive[suspects]]
+    looked_up = [builder.doc_ids[i] for i in suspects.tolist()]
+    for seg, seg_dead in pending if looked_up else ():
+        positions = seg.ids.positions(looked_up)
+        found = [int(suspects[i]) for i in np.flatnonzero(positions >= 0).tolist()
+                 if int(positions[i]) not in seg_dead]
         if found:
             where, doc_id = builder.doc_locations[found[0]], builder.doc_ids[found[0]]
             raise InputError(f"{where + ': ' if where else ''}duplicate document id {doc_id!r}")
