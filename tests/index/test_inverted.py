@@ -15,6 +15,7 @@ from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputErro
 from rankstack.index import inverted
 from rankstack.index.inverted import IndexWriter, InvertedIndex, read_manifest
 from rankstack.index.segment import SegmentBuilder
+from rankstack.text.ascii_tokens import TokenTerms
 from rankstack.index.search import InvertedParams
 
 WORDS = [f"w{i}" for i in range(60)]
@@ -118,8 +119,14 @@ def test_add_batch_with_codes_writes_what_flat_terms_write(tmp_path):
     for name, kwargs in (("flat", {"terms": flat}), ("codes", {"terms": distinct, "codes": codes})):
         with IndexWriter(tmp_path / name, {"length_norm": "exact"}) as w:
             w.add_batch(ids, counts=counts, **kwargs)
-    segment_bytes = [next((tmp_path / name).glob("*.rsx")).read_bytes() for name in ("flat", "codes")]
-    assert segment_bytes[0] == segment_bytes[1]
+    with IndexWriter(tmp_path / "growing", {"length_norm": "exact"}) as w:  # an analyzer's list, grown between calls
+        half, cut = len(ids) // 2, sum(counts[:len(ids) // 2])
+        growing = TokenTerms(distinct[:max(codes[:cut]) + 1])
+        w.add_batch(ids[:half], growing, counts[:half], codes=codes[:cut])
+        growing.extend(distinct[len(growing):])
+        w.add_batch(ids[half:], growing, counts[half:], codes=codes[cut:])
+    segment_bytes = [next((tmp_path / name).glob("*.rsx")).read_bytes() for name in ("flat", "codes", "growing")]
+    assert segment_bytes[0] == segment_bytes[1] == segment_bytes[2]
     assert results(InvertedIndex(tmp_path / "codes"), [{"unused": 1}, {"w1": 1}]) == \
         results(InvertedIndex(tmp_path / "flat"), [{"unused": 1}, {"w1": 1}]) != [[], []]
     with pytest.raises(InputError, match="codes must index the 2 terms"):

@@ -1,3 +1,4 @@
+import pickle
 import re
 
 import pytest
@@ -8,7 +9,7 @@ from rankstack.errors import InputError
 from rankstack.index import lucene
 from rankstack.text import Analyzer
 from rankstack.text.analyzer import DEFAULT_PATTERN
-from rankstack.text.ascii_tokens import ascii_tokens
+from rankstack.text.ascii_tokens import TokenTable
 
 
 def test_default_analysis_follows_anserini():
@@ -46,34 +47,44 @@ TOKEN_ALPHABET = "aZ_9 '.-,\n" + "é’İß"
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.text(TOKEN_ALPHABET, max_size=30), max_size=12), st.booleans())
-def test_batch_analysis_equals_one_text_at_a_time(texts, lowercase):
-    """The compiled ASCII tokenizer, the regex for other texts, and their merge give what `analyze` gives."""
+@given(st.lists(st.lists(st.text(TOKEN_ALPHABET, max_size=30), max_size=8), min_size=1, max_size=3), st.booleans())
+def test_batch_analysis_equals_one_text_at_a_time(batches, lowercase):
+    """The compiled ASCII tokenizer, the regex for other texts, their merge, and the token table that batches
+    share give what `analyze` gives; each distinct token has one code, whichever path met it."""
     a = Analyzer(stemmer="none", stopwords=["a"], lowercase=lowercase)
-    batch = a.analyze_batch(texts)
-    expected = [[t for t in a._regex.findall(x.lower() if lowercase else x)] for x in texts]
-    assert batch.counts.tolist() == [len(e) for e in expected]
-    assert batch.flat() == [a._normalise(t) for e in expected for t in e]
-    assert [t for t in batch.flat() if t is not None] == [t for x in texts for t in a.analyze(x)]
-    ascii_tokens_seen = set(t for x, e in zip(texts, expected) if x.isascii() for t in e)
-    assert len(batch.terms) <= len(ascii_tokens_seen) + sum(len(e) for x, e in zip(texts, expected) if not x.isascii())
+    seen = {}
+    for texts in batches:
+        batch = a.analyze_batch(texts)
+        expected = [a._regex.findall(x.lower() if lowercase else x) for x in texts]
+        assert batch.counts.tolist() == [len(e) for e in expected]
+        assert batch.flat() == [a._normalise(t) for e in expected for t in e]
+        assert [t for t in batch.flat() if t is not None] == [t for x in texts for t in a.analyze(x)]
+        for token, code in zip([t for e in expected for t in e], batch.codes.tolist()):
+            assert seen.setdefault(token, code) == code
+    assert len(a._tokens) == len(seen)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text("abC1_'. x", max_size=40), max_size=8))
 def test_ascii_kernel_equals_the_regex(texts):
-    tokens, codes, counts = ascii_tokens(texts)
+    table = TokenTable(str)
+    codes, counts = table.ascii_codes(texts)
     expected = [re.findall(DEFAULT_PATTERN, t.lower()) for t in texts]
-    assert [tokens[c] for c in codes] == [t for e in expected for t in e]
+    assert [table.terms[c] for c in codes] == [t for e in expected for t in e]
     assert counts.tolist() == [len(e) for e in expected]
-    assert len(tokens) == len(set(tokens))
+    assert len(table.terms) == len(set(table.terms))
 
 
-def test_ascii_kernel_keeps_distinct_tokens_with_colliding_slots():
-    """Many distinct tokens in a small table: each keeps its own code (the table compares bytes, not only hashes)."""
+def test_token_table_grows_and_keeps_every_code():
+    """Thousands of distinct tokens from a table of 4,096 slots: it grows (rehashing), each token keeps its code, and
+    tokens met again, ASCII or not, get their first code."""
+    table = TokenTable(str.upper)
     texts = [" ".join(f"w{i}" for i in range(j, j + 500)) for j in range(0, 5000, 500)]
-    tokens, codes, _ = ascii_tokens(texts + texts[:1])
-    assert tokens == [f"w{i}" for i in range(5000)]
-    assert codes.tolist() == list(range(5000)) + list(range(500))
-    tokens, codes, counts = ascii_tokens(["9"] * 999 + ["x y z"])  # the most tokens a text's bytes allow
-    assert tokens == ["9", "x", "y", "z"] and counts.tolist() == [1] * 999 + [3] and codes.sum() == 6
+    codes, _ = table.ascii_codes(texts)
+    assert codes.tolist() == list(range(5000)) and table.terms == [f"W{i}" for i in range(5000)]
+    assert table.codes(["w7", "é", "w4999", "é"]).tolist() == [7, 5000, 4999, 5000]
+    assert table.ascii_codes(["W7 w5000"])[0].tolist() == [7, 5001]
+    codes, counts = TokenTable(str).ascii_codes(["9"] * 999 + ["x y z"])  # the most tokens a text's bytes allow
+    assert counts.tolist() == [1] * 999 + [3] and codes.tolist() == [0] * 999 + [1, 2, 3]
+    copy = pickle.loads(pickle.dumps(table))
+    assert copy.codes(["w9", "new"]).tolist() == [9, 5002] and copy.terms[-1] == "NEW"

@@ -18,9 +18,11 @@ from rankstack.index import lucene, postings
 from rankstack.index.container import Container, FileRef, write_container
 from rankstack.index.reorder import bisection_order
 from rankstack.index.strings import StringTable
+from rankstack.text.ascii_tokens import TokenTerms
 
 SEGMENT_FORMAT = 3  # 3: one container file; 2: a directory of .npy files
 MODES = ("bm25", "impact")
+_UNSEEN = -2  # a code whose term is not looked up yet (-1 is a dropped token)
 
 
 class Vocabulary(dict):
@@ -69,6 +71,8 @@ class SegmentBuilder:
         self._values = array("f")
         self._lengths = array("i")
         self._num_terms = array("i")
+        self._coded_terms: TokenTerms | None = None  # the list that _code_ids caches lookups in
+        self._code_ids = np.empty(0, np.int32)  # code -> term id, _UNSEEN where not looked up yet
 
     def __len__(self) -> int:
         return len(self.doc_ids)
@@ -81,23 +85,21 @@ class SegmentBuilder:
                   stored: list[str] | None = None, locations: list[str] | None = None,
                   codes: np.ndarray | None = None) -> None:
         """Add bm25 documents in bulk: all their terms in one list (None = a dropped token) and the number of
-        entries of each document. With `codes`, `terms` are distinct and token i's term is `terms[codes[i]]`
-        (rankstack.text.analyzer.TermBatch): each distinct term is looked up once."""
+        entries of each document. With `codes`, token i's term is `terms[codes[i]]` (rankstack.text.analyzer's
+        TermBatch): each term a code names is looked up once per call, or once per builder when `terms` is a
+        TokenTerms (a list that only grows)."""
         counts = np.asarray(counts, np.int64)
         tokens = len(terms) if codes is None else len(codes)
         if len(counts) != len(doc_ids) or int(counts.sum()) != tokens or (len(counts) and counts.min() < 0):
             raise InputError(f"add_batch: {len(doc_ids)} documents need as many term counts, each >= 0, summing to "
                              f"the {tokens} terms (got {len(counts)} counts summing to {int(counts.sum())})")
-        if codes is not None:
+        if codes is None:
+            ids = np.fromiter(map(self.vocab.__getitem__, terms), np.int32, len(terms))
+        else:
             codes = np.asarray(codes)
             if len(codes) and (codes.min() < 0 or codes.max() >= len(terms)):
                 raise InputError(f"add_batch: codes must index the {len(terms)} terms")
-            used = np.bincount(codes, minlength=len(terms)) > 0
-            if not used.all():  # a term no token has is not numbered
-                terms = [t if u else None for t, u in zip(terms, used.tolist())]
-        ids = np.fromiter(map(self.vocab.__getitem__, terms), np.int32, len(terms))
-        if codes is not None:
-            ids = ids[codes]
+            ids = self._term_ids_of(terms, codes)
         kept = ids >= 0
         doc_of = np.repeat(np.arange(len(doc_ids)), counts)
         lengths = np.bincount(doc_of[kept], minlength=len(doc_ids)).astype(np.int32)
@@ -108,6 +110,24 @@ class SegmentBuilder:
         self.doc_locations += locations or [""] * len(doc_ids)
         if self.store:
             self.stored += stored if stored is not None else [""] * len(doc_ids)
+
+    def _term_ids_of(self, terms: list[str | None], codes: np.ndarray) -> np.ndarray:
+        """The term id of each code's term (-1 for None), numbering new terms; only the terms that codes name are
+        looked up (a term no token has is not numbered)."""
+        if not isinstance(terms, TokenTerms) or terms is not self._coded_terms:
+            self._coded_terms = terms if isinstance(terms, TokenTerms) else None
+            self._code_ids = np.empty(0, np.int32)
+        if len(self._code_ids) < len(terms):
+            grown = np.full(max(len(terms), 2 * len(self._code_ids)), _UNSEEN, np.int32)
+            grown[:len(self._code_ids)] = self._code_ids
+            self._code_ids = grown
+        ids = self._code_ids[codes]
+        unseen = np.unique(codes[ids == _UNSEEN])
+        if len(unseen):
+            self._code_ids[unseen] = np.fromiter(map(self.vocab.__getitem__, map(terms.__getitem__, unseen.tolist())),
+                                                 np.int32, len(unseen))
+            ids = self._code_ids[codes]
+        return ids
 
     def add(self, doc_id: str, terms: Sequence[str] | Mapping[str, int], stored: str | None = None,
             location: str = "") -> None:

@@ -12,7 +12,7 @@ import Stemmer
 
 from rankstack.errors import InputError
 from rankstack.text import stopwords as stopword_lists
-from rankstack.text.ascii_tokens import ascii_tokens
+from rankstack.text.ascii_tokens import TokenTable
 
 # Words with inner apostrophes or dots kept whole ("don't", "u.s", "3.5"), roughly as Lucene's
 # StandardTokenizer does; a trailing possessive "'s" is removed as Lucene's EnglishPossessiveFilter does.
@@ -50,6 +50,7 @@ class Analyzer:
                 raise InputError(f"unknown stemmer {stemmer!r}; use 'porter', 'english', 'none' or another "
                                  f"language of {sorted(Stemmer.algorithms())}") from None
         self._cache = _Normalised(self._normalise)
+        self._tokens = TokenTable(self._normalise)
 
     def tokenize(self, text: str) -> list[str]:
         """Raw tokens, lowercased when configured, before stopping and stemming."""
@@ -63,7 +64,7 @@ class Analyzer:
             term = cache.get(token, 0)
             if term == 0:
                 term = self._normalise(token)
-                if len(cache) < 2_000_000:  # bounded when searching (indexing keeps every token it meets)
+                if len(cache) < 2_000_000:  # bounded: queries may hold any string
                     cache[token] = term
             if term is not None:
                 out.append(term)
@@ -71,35 +72,37 @@ class Analyzer:
 
     def analyze_batch(self, texts: list[str]) -> "TermBatch":
         """Analyse many texts at once, as `analyze` each: much faster for indexing. With the default pattern, ASCII
-        texts are tokenized by a compiled kernel (rankstack.text.ascii_tokens), the others by the regex; a token is
-        normalised once, and kept (so is a build's whole vocabulary)."""
+        texts are tokenized by a compiled kernel, the others by the regex; every distinct token is numbered and
+        normalised once, and kept (rankstack.text.ascii_tokens.TokenTable: a build's whole vocabulary)."""
+        table = self._tokens
         fast = [i for i, t in enumerate(texts) if t.isascii()] if self.pattern == DEFAULT_PATTERN else []
-        tokens, codes, counts = ascii_tokens([texts[i] for i in fast], self.lowercase) if fast else \
-            ([], np.empty(0, np.int32), np.empty(0, np.int64))
-        if len(fast) < len(texts):
-            tokens, codes, counts = self._merge_slow(texts, fast, tokens, codes, counts)
-        return TermBatch(list(map(self._cache.__getitem__, tokens)), codes, counts)
+        if len(fast) == len(texts):
+            codes, counts = table.ascii_codes(texts, self.lowercase)
+        else:
+            codes, counts = self._merge_slow(texts, fast)
+        return TermBatch(table.terms, codes, counts)
 
-    def _merge_slow(self, texts: list[str], fast: list[int], tokens: list[str], codes: np.ndarray,
-                    counts: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """Tokenize the texts not in `fast` with the regex and merge them, in text order, with the fast ones'
-        (tokens, codes, counts); each of their tokens gets a code of its own."""
+    def _merge_slow(self, texts: list[str], fast: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Codes and token counts of texts of which only those at `fast` may go through the compiled tokenizer: the
+        others through the regex, all merged in text order."""
+        table = self._tokens
         fast_set = set(fast)
         slow = [i for i in range(len(texts)) if i not in fast_set]
         findall = self._regex.findall
         slow_tokens = [findall(texts[i].lower()) for i in slow] if self.lowercase else \
             [findall(texts[i]) for i in slow]
-        all_counts = np.zeros(len(texts), np.int64)
-        all_counts[fast] = counts
-        all_counts[slow] = list(map(len, slow_tokens))
-        slow_codes = np.arange(len(tokens), len(tokens) + all_counts[slow].sum(), dtype=np.int32)
-        starts = np.cumsum(all_counts) - all_counts
-        all_codes = np.empty(int(all_counts.sum()), np.int32)
-        for rows, part_codes in ((fast, codes), (slow, slow_codes)):
-            part_counts = all_counts[rows]
+        fast_codes, fast_counts = table.ascii_codes([texts[i] for i in fast], self.lowercase)
+        slow_codes = table.codes(list(chain.from_iterable(slow_tokens)))
+        counts = np.zeros(len(texts), np.int64)
+        counts[fast] = fast_counts
+        counts[slow] = list(map(len, slow_tokens))
+        starts = np.cumsum(counts) - counts
+        codes = np.empty(int(counts.sum()), np.int32)
+        for rows, part_codes in ((fast, fast_codes), (slow, slow_codes)):
+            part_counts = counts[rows]
             shift = starts[rows] - (np.cumsum(part_counts) - part_counts)  # where each text's tokens move
-            all_codes[np.arange(len(part_codes)) + np.repeat(shift, part_counts)] = part_codes
-        return tokens + list(chain.from_iterable(slow_tokens)), all_codes, all_counts
+            codes[np.arange(len(part_codes)) + np.repeat(shift, part_counts)] = part_codes
+        return codes, counts
 
     def _normalise(self, token: str) -> str | None:
         term: str | None = token
@@ -131,8 +134,8 @@ class Analyzer:
 @dataclass
 class TermBatch:
     """Analysed texts: `terms[codes[i]]` is the i-th token's index term (None: a dropped token), the first
-    `counts[0]` tokens are the first text's, and so on. Tokens share codes, so that each distinct ASCII token's term
-    is listed once."""
+    `counts[0]` tokens are the first text's, and so on. `terms` is the analyzer's list of every distinct token's
+    term met so far (it only grows), so most of it may be other batches'."""
 
     terms: list[str | None]
     codes: np.ndarray  # int32, one per token
