@@ -64,6 +64,17 @@ def test_batch_analysis_equals_one_text_at_a_time(batches, lowercase):
     assert len(a._tokens) == len(seen)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text("ab é'", max_size=12), max_size=6))
+def test_batch_analysis_with_a_custom_pattern(texts):
+    """Other patterns go through the regex: tokens may then hold spaces or be empty, and still keep their codes."""
+    for pattern in (r"\w+ \w+|\w+", r"\w*"):
+        a = Analyzer(stemmer="none", stopwords=None, pattern=pattern)
+        for _ in range(2):
+            assert [t for t in a.analyze_batch(texts).flat() if t is not None] == \
+                [t for x in texts for t in a.analyze(x)]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text("abC1_'. x", max_size=40), max_size=8))
 def test_ascii_kernel_equals_the_regex(texts):

@@ -77,8 +77,8 @@ class Columns:
 
 
 def analyze_documents(docs: Columns, analyzer: Analyzer, store: bool) -> dict[str, Any]:
-    """What `add_batch` takes for documents, as keyword arguments: ids, analysed terms (distinct, with each token's
-    code), term counts, stored documents (JSON, when `store`), locations."""
+    """What `add_batch` takes for documents, as keyword arguments: ids, analysed terms (the analyzer's terms and
+    each token's code), term counts, stored documents (JSON, when `store`), locations."""
     batch = analyzer.analyze_batch(list(map(contents, docs.titles, docs.texts)))
     stored = [orjson.dumps({"title": title, "text": text}).decode() for title, text in zip(docs.titles, docs.texts)
               ] if store else None

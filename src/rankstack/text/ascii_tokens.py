@@ -20,7 +20,7 @@ for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
 _LOWER = np.arange(256, dtype=np.uint8)
 _LOWER[65:91] += 32
 _IDENTITY = np.arange(256, dtype=np.uint8)
-_SPACE = 32  # ends each token in the pool; no token holds one
+_SPACE = 32  # ends each token in the pool
 
 
 class TokenTerms(list):
@@ -39,7 +39,7 @@ class TokenTable:
         self._slots = np.full(1 << 12, -1, np.int32)  # slot -> code
         self._hashes = np.empty(1 << 11, np.uint64)  # code -> hash
         self._starts = np.zeros((1 << 11) + 1, np.int64)  # code -> where its bytes start in the pool
-        self._pool = np.empty(1 << 16, np.uint8)  # each token's bytes, then a space
+        self._pool = np.empty(1 << 16, np.uint8)  # each token's bytes, then a space (decoding many at once)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -55,9 +55,12 @@ class TokenTable:
         return self._add(buf, spans, _LOWER if lowercase else _IDENTITY), counts
 
     def codes(self, tokens: list[str]) -> np.ndarray:
-        """The codes of tokens given as strings (none holding a space)."""
-        buf = np.frombuffer(" ".join(tokens).encode("utf-8"), np.uint8)
-        return self._add(buf, _split(buf, len(tokens)), _IDENTITY)
+        """The codes of tokens given as strings."""
+        encoded = [t.encode("utf-8") for t in tokens]
+        spans = np.empty((len(encoded), 2), np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=spans[:, 1])
+        spans[:, 0] = spans[:, 1] - np.fromiter(map(len, encoded), np.int64, len(encoded))
+        return self._add(np.frombuffer(b"".join(encoded), np.uint8), spans, _IDENTITY)
 
     def _add(self, buf: np.ndarray, spans: np.ndarray, case: np.ndarray) -> np.ndarray:
         with self._lock:
@@ -65,9 +68,16 @@ class TokenTable:
             self._reserve(first + len(spans), len(buf) + len(spans))
             codes, size = _insert(buf, spans, case, self._slots, self._hashes, self._starts, self._pool, first)
             if size > first:
-                new = self._pool[self._starts[first]:self._starts[size] - 1].tobytes().decode("utf-8").split(" ")
-                self.terms.extend(map(self._normalise, new))
+                self.terms.extend(map(self._normalise, self._tokens(first, size)))
             return codes
+
+    def _tokens(self, first: int, end: int) -> list[str]:
+        """The tokens of codes first .. end - 1."""
+        starts = self._starts
+        tokens = self._pool[starts[first]:starts[end] - 1].tobytes().decode("utf-8").split(" ")
+        if len(tokens) != end - first:  # a token holds a space (a custom pattern's): one by one
+            tokens = [self._pool[starts[c]:starts[c + 1] - 1].tobytes().decode("utf-8") for c in range(first, end)]
+        return tokens
 
     def _reserve(self, codes: int, pool_bytes: int) -> None:
         """Room for `codes` codes in all, at most half the slots used, and `pool_bytes` more bytes in the pool."""
@@ -118,21 +128,6 @@ def _spans(buf, bounds, word):
             counts[d] += 1
             i = j
     return spans[:n], counts
-
-
-@njit(cache=True, nogil=True)
-def _split(buf, n):
-    """[start, end) of the `n` space-separated parts of `buf`."""
-    spans = np.empty((n, 2), np.int64)
-    start, t = 0, 0
-    for i in range(len(buf) + 1):
-        if i == len(buf) or buf[i] == _SPACE:
-            if t < n:
-                spans[t, 0] = start
-                spans[t, 1] = i
-            t += 1
-            start = i + 1
-    return spans
 
 
 @njit(cache=True, nogil=True)
