@@ -17,9 +17,10 @@ def gc_paused() -> Iterator[None]:
     """Pause the cyclic collector for the block (reference counting still frees everything that is not a cycle).
 
     Indexing creates millions of short-lived tuples; each allocation counts towards a collection that walks every
-    live container, which took a third of a BM25 build's time (bench/bench_build.py). Pauses nest and may overlap
-    across threads: the collector runs again when the last one ends, if it ran before the first. A process forked
-    during a pause (a build's worker) stays paused: it lives only for the build."""
+    live container: pausing made BM25 builds 1.19x faster in one process, 1.26x with 2 workers (README, "Builds
+    against tantivy"). Pauses nest and may overlap across threads: the collector runs again when the last one ends,
+    if it ran before the first. A process forked during a pause (a build's worker) stays paused: it lives only for
+    the build."""
     global _depth, _was_enabled
     with _lock:
         if _depth == 0:
