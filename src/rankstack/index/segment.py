@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+from numba import njit
 
 from rankstack.errors import IndexFormatError, InputError
 from rankstack.index import lucene, postings
@@ -165,16 +166,51 @@ class SegmentBuilder:
         round(weight / impact_scale), clipped to 1 .. 2**impact_bits - 1."""
         num_docs = len(self.doc_ids)
         lengths = np.array(self._lengths, dtype=np.int32)
-        term_ids = np.array(self._term_ids, dtype=np.int64)
-        docs = np.repeat(np.arange(num_docs, dtype=np.int64), np.array(self._num_terms, dtype=np.int64))
         if self.mode == "bm25":
-            keys, values = np.unique(term_ids * max(num_docs, 1) + docs, return_counts=True)
-            term_ids, docs = keys // max(num_docs, 1), keys % max(num_docs, 1)
+            term_ids, docs, values = _invert(np.frombuffer(self._term_ids, np.int32),
+                                             np.frombuffer(self._num_terms, np.int32), len(self.vocab) - 1)
         else:
+            term_ids = np.array(self._term_ids, dtype=np.int64)
+            docs = np.repeat(np.arange(num_docs, dtype=np.int64), np.array(self._num_terms, dtype=np.int64))
             values = np.clip(np.rint(np.array(self._values, dtype=np.float64) / impact_scale), 1,
                              2**impact_bits - 1).astype(np.uint32)
         return write_segment(path, self.mode, self.length_norm, self.vocab.terms(), self.doc_ids,
                              self.stored if self.store else None, term_ids, docs, values, lengths, self.reorder)
+
+
+@njit(cache=True, nogil=True)
+def _invert(token_terms, doc_tokens, num_terms):
+    """Postings of documents given as their tokens' term ids, one document after another (`doc_tokens[d]` tokens
+    each): (term id, docno, frequency) in term order, each term's docnos increasing. A counting sort by term: the
+    documents come in docno order, so each term's docnos arrive sorted, repeats side by side."""
+    starts = np.zeros(num_terms + 1, np.int64)
+    for t in token_terms:
+        starts[t + 1] += 1
+    for t in range(num_terms):
+        starts[t + 1] += starts[t]
+    fill = starts[:-1].copy()
+    slots = np.empty(len(token_terms), np.int32)
+    i = 0
+    for d in range(len(doc_tokens)):
+        for _ in range(doc_tokens[d]):
+            t = token_terms[i]
+            slots[fill[t]] = d
+            fill[t] += 1
+            i += 1
+    term_ids = np.empty(len(token_terms), np.int64)
+    docs = np.empty(len(token_terms), np.int64)
+    freqs = np.empty(len(token_terms), np.uint32)
+    n = 0
+    for t in range(num_terms):
+        for j in range(starts[t], starts[t + 1]):
+            if j > starts[t] and slots[j] == slots[j - 1]:
+                freqs[n - 1] += 1
+            else:
+                term_ids[n] = t
+                docs[n] = slots[j]
+                freqs[n] = 1
+                n += 1
+    return term_ids[:n], docs[:n], freqs[:n]
 
 
 def write_segment(path: Path, mode: str, length_norm: str, terms: list[str], doc_ids: list[str],
