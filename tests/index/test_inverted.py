@@ -15,6 +15,7 @@ from rankstack.errors import IncompatibleIndexError, IndexFormatError, InputErro
 from rankstack.index import inverted
 from rankstack.index.inverted import IndexWriter, InvertedIndex, read_manifest
 from rankstack.index.segment import SegmentBuilder
+from rankstack.index.strings import StringTable
 from rankstack.text.ascii_tokens import TokenTerms
 from rankstack.index.search import InvertedParams
 
@@ -186,30 +187,32 @@ def test_impact_mode_quantises_with_a_recorded_scale(tmp_path):
 
 @pytest.mark.parametrize("colliding", [False, True])
 def test_ids_are_unique_across_the_segments_of_one_commit(tmp_path, monkeypatch, colliding):
-    """A flush looks up in earlier segments only the ids whose hash they hold: a repeat is found in any earlier
-    segment, a deleted id may come back, and ids whose hashes collide (every hash equal here) are still told
-    apart by their text."""
+    """A flush or an adopted part looks up in earlier segments only the ids whose hash they hold: a repeat is found
+    in any earlier segment or within the part, a deleted id may come back, and ids whose hashes collide (every hash
+    equal here) are still told apart by their text."""
     if colliding:
         monkeypatch.setattr(inverted, "string_hashes", lambda ids: np.zeros(len(ids), np.uint64))
+        monkeypatch.setattr(StringTable, "hashes", lambda table: np.zeros(len(table), np.uint64))
     path = tmp_path / "idx"
     with IndexWriter(path, {"length_norm": "exact"}, buffer_tokens=2) as w:  # a segment per document
         for i in range(6):
             w.add(f"d{i}", ["x", "y"])
         w.delete(["d1"])
         w.add("d1", ["z", "z"])
-        for source in ("add", "adopt"):
+        for source, ids in (("add", ["new", "new2"]), ("adopt", ["d4"]), ("twice", ["p", "q", "p"])):
             builder = SegmentBuilder("bm25", store=True)
-            builder.add("d4" if source == "adopt" else "new", ["x"])
+            for doc_id in ids:
+                builder.add(doc_id, ["x"])
             builder.write(tmp_path / f"{source}.rsx")
             if source == "add":
                 w.adopt(tmp_path / "add.rsx")
             else:
-                with pytest.raises(InputError, match="duplicate document id 'd4'"):
-                    w.adopt(tmp_path / "adopt.rsx")
+                with pytest.raises(InputError, match=f"duplicate document id '{ids[0]}'"):
+                    w.adopt(tmp_path / f"{source}.rsx")
         with pytest.raises(InputError, match="duplicate document id 'd2'"):
             w.add("d2", ["x", "y"])  # flushed at once: found in the third segment
     index = InvertedIndex(path)
-    assert sorted(index.doc_ids.take(np.arange(index.num_docs))) == ["d0", "d1", "d2", "d3", "d4", "d5", "new"]
+    assert sorted(index.doc_ids.take(np.arange(index.num_docs))) == ["d0", "d1", "d2", "d3", "d4", "d5", "new", "new2"]
     assert [doc for doc, _ in results(index, [{"z": 1}])[0]] == ["d1"]  # the d1 added again
 
 

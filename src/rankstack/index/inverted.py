@@ -411,9 +411,9 @@ class IndexWriter(LockedWriter):
         seg = Segment(source)
         seg.verify()
         self._check_adoptable(seg, impact_scale)
-        ids = seg.ids.take(np.arange(seg.num_docs))
-        hashes = string_hashes(ids)
-        _check_unique_ids(ids, f" (in {source})", [(self._segment(ref), dead) for _, ref, dead in self._pending],
+        hashes = seg.ids.hashes()
+        _check_unique_ids(seg.ids, hashes, f" (in {source})",
+                          [(self._segment(ref), dead) for _, ref, dead in self._pending],
                           self._pending_ids.holding(hashes))
         self._pending_ids.add(hashes)
         name = new_name("seg", ".rsx")
@@ -572,16 +572,18 @@ def check_doc_ids(doc_ids: Sequence[str], locations: Sequence[str] | None = None
             raise InputError(f"{where}document id must be a non-empty string")
 
 
-def _check_unique_ids(ids: list[str], where: str, pending: list[tuple[Segment, set[int]]],
-                      suspects: np.ndarray | None = None) -> None:
-    """InputError naming the first id that `ids` holds twice, or that a live document of `pending` holds (only the
-    ids at `suspects` are looked up there, when given)."""
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dup = next(d for d in ids if d in seen or seen.add(d))
-        raise InputError(f"duplicate document id {dup!r}{where}")
-    suspects = np.arange(len(ids)) if suspects is None else suspects
-    looked_up = [ids[i] for i in suspects.tolist()]
+def _check_unique_ids(ids: StringTable, hashes: np.ndarray, where: str, pending: list[tuple[Segment, set[int]]],
+                      suspects: np.ndarray) -> None:
+    """InputError naming the first id that the table `ids` (with `hashes`, its strings' hashes) holds twice, or that a
+    live document of `pending` holds (only the ids at `suspects` are looked up there). Ids are decoded only where
+    hashes are equal."""
+    if len(np.unique(hashes)) != len(hashes):
+        strings = ids.take(np.arange(len(ids)))
+        if len(set(strings)) != len(strings):
+            seen: set[str] = set()
+            dup = next(d for d in strings if d in seen or seen.add(d))
+            raise InputError(f"duplicate document id {dup!r}{where}")
+    looked_up = ids.take(suspects)
     for seg, seg_dead in pending if looked_up else ():
         positions = seg.ids.positions(looked_up)
         found = [i for i in np.flatnonzero(positions >= 0).tolist() if int(positions[i]) not in seg_dead]
@@ -622,14 +624,15 @@ def check_unique(builder: SegmentBuilder, dead: set[int], pending: list[tuple[Se
                  suspects: np.ndarray | None = None) -> None:
     """Ids must be unique among the live documents of one commit (only the builder's ids at `suspects` are looked
     up in `pending`, when given)."""
-    ids = np.array(builder.doc_ids, dtype=object)
-    alive = np.ones(len(ids), dtype=bool)
+    alive = np.ones(len(builder.doc_ids), dtype=bool)
     alive[list(dead)] = False
     live_positions = np.flatnonzero(alive)
-    order = live_positions[np.argsort(ids[live_positions], kind="stable")]
-    sorted_ids = ids[order]
-    dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
-    if len(dup):
+    live_ids = builder.doc_ids if not dead else [builder.doc_ids[i] for i in live_positions.tolist()]
+    if len(set(live_ids)) != len(live_ids):  # (a set: 5x faster than sorting strings; sorted only to name one)
+        ids = np.array(builder.doc_ids, dtype=object)
+        order = live_positions[np.argsort(ids[live_positions], kind="stable")]
+        sorted_ids = ids[order]
+        dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
         first, second = order[dup[0]], order[dup[0] + 1]
         where = [builder.doc_locations[i] for i in (first, second)]
         detail = f" (at {where[0]} and {where[1]})" if all(where) else ""

@@ -360,6 +360,11 @@ class StringTable:
             raise IndexFormatError(f"string table {self._where} is corrupt (its data ends inside a string)")
         return found
 
+    def hashes(self) -> np.ndarray:
+        """`string_hashes` of all the strings, in order, computed without decoding them."""
+        strings, starts = self._gather(np.arange(len(self)))
+        return _hash_all(strings, starts[:-1], starts[1:] - 1)
+
     def _hash_index(self) -> None:
         """Compute the sorted hashes and their order in memory if the table was written without them."""
         if self._hashes is None:
