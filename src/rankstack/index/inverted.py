@@ -608,7 +608,7 @@ class _IdHashes:
         return np.sort(order[self._sorted[at] == hashes[order]])
 
     def add(self, hashes: np.ndarray) -> None:
-        self._sorted = np.sort(np.concatenate([self._sorted, hashes]), kind="stable")  # two sorted runs: a merge
+        self._sorted = np.sort(np.concatenate([self._sorted, np.sort(hashes)]), kind="stable")  # two runs: a merge
 
 
 def _move(source: Path, target: Path) -> None:
