@@ -57,9 +57,9 @@ class TokenTable:
     def codes(self, tokens: list[str]) -> np.ndarray:
         """The codes of tokens given as strings."""
         encoded = [t.encode("utf-8") for t in tokens]
-        spans = np.empty((len(encoded), 2), np.int64)
-        np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=spans[:, 1])
-        spans[:, 0] = spans[:, 1] - np.fromiter(map(len, encoded), np.int64, len(encoded))
+        lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+        ends = np.cumsum(lengths)
+        spans = np.stack([ends - lengths, ends], axis=1)
         return self._add(np.frombuffer(b"".join(encoded), np.uint8), spans, _IDENTITY)
 
     def _add(self, buf: np.ndarray, spans: np.ndarray, case: np.ndarray) -> np.ndarray:
