@@ -129,9 +129,10 @@ def test_add_batch_with_codes_writes_what_flat_terms_write(tmp_path):
     segment_bytes = [next((tmp_path / name).glob("*.rsx")).read_bytes() for name in ("flat", "codes", "growing")]
     assert segment_bytes[0] == segment_bytes[1] == segment_bytes[2]
     assert results(InvertedIndex(tmp_path / "codes"), [{"unused": 1}]) == [[]]  # not indexed
-    with pytest.raises(InputError, match="codes must index the 2 terms"):
-        with IndexWriter(tmp_path / "bad", {"length_norm": "exact"}) as w:
-            w.add_batch(["x"], ["w1", "w2"], [2], codes=np.array([0, 2]))
+    for bad in (np.array([0, 2]), np.array([0.0, 1.0]), np.array([[0], [1]]), ["w1", "w2"]):
+        with pytest.raises(InputError, match="codes must be one integer per token, indexing the 2 terms"):
+            with IndexWriter(tmp_path / "bad", {"length_norm": "exact"}, overwrite=True) as w:
+                w.add_batch(["x"], ["w1", "w2"], [2], codes=bad)
 
 
 def test_pruned_search_equals_exhaustive_across_segments(tmp_path):

@@ -98,8 +98,9 @@ class SegmentBuilder:
             ids = np.fromiter(map(self.vocab.__getitem__, terms), np.int32, len(terms))
         else:
             codes = np.asarray(codes)
-            if len(codes) and (codes.min() < 0 or codes.max() >= len(terms)):
-                raise InputError(f"add_batch: codes must index the {len(terms)} terms")
+            if codes.ndim != 1 or codes.dtype.kind not in "iu" or (len(codes) and (codes.min() < 0
+                                                                                 or codes.max() >= len(terms))):
+                raise InputError(f"add_batch: codes must be one integer per token, indexing the {len(terms)} terms")
             ids = self._term_ids_of(terms, codes)
         kept = ids >= 0
         doc_of = np.repeat(np.arange(len(doc_ids)), counts)
