@@ -578,7 +578,7 @@ def _check_unique_ids(ids: StringTable, hashes: np.ndarray, where: str, pending:
     live document of `pending` holds (only the ids at `suspects` are looked up there). Ids are decoded only where
     hashes are equal."""
     ordered = np.sort(hashes)
-    if np.any(ordered[1:] == ordered[:-1]):  # (a sort: several times faster than np.unique here)
+    if np.any(ordered[1:] == ordered[:-1]):  # (a sort: faster than np.unique here)
         strings = ids.take(np.arange(len(ids)))
         if len(set(strings)) != len(strings):
             seen: set[str] = set()
@@ -632,7 +632,7 @@ def check_unique(builder: SegmentBuilder, dead: set[int], pending: list[tuple[Se
     alive[list(dead)] = False
     live_positions = np.flatnonzero(alive)
     live_ids = builder.doc_ids if not dead else [builder.doc_ids[i] for i in live_positions.tolist()]
-    if len(set(live_ids)) != len(live_ids):  # (a set: 5x faster than sorting strings; sorted only to name one)
+    if len(set(live_ids)) != len(live_ids):  # (a set: faster than sorting strings; sorted only to name one)
         ids = np.array(builder.doc_ids, dtype=object)
         order = live_positions[np.argsort(ids[live_positions], kind="stable")]
         sorted_ids = ids[order]
