@@ -163,6 +163,41 @@ def test_a_killed_build_commits_nothing_and_leaves_nothing(serial, tmp_path):
     assert {p.name for p in path.iterdir()} == listed
 
 
+WARM_WORKERS = """
+import os, sys
+from rankstack import Corpus
+from rankstack.index.inverted import IndexWriter
+from rankstack.retrieve import parallel
+from rankstack.retrieve.bm25 import bm25_settings
+from rankstack.text.ascii_tokens import _spans
+from rankstack.index.segment import _invert
+
+def write_part(*args):  # records, in each process, whether the kernels were loaded before its first part
+    print(os.getpid(), bool(_spans.overloads), bool(_invert.overloads), flush=True)
+    return write(*args)
+
+write, parallel.write_part = parallel.write_part, write_part
+analyzer = parallel.Analyzer()
+with IndexWriter(sys.argv[2], bm25_settings(analyzer)) as writer:
+    parallel.index_in_parallel(writer, Corpus(sys.argv[1]), analyzer, 2, progress=False, part_docs=1000)
+print("driver", os.getpid())
+"""
+
+
+def test_forked_workers_inherit_the_drivers_loaded_kernels(tmp_path):
+    """The driver loads the compiled kernels before the pool forks (a one-document part written and checked), so
+    that no worker loads them again; run in a fresh interpreter, where nothing was loaded before."""
+    out = subprocess.run([sys.executable, "-c", WARM_WORKERS, str(SCIFACT), str(tmp_path / "idx")],
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    driver = out[-2].split()[1]
+    calls = [line.split() for line in out[:-2]]
+    assert calls[0] == [driver, "False", "False"]  # the warm-up part, in the driver
+    workers = calls[1:]
+    assert len(workers) == 6 and {pid for pid, *_ in workers} - {driver}
+    assert all(pid != driver and loaded == ["True", "True"] for pid, *loaded in workers)
+    assert len(BM25(tmp_path / "idx").index) == 5183
+
+
 def test_cli_workers_flag(serial, tmp_path, capsys):
     from rankstack.cli import main
 

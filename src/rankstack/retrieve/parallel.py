@@ -26,7 +26,7 @@ from rankstack.errors import InputError, RankstackError
 from rankstack.gc_pause import gc_paused
 from rankstack.index.commit import LOCK, new_name
 from rankstack.index.inverted import IndexWriter, check_doc_ids, check_unique
-from rankstack.index.segment import SegmentBuilder
+from rankstack.index.segment import Segment, SegmentBuilder
 from rankstack.retrieve.bm25 import INDEX_BATCH, Columns, analyze_documents, batches, located
 from rankstack.text.analyzer import Analyzer
 
@@ -108,6 +108,7 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
                              + (f", from {part.locations[0]})" if part.locations[0] else ")")) from None
 
     try:
+        _warm_up(staging, args)  # before the pool's first submit, which forks its workers
         with progress_bar(progress, desc="indexing", unit=" docs") as bar, gc_paused():
             for part in batches(located(corpus), part_docs):
                 submit(Columns.of(part))
@@ -123,6 +124,18 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
         pool.shutdown()
         shutil.rmtree(staging, ignore_errors=True)
     return count
+
+
+def _warm_up(staging: Path, args: tuple) -> None:
+    """Write, check and drop a one-document part here, so that this process loads the compiled kernels (numba's
+    start, about 0.3 s, and every kernel of `write_part` and `adopt`) once, before the pool forks its workers:
+    forked workers inherit them instead of each loading them again."""
+    path = staging / new_name("warm", ".rsx")
+    write_part(Columns([""], ["warm-up"], [""], ["a warm-up text"]), path, *args)
+    segment = Segment(path)
+    segment.verify()
+    segment.ids.hashes()
+    path.unlink()
 
 
 def _drop_lock(lock: str) -> None:
