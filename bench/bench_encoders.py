@@ -8,13 +8,14 @@ matrix units where it has them: AMX or AVX512-BF16, named in the report), senten
 and, for the dense model, sentence-transformers' own ONNX, ONNX int8 (its
 export_dynamic_quantized_onnx_model, "avx2") and OpenVINO backends, run by a worker in the neural peers venv
 (bench/peers/setup_neural.sh; bench/peers/st_backends.py; exported offline into bench/out/st-backends). Every
-runner runs once per pass, passes interleaved, best of --repeat. Prints one JSON object: per runner wall and CPU
+runner runs once per pass, passes interleaved, best of --repeat. `--compile` adds rankstack with compile=True
+(torch.compile; its first pass, with the compilation, reported apart). Prints one JSON object: per runner wall and CPU
 seconds, speed against sentence-transformers (torch, this venv), the largest absolute difference of its output
 and the lowest cosine. `--ndcg` adds nDCG@10 on SciFact test of rankstack fp32 and each reduced precision
 (exact search). No hub
 access: models come from local folders.
 
-    PYTHONPATH=src python bench/bench_encoders.py --n 300 --device cpu --threads 2 --repeat 3
+    PYTHONPATH=src python bench/bench_encoders.py --n 300 --device cpu --threads 2 --repeat 3 [--compile]
     PYTHONPATH=src python bench/bench_encoders.py --n 300 --device cpu --threads 2 --no-speed --ndcg
     PYTHONPATH=src python bench/bench_encoders.py --device cuda --dtype fp16 --n 5183 \
         --model-dir models/all-MiniLM-L6-v2 --splade-dir models/splade-tiny-msmarco
@@ -78,6 +79,17 @@ def local(fn, docs, to_array):
         out = fn(docs[:64] if warm_up else docs)
         return time.perf_counter() - t, time.process_time() - c, to_array(out)
     return run
+
+
+def warm_up(runners: dict) -> dict:
+    """Warm each runner up: the first batch's worth, or a whole untimed pass for a compiled one (the compilation
+    and any recompilation for other batch shapes); returns that pass's time per compiled runner."""
+    first = {}
+    for name, run in runners.items():
+        wall, _, _ = run(warm_up=not name.endswith("_compiled"))
+        if name.endswith("_compiled"):
+            first[f"{name}_first_pass_wall_s (with the compilation)"] = round(wall, 1)
+    return first
 
 
 def interleave(runners: dict, repeat: int, reference: str) -> dict:
@@ -193,6 +205,9 @@ def main() -> None:
     p.add_argument("--no-speed", action="store_true", help="no timings (with --ndcg: only the effectiveness)")
     p.add_argument("--cpu-precisions", nargs="*", choices=["int8", "bf16"], default=["int8", "bf16"],
                    help="CPU: rankstack's reduced precisions to run beside fp32 (none: only fp32)")
+    p.add_argument("--compile", action="store_true",
+                   help="also rankstack with compile=True (torch.compile), its first pass (with the compilation) "
+                        "reported apart and left out of the timings")
     p.add_argument("--peers-python", default=str(REPO / "bench" / ".venv-neural-peers" / "bin" / "python"),
                    help="python of the neural peers venv (bench/peers/setup_neural.sh), for sentence-transformers' "
                         "ONNX / OpenVINO backends; 'none' leaves them out")
@@ -243,6 +258,10 @@ def main() -> None:
         ours_default = enc.DenseEncoder(model_dir, device=args.device, dtype=args.dtype, progress=False)
         if (ours_default.batch_size, ours_default.token_budget) != (ours.batch_size, ours.token_budget):
             runners["rankstack_default_batching"] = local(ours_default.encode_documents, docs, np.asarray)
+        if args.compile:
+            runners["rankstack_compiled"] = local(enc.DenseEncoder(
+                model_dir, device=args.device, dtype=args.dtype, batch_size=args.batch_size, progress=False,
+                compile=True).encode_documents, docs, np.asarray)
         lowered = {p: enc.DenseEncoder(model_dir, device="cpu", dtype=p, progress=False) for p in reduced}
         for precision, encoder in lowered.items():
             runners[f"rankstack_{precision}"] = local(encoder.encode_documents, docs, np.asarray)
@@ -261,10 +280,9 @@ def main() -> None:
                 runners[f"sentence_transformers_{name}"] = (lambda n: lambda: worker.run(n))(name)
         try:
             if not args.no_speed:
-                for name, run in runners.items():  # warm-up (the worker warmed up its own)
-                    if not name.startswith("sentence_transformers_"):
-                        run(warm_up=True)
-                report["dense"] = {"model": model_dir, **interleave(runners, args.repeat, "sentence_transformers")}
+                first = warm_up({k: v for k, v in runners.items() if not k.startswith("sentence_transformers_")})
+                report["dense"] = {"model": model_dir, **interleave(runners, args.repeat, "sentence_transformers"),
+                                   **first}
         finally:
             if worker is not None:
                 worker.close()
@@ -299,13 +317,17 @@ def main() -> None:
             ours_default = enc.SpladeEncoder(splade_dir, device=args.device, dtype=args.dtype, progress=False)
             if (ours_default.batch_size, ours_default.token_budget) != (ours.batch_size, ours.token_budget):
                 runners["rankstack_default_batching"] = local(ours_default.encode_documents, docs, dense_of)
+            if args.compile:
+                runners["rankstack_compiled"] = local(enc.SpladeEncoder(
+                    splade_dir, device=args.device, dtype=args.dtype, batch_size=args.batch_size, progress=False,
+                    compile=True).encode_documents, docs, dense_of)
             lowered = {p: enc.SpladeEncoder(splade_dir, device="cpu", dtype=p, progress=False) for p in reduced}
             for precision, encoder in lowered.items():
                 runners[f"rankstack_{precision}"] = local(encoder.encode_documents, docs, dense_of)
             if not args.no_speed:
-                for run in runners.values():
-                    run(warm_up=True)
-                report["splade"] = {"model": splade_dir, **interleave(runners, args.repeat, "sentence_transformers")}
+                first = warm_up(runners)
+                report["splade"] = {"model": splade_dir, **interleave(runners, args.repeat, "sentence_transformers"),
+                                    **first}
             if args.ndcg:
                 subset = scifact_subset(args.ndcg_docs)
                 report.setdefault("splade", {})["ndcg"] = ndcg_exact(

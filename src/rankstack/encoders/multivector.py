@@ -34,7 +34,8 @@ class MultiVectorEncoder(Encoder):
     [CLS] [D] tokens [SEP], at most `document_max_length` tokens; padding and (by default) the skiplist's tokens
     (punctuation, or the checkpoint's skiplist) are dropped. Settings left None come from the checkpoint
     (PyLate's config, sentence-transformers' multi-vector layout, Stanford's artifact.metadata), else ColBERT's
-    defaults: markers "[unused0]" / "[unused1]", 32 query tokens, 180 document tokens.
+    defaults: markers "[unused0]" / "[unused1]", 32 query tokens, 180 document tokens. `compile=True`: the model
+    compiled by torch.compile (rankstack.encoders.loading.compile_model).
     """
 
     kind = "multivector"
@@ -45,8 +46,9 @@ class MultiVectorEncoder(Encoder):
                  augment_queries: bool | None = None, attend_to_mask_tokens: bool | None = None,
                  skip_punctuation: bool | None = None, device: str | None = None, dtype: str | None = None,
                  batch_size: int | None = None, token_budget: int | None = None, revision: str | None = None,
-                 progress: bool | None = None):
-        self.loaded = lm = load_model(model, task="base", device=device, dtype=dtype, revision=revision)
+                 progress: bool | None = None, compile: bool = False):
+        self.loaded = lm = load_model(model, task="base", device=device, dtype=dtype, revision=revision,
+                                      compile=compile)
         stated = {**COLBERT_DEFAULTS, **{k: v for k, v in lm.spec.colbert.items() if k in COLBERT_DEFAULTS}}
         given = {"query_length": query_length, "document_max_length": document_max_length,
                  "query_marker": query_marker, "document_marker": document_marker, "augment_queries": augment_queries,
@@ -95,7 +97,7 @@ class MultiVectorEncoder(Encoder):
         self.progress = progress
         self._model_defaults = {**stated, "projection": "auto" if checkpoint is not None else None}
         self._keep_runtime(device=device, dtype=dtype, batch_size=batch_size, token_budget=token_budget,
-                           revision=revision, progress=progress)
+                           revision=revision, progress=progress, compile=compile or None)
 
     @property
     def name(self) -> str:

@@ -11,7 +11,8 @@ import torch
 
 from rankstack.encoders.base import Encoder
 from rankstack.encoders.batching import Batch, check_texts, default_batching, run_batches
-from rankstack.encoders.loading import LoadedModel, ModelSpec, PathLike, load_model, model_max_length, recorded_spec
+from rankstack.encoders.loading import (LoadedModel, ModelSpec, PathLike, compile_model, load_model, model_max_length,
+                                       recorded_spec)
 from rankstack.errors import InputError
 
 OUTPUTS = ("csr", "pairs", "dict")
@@ -34,7 +35,8 @@ class SpladeEncoder(Encoder):
     (the same value, since log1p∘relu is monotone); the MLM head runs over slices of the sequence so that at
     most `logits_budget_mb` of logits exist at once. `query_model` gives queries their own model; the max
     lengths default to the model's; `query_top_k` / `document_top_k` keep only the k heaviest terms;
-    `activation="log1p_relu"` adds a second log1p (OpenSearch's models).
+    `activation="log1p_relu"` adds a second log1p (OpenSearch's models). `compile=True`: the models compiled by
+    torch.compile (rankstack.encoders.loading.compile_model).
 
     Outputs (`output=`): "csr" a scipy.sparse.csr_matrix [n, vocab] (float32, sorted column indices), "pairs" a list
     of (int32 indices, float32 weights), "dict" a list of {token: weight}.
@@ -47,15 +49,17 @@ class SpladeEncoder(Encoder):
                  document_max_length: int | None = None, query_top_k: int | None = None,
                  document_top_k: int | None = None, activation: str = "relu", device: str | None = None,
                  dtype: str | None = None, batch_size: int | None = None, token_budget: int | None = None,
-                 logits_budget_mb: int = 256, revision: str | None = None, progress: bool | None = None):
+                 logits_budget_mb: int = 256, revision: str | None = None, progress: bool | None = None,
+                 compile: bool = False):
         if activation not in ACTIVATIONS:
             raise InputError(f"unknown activation {activation!r} (expected one of {', '.join(ACTIVATIONS)})")
         for k in (query_top_k, document_top_k):
             if k is not None and k < 1:
                 raise InputError(f"top_k must be at least 1, got {k}")
         doc_lm = load_model(model, task="mlm", device=device, dtype=dtype, max_length=document_max_length,
-                            revision=revision)
-        query_lm = doc_lm if query_model is None else load_model(query_model, task="mlm", device=device, dtype=dtype)
+                            revision=revision, compile=compile)
+        query_lm = doc_lm if query_model is None else load_model(query_model, task="mlm", device=device, dtype=dtype,
+                                                                 compile=compile)
         if query_lm.vocab_size != doc_lm.vocab_size:
             raise InputError(f"query model vocabulary ({query_lm.vocab_size}) differs from the document model's "
                              f"({doc_lm.vocab_size})")
@@ -74,7 +78,7 @@ class SpladeEncoder(Encoder):
                                 "query_top_k": None, "query_model": None}
         self._keep_runtime(device=device, dtype=dtype, batch_size=batch_size, token_budget=token_budget,
                            logits_budget_mb=None if logits_budget_mb == 256 else logits_budget_mb, revision=revision,
-                           progress=progress)
+                           progress=progress, compile=compile or None)
 
     @property
     def name(self) -> str:
@@ -172,6 +176,8 @@ def _side(lm: LoadedModel, max_length: int, top_k: int | None) -> _Side:
             return model.vocab_projector(model.vocab_layer_norm(model.activation(model.vocab_transform(h))))
     else:
         return _Side(lm, max_length, top_k, model, None)
+    if lm.compiled:  # the base is called on its own, not through the compiled model
+        compile_model(base, lm.device)
     return _Side(lm, max_length, top_k, base, head)
 
 
