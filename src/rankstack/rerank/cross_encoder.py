@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from rankstack.encoders.batching import Batch, pad, run_batches
-from rankstack.encoders.loading import ModelSpec, PathLike, activation_module, read_json, weights_id
+from rankstack.encoders.loading import ModelSpec, PathLike, activation_module, compile_model, read_json, weights_id
 from rankstack.errors import InputError, RankstackError
 from rankstack.rerank.cache import ScoreCache
 from rankstack.rerank.model import ModelPairReranker
@@ -46,7 +46,8 @@ class CrossEncoder(ModelPairReranker):
     `batch_size` pairs and `token_budget` padded tokens per batch at most (defaults: 32 and 2,048 on CPU; 256
     and 65,536 on CUDA). `dtype`: fp32 on CPU, fp16 on CUDA by default; "bf16" also; "int8" on CPU: dynamic int8
     quantisation of the Linear layers (rankstack.encoders.loading.quantize_int8; faster, scores approximate).
-    `threads`: CPU threads while scoring.
+    `threads`: CPU threads while scoring. `compile=True`: the model compiled by torch.compile
+    (rankstack.encoders.loading.compile_model; the same scores to float rounding, faster once compiled).
     `cache`: True keeps scores in memory, keyed by (model, query, document text); a path also keeps them in a
     SQLite file; False disables it. `backend`: "torch" ("onnx" is not implemented). `progress`: None shows a
     progress bar only on a terminal.
@@ -56,7 +57,8 @@ class CrossEncoder(ModelPairReranker):
                  max_length: int | None = None, batch_size: int | None = None, token_budget: int | None = None,
                  device: str | None = None, dtype: str | None = None, threads: int | None = None,
                  activation: str | None = None, label: int | None = None, cache: bool | PathLike = True,
-                 backend: str = "torch", revision: str | None = None, progress: bool | None = None):
+                 backend: str = "torch", revision: str | None = None, progress: bool | None = None,
+                 compile: bool = False):
         if backend == "onnx":
             raise RankstackError(
                 "backend='onnx' is not implemented: the TorchScript ONNX export of transformers' models fixes parts "
@@ -68,7 +70,7 @@ class CrossEncoder(ModelPairReranker):
                     device=device, dtype=dtype, max_length=max_length, revision=revision)
         self._keep_args(model=model, depth=depth, max_length=max_length, batch_size=batch_size,
                         token_budget=token_budget, device=device, dtype=dtype, threads=threads, activation=activation,
-                        label=label, cache=cache, backend=backend, revision=revision)
+                        label=label, cache=cache, backend=backend, revision=revision, compile=compile)
         self.spec, self.dtype = self.loaded.spec, self.loaded.dtype
         self.tokenizer, self.model, self.max_length = self.loaded.tokenizer, self.loaded.model, self.loaded.max_length
         self.num_labels = int(self.model.config.num_labels)
@@ -82,6 +84,9 @@ class CrossEncoder(ModelPairReranker):
         self._pair_specials = self.tokenizer.num_special_tokens_to_add(pair=True)
         self._positions = torch.arange(self.max_length, device=self.device)
         self.first_token_last_layer = _install_first_token_layer(self)
+        if compile:  # after the layer swap, which probes the eager model
+            compile_model(self.model, self.device)
+            self.loaded.compiled = True
         model_key = "|".join(map(str, (weights_id(self.spec), self.max_length, self.activation_name, self.label,
                                        self.loaded.precision)))
         self.cache = None if cache is False or cache is None else \
