@@ -40,6 +40,19 @@ def test_take_returns_the_strings_at_any_positions(stored, picks, block):
         table.take([len(stored)])
 
 
+@settings(max_examples=40, deadline=None)
+@given(stored=st.lists(st.text(min_size=0, max_size=120), min_size=1, max_size=30),
+       picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=200), block=blocks)
+def test_take_of_long_strings_grows_its_buffer(stored, picks, block):
+    """Strings longer than the 16 bytes a take first makes room for: decoding goes on in a grown buffer, from the
+    string it stopped at (a run within a block, a repeat, a jump)."""
+    stored = [s * 3 for s in stored]  # shared prefixes and lengths up to 360 characters
+    table = StringTable(StringTable.arrays("t", stored, block=block), "t")
+    positions = [p % len(stored) for p in picks]
+    for order in (positions, sorted(positions), sorted(positions, reverse=True)):
+        assert table.take(order) == [stored[p] for p in order]
+
+
 def test_front_coding_stores_shared_prefixes_once():
     ids = [f"package-name-{i:06d}" for i in range(10_000)]
     arrays = StringTable.arrays("ids", ids, block=16)

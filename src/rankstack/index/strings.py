@@ -101,29 +101,48 @@ def _front_code(flat, offsets, block):
 @numba.njit(cache=True, nogil=True)
 def _gather(blob, index, block, max_len, positions):
     """The strings at `positions`, NUL-separated, where each starts (string i is out[starts[i]:starts[i+1]-1]), and
-    False for a corrupt table. Each string is decoded straight into `out`."""
+    False for a corrupt table. Each string is decoded straight into `out`, grown when it runs out of room."""
     m = len(positions)
-    first = np.int64(0)  # read every block's start first: the cache misses then overlap
+    first = np.int64(0)  # read every block's start and first byte first: the cache misses then overlap
     for p in positions:
-        first += index[p // block]
+        o = index[p // block]
+        first += o
+        if 0 <= o < len(blob):
+            first += blob[o]
     out = np.empty(m * 16 + max_len + 1 + (first & 1), np.uint8)  # (uses `first`: the reads stay)
     starts = np.empty(m + 1, np.int64)
-    step_pre = np.empty(block, np.int64)
-    step_at = np.empty(block, np.int64)
-    cur_b, cur_j, o, n, w = np.int64(-1), np.int64(-1), np.int64(0), np.int64(0), np.int64(0)
-    for i in range(m):
+    state = np.array([0, -1, -1, 0, 0, 0], np.int64)  # _gather_run's: i, cur_b, cur_j, o, n, w
+    while True:
+        done = _gather_run(blob, index, block, max_len, positions, out, starts, np.empty(block, np.int64),
+                           np.empty(block, np.int64), state)
+        if done != 0:
+            break
+        grown = np.empty(2 * len(out), np.uint8)
+        grown[:state[5]] = out[:state[5]]
+        out = grown
+    starts[m] = state[5]
+    return out[:max(state[5] - 1, 0)], starts, done == 1
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _gather_run(blob, index, block, max_len, positions, out, starts, step_pre, step_at, state):
+    """`_gather`'s decoding from string state[0] on, while `out` has room for a longest string; returns 1 when all
+    are decoded, 0 when `out` is full (state holds where to go on), -1 for a corrupt table."""
+    i, cur_b, cur_j, o, n, w = state[0], state[1], state[2], state[3], state[4], state[5]
+    m = len(positions)
+    ok = 1
+    while i < m:
+        if w + max_len + 1 > len(out):
+            ok = 0
+            break
         b = positions[i] // block
         j = positions[i] - b * block
-        if w + max_len + 1 > len(out):
-            grown = np.empty(2 * len(out), np.uint8)
-            grown[:w] = out[:w]
-            out = grown
         starts[i] = w
         if b == cur_b and j == cur_j + 1:  # the next string: the last one's prefix, then its own suffix
             pre, o = _varint(blob, o)
             suf, o = _varint(blob, o)
             if pre < 0 or suf < 0 or pre > n or pre + suf > max_len or o + suf > len(blob):
-                return out, starts, False
+                return -1
             _copy(out, starts[i - 1], out, w, pre)
             _copy(blob, o, out, w + pre, suf)
             o += suf
@@ -134,13 +153,13 @@ def _gather(blob, index, block, max_len, positions):
             n, o = _varint(blob, index[b])
             step_pre[0], step_at[0] = 0, o
             if n < 0 or n > max_len or o + n > len(blob):
-                return out, starts, False
+                return -1
             o += n
             for t in range(1, j + 1):
                 pre, o = _varint(blob, o)
                 suf, o = _varint(blob, o)
                 if pre < 0 or suf < 0 or pre > n or pre + suf > max_len or o + suf > len(blob):
-                    return out, starts, False
+                    return -1
                 step_pre[t], step_at[t] = pre, o
                 o += suf
                 n = pre + suf
@@ -156,8 +175,9 @@ def _gather(blob, index, block, max_len, positions):
         cur_b, cur_j = b, j
         out[w + n] = 0
         w += n + 1
-    starts[m] = w
-    return out[:max(w - 1, 0)], starts, True
+        i += 1
+    state[0], state[1], state[2], state[3], state[4], state[5] = i, cur_b, cur_j, o, n, w
+    return ok
 
 
 @numba.njit(cache=True, nogil=True)
