@@ -341,3 +341,33 @@ def test_a_query_alone_scores_bit_for_bit_as_in_a_batch(tmp_path):
             for q, hits in zip(queries, batch):
                 [alone] = index.search([q], 15, InvertedParams(algorithm))
                 assert np.array_equal(alone.docnos, hits.docnos) and np.array_equal(alone.scores, hits.scores)
+
+
+def test_write_segment_groups_interleaved_postings_by_term_and_refuses_bad_order(tmp_path):
+    """write_segment takes postings with terms interleaved (each term's docnos increasing): grouped by term (a
+    stable counting sort) they write the same file as the same postings given grouped; a term given the same doc
+    twice, or its docnos out of order, is refused."""
+    from rankstack.index.segment import Segment, write_segment
+
+    rng = np.random.default_rng(0)
+    terms = [f"t{i}" for i in range(40)]
+    pairs = sorted({(int(t), int(d)) for t, d in zip(rng.integers(0, 40, 600), rng.integers(0, 50, 600))},
+                   key=lambda p: (p[1], p[0]))  # doc after doc: terms interleaved, each term's docnos increasing
+    t, d = np.array(pairs).T
+    v = rng.integers(1, 5, len(t))
+    lengths = np.bincount(d, weights=v, minlength=50).astype(np.int32)
+    ids = [f"d{i}" for i in range(50)]
+    write_segment(tmp_path / "interleaved.rsx", "bm25", "exact", terms, ids, None, t, d, v, lengths)
+    by_term = np.lexsort((d, t))
+    write_segment(tmp_path / "grouped.rsx", "bm25", "exact", terms, ids, None, t[by_term], d[by_term], v[by_term],
+                  lengths)
+    assert (tmp_path / "interleaved.rsx").read_bytes() == (tmp_path / "grouped.rsx").read_bytes()
+    seg = Segment(tmp_path / "grouped.rsx")
+    seg.verify()
+    assert seg.term_df(seg.terms.positions(["t3"]))[0] == np.count_nonzero(t == 3)
+    twice = np.concatenate([t, t[:1]]), np.concatenate([d, d[:1]]), np.concatenate([v, v[:1]])
+    backwards = t[::-1], d[::-1], v[::-1]  # each term's docnos decreasing
+    for bad_t, bad_d, bad_v in (twice, backwards):
+        with pytest.raises(InputError, match="same term twice|out of docno order"):
+            write_segment(tmp_path / f"bad{len(bad_t)}{bad_d[0]}.rsx", "bm25", "exact", terms, ids, None, bad_t, bad_d,
+                          bad_v, lengths)

@@ -214,6 +214,30 @@ def _invert(token_terms, doc_tokens, num_terms):
     return term_ids[:n], docs[:n], freqs[:n]
 
 
+@njit(cache=True, nogil=True)
+def _group_by_term(new_id, term_ids, docnos, values):
+    """Postings grouped by their term's new id (`new_id[term_ids]`), each term's in the order given: a stable
+    counting sort. Returns (term offsets, docnos int32, values uint32, whether every term's docnos increase)."""
+    offsets = np.zeros(len(new_id) + 1, np.int64)
+    for t in term_ids:
+        offsets[new_id[t] + 1] += 1
+    for t in range(len(new_id)):
+        offsets[t + 1] += offsets[t]
+    fill = offsets[:-1].copy()
+    out_docs = np.empty(len(term_ids), np.int32)
+    out_values = np.empty(len(term_ids), np.uint32)
+    ok = True
+    for i in range(len(term_ids)):
+        t = new_id[term_ids[i]]
+        j = fill[t]
+        if j > offsets[t] and out_docs[j - 1] >= docnos[i]:
+            ok = False
+        out_docs[j] = docnos[i]
+        out_values[j] = values[i]
+        fill[t] = j + 1
+    return offsets, out_docs, out_values, ok
+
+
 def write_segment(path: Path, mode: str, length_norm: str, terms: list[str], doc_ids: list[str],
                   stored: list[str] | None, term_ids: np.ndarray, docnos: np.ndarray, values: np.ndarray,
                   lengths: np.ndarray, reorder: bool = False) -> FileRef:
@@ -235,13 +259,11 @@ def write_segment(path: Path, mode: str, length_norm: str, terms: list[str], doc
     by_term = sorted(range(len(terms)), key=terms.__getitem__)
     new_id = np.empty(len(terms), dtype=np.int64)
     new_id[by_term] = np.arange(len(terms))
-    terms, term_ids = [terms[i] for i in by_term], new_id[term_ids]
-    order = np.argsort(term_ids, kind="stable")  # keeps each term's docnos in order; runs of terms sort fast
-    term_ids, docnos, values = term_ids[order], docnos[order].astype(np.int32), values[order].astype(np.uint32)
-    if len(term_ids) and np.any((term_ids[1:] == term_ids[:-1]) & (docnos[1:] <= docnos[:-1])):
+    terms = [terms[i] for i in by_term]
+    term_offsets, docnos, values, ok = _group_by_term(new_id, np.asarray(term_ids), np.asarray(docnos),
+                                                      np.asarray(values))
+    if not ok:
         raise InputError("a document lists the same term twice, or a term's postings are out of docno order")
-    term_offsets = np.zeros(len(terms) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(term_ids, minlength=len(terms)), out=term_offsets[1:])
     # Scoring sees lengths as Lucene stores them (one lossy byte) when asked; avgdl uses exact sums.
     # Lucene-rounded lengths are stored as their one-byte codes.
     lucene_norms = length_norm == "lucene"
