@@ -509,15 +509,19 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def cpp_compiler() -> str | None:
+    """A C++ compiler on the PATH, as TorchInductor needs one on a CPU (None: none)."""
+    import shutil
+    return next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
+
+
 def compile_model(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Compile `module` in place with torch.compile (TorchInductor, dynamic shapes: batches of any size and length
     share one compiled graph, batches of one text take a second); returns it. Its first calls wait for the
     compilation (tens of seconds on a CPU, cached on disk for later processes); then elementwise work is fused,
     which pays when encoding many texts. Results equal the eager module's to float rounding. On a CPU TorchInductor
     needs a C++ compiler."""
-    import shutil
-
-    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+    if device.type == "cpu" and cpp_compiler() is None:
         raise InputError("compile=True on a CPU needs a C++ compiler (g++ or clang++) for TorchInductor; "
                          "install one, or leave compile off")
     if any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in module.modules()):
