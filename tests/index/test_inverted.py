@@ -371,3 +371,7 @@ def test_write_segment_groups_interleaved_postings_by_term_and_refuses_bad_order
         with pytest.raises(InputError, match="same term twice|out of docno order"):
             write_segment(tmp_path / f"bad{len(bad_t)}{bad_d[0]}.rsx", "bm25", "exact", terms, ids, None, bad_t, bad_d,
                           bad_v, lengths)
+    for outside in (40, -1):
+        with pytest.raises(InputError, match="term ids outside the 40 terms"):
+            write_segment(tmp_path / f"outside{outside}.rsx", "bm25", "exact", terms, ids, None,
+                          np.concatenate([t, [outside]]), np.concatenate([d, [49]]), np.concatenate([v, [1]]), lengths)

@@ -217,25 +217,28 @@ def _invert(token_terms, doc_tokens, num_terms):
 @njit(cache=True, nogil=True)
 def _group_by_term(new_id, term_ids, docnos, values):
     """Postings grouped by their term's new id (`new_id[term_ids]`), each term's in the order given: a stable
-    counting sort. Returns (term offsets, docnos int32, values uint32, whether every term's docnos increase)."""
+    counting sort. Returns (term offsets, docnos int32, values uint32, problem): problem 0, 1 when a term's docnos
+    do not increase, 2 when a term id is out of range (nothing grouped)."""
     offsets = np.zeros(len(new_id) + 1, np.int64)
+    out_docs = np.empty(len(term_ids), np.int32)
+    out_values = np.empty(len(term_ids), np.uint32)
     for t in term_ids:
+        if t < 0 or t >= len(new_id):
+            return offsets, out_docs, out_values, 2
         offsets[new_id[t] + 1] += 1
     for t in range(len(new_id)):
         offsets[t + 1] += offsets[t]
     fill = offsets[:-1].copy()
-    out_docs = np.empty(len(term_ids), np.int32)
-    out_values = np.empty(len(term_ids), np.uint32)
-    ok = True
+    problem = 0
     for i in range(len(term_ids)):
         t = new_id[term_ids[i]]
         j = fill[t]
         if j > offsets[t] and out_docs[j - 1] >= docnos[i]:
-            ok = False
+            problem = 1
         out_docs[j] = docnos[i]
         out_values[j] = values[i]
         fill[t] = j + 1
-    return offsets, out_docs, out_values, ok
+    return offsets, out_docs, out_values, problem
 
 
 def write_segment(path: Path, mode: str, length_norm: str, terms: list[str], doc_ids: list[str],
@@ -260,9 +263,11 @@ def write_segment(path: Path, mode: str, length_norm: str, terms: list[str], doc
     new_id = np.empty(len(terms), dtype=np.int64)
     new_id[by_term] = np.arange(len(terms))
     terms = [terms[i] for i in by_term]
-    term_offsets, docnos, values, ok = _group_by_term(new_id, np.asarray(term_ids), np.asarray(docnos),
-                                                      np.asarray(values))
-    if not ok:
+    term_offsets, docnos, values, problem = _group_by_term(new_id, np.asarray(term_ids), np.asarray(docnos),
+                                                           np.asarray(values))
+    if problem == 2:
+        raise InputError(f"postings name term ids outside the {len(terms)} terms")
+    if problem:
         raise InputError("a document lists the same term twice, or a term's postings are out of docno order")
     # Scoring sees lengths as Lucene stores them (one lossy byte) when asked; avgdl uses exact sums.
     # Lucene-rounded lengths are stored as their one-byte codes.
