@@ -122,6 +122,22 @@ def test_fuse_runs_and_pipelines(served):
     assert bad.status_code == 422
 
 
+def test_counts_and_scores_must_be_json_numbers(served):
+    """`true`, `"3"` or `3.0` is no count and `true` no score: 422, not a silent 1 (pydantic's lax mode took them)."""
+    client, _ = served
+    for k in (True, "3", 3.0):
+        for path, body in (("/api/search", {"query": "cancer"}), ("/api/search/batch", {"queries": ["cancer"]}),
+                           ("/api/fuse", {"pipelines": ["BM25"], "query": "cancer"})):
+            response = client.post(path, json={**body, "k": k})
+            assert response.status_code == 422, (path, k, response.text)
+    def runs(score):
+        return {"runs": [[{"id": "a", "score": score}], [{"id": "b", "score": 2.5}]]}
+
+    assert client.post("/api/fuse", json=runs(True)).status_code == 422
+    assert client.post("/api/fuse", json=runs(3)).status_code == 200  # an integer is a number
+    assert client.post("/api/search", json={"query": "cancer", "k": 3}).status_code == 200
+
+
 def test_pipelines_collection_and_documents(served):
     client, _ = served
     pipelines = {p["name"]: p for p in client.get("/api/pipelines").json()["pipelines"]}

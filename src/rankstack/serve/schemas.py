@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 
 def _valid_unicode(value: str) -> str:
@@ -24,13 +24,14 @@ Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_valid
 
 
 class Strict(BaseModel):
+    """Unknown fields refused; numbers are JSON numbers (StrictInt, StrictFloat: `true` or `"3"` is no count)."""
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SearchRequest(Strict):
     query: Text = Field(description="the query text")
     pipeline: Name | None = Field(None, description="a pipeline name (GET /api/pipelines); default: the first")
-    k: int = Field(10, ge=1, description="hits to return (at most the k limit)")
+    k: StrictInt = Field(10, ge=1, description="hits to return (at most the k limit)")
     ids: list[DocId] | None = Field(None, description="only these documents may be returned")
     qid: Text | None = Field(None, description="a judged query's id: adds relevance marks and nDCG@10")
     explain: bool = Field(False, description="add each stage's score to each hit")
@@ -45,7 +46,7 @@ class BatchQuery(Strict):
 class BatchSearchRequest(Strict):
     queries: list[BatchQuery | Text] = Field(description="queries: {id, query} objects, or texts (ids 0, 1, ...)")
     pipeline: Name | None = None
-    k: int = Field(10, ge=1)
+    k: StrictInt = Field(10, ge=1)
 
 
 class Candidate(Strict):
@@ -63,12 +64,12 @@ class RerankRequest(Strict):
     query: Text
     pipeline: Name = Field(description="a second-stage pipeline (a reranker)")
     candidates: list[Candidate | DocId] = Field(description="best first: {id, text} objects or document ids")
-    k: int | None = Field(None, ge=1, description="hits to return (default: all candidates)")
+    k: StrictInt | None = Field(None, ge=1, description="hits to return (default: all candidates)")
 
 
 class Hit(Strict):
     id: DocId
-    score: float = Field(ge=-3.4e38, le=3.4e38, description="a finite float32")
+    score: StrictFloat = Field(ge=-3.4e38, le=3.4e38, description="a finite float32")
 
 
 class FuseRequest(Strict):
@@ -76,8 +77,8 @@ class FuseRequest(Strict):
     pipelines: list[Name] | None = Field(None, description="pipelines whose results for `query` are fused")
     query: Text | None = None
     method: Literal["rrf", "combsum", "combmnz"] = "rrf"
-    k: int = Field(10, ge=1, description="hits to return")
-    rrf_k: int = Field(60, ge=0, le=1_000_000, description="the k of reciprocal rank fusion")
+    k: StrictInt = Field(10, ge=1, description="hits to return")
+    rrf_k: StrictInt = Field(60, ge=0, le=1_000_000, description="the k of reciprocal rank fusion")
     weights: list[float] | None = None
     norm: Literal["minmax", "zscore", "none"] = "minmax"
 
