@@ -128,7 +128,7 @@ def index_in_parallel(writer: IndexWriter, corpus: Corpus | Iterable[Document], 
 
 def _warm_up(staging: Path, args: tuple) -> None:
     """Write, check and drop a one-document part here, so that this process loads the compiled kernels (numba's
-    start, about 0.3 s, and every kernel of `write_part` and `adopt`) once, before the pool forks its workers:
+    start and every kernel of `write_part` and `adopt`) once, before the pool forks its workers:
     forked workers inherit them instead of each loading them again."""
     path = staging / new_name("warm", ".rsx")
     write_part(Columns([""], ["warm-up"], [""], ["a warm-up text"]), path, *args)
