@@ -90,9 +90,10 @@ def test_mcp_tools_search_and_fetch_documents(make_config):
                 document = await client.call_tool("fetch_document", {"id": hits[0]["id"]})
                 missing = await client.call_tool("fetch_document", {"id": "no-such-document"})
                 unknown = await client.call_tool("search", {"query": "x", "pipeline": "nope"})
-                return tools, hits, document, missing, unknown
+                bad_k = [await client.call_tool("search", {"query": "x", "k": k}) for k in (True, "3", 0, 2.5)]
+                return tools, hits, document, missing, unknown, bad_k
 
-        tools, hits, document, missing, unknown = asyncio.run(session())
+        tools, hits, document, missing, unknown, bad_k = asyncio.run(session())
         assert {"search", "fetch_document"} <= tools
         with server.client() as http:
             assert [h["id"] for h in hits] == ids(http.post("/api/search", json={"query": "vitamin D deficiency",
@@ -101,6 +102,7 @@ def test_mcp_tools_search_and_fetch_documents(make_config):
         assert any(word in hits[0]["snippet"].lower() for word in ("vitamin", "deficien"))
         assert missing.is_error and "no document" in missing.content[0].text
         assert unknown.is_error and "unknown pipeline" in unknown.content[0].text
+        assert all(answer.is_error and "k" in answer.content[0].text for answer in bad_k)  # a count, not true or "3"
     finally:
         server.stop()
 

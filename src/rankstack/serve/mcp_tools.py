@@ -3,11 +3,11 @@ as the HTTP API (same pipelines, limits, batching and access rules)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, StrictInt
 
 from rankstack.serve.errors import from_exception
 from rankstack.serve.service import Service
@@ -50,11 +50,10 @@ def build(service: Service) -> MCPServer:
             raise ToolError(from_exception(e).body()["message"]) from None
 
     @server.tool()
-    async def search(query: str, pipeline: str | None = None, k: int = 10) -> SearchResult:
+    async def search(query: str, pipeline: str | None = None,
+                     k: Annotated[StrictInt, Field(ge=1)] = 10) -> SearchResult:
         """Search the collection. Returns the top k hits best first: id, score, title and a snippet of the text
         around the query's terms. `pipeline`: one of the server's pipelines (default: the first)."""
-        if k < 1:
-            raise ToolError("k must be at least 1")
         result = await run(service.search, pipeline, query, k, None, None, False, True)
         hits = [FoundDocument(id=h["id"], score=h["score"], title=_plain(h.get("title", [])),
                               snippet=_plain(h.get("snippet", []))) for h in result["hits"]]
