@@ -36,8 +36,9 @@ def test_take_returns_the_strings_at_any_positions(stored, picks, block):
     positions = [p % len(stored) for p in picks]
     assert table.take(positions) == [stored[p] for p in positions]
     assert table.take(sorted(positions)) == [stored[p] for p in sorted(positions)]  # runs within one block
-    with pytest.raises(IndexError):
-        table.take([len(stored)])
+    for outside in ([len(stored)], [-1], positions + [len(stored)]):
+        with pytest.raises(IndexError):
+            table.take(outside)
 
 
 @settings(max_examples=40, deadline=None)

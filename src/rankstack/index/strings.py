@@ -124,6 +124,25 @@ def _gather(blob, index, block, max_len, positions):
     return out[:max(state[5] - 1, 0)], starts, done == 1
 
 
+TAKEN, TAKEN_WITH_NUL, OUT_OF_RANGE, CORRUPT = 0, 1, 2, 3  # _take's answers
+
+
+@numba.njit(cache=True, nogil=True)
+def _take(blob, index, block, max_len, count, positions):
+    """`_gather` of positions checked to lie in 0..count-1, in one call (the per-query path): (strings, starts,
+    TAKEN, or TAKEN_WITH_NUL when a string holds a NUL byte), or OUT_OF_RANGE, or CORRUPT."""
+    for p in positions:
+        if p < 0 or p >= count:
+            return np.empty(0, np.uint8), np.empty(0, np.int64), OUT_OF_RANGE
+    strings, starts, ok = _gather(blob, index, block, max_len, positions)
+    if not ok:
+        return strings, starts, CORRUPT
+    separators = 0
+    for c in strings:
+        separators += c == 0
+    return strings, starts, TAKEN if separators == len(positions) - 1 else TAKEN_WITH_NUL
+
+
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def _gather_run(blob, index, block, max_len, positions, out, starts, step_pre, step_at, state):
     """`_gather`'s decoding from string state[0] on, while `out` has room for a longest string; returns 1 when all
@@ -343,18 +362,23 @@ class StringTable:
     def _gather(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         strings, starts, ok = _gather(self._blob, self._index, self._block, self._max_len, positions)
         if not ok:
-            raise IndexFormatError(f"string table {self._where} is corrupt (its data ends inside a string)")
+            raise self._corrupt()
         return strings, starts
+
+    def _corrupt(self) -> IndexFormatError:
+        return IndexFormatError(f"string table {self._where} is corrupt (its data ends inside a string)")
 
     def take(self, positions: np.ndarray) -> list[str]:
         positions = np.asarray(positions, dtype=np.int64)
         if len(positions) == 0:
             return []
-        if int(positions.min()) < 0 or int(positions.max()) >= self._count:
-            raise IndexError(f"{self.name}: positions out of range (size {self._count})")
-        strings, starts = self._gather(positions)
-        if np.count_nonzero(strings == 0) == len(positions) - 1:  # no NUL inside a string: one decode, one split
+        strings, starts, answer = _take(self._blob, self._index, self._block, self._max_len, self._count, positions)
+        if answer == TAKEN:  # no NUL inside a string: one decode, one split
             return strings.tobytes().decode("utf-8").split("\0")
+        if answer == OUT_OF_RANGE:
+            raise IndexError(f"{self.name}: positions out of range (size {self._count})")
+        if answer == CORRUPT:
+            raise self._corrupt()
         raw = strings.tobytes()
         return [raw[s:e - 1].decode("utf-8") for s, e in zip(starts[:-1].tolist(), starts[1:].tolist())]
 
@@ -377,7 +401,7 @@ class StringTable:
             found = _hashed_lookup(self._blob, self._index, self._block, self._max_len, self._hashes, self._order,
                                    query, offsets)
         if np.any(found == -2):
-            raise IndexFormatError(f"string table {self._where} is corrupt (its data ends inside a string)")
+            raise self._corrupt()
         return found
 
     def hashes(self) -> np.ndarray:
