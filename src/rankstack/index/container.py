@@ -10,10 +10,10 @@ as Lucene packs a segment into a compound file and ends every file with a checks
                            "arrays": {name: [dtype, shape, offset, nbytes, crc32]}}
     arrays      each at a 64-byte aligned offset from the first 64-byte boundary after the table of contents
 
-Opening checks the magic, the table's checksum, the file size and every small array's checksum; large arrays
-are checked by `verify()` (at an index's first search, and by `rankstack check`), never on the query path. A
-container is mapped once (one file descriptor, however many arrays it holds); files up to `READ_WHOLE` bytes
-are read into memory instead and hold none.
+Opening checks the magic, the table's checksum, the file size, that the alignment padding is zeros and every
+small array's checksum; large arrays are checked by `verify()` (at an index's first search, and by `rankstack
+check`), never on the query path. A container is mapped once (one file descriptor, however many arrays it
+holds); files up to `READ_WHOLE` bytes are read into memory instead and hold none.
 """
 
 from __future__ import annotations
@@ -138,8 +138,10 @@ class Container(Mapping[str, np.ndarray]):
             if toc["size"] != size:
                 self._fail(f"it should hold {toc['size']} bytes, it holds {size} (truncated or extended)")
             self._arrays = {name: self._array(name, start, *entry) for name, entry in toc["arrays"].items()}
+            spans = sorted((start + entry[2], start + entry[2] + entry[3]) for entry in toc["arrays"].values())
         except (KeyError, TypeError, ValueError) as e:
             self._fail(f"its table of contents is malformed ({e})")
+        self._check_padding(HEADER.size + toc_length, spans)
         if expect is not None and (expect.size != size or expect.crc != toc_crc):
             self._fail(f"it is not the file the manifest names (size {size}, checksum {toc_crc:08x}; the manifest "
                        f"expects {expect.size}, {expect.crc:08x})")
@@ -161,6 +163,14 @@ class Container(Mapping[str, np.ndarray]):
         count = nbytes // dt.itemsize
         array = np.frombuffer(self._buffer, dtype=dt, count=count, offset=start + offset).reshape(shape)
         return array, crc
+
+    def _check_padding(self, pos: int, spans: list[tuple[int, int]]) -> None:
+        """The bytes between the table of contents and the arrays, and between arrays, are zeros (the writer's
+        alignment): with the checksums, every byte of the file is checked."""
+        for begin, end in [*spans, (self.size, self.size)]:
+            if begin > pos and self._buffer[pos:begin].count(0) != begin - pos:
+                self._fail(f"its padding at bytes {pos}-{begin} is not zero")
+            pos = max(pos, end)
 
     def _check(self, name: str) -> None:
         array, crc = self._arrays[name]
