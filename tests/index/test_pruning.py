@@ -192,6 +192,32 @@ def test_rejects_bad_queries():
         s.search(one, wt, theta=0.5)
 
 
+def test_floor_postings_are_each_long_terms_best_and_optional():
+    """Each term of 2+ blocks keeps its FLOOR_K best postings at k1=0.9, b=0.4 and the mean length; a segment
+    written without them (before they existed) searches the same."""
+    corpus = Corpus(11, 20_000, 12, "bm25", ties=False, deletes=0.3)
+    arrays = encode_postings(corpus.offsets, corpus.docnos, corpus.values, corpus.lengths, "bm25")
+    K = postings.FLOOR_K
+    assert len(arrays["ub_terms"]) > 3 and len(arrays["floor_docs"]) == K * len(arrays["ub_terms"])
+    norm = _norm(corpus, 0.9, 0.4, corpus.lengths.mean()).astype(np.float64)
+    for j, t in enumerate(arrays["ub_terms"]):
+        span = slice(corpus.offsets[t], corpus.offsets[t + 1])
+        docs, values = corpus.docnos[span], corpus.values[span].astype(np.float64)
+        floor = arrays["floor_docs"][j * K:(j + 1) * K]
+        assert np.all(np.diff(floor) > 0) and np.isin(floor, docs).all()
+        scores = values / (values + norm[docs])
+        np.testing.assert_allclose(np.sort(scores[np.searchsorted(docs, floor)]), np.sort(scores)[-K:], rtol=1e-6)
+    without = {name: a for name, a in arrays.items() if not name.startswith("floor_")}
+    assert postings.check(without, corpus.n_docs, 0, corpus.lengths) is None
+    old = SegmentSearcher(without, corpus.lengths, corpus.live)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        q = rng.choice(12, size=rng.integers(1, 5), replace=False).astype(np.int32)
+        w = (rng.random(len(q)) * 3 + 0.1).astype(np.float32)
+        for algorithm in PRUNING:
+            _equal(corpus.searcher.search(q, w, 10, algorithm=algorithm), old.search(q, w, 10, algorithm=algorithm))
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_check_accepts_every_segment_the_encoder_writes(case):
@@ -222,6 +248,8 @@ def test_check_names_each_damage_the_kernels_would_trip_over():
         "do not end at its block_last": damaged("data", lambda a: a.__setitem__(
             int(good["block_offsets"][b]), a[int(good["block_offsets"][b])] ^ 0xFFFF)),
         "above its block_max": damaged("block_max", lambda a: a.__setitem__(b, 0)),
+        "floor postings are not postings": damaged("floor_values", lambda a: a.__setitem__(3, a[3] + 1)),
+        "in docno order": damaged("floor_docs", lambda a: a.__setitem__(slice(0, 2), a[1::-1].copy())),
         "wrong type": postings.check({**good, "data": good["data"].astype(np.int64)}, corpus.n_docs, 0),
         "meta does not match": postings.check(good, corpus.n_docs + 1, 0),
     }

@@ -6,8 +6,8 @@ import numpy as np
 from numba import njit
 
 from rankstack.index import topk
-from rankstack.index.cursors import (BLK, CD, END, STOP, advance, cursor_bound, next_geq, open_cursors, shallow,
-                                     value)
+from rankstack.index.cursors import (BLK, CD, END, STOP, advance, cursor_bound, floor_threshold, next_geq,
+                                     open_cursors, shallow, value)
 from rankstack.index.scoring import BM25, contrib, doc_norm, sum_slack
 
 
@@ -18,6 +18,7 @@ def bmw(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     C, ub, w64, bufd, bufv, bufc, bub = open_cursors(seg, mode, term_ids, weights, na, nb)
     ordered = np.argsort(C[:, CD], kind="mergesort")  # cursors by current docno
     bs, bd, kn, kth = topk.new(k)
+    kth[0] = floor_threshold(seg, mode, term_ids, weights, norm, live, k)
     _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bub, ordered,
              np.zeros(n, np.float32), bs, bd, kn, kth, k)
     return topk.results(bs, bd, kn, k)
@@ -32,7 +33,7 @@ def _bmw_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bu
     n = weights.shape[0]
     slack = sum_slack(n)
     has_live = live.shape[0] > 0
-    thr = 0.0
+    thr = kth[0] * theta / slack  # the floor below the k-th best, or 0
     while True:
         acc = 0.0  # pivot: first cursor where the term bounds so far beat the threshold
         p = -1

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rankstack.index.postings import BLOCK, decode_block_docs, decode_block_values
+from rankstack.index.postings import BLOCK, FLOOR_K, decode_block_docs, decode_block_values
 from rankstack.index.scoring import BM25, block_bound, bound, contrib, doc_norm
 
 END = 2**31 - 1  # docno of an exhausted cursor
@@ -80,6 +80,40 @@ def _open(seg, mode, term_ids, weights, na, nb, C, ub, w64):
         for p in range(seg.ub_offsets[j], seg.ub_offsets[j + 1]):
             ub[i] = max(ub[i], bound(mode, w64[i], np.float64(seg.ub_values[p]), np.float64(seg.ub_lengths[p]),
                                      na, nb))
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def floor_threshold(seg, mode, term_ids, weights, norm, live, k):
+    """A float32 score below the query's k-th best (0 when none is known): the largest, over the query's terms, k-th
+    largest contribution of the term's live floor postings (`rankstack.index.postings`), stepped down one float32
+    ulp. k live documents score at least that contribution (a float32 sum of non-negative contributions is at least
+    each of them), so a document scoring at most the threshold is not in the top k."""
+    best = np.float32(0.0)
+    if k > FLOOR_K or seg.floor_docs.shape[0] == 0:
+        return best
+    for i in range(term_ids.shape[0]):
+        j = find(seg.ub_terms, term_ids[i])
+        if j < 0:
+            continue
+        first = j * FLOOR_K
+        for a in range(first, first + FLOOR_K):  # the largest contribution that k live floor postings reach
+            c = _floor_contrib(seg, mode, weights[i], norm, live, a)
+            if c > best:
+                reached = 0
+                for e in range(first, first + FLOOR_K):
+                    reached += _floor_contrib(seg, mode, weights[i], norm, live, e) >= c
+                if reached >= k:
+                    best = c
+    return np.float32(np.nextafter(best, np.float32(0.0))) if best > 0 else best
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _floor_contrib(seg, mode, w, norm, live, a):
+    """The contribution of floor posting a at query weight w (-1 for a deleted document)."""
+    d = seg.floor_docs[a]
+    if live.shape[0] > 0 and not live[d]:
+        return np.float32(-1.0)
+    return contrib(mode, w, seg.floor_values[a], doc_norm(norm, d) if mode == BM25 else np.float32(0.0))
 
 
 @njit(cache=True, nogil=True, _nrt=False)

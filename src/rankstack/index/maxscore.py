@@ -10,8 +10,8 @@ from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from rankstack.index import topk
-from rankstack.index.cursors import (BLK, CD, CDEC, CNT, END, POS, STOP, cursor_bound, load_contribs, load_docs,
-                                     move_to, next_geq, open_cursors, shallow, value)
+from rankstack.index.cursors import (BLK, CD, CDEC, CNT, END, POS, STOP, cursor_bound, floor_threshold,
+                                     load_contribs, load_docs, move_to, next_geq, open_cursors, shallow, value)
 from rankstack.index.scoring import BM25, block_bound, contrib, doc_norm, sum_slack
 
 WINDOW = 4096  # docs per window (multiple of 32)
@@ -155,6 +155,7 @@ def maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     C, ub, w64, bufd, bufv, bufc, bub = open_cursors(seg, mode, term_ids, weights, na, nb)
     order = np.argsort(ub, kind="mergesort")  # ascending term bound
     bs, bd, kn, kth = topk.new(k)
+    kth[0] = floor_threshold(seg, mode, term_ids, weights, norm, live, k)
     _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, bufd, bufv, bufc, bub,
                   order, np.empty(n, np.float64), np.zeros(WINDOW, np.float32), np.empty(WINDOW, np.float64),
                   np.empty((WINDOW, max(n, _CW_MIN)), np.float32), np.zeros(WINDOW // 32, np.int64),
@@ -180,8 +181,8 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
     for m in range(n):
         run += ub[order[m]]
         prefix[m] = run
-    tscale = theta / sum_slack(n)  # threshold = tscale * worst score kept
-    thr = 0.0
+    tscale = theta / sum_slack(n)  # threshold = tscale * worst score kept (or the floor below the k-th best)
+    thr = kth[0] * tscale
     wmax = 0
     while True:
         fe = 0  # order[:fe]: terms that cannot make a doc competitive even together

@@ -33,7 +33,15 @@ Arrays returned by `encode_postings` (all one-dimensional):
                                65535, which means "any tf" (bound: ``w``)
 ``block_min_len``    uint16    [B] shortest doc in the block, saturated (BM25; empty for impact)
 ``data``             uint32    packed gaps and values
+``floor_docs``       int32     [len(ub_terms) * FLOOR_K] for each term of ``ub_terms``, its FLOOR_K
+``floor_values``     uint32    postings of largest contribution (at Anserini's k1=0.9, b=0.4 and the
+                               segment's mean length; by value in impact mode), ascending by docno:
+                               optional (absent in segments written before them)
 ===================  ========  ===================================================================
+
+The floor postings give a search for k <= FLOOR_K a safe starting threshold (Kane and Tompa, "Split-Lists and
+Initial Thresholds for WAND-based Search", SIGIR 2018): k live documents score at least the k-th largest of a
+term's floor contributions, whatever k1, b and avgdl the query uses (`rankstack.index.cursors.floor_threshold`).
 
 Nothing stored depends on avgdl, k1, b or idf: a BM25 upper bound for weight ``w`` is
 ``w * tf / (tf + norm(len))`` evaluated at the frontier points (term) or at
@@ -55,10 +63,12 @@ BLOCK = 128
 MODE_BM25 = 0
 MODE_IMPACT = 1
 MODES = {"bm25": MODE_BM25, "impact": MODE_IMPACT}
+FLOOR_K = 10  # floor postings per term of 2+ blocks
 ARRAY_NAMES = (
     "meta", "term_blocks", "term_last_count", "ub_terms", "ub_offsets", "ub_values", "ub_lengths", "block_last",
     "block_offsets", "block_doc_bits", "block_val_bits", "block_max", "block_min_len", "data",
 )
+OPTIONAL_ARRAYS = {"floor_docs": np.zeros(0, np.int32), "floor_values": np.zeros(0, np.uint32)}  # when absent
 
 
 class PostingArrays(NamedTuple):
@@ -77,10 +87,13 @@ class PostingArrays(NamedTuple):
     block_max: np.ndarray
     block_min_len: np.ndarray
     data: np.ndarray
+    floor_docs: np.ndarray
+    floor_values: np.ndarray
 
     @classmethod
     def of(cls, arrays: Mapping[str, np.ndarray]) -> "PostingArrays":
         """The kernels' view of `encode_postings`' arrays (or of their memory-mapped copies)."""
+        arrays = {**OPTIONAL_ARRAYS, **arrays}
         return cls(*(np.asarray(arrays[name]) for name in cls._fields))
 
 
@@ -333,6 +346,41 @@ def _encode(term_offsets, docnos, values, lengths, bm25: bool):
             ub_off, ub_val[:nf].copy(), ub_len[:nf].copy())
 
 
+@njit(cache=True)
+def _floors(term_offsets, docnos, values, lengths, bm25, ub_terms, block_max, block_min_len, term_blocks, avgdl):
+    """Each ub term's FLOOR_K postings of largest contribution at k1=0.9, b=0.4 (BM25; any choice is safe, this
+    one is tight for Anserini's defaults) or of largest value (impact), as (docnos, values), ascending by docno
+    within a term. A block whose bound cannot beat the FLOOR_K-th best so far is not read."""
+    na, nb = 0.9 * 0.6, 0.9 * 0.4 / avgdl
+    floor_docs = np.empty(ub_terms.shape[0] * FLOOR_K, np.int32)
+    floor_values = np.empty(ub_terms.shape[0] * FLOOR_K, np.uint32)
+    best = np.empty(FLOOR_K, np.float64)
+    at = np.empty(FLOOR_K, np.int64)
+    for j in range(ub_terms.shape[0]):
+        t = ub_terms[j]
+        p0, p1 = term_offsets[t], term_offsets[t + 1]
+        best[:] = -1.0
+        worst = 0  # the slot of the smallest of the best
+        for b in range(term_blocks[t], term_blocks[t + 1]):
+            v = np.float64(block_max[b])
+            if (v / (v + na + nb * np.float64(block_min_len[b])) if bm25 else v) <= best[worst] and v < 65535:
+                continue
+            s = p0 + (b - term_blocks[t]) * BLOCK
+            for p in range(s, min(s + BLOCK, p1)):
+                v = np.float64(values[p])
+                score = v / (v + na + nb * np.float64(lengths[docnos[p]])) if bm25 else v
+                if score > best[worst]:
+                    best[worst], at[worst] = score, p
+                    for i in range(FLOOR_K):
+                        if best[i] < best[worst]:
+                            worst = i
+        at.sort()  # by position: by docno
+        for i in range(FLOOR_K):
+            floor_docs[j * FLOOR_K + i] = docnos[at[i]]
+            floor_values[j * FLOOR_K + i] = values[at[i]]
+    return floor_docs, floor_values
+
+
 def encode_postings(term_offsets: np.ndarray, docnos: np.ndarray, values: np.ndarray,
                     doc_lengths: np.ndarray | None, mode: str) -> dict[str, np.ndarray]:
     """Compress CSR posting lists into the block format described in the module docstring.
@@ -379,11 +427,15 @@ def encode_postings(term_offsets: np.ndarray, docnos: np.ndarray, values: np.nda
      ub_off, ub_val, ub_len) = _encode(offs, docs, vals, lengths, bm25)
     if data.shape[0] > 2**32 or term_blocks[-1] >= 2**31 or ub_off[-1] >= 2**31:
         raise InputError("segment too large for postings format 1 (split it into more segments)")
+    ub = _sparse_ub_offsets(ub_off)
+    avgdl = float(lengths.mean()) if bm25 and n_docs and lengths.any() else 1.0
+    floor_docs, floor_values = _floors(offs, docs, vals, lengths, bm25, ub["ub_terms"], bmax, bminlen, term_blocks,
+                                       avgdl)
     return {
         "meta": np.array([FORMAT_VERSION, MODES[mode], n_docs, BLOCK], np.int64),
         "term_blocks": term_blocks.astype(np.int32),
         "term_last_count": np.where(np.diff(offs) > 0, (np.diff(offs) - 1) % BLOCK + 1, 0).astype(np.uint8),
-        **_sparse_ub_offsets(ub_off),
+        **ub,
         "ub_values": ub_val,
         "ub_lengths": ub_len,
         "block_last": block_last,
@@ -393,6 +445,8 @@ def encode_postings(term_offsets: np.ndarray, docnos: np.ndarray, values: np.nda
         "block_max": bmax,
         "block_min_len": bminlen,
         "data": data,
+        "floor_docs": floor_docs,
+        "floor_values": floor_values,
     }
 
 
@@ -406,7 +460,7 @@ def _sparse_ub_offsets(term_ub_offsets: np.ndarray) -> dict[str, np.ndarray]:
 DTYPES = {"meta": np.int64, "term_blocks": np.int32, "term_last_count": np.uint8, "ub_terms": np.int32,
           "ub_offsets": np.int32, "ub_values": np.uint32, "ub_lengths": np.int32, "block_last": np.int32,
           "block_offsets": np.uint32, "block_doc_bits": np.uint8, "block_val_bits": np.uint8, "block_max": np.uint16,
-          "block_min_len": np.uint16, "data": np.uint32}
+          "block_min_len": np.uint16, "data": np.uint32, "floor_docs": np.int32, "floor_values": np.uint32}
 _PROBLEMS = {
     0: "an array has the wrong type or shape",
     1: "meta does not match the segment (version, mode, document count or block size)",
@@ -420,13 +474,14 @@ _PROBLEMS = {
     9: "a block's decoded document numbers do not end at its block_last (damaged gaps)",
     10: "a block holds a value above its block_max",
     11: "a document length is negative",
+    12: "a term's floor postings are not postings of its list, in docno order",
 }
 
 
 def check(arrays: dict[str, np.ndarray], n_docs: int, mode: int, lengths: np.ndarray | None = None) -> str | None:
     """What is wrong with a segment's posting arrays, as the query kernels would meet it (None: nothing). Checks
     every invariant the kernels rely on to stay inside their arrays, decoding every block once: O(postings)."""
-    a = arrays
+    a = {**OPTIONAL_ARRAYS, **arrays}
     if any(a[name].dtype != dtype or a[name].ndim != 1 for name, dtype in DTYPES.items()):
         return _PROBLEMS[0]
     meta = np.asarray(a["meta"])
@@ -436,21 +491,21 @@ def check(arrays: dict[str, np.ndarray], n_docs: int, mode: int, lengths: np.nda
     V, B = len(a["term_blocks"]) - 1, len(a["block_last"])
     sizes = {"term_last_count": V, "block_offsets": B, "block_doc_bits": B, "block_val_bits": B, "block_max": B,
              "block_min_len": B if mode == MODE_BM25 else 0, "ub_offsets": len(a["ub_terms"]) + 1,
-             "ub_lengths": len(a["ub_values"])}
+             "ub_lengths": len(a["ub_values"]), "floor_values": len(a["floor_docs"])}
     if V < 0 or any(a[name].ndim != 1 or len(a[name]) != size for name, size in sizes.items()) \
-            or len(a["data"]) < 8:
+            or len(a["data"]) < 8 or len(a["floor_docs"]) not in (0, len(a["ub_terms"]) * FLOOR_K):
         return _PROBLEMS[2]
     if lengths is not None and len(lengths) and lengths.dtype != np.uint8 and int(lengths.min()) < 0:
         return _PROBLEMS[11]
     code = _check(a["term_blocks"], a["term_last_count"], a["ub_terms"], a["ub_offsets"], a["ub_values"],
                   a["block_last"], a["block_offsets"], a["block_doc_bits"], a["block_val_bits"], a["block_max"],
-                  a["data"], n_docs)
+                  a["data"], a["floor_docs"], a["floor_values"], n_docs)
     return _PROBLEMS[code] if code else None
 
 
 @njit(cache=True, nogil=True)
 def _check(term_blocks, term_last, ub_terms, ub_offsets, ub_values, block_last, block_offsets, dbits, vbits, bmax,
-           data, n_docs) -> int:
+           data, floor_docs, floor_values, n_docs) -> int:
     V, B = term_blocks.shape[0] - 1, block_last.shape[0]
     if term_blocks[0] != 0 or term_blocks[V] != B:
         return 3
@@ -468,9 +523,15 @@ def _check(term_blocks, term_last, ub_terms, ub_offsets, ub_values, block_last, 
     words = np.int64(data.shape[0]) - 8  # the decoders may read up to 8 words past a block
     docs = np.empty((1, BLOCK), np.int32)
     vals = np.empty((1, BLOCK), np.uint32)
+    j = 0  # the next ub term
     for t in range(V):
         first, end = np.int64(term_blocks[t]), np.int64(term_blocks[t + 1])
         prev = np.int64(-1)
+        fp = fe = 0  # the term's floor postings not yet met in its list
+        if j < ub_terms.shape[0] and ub_terms[j] == t:
+            if floor_docs.shape[0]:
+                fp, fe = j * FLOOR_K, (j + 1) * FLOOR_K
+            j += 1
         for b in range(first, end):
             n = BLOCK if b + 1 < end else np.int64(term_last[t])
             db, vb = np.int64(dbits[b]), np.int64(vbits[b])
@@ -498,7 +559,13 @@ def _check(term_blocks, term_last, ub_terms, ub_offsets, ub_values, block_last, 
             for i in range(n):
                 if vals[0, i] > bmax[b] and bmax[b] < 65535:
                     return 10
+                if fp < fe and floor_docs[fp] == docs[0, i]:
+                    if floor_values[fp] != vals[0, i]:
+                        return 12
+                    fp += 1
             prev = last
+        if fp < fe:
+            return 12
     return 0
 
 
@@ -514,4 +581,5 @@ def term_df(arrays: dict[str, np.ndarray], terms: np.ndarray | None = None) -> n
 
 def postings_nbytes(arrays: dict[str, np.ndarray]) -> int:
     """Total bytes of all arrays of an encoded segment."""
-    return int(sum(np.asarray(arrays[name]).nbytes for name in ARRAY_NAMES))
+    return int(sum(np.asarray(array).nbytes for name, array in arrays.items()
+                   if name in ARRAY_NAMES or name in OPTIONAL_ARRAYS))

@@ -340,6 +340,7 @@ class Segment:
             raise IndexFormatError(f"segment {path} stores lengths of type {self.length_codes.dtype}{hint}")
         self.length_table = lucene.LENGTH_TABLE if self.length_codes.dtype == np.uint8 else None
         self.postings = {name: c[name] for name in postings.ARRAY_NAMES}
+        self.postings.update({name: c[name] for name in postings.OPTIONAL_ARRAYS if name in c})
         where = f"{path}:"
         self.terms = StringTable(c, "terms", sorted=True, where=where + "terms")
         self.ids = StringTable(c, "ids", where=where + "ids")
