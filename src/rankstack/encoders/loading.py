@@ -333,8 +333,13 @@ class LoadedModel:
     dense: list[Any] = field(default_factory=list)  # float32 torch modules, in the order of spec.dense
     causal: bool = False  # its attention is causal (a decoder): a padding mask alone would lift that
     quantized: str | None = None  # "int8": Linear layers dynamically quantised (see QUANTIZED); None: exact
-    compiled: bool = False  # the model's calls go through torch.compile (compile_model)
+    compiled: bool = False  # the model's calls go through torch.compile (see `compile`)
     _backends: dict = field(default_factory=dict, repr=False)
+
+    def compile(self) -> None:
+        """Compile the model in place (`compile_model`)."""
+        compile_model(self.model, self.device)
+        self.compiled = True
 
     @property
     def precision(self) -> str:
@@ -476,10 +481,11 @@ def load_model(name_or_path: PathLike | ModelSpec, *, task: str = "base", device
     causal = any(getattr(m, "is_causal", False) is True for m in model.modules())
     if quantized:
         quantize_int8(model)
+    loaded = LoadedModel(spec, tokenizer, model, dev, dt, model_max_length(spec, tokenizer, model.config, max_length),
+                         dense, causal, quantized)
     if compile:
-        compile_model(model, dev)
-    return LoadedModel(spec, tokenizer, model, dev, dt, model_max_length(spec, tokenizer, model.config, max_length),
-                       dense, causal, quantized, compile)
+        loaded.compile()
+    return loaded
 
 
 def quantization(dtype: Any, device: torch.device) -> str | None:
@@ -515,9 +521,9 @@ def cpp_compiler() -> str | None:
     return next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
 
 
-def compile_model(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def compile_model(module: torch.nn.Module, device: torch.device) -> None:
     """Compile `module` in place with torch.compile (TorchInductor, dynamic shapes: batches of any size and length
-    share one compiled graph, batches of one text take a second); returns it. Its first calls wait for the
+    share one compiled graph, batches of one text take a second). Its first calls wait for the
     compilation (tens of seconds on a CPU, cached on disk for later processes); then elementwise work is fused,
     which pays when encoding many texts. Results equal the eager module's to float rounding. On a CPU TorchInductor
     needs a C++ compiler."""
@@ -528,7 +534,6 @@ def compile_model(module: torch.nn.Module, device: torch.device) -> torch.nn.Mod
         raise InputError("compile=True does not take dtype='int8': compiled, dynamically quantised layers gave "
                          "other results than eager ones and ran no faster; use one or the other")
     module.compile(dynamic=True)
-    return module
 
 
 def model_max_length(spec: ModelSpec, tokenizer: Any, config: Any, given: int | None) -> int:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from rankstack.encoders.batching import Batch, pad, run_batches
-from rankstack.encoders.loading import ModelSpec, PathLike, activation_module, compile_model, read_json, weights_id
+from rankstack.encoders.loading import ModelSpec, PathLike, activation_module, read_json, weights_id
 from rankstack.errors import InputError, RankstackError
 from rankstack.rerank.cache import ScoreCache
 from rankstack.rerank.model import ModelPairReranker
@@ -85,8 +85,7 @@ class CrossEncoder(ModelPairReranker):
         self._positions = torch.arange(self.max_length, device=self.device)
         self.first_token_last_layer = _install_first_token_layer(self)
         if compile:  # after the layer swap, which probes the eager model
-            compile_model(self.model, self.device)
-            self.loaded.compiled = True
+            self.loaded.compile()
         model_key = "|".join(map(str, (weights_id(self.spec), self.max_length, self.activation_name, self.label,
                                        self.loaded.precision)))
         self.cache = None if cache is False or cache is None else \
