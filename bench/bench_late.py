@@ -12,6 +12,12 @@ ncandidates, exact MaxSim over the decompressed candidates). Reported per settin
 exact's top 10, nDCG@10, queries/s (search only: query vectors are encoded beforehand, as for exact), index
 size and bytes per token.
 
+Peers (best of --repeat passes, taking turns with rankstack setting by setting, one query per call, overlap@10
+with exact and nDCG@10 over the same document and query vectors): colbert-ai's PLAID (bench/peers/colbert_plaid.py
+in the neural peers venv, bench/peers/setup_neural.sh; it compresses with rankstack's centroids and buckets) and
+fast-plaid (bench/peers/fast_plaid_worker.py in bench/.venv-fast-plaid, bench/peers/setup_fast_plaid.sh; its own
+k-means and buckets, as many centroids). A peer whose virtualenv is missing is skipped with a message.
+
 Document token vectors are encoded once (several minutes on 2 cores) and cached as float16 shards in
 bench/out/late/ (git-ignored); later runs reuse them.
 
@@ -171,54 +177,89 @@ def time_query_encoding(encoder, model_dir, texts: list[str], int8: bool) -> dic
     return out
 
 
-def compare_colbert(index, doc_vectors, query_vectors, exact_top, args, out: Path) -> dict:
-    """rankstack's PLAID search against colbert-ai's on the same index content (colbert-ai compresses the same
-    vectors with rankstack's centroids and buckets), timings interleaved setting by setting, best of
-    --repeat passes: overlap of each top 10 with exact MaxSim's, queries/s (search only, one query per call)."""
+# PLAID peers, each a JSON-lines worker (bench/peers/) in its own virtualenv: name -> (worker script, the script
+# that makes its virtualenv, what a setting means).
+PEERS = {"colbert-ai": ("colbert_plaid.py", "setup_neural.sh",
+                        "ncells:centroid_score_threshold:ndocs (it decompresses ndocs/4)"),
+         "fast-plaid": ("fast_plaid_worker.py", "setup_fast_plaid.sh",
+                        "n_ivf_probe:n_full_scores (it decompresses n_full_scores/4)")}
+
+
+def available_peers(args) -> dict[str, tuple[str, list[str]]]:
+    """The peers to compare with: name -> (python, settings); one whose virtualenv is missing is skipped with a
+    message, one whose python is 'none' left out."""
+    wanted = {"colbert-ai": (args.peers_python, args.colbert_settings),
+              "fast-plaid": (args.fast_plaid_python, args.fast_plaid_settings)}
+    peers = {}
+    for name, (python, settings) in wanted.items():
+        if python == "none":
+            continue
+        if Path(python).exists():
+            peers[name] = (python, settings)
+        else:
+            print(f"skipping {name}: no {python} (make it with bash bench/peers/{PEERS[name][1]})", file=sys.stderr)
+    return peers
+
+
+def compare_peers(index, doc_vectors, query_vectors, exact_top, ndcg_of, peers: dict, args, out: Path) -> dict:
+    """rankstack's PLAID search against each peer's on the same document and query vectors (colbert-ai compresses
+    them with rankstack's centroids and buckets, so both hold the same codes; fast-plaid trains its own k-means
+    and buckets, with as many centroids), timings interleaved setting by setting, best of --repeat passes:
+    overlap of each top 10 with exact MaxSim's, nDCG@10 (`ndcg_of(tops)`), queries/s (search only, one query per
+    call)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from peers.worker import JsonWorker
 
-    work = out / "colbert-ai"
-    work.mkdir(parents=True, exist_ok=True)
-    inputs = work / "inputs.npz"
+    inputs = out / "peer-inputs.npz"
     np.savez(inputs, centroids=index.centroids, cutoffs=np.asarray(index.cutoffs), weights=np.asarray(index.weights),
              nbits=np.int64(index.nbits), vectors=np.concatenate(doc_vectors).astype(np.float16),
              doclens=np.array([len(v) for v in doc_vectors], np.int64), queries=np.stack(query_vectors))
-    worker = JsonWorker([args.peers_python, str(Path(__file__).resolve().parent / "peers" / "colbert_plaid.py"),
-                         "--inputs", str(inputs), "--work", str(work), "--threads", str(args.threads)],
-                        {"OMP_NUM_THREADS": str(args.threads)})
-    ready = worker.first
+    workers, ready, rows = {}, {}, {}
 
-    def overlap(tops) -> float:
-        return round(float(np.mean([len(set(map(int, t)) & set(e.tolist())) / 10
-                                    for t, e in zip(tops, exact_top)])), 4)
+    def quality(tops) -> dict:
+        return {"overlap@10": round(float(np.mean([len(set(map(int, t)) & set(e.tolist())) / 10
+                                                   for t, e in zip(tops, exact_top)])), 4),
+                "nDCG@10": round(ndcg_of(tops), 4)}
 
-    rows = {}
+    def record(key, tops, wall: float, cpu: float) -> None:
+        row = rows.setdefault(key, {**quality(tops), "wall_s": wall, "cpu_s": cpu})
+        row["wall_s"], row["cpu_s"] = min(row["wall_s"], wall), min(row["cpu_s"], cpu)
+
     try:
+        for name, (python, _) in peers.items():
+            work = out / name
+            work.mkdir(parents=True, exist_ok=True)
+            workers[name] = JsonWorker([python, str(Path(__file__).resolve().parent / "peers" / PEERS[name][0]),
+                                        "--inputs", str(inputs), "--work", str(work), "--threads", str(args.threads)],
+                                       {"OMP_NUM_THREADS": str(args.threads)})
+            ready[name] = workers[name].first
+            print(json.dumps({name: ready[name]}), file=sys.stderr)
         for _ in range(args.repeat):
             for setting in args.settings:
                 params = plaid_params(setting)
                 t, c = time.perf_counter(), time.process_time()
                 hits = [index.search([q], 10, params)[0] for q in query_vectors]
                 wall, cpu = time.perf_counter() - t, time.process_time() - c
-                row = rows.setdefault(("rankstack", setting), {"overlap@10": overlap([h.docnos for h in hits]),
-                                                              "wall_s": wall, "cpu_s": cpu})
-                row["wall_s"], row["cpu_s"] = min(row["wall_s"], wall), min(row["cpu_s"], cpu)
-            for setting in args.colbert_settings:
-                reply = worker.ask({"run": setting.split(":"), "k": 10})
-                row = rows.setdefault(("colbert-ai", setting), {"overlap@10": overlap(reply["top"]),
-                                                               "wall_s": reply["wall_s"], "cpu_s": reply["cpu_s"]})
-                row["wall_s"], row["cpu_s"] = min(row["wall_s"], reply["wall_s"]), min(row["cpu_s"], reply["cpu_s"])
+                record(("rankstack", setting), [h.docnos for h in hits], wall, cpu)
+            for name, (_, settings) in peers.items():
+                for setting in settings:
+                    reply = workers[name].ask({"run": setting.split(":"), "k": 10})
+                    record((name, setting), reply["top"], reply["wall_s"], reply["cpu_s"])
     finally:
-        worker.close()
+        for worker in workers.values():
+            worker.close()
     n = len(query_vectors)
-    table = [{"engine": engine, "setting": setting, "overlap@10": r["overlap@10"], "qps": round(n / r["wall_s"], 1),
-              "qps_cpu_time": round(n / r["cpu_s"], 1)} for (engine, setting), r in rows.items()]
+    table = [{"engine": engine, "setting": setting, "overlap@10": r["overlap@10"], "nDCG@10": r["nDCG@10"],
+              "qps": round(n / r["wall_s"], 1), "qps_cpu_time": round(n / r["cpu_s"], 1)}
+             for (engine, setting), r in rows.items()]
     for row in table:
         print(json.dumps(row), file=sys.stderr)
-    return {"nbits": index.nbits, "colbert_ai_build_s": round(ready.get("build_s", 0), 1), "rows": table,
-            "settings": "rankstack nprobe:ncandidates[:ndecompress[:centroid_threshold]]; colbert-ai "
-                        "ncells:centroid_score_threshold:ndocs (it decompresses ndocs/4)"}
+    return {"nbits": index.nbits, "load_average": [round(x, 2) for x in os.getloadavg()],
+            "peers": {name: {k: (round(v, 1) if k == "build_s" else v) for k, v in r.items() if k != "ready"}
+                      for name, r in ready.items()},
+            "rows": table,
+            "settings": "; ".join(["rankstack nprobe:ncandidates[:ndecompress[:centroid_threshold]]"]
+                                  + [f"{name} {PEERS[name][2]}" for name in peers])}
 
 
 def main() -> None:
@@ -242,7 +283,11 @@ def main() -> None:
                         "'none' leaves it out")
     p.add_argument("--colbert-settings", nargs="+", default=["1:0.5:256", "2:0.45:1024", "4:0.4:4096"],
                    help="colbert-ai ncells:centroid_score_threshold:ndocs (its defaults for k=10, 100, 1000)")
-    p.add_argument("--repeat", type=int, default=3, help="interleaved timing passes with the peer; best counts")
+    p.add_argument("--fast-plaid-python", default=str(REPO / "bench" / ".venv-fast-plaid" / "bin" / "python"),
+                   help="python of the fast-plaid venv (bench/peers/setup_fast_plaid.sh); 'none' leaves it out")
+    p.add_argument("--fast-plaid-settings", nargs="+", default=["2:256", "4:1024", "8:4096", "16:8192"],
+                   help="fast-plaid n_ivf_probe:n_full_scores (8:4096: its defaults; it decompresses a quarter)")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved timing passes with the peers; best counts")
     p.add_argument("--query-encoding", action="store_true",
                    help="also time query encoding (one call for all queries and one call per query; fp32, int8)")
     args = p.parse_args()
@@ -274,10 +319,14 @@ def main() -> None:
     def ndcg(results: dict, doc_ids) -> float:
         return evaluate(Run(results, doc_ids, presorted=True), qrels, ["nDCG@10"]).value("nDCG@10")
 
+    def ndcg_of(tops) -> float:
+        """nDCG@10 of ranked document numbers (one list per query)."""
+        return ndcg({q: (t, -np.arange(len(t), dtype=np.float32)) for q, t in zip(qids, tops)}, ids)
+
     t = time.perf_counter()
     exact_scores(query_vectors[:10], doc_vectors)  # timed on 10 queries; the scores of all come from the cache
     exact_qps = 10 / (time.perf_counter() - t)
-    exact = exact_scores_cached(query_vectors, out)
+    exact = exact_scores_cached(query_vectors, out)[:, :len(docs)]  # the cache may hold more documents (shards)
     exact_top = np.argsort(-exact, axis=1, kind="stable")[:, :10]
     report = {"data": f"beir/scifact/test ({len(docs)} docs, {len(qids)} queries)",
               "vectors": "all-MiniLM-L6-v2 token vectors, no projection, normalised (no ColBERT weights here); "
@@ -290,6 +339,7 @@ def main() -> None:
                         "bytes_per_token": encoder.dimension * 2},
               "plaid": []}
     print(json.dumps({k: v for k, v in report.items() if k != "plaid"}), file=sys.stderr)
+    peers = available_peers(args)
     centroids = codes = None  # trained and assigned once, shared by the indexes of every nbits
     for nbits in args.nbits:
         path = out / f"plaid-{nbits}bit"
@@ -309,9 +359,9 @@ def main() -> None:
                                          np.concatenate(doc_vectors).astype(np.float32))))
         del decompressed
         index.search(query_vectors[:1], 10)  # compile the kernels outside the timings
-        if args.peers_python != "none" and Path(args.peers_python).exists():
-            report.setdefault("vs_colbert_ai", []).append(
-                compare_colbert(index, doc_vectors, query_vectors, exact_top, args, out))
+        if peers:
+            report.setdefault("vs_peers", []).append(
+                compare_peers(index, doc_vectors, query_vectors, exact_top, ndcg_of, peers, args, out))
         for setting in args.settings:
             params = plaid_params(setting)
             nprobe, ncandidates = params.nprobe, params.ncandidates
