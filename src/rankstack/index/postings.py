@@ -43,8 +43,8 @@ The floor postings give a search for k <= FLOOR_K a safe starting threshold (Kan
 Initial Thresholds for WAND-based Search", SIGIR 2018): k live documents score at least the k-th largest of a
 term's floor contributions, whatever k1, b and avgdl the query uses (`rankstack.index.cursors.floor_threshold`).
 
-Nothing stored depends on avgdl, k1, b or idf: a BM25 upper bound for weight ``w`` is
-``w * tf / (tf + norm(len))`` evaluated at the frontier points (term) or at
+Nothing stored depends on avgdl, k1, b or idf (which postings are floors does; what they guarantee does not):
+a BM25 upper bound for weight ``w`` is ``w * tf / (tf + norm(len))`` evaluated at the frontier points (term) or at
 (``block_max``, ``block_min_len``) (block), with ``norm(len) = k1 * (1 - b + b * len / avgdl)``.
 Impact values must be at most 65535.
 """
