@@ -233,8 +233,9 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
         if f == n:  # nothing in this window can beat the threshold, nor up to `same`
             wmax = max(wmax, same)
             continue
-        if f == 0:
-            # every term essential: add the lists in query-term order into acc32 (exact)
+        if f == 0 and n > 1:
+            # every term essential: add the lists in query-term order into acc32 (exact); a one-term query takes
+            # the one-essential-list path below instead, which keeps only the postings above the threshold
             for i in range(n):
                 next_geq(block_last, block_offsets, dbits, data, C, bufd, i, wmin)
                 while C[i, CD] < wmax:
