@@ -142,8 +142,9 @@ def maxscore(seg, mode, term_ids, weights, norm, na, nb, live, k, theta):
     list that is essential by its term bound. In each window the terms are ranked by their
     largest block bound inside the window; the lowest ones whose bounds sum to at most the
     threshold are non-essential. A window with no essential term is skipped (up to where a
-    block bound changes). When every term is essential, the lists are added term at a time,
-    in query-term order, into a float32 window buffer, which then holds exact scores.
+    block bound changes). The threshold starts at the query terms' floor (`cursors.floor_threshold`).
+    When every term of two or more is essential, the lists are added term at a time, in
+    query-term order, into a float32 window buffer, which then holds exact scores.
     Otherwise the essential lists are buffered (partial score and per-term contributions);
     the buffered docs whose partial score plus the non-essential bounds beats the threshold
     are candidates (with one essential list, they are taken from it directly), refined one
