@@ -3,13 +3,14 @@ as the HTTP API (same pipelines, limits, batching and access rules)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel
 
 from rankstack.serve.errors import from_exception
+from rankstack.serve.schemas import Count
 from rankstack.serve.service import Service
 
 PATH = "/mcp"
@@ -50,8 +51,7 @@ def build(service: Service) -> MCPServer:
             raise ToolError(from_exception(e).body()["message"]) from None
 
     @server.tool()
-    async def search(query: str, pipeline: str | None = None,
-                     k: Annotated[StrictInt, Field(ge=1)] = 10) -> SearchResult:
+    async def search(query: str, pipeline: str | None = None, k: Count = 10) -> SearchResult:
         """Search the collection. Returns the top k hits best first: id, score, title and a snippet of the text
         around the query's terms. `pipeline`: one of the server's pipelines (default: the first)."""
         result = await run(service.search, pipeline, query, k, None, None, False, True)

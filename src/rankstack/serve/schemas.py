@@ -21,6 +21,7 @@ Text = Annotated[str, AfterValidator(_valid_unicode)]
 DocId = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$"),
                   AfterValidator(_valid_unicode)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_valid_unicode)]
+Count = Annotated[StrictInt, Field(ge=1)]  # a JSON integer >= 1: `true`, `"3"` or 2.5 is no count
 
 
 class Strict(BaseModel):
@@ -31,7 +32,7 @@ class Strict(BaseModel):
 class SearchRequest(Strict):
     query: Text = Field(description="the query text")
     pipeline: Name | None = Field(None, description="a pipeline name (GET /api/pipelines); default: the first")
-    k: StrictInt = Field(10, ge=1, description="hits to return (at most the k limit)")
+    k: Count = Field(10, description="hits to return (at most the k limit)")
     ids: list[DocId] | None = Field(None, description="only these documents may be returned")
     qid: Text | None = Field(None, description="a judged query's id: adds relevance marks and nDCG@10")
     explain: bool = Field(False, description="add each stage's score to each hit")
@@ -46,7 +47,7 @@ class BatchQuery(Strict):
 class BatchSearchRequest(Strict):
     queries: list[BatchQuery | Text] = Field(description="queries: {id, query} objects, or texts (ids 0, 1, ...)")
     pipeline: Name | None = None
-    k: StrictInt = Field(10, ge=1)
+    k: Count = 10
 
 
 class Candidate(Strict):
@@ -64,7 +65,7 @@ class RerankRequest(Strict):
     query: Text
     pipeline: Name = Field(description="a second-stage pipeline (a reranker)")
     candidates: list[Candidate | DocId] = Field(description="best first: {id, text} objects or document ids")
-    k: StrictInt | None = Field(None, ge=1, description="hits to return (default: all candidates)")
+    k: Count | None = Field(None, description="hits to return (default: all candidates)")
 
 
 class Hit(Strict):
@@ -77,7 +78,7 @@ class FuseRequest(Strict):
     pipelines: list[Name] | None = Field(None, description="pipelines whose results for `query` are fused")
     query: Text | None = None
     method: Literal["rrf", "combsum", "combmnz"] = "rrf"
-    k: StrictInt = Field(10, ge=1, description="hits to return")
+    k: Count = Field(10, description="hits to return")
     rrf_k: StrictInt = Field(60, ge=0, le=1_000_000, description="the k of reciprocal rank fusion")
     weights: list[float] | None = None
     norm: Literal["minmax", "zscore", "none"] = "minmax"
