@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rankstack.index.postings import BLOCK, FLOOR_K, decode_block_docs, decode_block_values
+from rankstack.index.postings import BLOCK, FLOOR_K, U, decode_block_docs, decode_block_values
 from rankstack.index.scoring import BM25, block_bound, bound, contrib, doc_norm
 
 END = 2**31 - 1  # docno of an exhausted cursor
@@ -143,7 +143,7 @@ def value(block_offsets, dbits, vbits, data, C, bufv, i):
     """Cursor i's current posting value (decoding its block's values if needed)."""
     if C[i, VDEC] != C[i, BLK]:
         load_values(block_offsets, dbits, vbits, data, C, bufv, i)
-    return bufv[i, C[i, POS]]
+    return bufv[U(i), U(C[i, POS])]
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -186,7 +186,7 @@ def move_to(block_last, block_offsets, dbits, data, C, bufd, i, p):
     """Put cursor i on position p of its decoded block, or, when p is past the block's end, on its next posting."""
     if p < C[i, CNT]:
         C[i, POS] = p
-        C[i, CD] = bufd[i, p]
+        C[i, CD] = bufd[U(i), U(p)]
     else:
         C[i, POS] = C[i, CNT] - 1
         advance(block_last, block_offsets, dbits, data, C, bufd, i)
@@ -222,10 +222,10 @@ def next_geq(block_last, block_offsets, dbits, data, C, bufd, i, target):
     b = C[i, BLK]
     if C[i, DEC] == b and block_last[b] >= target:
         p = C[i, POS]
-        while bufd[i, p] < target:
+        while bufd[U(i), U(p)] < target:
             p += 1
         C[i, POS] = p
-        C[i, CD] = bufd[i, p]
+        C[i, CD] = bufd[U(i), U(p)]
         return
     _next_geq_block(block_last, block_offsets, dbits, data, C, bufd, i, target)
 
@@ -238,10 +238,10 @@ def _next_geq_block(block_last, block_offsets, dbits, data, C, bufd, i, target):
         C[i, CD] = END
         return
     p = 0 if load_docs(block_last, block_offsets, dbits, data, C, bufd, i) else C[i, POS]
-    while bufd[i, p] < target:
+    while bufd[U(i), U(p)] < target:
         p += 1
     C[i, POS] = p
-    C[i, CD] = bufd[i, p]
+    C[i, CD] = bufd[U(i), U(p)]
 
 
 @njit(cache=True, nogil=True, _nrt=False)

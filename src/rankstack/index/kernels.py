@@ -30,7 +30,7 @@ from numba import njit
 from rankstack.index import topk
 from rankstack.index.bmw import bmw
 from rankstack.index.maxscore import maxscore
-from rankstack.index.postings import BLOCK, decode_block_docs, decode_block_values
+from rankstack.index.postings import BLOCK, U, decode_block_docs, decode_block_values
 from rankstack.index.scoring import BM25, IMPACT, contrib, doc_norm
 
 ALGORITHMS = {"exhaustive": 0, "maxscore": 1, "bmw": 2}
@@ -62,10 +62,10 @@ def _exhaustive_run(seg, mode, term_ids, weights, norm, live, acc, bd, bv, ts, t
             if mode == BM25:
                 for j in range(n):
                     d = bd[0, j]
-                    acc[d] += contrib(BM25, w, bv[0, j], doc_norm(norm, d))
+                    acc[U(d)] += contrib(BM25, w, bv[0, j], doc_norm(norm, d))
             else:
                 for j in range(n):
-                    acc[bd[0, j]] += contrib(IMPACT, w, bv[0, j], np.float32(0.0))
+                    acc[U(bd[0, j])] += contrib(IMPACT, w, bv[0, j], np.float32(0.0))
     has_live = live.shape[0] > 0
     for d in range(acc.shape[0]):
         s = acc[d]

@@ -12,6 +12,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from rankstack.index import topk
 from rankstack.index.cursors import (BLK, CD, CDEC, CNT, END, POS, STOP, cursor_bound, floor_threshold,
                                      load_contribs, load_docs, move_to, next_geq, open_cursors, shallow, value)
+from rankstack.index.postings import U
 from rankstack.index.scoring import BM25, block_bound, contrib, doc_norm, sum_slack
 
 WINDOW = 4096  # docs per window (multiple of 32)
@@ -24,14 +25,14 @@ def _add_run(docs, contribs, p, cnt, wmin, wmax, acc32, bits, used):
     """acc32[d - wmin] += contribs[p] for the postings from p with docno d < wmax, marking the
     docs in bits and their words in used; returns the position after them."""
     while p < cnt:
-        d = docs[p]
+        d = docs[U(p)]
         if d >= wmax:
             break
         off = d - wmin
-        acc32[off] += contribs[p]
+        acc32[U(off)] += contribs[U(p)]
         wd = off >> 5
-        bits[wd] |= np.int64(1) << (off & 31)
-        used[wd >> 6] |= np.int64(1) << (wd & 63)
+        bits[U(wd)] |= np.int64(1) << (off & 31)
+        used[U(wd >> 6)] |= np.int64(1) << (wd & 63)
         p += 1
     return p
 
@@ -54,18 +55,18 @@ def _candidate_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, ness, thr, li
     the contribution, the rest of the row 0). Returns (position after them, number of candidates)."""
     has_live = live.shape[0] > 0
     while p < cnt:
-        d = docs[p]
+        d = docs[U(p)]
         if d >= wmax:
             break
-        c = contribs[p]
+        c = contribs[U(p)]
         bound = np.float64(c) + ness
-        if bound > thr and (not has_live or live[d]):
+        if bound > thr and (not has_live or live[U(d)]):
             off = d - wmin
-            acc[off] = bound
-            _zero_row(cw, off)
-            cw[off, i] = c
-            cands[nc] = off
-            cbits[off >> 5] |= np.int64(1) << (off & 31)
+            acc[U(off)] = bound
+            _zero_row(cw, U(off))
+            cw[U(off), U(i)] = c
+            cands[U(nc)] = off
+            cbits[U(off >> 5)] |= np.int64(1) << (off & 31)
             nc += 1
         p += 1
     return p, nc
@@ -78,23 +79,23 @@ def _buffer_run(docs, contribs, p, cnt, wmin, wmax, i, acc, cw, bits, used, ness
     the doc marked in bits and its word of bits in used. A doc first touched here whose
     contribution plus ness is at most floor is not buffered."""
     while p < cnt:
-        d = docs[p]
+        d = docs[U(p)]
         if d >= wmax:
             break
         off = d - wmin
-        c = contribs[p]
+        c = contribs[U(p)]
         wd = off >> 5
         bit = np.int64(1) << (off & 31)
-        if bits[wd] & bit == 0:  # first touch in this window
+        if bits[U(wd)] & bit == 0:  # first touch in this window
             if np.float64(c) + ness <= floor:
                 p += 1
                 continue
-            bits[wd] |= bit
-            used[wd >> 6] |= np.int64(1) << (wd & 63)
-            acc[off] = 0.0
-            _zero_row(cw, off)
-        acc[off] += c
-        cw[off, i] = c
+            bits[U(wd)] |= bit
+            used[U(wd >> 6)] |= np.int64(1) << (wd & 63)
+            acc[U(off)] = 0.0
+            _zero_row(cw, U(off))
+        acc[U(off)] += c
+        cw[U(off), U(i)] = c
         p += 1
     return p
 
@@ -110,10 +111,10 @@ def _marked(bits, used, out):
         while y != 0:
             wd = u * 64 + trailing_zeros(y)  # LLVM's cttz: one instruction
             y &= y - 1  # the lowest set bit cleared (wraps for the sign bit alone, to 0)
-            x = bits[wd]
-            bits[wd] = 0
+            x = bits[U(wd)]
+            bits[U(wd)] = 0
             while x != 0:
-                out[n] = wd * 32 + trailing_zeros(x)
+                out[U(n)] = wd * 32 + trailing_zeros(x)
                 x &= x - 1
                 n += 1
     return n
@@ -127,9 +128,9 @@ def _collect(acc32, bits, used, wmin, live, docs, bs, bd, kn, kth, k, tscale):
     has_live = live.shape[0] > 0
     for j in range(_marked(bits, used, docs)):
         off = docs[j]
-        s = acc32[off]
-        acc32[off] = 0.0
-        if s > kth[0] and (not has_live or live[wmin + off]):
+        s = acc32[U(off)]
+        acc32[U(off)] = 0.0
+        if s > kth[0] and (not has_live or live[U(wmin + off)]):
             topk.offer(bs, bd, kn, kth, k, s, wmin + off)
     return kth[0] * tscale
 
@@ -284,14 +285,14 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                 while C[i, CD] < wmax:
                     load_docs(block_last, block_offsets, dbits, data, C, bufd, i)
                     p, cnt = C[i, POS], C[i, CNT]
-                    while p < cnt and bufd[i, p] < wmax:
-                        off = bufd[i, p] - wmin
-                        if (cbits[off >> 5] >> (off & 31)) & 1:
+                    while p < cnt and bufd[U(i), U(p)] < wmax:
+                        off = bufd[U(i), U(p)] - wmin
+                        if (cbits[U(off >> 5)] >> (off & 31)) & 1:
                             C[i, POS] = p
                             nd = doc_norm(norm, wmin + off) if mode == BM25 else np.float32(0.0)
                             c = contrib(mode, weights[i], value(block_offsets, dbits, vbits, data, C, bufv, i), nd)
-                            cw[off, i] = c
-                            acc[off] += c
+                            cw[U(off), U(i)] = c
+                            acc[U(off)] += c
                         p += 1
                     move_to(block_last, block_offsets, dbits, data, C, bufd, i, p)
             else:  # sparse: skip to each candidate
@@ -302,18 +303,18 @@ def _maxscore_run(seg, mode, weights, norm, na, nb, live, theta, C, ub, w64, buf
                     if C[i, CD] == d:
                         nd = doc_norm(norm, d) if mode == BM25 else np.float32(0.0)
                         c = contrib(mode, weights[i], value(block_offsets, dbits, vbits, data, C, bufv, i), nd)
-                        cw[off, i] = c
-                        acc[off] += c
+                        cw[U(off), U(i)] = c
+                        acc[U(off)] += c
             nc = _refine(acc, cands, nc, cbits, wm[i], thr)
             m -= 1
         # survivors: exact score, float32 sum in query-term order (adding a term's 0 changes
         # no sum of non-negative contributions)
         for j in range(nc):
             off = cands[j]
-            cbits[off >> 5] = 0
+            cbits[U(off >> 5)] = 0
             s = np.float32(0.0)
             for t in range(n):
-                s += cw[off, t]
+                s += cw[U(off), t]
             if s > kth[0]:
                 topk.offer(bs, bd, kn, kth, k, s, wmin + off)
                 thr = kth[0] * tscale
@@ -328,11 +329,11 @@ def _candidates(acc, bits, used, wmin, ness, thr, live, cands, cbits):
     nc = 0
     for j in range(_marked(bits, used, cands)):
         off = cands[j]
-        bound = acc[off] + ness
-        if bound > thr and (not has_live or live[wmin + off]):
-            acc[off] = bound
-            cands[nc] = off  # nc <= j: listed in place
-            cbits[off >> 5] |= np.int64(1) << (off & 31)
+        bound = acc[U(off)] + ness
+        if bound > thr and (not has_live or live[U(wmin + off)]):
+            acc[U(off)] = bound
+            cands[U(nc)] = off  # nc <= j: listed in place
+            cbits[U(off >> 5)] |= np.int64(1) << (off & 31)
             nc += 1
     return nc
 
@@ -344,10 +345,10 @@ def _refine(acc, cands, nc, cbits, bound, thr):
     k = 0
     for j in range(nc):
         off = cands[j]
-        acc[off] -= bound
-        if acc[off] > thr:
-            cands[k] = off
+        acc[U(off)] -= bound
+        if acc[U(off)] > thr:
+            cands[U(k)] = off
             k += 1
         else:
-            cbits[off >> 5] &= ~(np.int64(1) << (off & 31))
+            cbits[U(off >> 5)] &= ~(np.int64(1) << (off & 31))
     return k

@@ -64,6 +64,10 @@ MODE_BM25 = 0
 MODE_IMPACT = 1
 MODES = {"bm25": MODE_BM25, "impact": MODE_IMPACT}
 FLOOR_K = 10  # floor postings per term of 2+ blocks
+# The kernels' hot loops index with U(i) where i is known to be >= 0: numba wraps a signed index around (a negative
+# one counts from the end), a few instructions and a load of the array's length at every access; an unsigned index
+# has none. Decoding and MaxScore measured 1.1x faster (README, ablation).
+U = np.uint64
 ARRAY_NAMES = (
     "meta", "term_blocks", "term_last_count", "ub_terms", "ub_offsets", "ub_values", "ub_lengths", "block_last",
     "block_offsets", "block_doc_bits", "block_val_bits", "block_max", "block_min_len", "data",
@@ -111,14 +115,14 @@ def _unpack(data, off, n, w, out, row, start) -> None:
             base = off + ((bit >> 5) << 2)
             sh = bit & 31
             for lane in range(4):
-                x = np.int64(data[base + lane]) | (np.int64(data[base + 4 + lane]) << 32)
-                out[row, 4 * j + lane] = (x >> sh) & mask
+                x = np.int64(data[U(base + lane)]) | (np.int64(data[U(base + 4 + lane)]) << 32)
+                out[U(row), 4 * j + lane] = (x >> sh) & mask
     else:
         bit = np.int64(0)
         for i in range(n):
             word = off + (bit >> 5)
-            x = np.int64(data[word]) | (np.int64(data[word + 1]) << 32)
-            out[row, start + i] = (x >> (bit & 31)) & mask
+            x = np.int64(data[U(word)]) | (np.int64(data[U(word + 1)]) << 32)
+            out[U(row), U(start + i)] = (x >> (bit & 31)) & mask
             bit += w
 
 
@@ -154,8 +158,8 @@ def decode_block_docs(block_offsets, block_doc_bits, block_last, data, b, first,
         _unpack(data, off, n, w, out, row, 0)
     doc = base
     for i in range(n):
-        doc += np.int64(out[row, i]) + 1
-        out[row, i] = doc
+        doc += np.int64(out[U(row), i]) + 1
+        out[U(row), i] = doc
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -169,7 +173,7 @@ def decode_block_values(block_offsets, block_doc_bits, block_val_bits, data, b, 
         return
     _unpack(data, off, n, w, out, row, 0)
     for i in range(n):
-        out[row, i] += 1
+        out[U(row), i] += 1
 
 
 @njit(cache=True, nogil=True)

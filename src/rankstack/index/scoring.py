@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from rankstack.index.postings import U
+
 BM25, IMPACT = 0, 1  # kernel modes (rankstack.index.postings.MODES)
 UB_SLACK = 1e-6  # relative padding of per-term / per-block upper bounds
 
@@ -38,7 +40,7 @@ def norm_coefficients(k1: float, b: float, avgdl: float) -> tuple[float, float]:
 @njit(cache=True, nogil=True, inline="always")
 def doc_norm(norm, d):
     """BM25 norm of doc d; ``norm`` = (codes [n_docs], float32 table)."""
-    return norm[1][norm[0][d]]
+    return norm[1][norm[0][U(d)]]
 
 
 @njit(cache=True, nogil=True, inline="always")
