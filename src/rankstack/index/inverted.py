@@ -251,6 +251,12 @@ class InvertedIndex(Snapshot):
                        ).astype(np.float32)
         scoring = self._scoring(params)
         n = len(indptr) - 1
+        if n == 1:  # the per-query path: each segment's hits straight from its kernel
+            parts = [searcher.search(term_ids[s], weights, k, algorithm=params.algorithm, theta=params.theta,
+                                     **scoring) for s, searcher in enumerate(self.searchers)]
+            if len(parts) == 1:
+                return [Hits(*parts[0])]
+            return [self._merge_top_k(parts, k) if parts else EMPTY]
         per_segment = [searcher.search_csr(indptr, term_ids[s], weights, k, algorithm=params.algorithm,
                                            theta=params.theta, threads=params.threads, **scoring)
                        for s, searcher in enumerate(self.searchers)]
@@ -258,9 +264,6 @@ class InvertedIndex(Snapshot):
             return [EMPTY] * n
         if len(per_segment) == 1:
             docs, scores, counts = per_segment[0]
-            if n == 1:
-                c = int(counts[0])
-                return [Hits(docs[0, :c], scores[0, :c])]
             return [Hits(docs[q, :c], scores[q, :c]) for q, c in enumerate(counts.tolist())]
         return [self._merge_top_k([(d[q, :c[q]], s[q, :c[q]]) for d, s, c in per_segment], k) for q in range(n)]
 

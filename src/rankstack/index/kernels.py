@@ -119,6 +119,20 @@ def check_queries(indptr, terms, weights, num_terms):
 
 
 @njit(cache=True, nogil=True)
+def search_one(seg, mode, n_docs, algo, terms, weights, norm, na, nb, live, k, theta):
+    """One query (term ids, -1: absent from the segment, left out): (`check_queries`' answer, docnos, scores), the
+    hits only when the answer is 0. The per-query path: no CSR batch and no output rows to allocate and copy."""
+    problem = check_queries(np.array([0, terms.shape[0]], np.int64), terms, weights, seg.term_blocks.shape[0] - 1)
+    if problem:
+        return problem, np.zeros(0, np.int32), np.zeros(0, np.float32)
+    present = terms >= 0
+    if not present.all():
+        terms, weights = terms[present], weights[present]
+    docs, scores = search(seg, mode, n_docs, algo, terms, weights, norm, na, nb, live, k, theta)
+    return 0, docs, scores
+
+
+@njit(cache=True, nogil=True)
 def search_csr(seg, mode, n_docs, algo, indptr, terms, weights, norm, na, nb, live, k, theta, out_docs, out_scores,
                out_counts):
     """Each query of a CSR batch in turn (one thread). Query q is ``terms/weights[indptr[q]:indptr[q+1]]`` (term

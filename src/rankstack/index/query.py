@@ -106,19 +106,28 @@ class SegmentSearcher:
     def search(self, term_ids: np.ndarray, weights: np.ndarray, k: int = 10, *, algorithm: str = "maxscore",
                theta: float = 1.0, k1: float = 1.2, b: float = 0.75,
                avgdl: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (docnos int32, scores float32) for one query, best first (ties: lower docno).
+        """Top-k (docnos int32, scores float32) for one query (distinct term ids, -1 for a term the segment
+        lacks), best first (ties: lower docno): the per-query path, one compiled call.
 
         ``algorithm``: "maxscore", "bmw", "bmp" or "exhaustive"; ``theta`` >= 1 trades recall for speed
         (1 = exact); BM25 norms come from ``k1``, ``b``, ``avgdl`` (default: the segment's mean
         length).
         """
+        algo, k, theta = _check(algorithm, k, theta)
         t = np.ascontiguousarray(term_ids, dtype=np.int32)
         w = np.ascontiguousarray(weights, dtype=np.float32)
         if t.ndim != 1 or t.shape != w.shape:
             raise InputError("term_ids and weights must be 1-d arrays of equal length")
-        docs, scores, counts = self.search_csr(np.array([0, len(t)], np.int64), t, w, k, algorithm=algorithm,
-                                               theta=theta, k1=k1, b=b, avgdl=avgdl, threads=1)
-        return docs[0, :counts[0]], scores[0, :counts[0]]
+        if algo == BMP:
+            docs, scores, counts = self.search_csr(np.array([0, len(t)], np.int64), t, w, k, algorithm=algorithm,
+                                                   theta=theta, k1=k1, b=b, avgdl=avgdl, threads=1)
+            return docs[0, :counts[0]], scores[0, :counts[0]]
+        nrm, na, nb = self._params(k1, b, avgdl)
+        problem, docs, scores = kernels.search_one(self._seg, self.mode, self.n_docs, algo, t, w, nrm, na, nb,
+                                                   self.live, k, theta)
+        if problem:
+            raise InputError(_PROBLEMS[problem])
+        return docs, scores
 
     def search_batch(self, queries: Sequence[tuple[np.ndarray, np.ndarray]], k: int = 10, *,
                      algorithm: str = "maxscore", theta: float = 1.0, k1: float = 1.2, b: float = 0.75,
