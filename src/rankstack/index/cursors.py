@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rankstack.index.postings import BLOCK, FLOOR_K, U, decode_block_docs, decode_block_values
+from rankstack.index.postings import BLOCK, FLOOR_K, decode_block_docs, decode_block_values
 from rankstack.index.scoring import BM25, block_bound, bound, contrib, doc_norm
+from rankstack.index.unsigned import U
 
 END = 2**31 - 1  # docno of an exhausted cursor
 # columns of C: current block, term's first block, term's end block, postings in the term's last block, position

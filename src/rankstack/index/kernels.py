@@ -30,8 +30,9 @@ from numba import njit
 from rankstack.index import topk
 from rankstack.index.bmw import bmw
 from rankstack.index.maxscore import maxscore
-from rankstack.index.postings import BLOCK, U, decode_block_docs, decode_block_values
+from rankstack.index.postings import BLOCK, decode_block_docs, decode_block_values
 from rankstack.index.scoring import BM25, IMPACT, contrib, doc_norm
+from rankstack.index.unsigned import U
 
 ALGORITHMS = {"exhaustive": 0, "maxscore": 1, "bmw": 2}
 

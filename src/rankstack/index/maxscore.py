@@ -12,8 +12,8 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from rankstack.index import topk
 from rankstack.index.cursors import (BLK, CD, CDEC, CNT, END, POS, STOP, cursor_bound, floor_threshold,
                                      load_contribs, load_docs, move_to, next_geq, open_cursors, shallow, value)
-from rankstack.index.postings import U
 from rankstack.index.scoring import BM25, block_bound, contrib, doc_norm, sum_slack
+from rankstack.index.unsigned import U
 
 WINDOW = 4096  # docs per window (multiple of 32)
 _CW_MIN = 8  # columns of the per-term contribution buffer at least (zeroed as one vector)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rankstack.index.postings import U
+from rankstack.index.unsigned import U
 
 BM25, IMPACT = 0, 1  # kernel modes (rankstack.index.postings.MODES)
 UB_SLACK = 1e-6  # relative padding of per-term / per-block upper bounds

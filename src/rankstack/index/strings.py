@@ -17,6 +17,7 @@ import numba
 import numpy as np
 
 from rankstack.errors import IndexFormatError
+from rankstack.index.unsigned import U
 
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
@@ -56,7 +57,7 @@ def _varint(blob, o):
         return np.int64(-1), o
     x, shift = np.int64(0), 0
     while o < len(blob):
-        b = np.int64(blob[o])
+        b = np.int64(blob[U(o)])  # o >= 0 (above)
         o += 1
         x |= (b & 127) << shift
         if b < 128:
@@ -71,7 +72,7 @@ def _varint(blob, o):
 def _copy(src, s, dst, d, n):
     """dst[d:d+n] = src[s:s+n], as a loop: cheaper than slicing for the few bytes of a string."""
     for i in range(n):
-        dst[d + i] = src[s + i]
+        dst[U(d + i)] = src[U(s + i)]  # callers pass d, s >= 0
 
 
 @numba.njit(cache=True)
