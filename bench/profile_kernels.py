@@ -50,6 +50,16 @@ def compiled_functions() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _mapping_end(address: int) -> int:
+    """End of the memory mapping that holds `address` (/proc/self/maps)."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            if start <= address < end:
+                return end
+    return address
+
+
 def write_perf_map(dump: str | None = None) -> int:
     """Write /tmp/perf-<pid>.map for the compiled functions (and dump the code of those named like `dump`)."""
     functions = compiled_functions()
@@ -59,7 +69,7 @@ def write_perf_map(dump: str | None = None) -> int:
     pid = os.getpid()
     with open(f"/tmp/perf-{pid}.map", "w") as out:
         for (address, name), (following, _) in zip(functions, functions[1:] + [(functions[-1][0] + 4096, "")]):
-            size = following - address
+            size = min(following, _mapping_end(address)) - address  # never past its memory (reading there crashes)
             out.write(f"{address:x} {size:x} {name}\n")
             if dump and dump in name:
                 Path(f"/tmp/perf-{pid}-{address:x}.bin").write_bytes(ctypes.string_at(address, size))
