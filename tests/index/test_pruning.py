@@ -180,10 +180,12 @@ def test_large_k_all_docs():
 def test_rejects_bad_queries():
     s = Corpus(1, 100, 3, "bm25", False, 0.0).searcher
     one, wt = np.array([0], np.int32), np.array([1.0], np.float32)
-    with pytest.raises(InputError):
-        s.search(np.array([3], np.int32), wt)
-    with pytest.raises(InputError):
-        s.search(one, np.array([-1.0], np.float32))
+    for bad in ([3], [-2]):  # past the segment's terms; below -1 (absent)
+        with pytest.raises(InputError, match="term id out of range"):
+            s.search(np.array(bad, np.int32), wt)
+    for bad in (-1.0, np.nan, np.inf):
+        with pytest.raises(InputError, match="finite and >= 0"):
+            s.search(one, np.array([bad], np.float32))
     with pytest.raises(InputError):
         s.search(one, wt, 0)
     with pytest.raises(InputError):
