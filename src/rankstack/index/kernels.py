@@ -85,15 +85,20 @@ def search(seg, mode, n_docs, algo, term_ids, weights, norm, na, nb, live, k, th
 
 
 @njit(cache=True, nogil=True)
+def _search_present(seg, mode, n_docs, algo, terms, weights, norm, na, nb, live, k, theta):
+    """`search` over the query's terms present in the segment (id -1: absent, left out)."""
+    present = terms >= 0
+    if not present.all():
+        terms, weights = terms[present], weights[present]
+    return search(seg, mode, n_docs, algo, terms, weights, norm, na, nb, live, k, theta)
+
+
+@njit(cache=True, nogil=True)
 def _query(seg, mode, n_docs, algo, indptr, terms, weights, q, norm, na, nb, live, k, theta, out_docs, out_scores,
            out_counts):
     """Query q of a CSR batch, its terms absent from the segment (id -1) left out, into row q of the outputs."""
     a, e = indptr[q], indptr[q + 1]
-    t, w = terms[a:e], weights[a:e]
-    present = t >= 0
-    if not present.all():
-        t, w = t[present], w[present]
-    d, s = search(seg, mode, n_docs, algo, t, w, norm, na, nb, live, k, theta)
+    d, s = _search_present(seg, mode, n_docs, algo, terms[a:e], weights[a:e], norm, na, nb, live, k, theta)
     m = d.shape[0]
     out_counts[q] = m
     out_docs[q, :m] = d
@@ -126,10 +131,7 @@ def search_one(seg, mode, n_docs, algo, terms, weights, norm, na, nb, live, k, t
     problem = check_queries(np.array([0, terms.shape[0]], np.int64), terms, weights, seg.term_blocks.shape[0] - 1)
     if problem:
         return problem, np.zeros(0, np.int32), np.zeros(0, np.float32)
-    present = terms >= 0
-    if not present.all():
-        terms, weights = terms[present], weights[present]
-    docs, scores = search(seg, mode, n_docs, algo, terms, weights, norm, na, nb, live, k, theta)
+    docs, scores = _search_present(seg, mode, n_docs, algo, terms, weights, norm, na, nb, live, k, theta)
     return 0, docs, scores
 
 
@@ -138,7 +140,7 @@ def search_csr(seg, mode, n_docs, algo, indptr, terms, weights, norm, na, nb, li
                out_counts):
     """Each query of a CSR batch in turn (one thread). Query q is ``terms/weights[indptr[q]:indptr[q+1]]`` (term
     ids, -1: absent from the segment); its results go to ``out_docs/out_scores[q, :out_counts[q]]`` (shape [Q, k]).
-    Returns `check_queries`' answer, and searches nothing unless it is 0 (one call: the per-query path)."""
+    Returns `check_queries`' answer, and searches nothing unless it is 0 (the whole batch checked first)."""
     problem = check_queries(indptr, terms, weights, seg.term_blocks.shape[0] - 1)
     if problem:
         return problem
